@@ -1,0 +1,293 @@
+"""Configuration: one TOML file, ``VFD_*`` environment overrides, embedded defaults.
+
+Where things are found, in order of precedence (later wins):
+
+1. embedded defaults — system paths (``/var/lib/vfd``, ``/run/vfd``) or, with a state
+   directory (``--state-dir DIR`` / ``VFD_STATE_DIR``), everything under that directory;
+2. the config file — ``--config FILE``, else ``VFD_CONFIG``, else ``DIR/vfd.toml`` when a state
+   directory is used and has one, else ``/etc/vfd/vfd.toml`` when it exists;
+3. ``VFD_*`` environment variables (``VFD_DATABASE_URL``, ``VFD_MOUNT_POINT``, ...).
+
+Example file (also shipped as ``systemd/vfd.toml.example``)::
+
+    database_url = "postgresql+psycopg://vfd@db/vfd"
+    mount_point = "/var/lib/vfd/mnt"
+    api_socket = "/run/vfd/vfd.sock"
+    mountd_socket = "/run/vfd/mountd.sock"
+    tcp_listen = "0.0.0.0:8090"         # optional; bearer tokens
+    default_host = "local"
+    default_uid = 1000
+    default_gid = 1000
+
+    [hosts]
+    local = "/var/lib/vfd/hosts/local"
+    nfs = "/mnt/nfs/vfd"
+
+    [default_policy]
+    max_vfolder_count = 0               # 0 = unlimited
+    max_quota_scope_size = 0            # bytes; 0 = unlimited
+    allowed_hosts = []                  # empty = every host
+
+    [fuse]
+    entry_timeout = 1.0
+    attr_timeout = 1.0
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vfd.errors import ErrorCode, VfdError
+
+SYSTEM_CONFIG = Path("/etc/vfd/vfd.toml")
+SYSTEM_STATE = Path("/var/lib/vfd")
+SYSTEM_RUN = Path("/run/vfd")
+
+
+@dataclass(frozen=True)
+class PolicyDefaults:
+    """The resource policy applied to users who have none assigned."""
+
+    max_vfolder_count: int = 0
+    max_quota_scope_size: int = 0
+    allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FuseOptions:
+    """Tuning of the FUSE mount."""
+
+    entry_timeout: float = 1.0
+    attr_timeout: float = 1.0
+    flush_interval: float = 5.0
+    """Seconds between flushes of quota usage counters to the store."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings every vfd process reads. Built by :func:`load_config`."""
+
+    state_dir: Path | None
+    config_file: Path | None
+    database_url: str
+    mount_point: Path
+    api_socket: Path
+    mountd_socket: Path
+    tcp_listen: str | None
+    hosts: dict[str, Path]
+    default_host: str
+    default_uid: int
+    default_gid: int
+    default_policy: PolicyDefaults = field(default_factory=PolicyDefaults)
+    fuse: FuseOptions = field(default_factory=FuseOptions)
+    log_level: str = "info"
+
+    def host_path(self, name: str) -> Path:
+        """The backing root of storage host ``name``."""
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise VfdError(
+                ErrorCode.HOST_NOT_FOUND,
+                f"unknown storage host {name!r}; known hosts: {', '.join(sorted(self.hosts))}",
+                host=name,
+            ) from None
+
+
+_STR_KEYS = {"database_url", "tcp_listen", "default_host", "log_level"}
+_PATH_KEYS = {"mount_point", "api_socket", "mountd_socket"}
+_INT_KEYS = {"default_uid", "default_gid"}
+_TABLE_KEYS = {"hosts", "default_policy", "fuse"}
+_KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS
+_LOG_LEVELS = {"debug", "info", "warning", "error"}
+
+
+def _bad(key: str, source: str, why: str) -> VfdError:
+    return VfdError(ErrorCode.CONFIG_INVALID, f"{source}: {key}: {why}", key=key, source=source)
+
+
+def _defaults(state_dir: Path | None) -> dict[str, Any]:
+    if state_dir is None:
+        state, run = SYSTEM_STATE, SYSTEM_RUN
+    else:
+        state, run = state_dir, state_dir / "run"
+    return {
+        "database_url": f"sqlite:///{state / 'vfd.db'}",
+        "mount_point": state / "mnt",
+        "api_socket": run / "vfd.sock",
+        "mountd_socket": run / "mountd.sock",
+        "tcp_listen": None,
+        "hosts": {"local": state / "hosts" / "local"},
+        "default_host": "local",
+        "default_uid": 1000,
+        "default_gid": 1000,
+        "log_level": "info",
+    }
+
+
+def _check_type(key: str, value: Any, source: str) -> Any:
+    if key in _STR_KEYS:
+        if not isinstance(value, str) or not value:
+            raise _bad(key, source, "must be a non-empty string")
+        if key == "log_level" and value not in _LOG_LEVELS:
+            raise _bad(key, source, f"must be one of {', '.join(sorted(_LOG_LEVELS))}")
+        return value
+    if key in _PATH_KEYS:
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise _bad(key, source, "must be an absolute path")
+        return Path(value)
+    if key in _INT_KEYS:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32:
+            raise _bad(key, source, "must be an integer between 0 and 4294967295")
+        return value
+    raise AssertionError(key)
+
+
+def _parse_hosts(value: Any, source: str) -> dict[str, Path]:
+    if not isinstance(value, dict) or not value:
+        raise _bad("hosts", source, "must be a table of name = absolute path, with at least one")
+    hosts: dict[str, Path] = {}
+    for name, path in value.items():
+        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+            raise _bad(f"hosts.{name}", source, "host names use letters, digits, - and _")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise _bad(f"hosts.{name}", source, "must be an absolute path")
+        hosts[name] = Path(path)
+    return hosts
+
+
+def _parse_policy(value: Any, source: str) -> PolicyDefaults:
+    if not isinstance(value, dict):
+        raise _bad("default_policy", source, "must be a table")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        full = f"default_policy.{key}"
+        if key in ("max_vfolder_count", "max_quota_scope_size"):
+            if not isinstance(item, int) or isinstance(item, bool) or item < 0:
+                raise _bad(full, source, "must be a non-negative integer (0 = unlimited)")
+            out[key] = item
+        elif key == "allowed_hosts":
+            if not isinstance(item, list) or not all(isinstance(h, str) for h in item):
+                raise _bad(full, source, "must be a list of host names")
+            out[key] = tuple(item)
+        else:
+            raise _bad(full, source, "unknown key")
+    return PolicyDefaults(**out)
+
+
+def _parse_fuse(value: Any, source: str) -> FuseOptions:
+    if not isinstance(value, dict):
+        raise _bad("fuse", source, "must be a table")
+    out: dict[str, float] = {}
+    for key, item in value.items():
+        if key not in ("entry_timeout", "attr_timeout", "flush_interval"):
+            raise _bad(f"fuse.{key}", source, "unknown key")
+        if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
+            raise _bad(f"fuse.{key}", source, "must be a non-negative number of seconds")
+        out[key] = float(item)
+    return FuseOptions(**out)
+
+
+def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _STR_KEYS | _PATH_KEYS | _INT_KEYS:
+        name = f"VFD_{key.upper()}"
+        if name in env:
+            out[key] = env[name]
+    if "VFD_HOSTS" in env:
+        hosts: dict[str, str] = {}
+        for part in filter(None, env["VFD_HOSTS"].split(",")):
+            name, sep, path = part.partition("=")
+            if not sep:
+                raise _bad("hosts", "VFD_HOSTS", "expected NAME=PATH[,NAME=PATH...]")
+            hosts[name.strip()] = path.strip()
+        out["hosts"] = hosts
+    return out
+
+
+def find_config_file(
+    config_file: Path | None, state_dir: Path | None, env: dict[str, str]
+) -> Path | None:
+    """The config file to read, or None when there is none (embedded defaults)."""
+    if config_file is not None:
+        return config_file
+    if env.get("VFD_CONFIG"):
+        return Path(env["VFD_CONFIG"])
+    if state_dir is not None:
+        candidate = state_dir / "vfd.toml"
+        return candidate if candidate.exists() else None
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
+
+
+def load_config(
+    *,
+    config_file: Path | None = None,
+    state_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Config:
+    """Build the configuration; raise ``VfdError(CONFIG_INVALID)`` naming the key and file."""
+    env = dict(os.environ) if env is None else env
+    if state_dir is None and env.get("VFD_STATE_DIR"):
+        state_dir = Path(env["VFD_STATE_DIR"])
+    if state_dir is not None:
+        state_dir = state_dir.absolute()
+    values = _defaults(state_dir)
+    policy, fuse = PolicyDefaults(), FuseOptions()
+
+    path = find_config_file(config_file, state_dir, env)
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise VfdError(
+                ErrorCode.CONFIG_INVALID, f"config file {path} does not exist", source=source
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VfdError(
+                ErrorCode.CONFIG_INVALID, f"cannot read config file {path}: {exc}", source=source
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise VfdError(
+                ErrorCode.CONFIG_INVALID, f"{path}: not valid TOML: {exc}", source=source
+            ) from None
+        for key, value in data.items():
+            if key not in _KNOWN_KEYS:
+                raise _bad(key, source, "unknown key")
+            if key == "hosts":
+                values["hosts"] = _parse_hosts(value, source)
+            elif key == "default_policy":
+                policy = _parse_policy(value, source)
+            elif key == "fuse":
+                fuse = _parse_fuse(value, source)
+            else:
+                values[key] = _check_type(key, value, source)
+
+    for key, value in _env_overrides(env).items():
+        source = f"VFD_{key.upper()}"
+        values[key] = (
+            _parse_hosts(value, source) if key == "hosts" else _check_type(key, value, source)
+        )
+
+    if values["default_host"] not in values["hosts"]:
+        raise _bad(
+            "default_host",
+            str(path) if path else "defaults",
+            f"{values['default_host']!r} is not one of the hosts ({', '.join(values['hosts'])})",
+        )
+    for host in policy.allowed_hosts:
+        if host not in values["hosts"]:
+            raise _bad("default_policy.allowed_hosts", str(path), f"unknown host {host!r}")
+    return Config(
+        state_dir=state_dir,
+        config_file=path,
+        default_policy=policy,
+        fuse=fuse,
+        **values,
+    )

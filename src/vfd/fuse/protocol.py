@@ -1,0 +1,130 @@
+"""The mountd control protocol, and the blocking client the daemon and CLI use.
+
+One JSON object per line over the unix stream socket (``mountd_socket``); a connection may
+carry many requests, answered in order::
+
+    -> {"op": "attach", "vfid": "<hex>", "host": "local", "scope": "user:<hex>",
+        "path": "/var/lib/vfd/hosts/local/user-<hex>/ab/cd/<rest>"}
+    <- {"ok": true, "result": {...}}
+    <- {"ok": false, "error": {"code": "vfolder_not_found", "message": "...", "details": {}}}
+
+Operations (``result`` shapes):
+
+========== ================================================ ==================================
+op         request fields                                   result
+========== ================================================ ==================================
+health     -                                                {version, mount_point, folders,
+                                                            scopes, pid}
+attach     vfid, host, scope, path                          {vfid, rw, ro} (view paths)
+detach     vfid                                             {vfid}
+set_limits host, scope, max_bytes, max_files                {host, scope, max_bytes, max_files,
+                                                            used_bytes, used_files}
+usage      host, scope                                      same as set_limits
+rescan     host (optional), scope (optional)                {scopes: [{host, scope,
+                                                            before: {bytes, files},
+                                                            after: {bytes, files}}]}
+purge      vfid, host, scope, path                          {vfid, freed_bytes, freed_files}
+========== ================================================ ==================================
+
+``attach`` of a folder already attached is a no-op; ``detach`` of an unknown folder answers
+``vfolder_not_found``. ``purge`` needs a detached folder: it removes the backing tree and
+subtracts its usage from the scope.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from vfd.errors import ErrorCode, VfdError
+
+MAX_LINE = 1 << 20
+OPS = ("health", "attach", "detach", "set_limits", "usage", "rescan", "purge")
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def ok(result: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "result": result}
+
+
+def fail(exc: VfdError) -> dict[str, Any]:
+    return {"ok": False, **exc.to_json()}
+
+
+class MountdClient:
+    """A blocking client; call it from a worker thread in async code.
+
+    Raises ``VfdError(MOUNTD_UNAVAILABLE)`` when mountd does not answer, and the error mountd
+    sent otherwise.
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 600.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buf = b""
+
+    def __enter__(self) -> MountdClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._buf = b""
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(str(self.path))
+            except OSError as exc:
+                sock.close()
+                raise VfdError(
+                    ErrorCode.MOUNTD_UNAVAILABLE,
+                    f"mountd does not answer on {self.path}: {exc.strerror or exc}",
+                    socket=str(self.path),
+                ) from None
+            self._sock = sock
+        return self._sock
+
+    def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its ``result``."""
+        sock = self._connect()
+        try:
+            sock.sendall(encode({"op": op, **fields}))
+            while b"\n" not in self._buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionResetError("mountd closed the connection")
+                self._buf += chunk
+                if len(self._buf) > MAX_LINE:
+                    raise ValueError("reply too long")
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise VfdError(
+                ErrorCode.MOUNTD_UNAVAILABLE,
+                f"lost mountd on {self.path} during {op}: {exc}",
+                socket=str(self.path),
+            ) from None
+        line, _, self._buf = self._buf.partition(b"\n")
+        reply = json.loads(line)
+        if reply.get("ok"):
+            result: dict[str, Any] = reply.get("result") or {}
+            return result
+        raise VfdError.from_json(reply) or VfdError(ErrorCode.INTERNAL, f"bad reply: {reply!r}")

@@ -1,0 +1,1 @@
+"""Storage hosts, backing layout, folder names and quota arithmetic (fuse and daemon)."""

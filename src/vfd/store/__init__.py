@@ -1,0 +1,1 @@
+"""The metadata store: SQLModel tables, engine set-up and Alembic migrations."""

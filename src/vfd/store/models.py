@@ -1,0 +1,219 @@
+"""SQLModel tables of the metadata store.
+
+Names and statuses follow Backend.AI where it has them (usage modes, permissions, folder
+statuses). Every table change needs an Alembic revision in ``vfd/store/migrations/versions``;
+``tests/store/test_migrations.py`` fails when the models and the migrations disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, String, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class StrEnumType(TypeDecorator[Any]):
+    """Stores a StrEnum by its value in a VARCHAR (no database enum types to migrate)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum_cls: type[enum.StrEnum]) -> None:
+        super().__init__()
+        self.enum_cls = enum_cls
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_cls(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else self.enum_cls(value)
+
+
+def _enum(enum_cls: type[enum.StrEnum], default: Any = None, **kw: Any) -> Any:
+    col = Column(StrEnumType(enum_cls), nullable=False, **kw)
+    if default is None:
+        return Field(sa_column=col)
+    return Field(default=default, sa_column=col)
+
+
+class UserRole(enum.StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class UserStatus(enum.StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # deactivated: may not call the API; folders are kept
+
+
+class UsageMode(enum.StrEnum):
+    GENERAL = "general"
+    MODEL = "model"
+    DATA = "data"
+
+
+class Permission(enum.StrEnum):
+    """Folder permission, ordered ``ro`` < ``rw`` < ``wd``. ``wd`` may delete/rename the folder."""
+
+    RO = "ro"
+    RW = "rw"
+    WD = "wd"
+
+    @property
+    def rank(self) -> int:
+        return {"ro": 0, "rw": 1, "wd": 2}[self.value]
+
+    def allows(self, needed: Permission) -> bool:
+        return self.rank >= needed.rank
+
+
+class Ownership(enum.StrEnum):
+    USER = "user"
+    PROJECT = "project"
+
+
+class VFolderStatus(enum.StrEnum):
+    """A folder's life; ``vfd.storage.lifecycle.check_transition`` is the one gate."""
+
+    READY = "ready"  # usable, attached to the mount
+    CLONING = "cloning"  # being filled from another folder
+    DELETE_PENDING = "delete-pending"  # in the trash: detached, restorable
+    DELETE_ONGOING = "delete-ongoing"  # purge under way
+    DELETE_COMPLETE = "delete-complete"  # purged; the record stays for audit, the name is free
+    DELETE_ERROR = "delete-error"  # purge failed; may be retried
+
+
+class InvitationState(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+
+class User(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=256)
+    username: str = Field(max_length=64)
+    uid: int = Field(index=True)
+    gid: int
+    role: UserRole = _enum(UserRole, UserRole.USER)
+    status: UserStatus = _enum(UserStatus, UserStatus.ACTIVE)
+    host_account: bool = Field(default=False, description="made from a Linux account's uid")
+    resource_policy: str | None = Field(default=None, foreign_key="resourcepolicy.name")
+    created_at: datetime = _ts(nullable=False)
+
+
+class Project(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=64)
+    description: str = Field(default="", max_length=1024)
+    gid: int
+    created_at: datetime = _ts(nullable=False)
+
+
+class ProjectMember(SQLModel, table=True):
+    project_id: uuid.UUID = Field(foreign_key="project.id", primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", primary_key=True)
+    created_at: datetime = _ts(nullable=False)
+
+
+class StorageHost(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=64)
+    path: str = Field(max_length=4096)
+    created_at: datetime = _ts(nullable=False)
+
+
+class ResourcePolicy(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=64)
+    max_vfolder_count: int = Field(default=0, description="0 = unlimited")
+    max_quota_scope_size: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0)
+    )
+    allowed_hosts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+
+
+class QuotaScope(SQLModel, table=True):
+    """Byte and file limits of one owner on one host; usage is kept by mountd."""
+
+    __table_args__ = (UniqueConstraint("host", "scope"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    host: str = Field(foreign_key="storagehost.name", max_length=64)
+    scope: str = Field(max_length=80, description="user:<uuid hex> or project:<uuid hex>")
+    max_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    max_files: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    used_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    used_files: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    updated_at: datetime = _ts(nullable=False)
+
+
+class VFolder(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(index=True, max_length=64)
+    host: str = Field(foreign_key="storagehost.name", max_length=64)
+    ownership: Ownership = _enum(Ownership)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="user.id", index=True)
+    project_id: uuid.UUID | None = Field(default=None, foreign_key="project.id", index=True)
+    creator_id: uuid.UUID = Field(foreign_key="user.id")
+    usage_mode: UsageMode = _enum(UsageMode, UsageMode.GENERAL)
+    permission: Permission = _enum(Permission, Permission.RW)
+    cloneable: bool = Field(default=False)
+    status: VFolderStatus = _enum(VFolderStatus, VFolderStatus.READY, index=True)
+    scope: str = Field(max_length=80)
+    created_at: datetime = _ts(nullable=False)
+    status_changed_at: datetime = _ts(nullable=False)
+
+
+class VFolderPermission(SQLModel, table=True):
+    """A user's own permission on a folder: an accepted invitation, or a project override."""
+
+    vfolder_id: uuid.UUID = Field(foreign_key="vfolder.id", primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", primary_key=True)
+    permission: Permission = _enum(Permission)
+    created_at: datetime = _ts(nullable=False)
+
+
+class VFolderInvitation(SQLModel, table=True):
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    vfolder_id: uuid.UUID = Field(foreign_key="vfolder.id", index=True)
+    inviter_id: uuid.UUID = Field(foreign_key="user.id")
+    invitee_id: uuid.UUID = Field(foreign_key="user.id", index=True)
+    permission: Permission = _enum(Permission)
+    state: InvitationState = _enum(InvitationState, InvitationState.PENDING)
+    created_at: datetime = _ts(nullable=False)
+    modified_at: datetime = _ts(nullable=False)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the TCP listener; only its SHA-256 is stored."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=64)
+    token_sha256: str = Field(unique=True, max_length=64)
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, index=True)
+    actor_id: uuid.UUID | None = Field(default=None)
+    action: str = Field(max_length=64)
+    target: str = Field(max_length=256)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
