@@ -1,0 +1,54 @@
+# vfd — set-up, run and test on Debian 12 as root.
+#   make run    install everything and run vfd in the foreground (vfd up, system paths)
+#   make test   install everything, start PostgreSQL, run ruff, mypy and the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr fio \
+                postgresql postgresql-client util-linux procps
+
+.PHONY: run test setup system-deps venv install lint typecheck pytest bench clean
+
+run: install
+	$(BIN)/vfd up
+
+test: install
+	. scripts/start-postgres.sh && $(MAKE) --no-print-directory lint typecheck pytest
+
+setup: install
+
+system-deps: .stamp-apt
+.stamp-apt:
+	@if [ "$$(id -u)" != 0 ]; then echo "make: run as root (apt-get, FUSE mounts)"; exit 1; fi
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@grep -q '^user_allow_other' /etc/fuse.conf 2>/dev/null || echo user_allow_other >> /etc/fuse.conf
+	touch $@
+
+venv: system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip wheel 2>&1 | grep -v '^WARNING: Location' || true
+
+install: venv
+	$(BIN)/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -c 'import vfd, pyfuse3, fastapi, sqlmodel' || { echo "make: the install is incomplete"; exit 1; }
+	@ln -sf $(CURDIR)/$(BIN)/vfd /usr/local/bin/vfd
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck:
+	$(BIN)/mypy src/vfd
+
+pytest:
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python benchmarks/fuse_bench.py
+
+clean:
+	rm -rf $(VENV) .stamp-apt build *.egg-info
