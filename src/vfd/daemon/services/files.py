@@ -1,0 +1,48 @@
+"""File operations inside folders, on the caller's behalf, through the mount's views.
+
+A caller with ``rw`` or ``wd`` works on ``<mount>/rw/<vfid>``, one with ``ro`` on
+``<mount>/ro/<vfid>`` — so a read-only user cannot write on any path, and quota is enforced by
+mountd on every byte. The work itself is done by :class:`vfd.storage.userfs.FolderFS` with the
+user's uid, gid and project groups, so what the daemon writes belongs to the user.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from vfd.daemon.services.access import find, require
+from vfd.daemon.services.context import Caller, Daemon
+from vfd.errors import ErrorCode, VfdError
+from vfd.storage.userfs import FolderFS, Identity
+from vfd.store.models import Permission, Project, ProjectMember, User, VFolderStatus
+
+
+def identity_of(session: Session, user: User) -> Identity:
+    """The filesystem identity of ``user``: uid, gid and the gids of their projects."""
+    gids = session.exec(
+        select(Project.gid).where(
+            col(Project.id).in_(
+                select(ProjectMember.project_id).where(ProjectMember.user_id == user.id)
+            )
+        )
+    ).all()
+    return Identity(user.uid, user.gid, tuple(sorted({user.gid, *gids})))
+
+
+def open_folder(daemon: Daemon, caller: Caller, name: str, *, write: bool) -> FolderFS:
+    """The folder ``name`` as the caller may use it; ``write`` needs ``rw``."""
+    with daemon.session() as session:
+        access = find(session, caller.user, name)
+        if access.folder.status != VFolderStatus.READY:
+            raise VfdError(
+                ErrorCode.INVALID_STATUS,
+                f"folder {name!r} is {access.folder.status.value}; restore it first",
+                name=name,
+                status=access.folder.status.value,
+            )
+        if write:
+            require(access, Permission.RW, "writing to")
+        ident = identity_of(session, caller.user)
+    view = "rw" if access.permission.allows(Permission.RW) else "ro"
+    root = daemon.config.mount_point / view / access.folder.id.hex
+    return FolderFS(str(root), ident)

@@ -1,0 +1,535 @@
+"""File operations inside one folder view, performed with a user's filesystem identity.
+
+The daemon serves uploads, downloads and file management by working on the folder's view in
+the FUSE mount (``<mount>/rw/<vfid>`` or ``ro/<vfid>``), never on the backing directory, so
+quota and read-only rules are enforced by mountd alone. Two properties are kept here:
+
+* **Identity.** Every call runs with the user's fsuid/fsgid and supplementary groups, set on
+  the calling thread only (``setfsuid``/``setfsgid`` and the raw ``setgroups`` syscall are
+  per-thread; glibc's ``setgroups`` would change every thread). Files are therefore created
+  by the user — owned by them, as mountd creates files for the caller — and Unix permissions
+  inside the folder apply to them exactly as in a session.
+* **Containment.** Paths are split into components ('..' refused), and walked one directory
+  at a time with ``O_PATH|O_NOFOLLOW`` relative to the view root, so no symbolic link — inside
+  the folder or swapped in during the walk — leads anywhere else.
+
+All functions block: call them from worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import platform
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from vfd.errors import ErrorCode, VfdError
+
+MAX_COMPONENT_BYTES = 255
+MAX_PATH_BYTES = 4095
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}.get(platform.machine())
+
+_ERRNO_CODES = {
+    errno.ENOENT: ErrorCode.PATH_NOT_FOUND,
+    errno.EEXIST: ErrorCode.PATH_EXISTS,
+    errno.ENOTDIR: ErrorCode.NOT_A_DIRECTORY,
+    errno.EISDIR: ErrorCode.IS_A_DIRECTORY,
+    errno.ENOTEMPTY: ErrorCode.DIRECTORY_NOT_EMPTY,
+    errno.EACCES: ErrorCode.PERMISSION_DENIED,
+    errno.EPERM: ErrorCode.PERMISSION_DENIED,
+    errno.EROFS: ErrorCode.READ_ONLY,
+    errno.EDQUOT: ErrorCode.QUOTA_EXCEEDED,
+    errno.ENOSPC: ErrorCode.QUOTA_EXCEEDED,
+    errno.EXDEV: ErrorCode.CROSS_SCOPE,
+    errno.ELOOP: ErrorCode.INVALID_PATH,
+    errno.ENAMETOOLONG: ErrorCode.NAME_TOO_LONG,
+    errno.EINVAL: ErrorCode.INVALID_PATH,
+}
+
+
+def os_error(exc: OSError, path: str) -> VfdError:
+    """The one translation of an OSError met inside a folder into a VfdError."""
+    code = _ERRNO_CODES.get(exc.errno or 0, ErrorCode.INTERNAL)
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if code is ErrorCode.QUOTA_EXCEEDED:
+        reason = "the folder's quota is exceeded"
+    elif code is ErrorCode.READ_ONLY:
+        reason = "the folder is read-only for you"
+    return VfdError(code, f"{path or '/'}: {reason}", path=path or "/")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The filesystem identity a user's file operations run with."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
+
+
+def _setgroups_this_thread(groups: tuple[int, ...]) -> None:
+    if _SYS_SETGROUPS is None:  # pragma: no cover - other architectures
+        raise OSError(errno.ENOSYS, "setgroups syscall number unknown on this machine")
+    arr = (ctypes.c_uint * max(len(groups), 1))(*groups)
+    if _libc.syscall(_SYS_SETGROUPS, len(groups), arr) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def acting_as(ident: Identity) -> Iterator[None]:
+    """Run the block with ``ident`` as this thread's filesystem identity, then restore it."""
+    old_groups = tuple(os.getgroups())
+    old_gid = _libc.setfsgid(ident.gid)
+    old_uid = _libc.setfsuid(ident.uid)
+    try:
+        _setgroups_this_thread(ident.groups)
+    except BaseException:
+        _libc.setfsuid(old_uid)
+        _libc.setfsgid(old_gid)
+        raise
+    try:
+        yield
+    finally:
+        _libc.setfsuid(old_uid)
+        _libc.setfsgid(old_gid)
+        _setgroups_this_thread(old_groups)
+
+
+def split_path(path: str) -> list[str]:
+    """Components of a path inside a folder; '' and '/' mean the folder root."""
+    raw = path.encode("utf-8", "surrogateescape")
+    if b"\x00" in raw:
+        raise VfdError(ErrorCode.INVALID_PATH, "path must not contain NUL", path=path)
+    if len(raw) > MAX_PATH_BYTES:
+        raise VfdError(
+            ErrorCode.INVALID_PATH, f"path is longer than {MAX_PATH_BYTES} bytes", path=path
+        )
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    for part in parts:
+        if part == "..":
+            raise VfdError(
+                ErrorCode.INVALID_PATH, "path must not contain '..' components", path=path
+            )
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
+            raise VfdError(
+                ErrorCode.NAME_TOO_LONG,
+                f"path component is longer than {MAX_COMPONENT_BYTES} bytes",
+                path=path,
+            )
+    return parts
+
+
+def entry_json(name: str, st: os.stat_result, target: str | None = None) -> dict[str, Any]:
+    mode = st.st_mode
+    kind = (
+        "dir"
+        if stat.S_ISDIR(mode)
+        else "file"
+        if stat.S_ISREG(mode)
+        else "symlink"
+        if stat.S_ISLNK(mode)
+        else "other"
+    )
+    out: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "size": st.st_size,
+        "mode": f"{stat.S_IMODE(mode):04o}",
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime": st.st_mtime,
+    }
+    if target is not None:
+        out["target"] = target
+    return out
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class FolderFS:
+    """File operations inside one folder view, as one user.
+
+    ``root`` is the view's path in the mount; it is opened by the daemon's own identity, and
+    everything below it with the user's.
+    """
+
+    def __init__(self, root: str, ident: Identity) -> None:
+        self.root = root
+        self.ident = ident
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[int]:
+        try:
+            root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY)
+        except OSError as exc:
+            raise VfdError(
+                ErrorCode.MOUNTD_UNAVAILABLE,
+                f"the folder's view {self.root} is not available: {exc.strerror}",
+            ) from None
+        try:
+            with acting_as(self.ident):
+                yield root_fd
+        finally:
+            os.close(root_fd)
+
+    def _walk(self, root_fd: int, parts: list[str], path: str) -> int:
+        """Open the directory ``parts`` below the root without following any link."""
+        fd = os.dup(root_fd)
+        for part in parts:
+            try:
+                nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=fd)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                    raise VfdError(
+                        ErrorCode.NOT_A_DIRECTORY,
+                        f"{path}: {part!r} is not a directory (links are not followed)",
+                        path=path,
+                    ) from None
+                raise os_error(exc, path) from None
+            os.close(fd)
+            fd = nxt
+        return fd
+
+    @contextlib.contextmanager
+    def _parent(self, path: str) -> Iterator[tuple[int, str]]:
+        """The open parent directory of ``path`` and the final name (refuses the root)."""
+        parts = split_path(path)
+        if not parts:
+            raise VfdError(ErrorCode.INVALID_PATH, "the folder root cannot be used here", path=path)
+        with self._session() as root_fd:
+            fd = self._walk(root_fd, parts[:-1], path)
+            try:
+                yield fd, parts[-1]
+            finally:
+                os.close(fd)
+
+    def stat(self, path: str) -> dict[str, Any]:
+        parts = split_path(path)
+        with self._session() as root_fd:
+            if not parts:
+                return entry_json("", os.stat(root_fd))
+            fd = self._walk(root_fd, parts[:-1], path)
+            try:
+                st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+                target = os.readlink(parts[-1], dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+                return entry_json(parts[-1], st, target)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            finally:
+                os.close(fd)
+
+    def listdir(self, path: str) -> list[dict[str, Any]]:
+        parts = split_path(path)
+        with self._session() as root_fd:
+            pfd = self._walk(root_fd, parts, path)
+            try:
+                dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=pfd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            finally:
+                os.close(pfd)
+            entries = []
+            try:
+                for name in sorted(os.listdir(dfd)):
+                    try:
+                        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                        target = os.readlink(name, dir_fd=dfd) if stat.S_ISLNK(st.st_mode) else None
+                    except FileNotFoundError:
+                        continue  # removed while listing
+                    entries.append(entry_json(name, st, target))
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            finally:
+                os.close(dfd)
+            return entries
+
+    def mkdir(self, path: str, *, parents: bool = False, mode: int = 0o755) -> dict[str, Any]:
+        """Make a directory; with ``parents``, missing parents too and no error if it exists."""
+        parts = split_path(path)
+        if not parts:
+            if parents:
+                return self.stat(path)
+            raise VfdError(ErrorCode.PATH_EXISTS, "the folder root already exists", path=path)
+        with self._session() as root_fd:
+            if not parents:
+                fd = self._walk(root_fd, parts[:-1], path)
+                try:
+                    os.mkdir(parts[-1], mode, dir_fd=fd)
+                    return entry_json(parts[-1], os.stat(parts[-1], dir_fd=fd))
+                except OSError as exc:
+                    raise os_error(exc, path) from None
+                finally:
+                    os.close(fd)
+            for i in range(len(parts)):
+                fd = self._walk(root_fd, parts[:i], path)
+                try:
+                    os.mkdir(parts[i], mode, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise os_error(exc, path) from None
+                finally:
+                    os.close(fd)
+            fd = self._walk(root_fd, parts, path)  # refuses a non-directory or a link
+            try:
+                return entry_json(parts[-1], os.stat(fd))
+            finally:
+                os.close(fd)
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        with self._parent(path) as (fd, name):
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if recursive:
+                        shutil.rmtree(name, dir_fd=fd)
+                    else:
+                        os.rmdir(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+
+    def move(self, src: str, dst: str) -> dict[str, Any]:
+        src_parts, dst_parts = split_path(src), split_path(dst)
+        if not src_parts or not dst_parts:
+            raise VfdError(ErrorCode.INVALID_PATH, "the folder root cannot be moved", path=src)
+        if dst_parts[: len(src_parts)] == src_parts:
+            raise VfdError(
+                ErrorCode.INVALID_PATH, f"cannot move {src} into itself ({dst})", path=dst
+            )
+        with self._session() as root_fd:
+            sfd = self._walk(root_fd, src_parts[:-1], src)
+            try:
+                dfd = self._walk(root_fd, dst_parts[:-1], dst)
+            except BaseException:
+                os.close(sfd)
+                raise
+            try:
+                name = dst_parts[-1]
+                try:
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
+                    if not stat.S_ISDIR(st.st_mode):
+                        raise VfdError(ErrorCode.PATH_EXISTS, f"{dst} already exists", path=dst)
+                    dfd2 = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dfd)
+                    os.close(dfd)
+                    dfd, name = dfd2, src_parts[-1]  # into an existing directory, like mv
+                    dst = "/".join([*dst_parts, name])
+                    if _lexists(name, dfd):
+                        raise VfdError(ErrorCode.PATH_EXISTS, f"{dst} already exists", path=dst)
+                os.rename(src_parts[-1], name, src_dir_fd=sfd, dst_dir_fd=dfd)
+                return entry_json(name, os.stat(name, dir_fd=dfd, follow_symlinks=False))
+            except OSError as exc:
+                raise os_error(exc, src) from None
+            finally:
+                os.close(sfd)
+                os.close(dfd)
+
+    def open_file(self, path: str, flags: int = os.O_RDONLY) -> tuple[int, os.stat_result]:
+        """An fd on the regular file at ``path`` (the caller closes it) and its stat."""
+        with self._parent(path) as (fd, name):
+            try:
+                ffd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            st = os.fstat(ffd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(ffd)
+                code = (
+                    ErrorCode.IS_A_DIRECTORY if stat.S_ISDIR(st.st_mode) else ErrorCode.INVALID_PATH
+                )
+                raise VfdError(code, f"{path} is not a regular file", path=path)
+            return ffd, st
+
+    # -- uploads ---------------------------------------------------------------------------
+    # An upload is written to ``.vfd-upload-<key>.part`` beside its destination and renamed
+    # over it when complete, so no partial file is ever visible under the final name. The
+    # client picks ``key`` (stable for one source file), which makes an interrupted upload
+    # resumable without server-side state: the part file's size is the offset to go on from.
+
+    def upload_offset(self, path: str, key: str) -> int:
+        with self._parent(path) as (fd, _name):
+            try:
+                return os.stat(_part_name(key), dir_fd=fd, follow_symlinks=False).st_size
+            except FileNotFoundError:
+                return 0
+            except OSError as exc:
+                raise os_error(exc, path) from None
+
+    def upload_open(self, path: str, key: str, offset: int) -> int:
+        """An fd to append to the part file at ``offset`` (which must be its current size)."""
+        with self._parent(path) as (fd, name):
+            part = _part_name(key)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            else:
+                if stat.S_ISDIR(st.st_mode):
+                    raise VfdError(ErrorCode.IS_A_DIRECTORY, f"{path} is a directory", path=path)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                pfd = os.open(part, flags | (os.O_TRUNC if offset == 0 else 0), 0o644, dir_fd=fd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            size = os.fstat(pfd).st_size
+            if size != offset:
+                os.close(pfd)
+                raise VfdError(
+                    ErrorCode.UPLOAD_OFFSET_MISMATCH,
+                    f"{path}: the upload has {size} bytes stored, not {offset}; resume from {size}",
+                    path=path,
+                    offset=size,
+                )
+            os.lseek(pfd, offset, os.SEEK_SET)
+            return pfd
+
+    def upload_complete(
+        self, path: str, key: str, *, size: int, overwrite: bool = False
+    ) -> dict[str, Any]:
+        """Rename the finished part file to ``path``; refuses a short upload."""
+        with self._parent(path) as (fd, name):
+            part = _part_name(key)
+            try:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            if st.st_size != size:
+                raise VfdError(
+                    ErrorCode.UPLOAD_OFFSET_MISMATCH,
+                    f"{path}: the upload has {st.st_size} of {size} bytes",
+                    path=path,
+                    offset=st.st_size,
+                )
+            if not overwrite and _lexists(name, fd):
+                raise VfdError(ErrorCode.PATH_EXISTS, f"{path} already exists", path=path)
+            try:
+                os.rename(part, name, src_dir_fd=fd, dst_dir_fd=fd)
+                return entry_json(name, os.stat(name, dir_fd=fd, follow_symlinks=False))
+            except OSError as exc:
+                raise os_error(exc, path) from None
+
+    def upload_abort(self, path: str, key: str) -> None:
+        """Remove an upload's part file (nothing happens if there is none)."""
+        with self._parent(path) as (fd, _name):
+            try:
+                os.unlink(_part_name(key), dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise os_error(exc, path) from None
+
+
+_UPLOAD_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def _part_name(key: str) -> str:
+    if not 8 <= len(key) <= 64 or not set(key) <= _UPLOAD_KEY_CHARS:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT,
+            "upload key must be 8-64 characters of letters, digits, '-' and '_'",
+            key=key,
+        )
+    return f".vfd-upload-{key}.part"
+
+
+def write_tar(fs: FolderFS, path: str, out: BinaryIO) -> None:
+    """Stream ``path`` (a directory or a file) as a tar archive into ``out``.
+
+    The tree is walked with directory fds and ``O_NOFOLLOW``: links are archived as links, and
+    an entry swapped for a link during the walk is skipped, never followed.
+    """
+    parts = split_path(path)
+    base = parts[-1] if parts else "folder"
+    with fs._session() as root_fd, tarfile.open(fileobj=out, mode="w|") as tar:
+        top = fs._walk(root_fd, parts[:-1], path) if parts else os.dup(root_fd)
+        try:
+            if parts:
+                st = os.stat(parts[-1], dir_fd=top, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):
+                    _tar_entry(tar, top, parts[-1], base, st)
+                    return
+                dfd = os.open(parts[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+            else:
+                dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=top)
+        except OSError as exc:
+            raise os_error(exc, path) from None
+        finally:
+            os.close(top)
+        try:
+            _tar_dir(tar, dfd, base)
+        finally:
+            os.close(dfd)
+
+
+def _tar_dir(tar: tarfile.TarFile, dfd: int, arcname: str) -> None:
+    info = _tarinfo(arcname, os.fstat(dfd))
+    tar.addfile(info)
+    for name in sorted(os.listdir(dfd)):
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        child = f"{arcname}/{name}"
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+            except OSError:
+                continue  # swapped or unreadable: skipped
+            try:
+                _tar_dir(tar, sub, child)
+            finally:
+                os.close(sub)
+        else:
+            _tar_entry(tar, dfd, name, child, st)
+
+
+def _tar_entry(tar: tarfile.TarFile, dfd: int, name: str, arcname: str, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        info = _tarinfo(arcname, st)
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dfd)
+        tar.addfile(info)
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except OSError:
+            return  # swapped for a link or unreadable: skipped
+        with os.fdopen(fd, "rb") as f:
+            fst = os.fstat(fd)
+            info = _tarinfo(arcname, fst)
+            tar.addfile(info, f)
+
+
+def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(arcname)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISREG(st.st_mode):
+        info.size = st.st_size
+    return info

@@ -1,0 +1,110 @@
+"""Configuration: defaults, the TOML file, VFD_* overrides and errors naming key and file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vfd.config import load_config
+from vfd.errors import ErrorCode, VfdError
+
+EXAMPLE = Path(__file__).parents[1] / "systemd" / "vfd.toml.example"
+
+
+def test_config_state_dir_puts_everything_under_it(tmp_path: Path) -> None:
+    cfg = load_config(state_dir=tmp_path, env={})
+    assert cfg.database_url == f"sqlite:///{tmp_path}/vfd.db"
+    assert cfg.mount_point == tmp_path / "mnt"
+    assert cfg.api_socket == tmp_path / "run" / "vfd.sock"
+    assert cfg.mountd_socket == tmp_path / "run" / "mountd.sock"
+    assert cfg.hosts == {"local": tmp_path / "hosts" / "local"}
+    assert cfg.config_file is None
+
+
+def test_config_state_dir_from_environment(tmp_path: Path) -> None:
+    cfg = load_config(env={"VFD_STATE_DIR": str(tmp_path)})
+    assert cfg.state_dir == tmp_path
+
+
+def test_config_example_file_parses_to_system_defaults() -> None:
+    cfg = load_config(config_file=EXAMPLE, env={})
+    assert cfg.api_socket == Path("/run/vfd/vfd.sock")
+    assert cfg.hosts == {"local": Path("/var/lib/vfd/hosts/local")}
+    assert cfg.fuse.entry_timeout == 1.0
+
+
+def test_config_state_dir_reads_its_own_file(tmp_path: Path) -> None:
+    (tmp_path / "vfd.toml").write_text(
+        'default_host = "nfs"\n[hosts]\nnfs = "/srv/nfs"\n[default_policy]\nmax_vfolder_count = 3\n'
+    )
+    cfg = load_config(state_dir=tmp_path, env={})
+    assert cfg.default_host == "nfs"
+    assert cfg.host_path("nfs") == Path("/srv/nfs")
+    assert cfg.default_policy.max_vfolder_count == 3
+
+
+def test_config_environment_overrides_file(tmp_path: Path) -> None:
+    (tmp_path / "vfd.toml").write_text('database_url = "sqlite:////a.db"\n')
+    cfg = load_config(
+        state_dir=tmp_path,
+        env={"VFD_DATABASE_URL": "postgresql://x@h/db", "VFD_HOSTS": "local=/a,b=/b"},
+    )
+    assert cfg.database_url == "postgresql://x@h/db"
+    assert cfg.hosts == {"local": Path("/a"), "b": Path("/b")}
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("bogus = 1\n", "bogus"),
+        ("mount_point = 'relative/path'\n", "mount_point"),
+        ("default_uid = -1\n", "default_uid"),
+        ("default_uid = 'x'\n", "default_uid"),
+        ("log_level = 'loud'\n", "log_level"),
+        ("[hosts]\nlocal = 3\n", "hosts.local"),
+        ("[hosts]\n'a b' = '/x'\n", "hosts.a b"),
+        ("hosts = {}\n", "hosts"),
+        ("default_host = 'nowhere'\n", "default_host"),
+        ("[default_policy]\nmax_vfolder_count = -2\n", "default_policy.max_vfolder_count"),
+        ("[default_policy]\nallowed_hosts = ['mars']\n", "default_policy.allowed_hosts"),
+        ("[default_policy]\nwhat = 1\n", "default_policy.what"),
+        ("[fuse]\nentry_timeout = 'soon'\n", "fuse.entry_timeout"),
+    ],
+)
+def test_config_bad_file_names_key_and_file(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(VfdError) as info:
+        load_config(config_file=path, env={})
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert key in info.value.message
+    assert str(path) in info.value.message
+
+
+def test_config_invalid_toml_names_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("this is = = not toml")
+    with pytest.raises(VfdError) as info:
+        load_config(config_file=path, env={})
+    assert str(path) in info.value.message and "TOML" in info.value.message
+
+
+def test_config_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(VfdError, match="does not exist"):
+        load_config(config_file=tmp_path / "nope.toml", env={})
+
+
+def test_config_bad_environment_value_names_variable(tmp_path: Path) -> None:
+    with pytest.raises(VfdError, match="VFD_DEFAULT_UID"):
+        load_config(state_dir=tmp_path, env={"VFD_DEFAULT_UID": "-5"})
+    with pytest.raises(VfdError, match="VFD_HOSTS"):
+        load_config(state_dir=tmp_path, env={"VFD_HOSTS": "noequals"})
+
+
+def test_config_unknown_host_lookup_lists_known(tmp_path: Path) -> None:
+    cfg = load_config(state_dir=tmp_path, env={})
+    with pytest.raises(VfdError) as info:
+        cfg.host_path("mars")
+    assert info.value.code is ErrorCode.HOST_NOT_FOUND
+    assert "local" in info.value.message
