@@ -36,6 +36,7 @@ class ErrorCode(enum.Enum):
     INVALID_PATH = ("invalid_path", 400, _errno.EINVAL)
     CONFIRMATION_MISMATCH = ("confirmation_mismatch", 400, _errno.EINVAL)
     NOT_SHAREABLE = ("not_shareable", 400, _errno.EINVAL)
+    METHOD_NOT_ALLOWED = ("method_not_allowed", 405, _errno.EINVAL)
     # identity and permission
     UNAUTHENTICATED = ("unauthenticated", 401, _errno.EACCES)
     PERMISSION_DENIED = ("permission_denied", 403, _errno.EACCES)

@@ -46,8 +46,8 @@ async def list_files(name: str, daemon: DaemonDep, caller: CallerDep, path: Path
     fs = await run(open_folder, daemon, caller, name, write=False)
     entry = await run(fs.stat, path)
     if entry["type"] != "dir":
-        return {"path": path, "entries": [entry]}
-    return {"path": path, "entries": await run(fs.listdir, path)}
+        return {"path": path, "type": entry["type"], "entries": [entry]}
+    return {"path": path, "type": "dir", "entries": await run(fs.listdir, path)}
 
 
 @router.post("/mkdir", status_code=201)
@@ -111,14 +111,14 @@ async def upload(
         async for chunk in request.stream():
             buf += chunk
             if len(buf) >= CHUNK:
-                stored += await run(_write_all, fd, bytes(buf))
+                stored += await run(_write_all, fd, bytes(buf), path)
                 buf.clear()
             if stored + len(buf) > size:
                 raise VfdError(
                     ErrorCode.INVALID_ARGUMENT, f"the body is longer than size={size}", field="size"
                 )
         if buf:
-            stored += await run(_write_all, fd, bytes(buf))
+            stored += await run(_write_all, fd, bytes(buf), path)
     except VfdError as exc:
         await run(os.close, fd)
         if exc.code in (ErrorCode.QUOTA_EXCEEDED, ErrorCode.INVALID_ARGUMENT):
@@ -143,13 +143,13 @@ async def upload_abort(
     return {"path": path, "key": key, "aborted": True}
 
 
-def _write_all(fd: int, data: bytes) -> int:
+def _write_all(fd: int, data: bytes, path: str) -> int:
     view = memoryview(data)
     while view:
         try:
             n = os.write(fd, view)
         except OSError as exc:
-            raise _io_error(exc, "") from None
+            raise _io_error(exc, path) from None
         view = view[n:]
     return len(data)
 

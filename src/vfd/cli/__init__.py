@@ -1,0 +1,11 @@
+"""The ``vfd`` command line: a typer app talking JSON over HTTP to the daemon's unix socket.
+
+main.py      root command, global options, the one place errors become exit codes
+context.py   per-invocation state (config, client, --json), shared by every command
+client.py    HTTP over the unix socket; the one place wire errors become VfdError
+output.py    tables, JSON output and messages
+sizes.py     the size parser (10G, 512M, 1.5T) and human sizes
+vfolder.py   ``vfd vfolder`` folder commands;  sharing.py  invitations and members
+admin.py     ``vfd admin`` users, projects, policies, hosts, tokens
+system.py    ``vfd status``, ``vfd daemon``, ``vfd mountd``;  up.py  ``vfd up``
+"""

@@ -1,0 +1,243 @@
+"""The CLI's HTTP client: JSON over the daemon's unix socket.
+
+This module is the ONE place where what comes back from the wire becomes a ``VfdError``:
+
+    httpx.ConnectError, missing socket  -> DAEMON_UNAVAILABLE "vfd daemon is not running (...)"
+    httpx.TimeoutException              -> DAEMON_UNAVAILABLE "... did not answer within ..."
+    any other httpx.TransportError      -> DAEMON_UNAVAILABLE "lost the vfd daemon ..."
+    an HTTP error with the JSON shape   -> VfdError.from_json(body)
+    an HTTP error without it            -> INTERNAL "daemon answered HTTP <status>: ..."
+    a success that is not a JSON object -> INTERNAL "daemon sent a reply that is not JSON ..."
+
+Commands never see an httpx exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from vfd.errors import ErrorCode, VfdError
+
+ACT_AS_HEADER = "X-Vfd-Act-As"
+DEFAULT_TIMEOUT = 60.0
+
+
+def segment(value: str) -> str:
+    """``value`` quoted as one URL path segment (names may hold spaces, ``%``, ``?``, dots).
+
+    The server routes on the decoded path, so a ``/`` can never travel inside a segment, and
+    ``.``/``..`` would be collapsed by URL normalisation: dots are always percent-encoded.
+    """
+    if "/" in value:
+        raise VfdError(
+            ErrorCode.INVALID_NAME, f"{value!r} cannot name anything: it contains '/'", name=value
+        )
+    return quote(value, safe="").replace(".", "%2E")
+
+
+def folder_path(name: str) -> str:
+    """The API path of folder ``name``."""
+    return f"/v1/vfolders/{segment(name)}"
+
+
+def _daemon_down(socket: Path, why: str) -> VfdError:
+    # A socket we may not open means a running daemon we are not allowed to use.
+    words = "cannot reach the vfd daemon" if "permission" in why else "vfd daemon is not running"
+    return VfdError(
+        ErrorCode.DAEMON_UNAVAILABLE, f"{words} (socket {socket}: {why})", socket=str(socket)
+    )
+
+
+def _error_from_response(response: httpx.Response) -> VfdError:
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    error = VfdError.from_json(body)
+    if error is not None:
+        return error
+    text = response.text.strip().replace("\n", " ")[:200]
+    return VfdError(
+        ErrorCode.INTERNAL,
+        f"daemon answered HTTP {response.status_code}: {text or '(empty body)'}",
+        status=response.status_code,
+    )
+
+
+class VfdClient:
+    """A blocking client of the daemon's HTTP API on a unix socket.
+
+    ``act_as`` (an email) is sent as ``X-Vfd-Act-As`` on every request, so that an admin
+    performs the request as that user.
+    """
+
+    def __init__(
+        self, socket: Path, *, act_as: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.socket = socket
+        self.timeout = timeout
+        headers = {ACT_AS_HEADER: act_as} if act_as else {}
+        self._probed = False
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(socket)),
+            base_url="http://vfd",
+            headers=headers,
+            timeout=timeout,
+        )
+
+    def __enter__(self) -> VfdClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @contextlib.contextmanager
+    def _mapped(self, method: str, path: str) -> Iterator[None]:
+        """Translate the transport failures of one exchange (including a streamed body)."""
+        if not self._probed:
+            self._probe()
+        try:
+            yield
+        except httpx.ConnectError as exc:
+            raise _daemon_down(self.socket, _reason(exc)) from None
+        except httpx.TimeoutException:
+            raise VfdError(
+                ErrorCode.DAEMON_UNAVAILABLE,
+                f"vfd daemon did not answer within {self.timeout:g}s (socket {self.socket})",
+                socket=str(self.socket),
+            ) from None
+        except httpx.TransportError as exc:
+            raise VfdError(
+                ErrorCode.DAEMON_UNAVAILABLE,
+                f"lost the vfd daemon during {method} {path} (socket {self.socket}): "
+                f"{_reason(exc)}",
+                socket=str(self.socket),
+            ) from None
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+        content: Iterable[bytes] | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx._client.UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
+    ) -> dict[str, Any]:
+        """Send one request (a JSON body, or ``content`` streamed from bytes or an iterator);
+        return the JSON object answered, or raise a ``VfdError``. ``timeout=None`` waits as
+        long as it takes (large uploads)."""
+        with self._mapped(method, path):
+            response = self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                content=content,
+                headers=headers,
+                timeout=timeout,
+            )
+        if response.is_error:
+            raise _error_from_response(response)
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            raise VfdError(
+                ErrorCode.INTERNAL,
+                f"daemon sent a reply that is not JSON to {method} {path}: {response.text[:200]!r}",
+            )
+        return body
+
+    @contextlib.contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx._client.UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
+    ) -> Iterator[httpx.Response]:
+        """A successful response whose body is read as it arrives (downloads); an error
+        answer, or a transport failure while reading, raises a ``VfdError``."""
+        with (
+            self._mapped(method, path),
+            self._http.stream(
+                method, path, params=params, headers=headers, timeout=timeout
+            ) as response,
+        ):
+            if response.is_error:
+                response.read()
+                raise _error_from_response(response)
+            yield response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send one JSON request; return the JSON object answered, or raise a ``VfdError``."""
+        return self.send(method, path, params=params, json=json_body)
+
+    def _probe(self) -> None:
+        """Connect once with a plain socket before httpx does.
+
+        httpcore leaks its socket when a unix connect fails (a ResourceWarning at exit); a
+        probe we close ourselves finds the common case, no daemon, without that leak.
+        """
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(self.timeout)
+            probe.connect(str(self.socket))
+        except OSError as exc:
+            raise _daemon_down(self.socket, (exc.strerror or str(exc)).lower()) from None
+        finally:
+            probe.close()
+        self._probed = True
+
+    def get(self, path: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.request("POST", path, json_body=body if body is not None else {})
+
+    def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", path, json_body=body)
+
+    def put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PUT", path, json_body=body)
+
+    def delete(self, path: str) -> dict[str, Any]:
+        return self.request("DELETE", path)
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    """The most specific words for a transport failure (the OS error when there is one)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__

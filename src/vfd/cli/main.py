@@ -1,0 +1,112 @@
+"""The root ``vfd`` command: global options, sub-commands, and the one error choke point.
+
+Every ``VfdError`` raised by a command (from the daemon, the config, the client) ends in
+:meth:`VfdGroup.invoke`: printed as ``error: <message> [<code>]`` on stderr, or as the JSON
+error shape on stdout under ``--json``, and exit status 1. Usage errors keep typer's exit
+status 2. No traceback is ever printed for a VfdError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from vfd import __version__
+from vfd.cli import admin, files, quota, system, up, vfolder
+from vfd.cli.context import CliState, state_of
+from vfd.cli.output import print_error
+from vfd.errors import VfdError
+
+
+class VfdGroup(TyperGroup):
+    """The root group; turns a ``VfdError`` from any sub-command into output and exit 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except VfdError as exc:
+            cli = ctx.obj if isinstance(ctx.obj, CliState) else None
+            print_error(exc, as_json=cli is not None and cli.json)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=VfdGroup,
+    name="vfd",
+    help="Virtual folders for compute clusters: folders, quotas, mounts and sessions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vfd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            envvar="VFD_STATE_DIR",
+            metavar="DIR",
+            help="Keep everything (database, sockets, mount, hosts) under DIR instead of the "
+            "system paths; as started by `vfd up --state-dir DIR`.",
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            envvar="VFD_CONFIG",
+            metavar="FILE",
+            help="Read this vfd.toml (default: DIR/vfd.toml with --state-dir, else "
+            "/etc/vfd/vfd.toml).",
+        ),
+    ] = None,
+    act_as: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="EMAIL",
+            help="Act for this user (admins only): the request runs with the user's rights.",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the vfd version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """vfd: virtual folders with quotas and read-only views, for users and projects."""
+    cli = state_of(ctx)
+    cli.state_dir = state_dir
+    cli.config_file = config_file
+    cli.act_as = act_as
+
+
+app.add_typer(vfolder.app, name="vfolder")
+app.add_typer(admin.app, name="admin")
+admin.app.add_typer(quota.app, name="quota")
+files.register(vfolder.app, app)
+system.register(app)
+up.register(app)
+
+
+def main() -> None:
+    """The ``vfd`` console script."""
+    command = typer.main.get_command(app)
+    command(prog_name="vfd")

@@ -1,0 +1,87 @@
+"""``vfd status``, and the server commands ``vfd daemon`` and ``vfd mountd``.
+
+The servers are imported inside their commands, so the CLI starts fast and every other
+command works whatever state the server modules are in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from vfd import __version__
+from vfd.cli.context import JsonOption, state_of, use
+from vfd.cli.output import key_values
+from vfd.errors import ErrorCode, VfdError
+
+
+def _mountd_text(mountd: Any) -> str:
+    if not isinstance(mountd, dict) or not mountd:
+        return "not answering (folders have no mount views)"
+    if "mount_point" not in mountd:
+        error = mountd.get("error")
+        why = error.get("message") if isinstance(error, dict) else error
+        return f"not answering ({why or mountd})"
+    return (
+        f"answering, version {mountd.get('version', '?')}, mount {mountd['mount_point']}, "
+        f"{mountd.get('folders', '?')} folders, pid {mountd.get('pid', '?')}"
+    )
+
+
+def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Show whether the daemon and mountd answer, their versions, hosts, database, and you.
+
+    Exits 1, saying why, when the daemon does not answer.
+    """
+    cli = use(ctx, json_output)
+    config = cli.config()
+    try:
+        result = cli.client().get("/v1/status")
+    except VfdError as exc:
+        if exc.code is not ErrorCode.DAEMON_UNAVAILABLE:
+            raise
+        raise VfdError(
+            exc.code,
+            f"{exc.message}; start it with `vfd up` (or `systemctl start vfd`)",
+            **exc.details,
+        ) from None
+    identity = result.get("identity") or {}
+    you = f"{identity.get('email')} ({identity.get('role')}, uid {identity.get('uid')})"
+    if cli.act_as:
+        you += " — acting for this user"
+    cli.emit(
+        result,
+        lambda: key_values(
+            cli.console,
+            [
+                ("daemon", f"answering, version {result.get('version')}, {config.api_socket}"),
+                ("mountd", _mountd_text(result.get("mountd"))),
+                ("database", result.get("database")),
+                ("hosts", result.get("hosts")),
+                ("you", you),
+                ("client", f"vfd {__version__}, config {config.config_file or 'built-in'}"),
+            ],
+        ),
+    )
+
+
+def daemon(ctx: typer.Context) -> None:
+    """Run the control plane (REST API on the unix socket) in the foreground."""
+    from vfd.daemon.server import serve
+
+    serve(state_of(ctx).config())
+
+
+def mountd(ctx: typer.Context) -> None:
+    """Run the FUSE mount server in the foreground (owns the mount and the backing trees)."""
+    from vfd.fuse.mountd import serve
+
+    serve(state_of(ctx).config())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``status``, ``daemon`` and ``mountd`` to the root command."""
+    app.command("status")(status)
+    app.command("daemon")(daemon)
+    app.command("mountd")(mountd)

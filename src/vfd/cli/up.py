@@ -1,0 +1,275 @@
+"""``vfd up``: mountd and the daemon in the foreground, for a laptop or a dev box.
+
+Starts ``python -m vfd.fuse`` and waits until it answers ``health`` (skipped, with a warning,
+where FUSE cannot work), then ``python -m vfd.daemon`` and waits until ``/v1/status`` answers;
+prints where everything is; forwards both logs to stderr prefixed with the process name. On
+Ctrl-C or SIGTERM it stops the daemon, then mountd (which unmounts), and exits 0. When either
+child dies on its own, it stops the other and exits 1 showing the dead one's last log lines.
+
+The children run in their own process group, so a terminal's Ctrl-C reaches only ``vfd up``,
+which stops them in order; they also get SIGTERM should ``vfd up`` itself be killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, TextIO
+
+import typer
+
+from vfd.cli.client import VfdClient
+from vfd.cli.context import state_of
+from vfd.cli.output import print_warning
+from vfd.config import Config, load_config
+from vfd.errors import ErrorCode, VfdError
+from vfd.fuse.protocol import MountdClient
+
+TAIL_LINES = 30
+STOP_GRACE = 30.0
+_PRIORITY_PREFIX = re.compile(r"^<\d>")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Ask Linux to SIGTERM the child when ``vfd up`` goes away without stopping it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Child:
+    """One supervised process: its log forwarded line by line, the last lines kept."""
+
+    def __init__(self, name: str, argv: list[str], sink: TextIO) -> None:
+        self.name = name
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            errors="replace",
+            process_group=0,
+            preexec_fn=_die_with_parent,
+        )
+        self._sink = sink
+        self._thread = threading.Thread(target=self._forward, name=f"log-{name}", daemon=True)
+        self._thread.start()
+
+    def _forward(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = _PRIORITY_PREFIX.sub("", raw.rstrip("\n"))
+            self.tail.append(line)
+            with contextlib.suppress(OSError, ValueError):
+                self._sink.write(f"{self.name:>6} | {line}\n")
+                self._sink.flush()
+        self.proc.stdout.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = STOP_GRACE) -> int:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; the exit status."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                print_warning(f"{self.name} did not stop within {grace:g}s; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self._thread.join(5)
+        return self.proc.returncode
+
+    def died(self) -> VfdError:
+        """Print the last log lines of a child that exited; the error to report."""
+        self._thread.join(5)
+        sys.stderr.write(f"last log lines of {self.name}:\n")
+        sys.stderr.writelines(f"  {line}\n" for line in self.tail)
+        sys.stderr.flush()
+        code = (
+            ErrorCode.MOUNTD_UNAVAILABLE if self.name == "mountd" else ErrorCode.DAEMON_UNAVAILABLE
+        )
+        return VfdError(code, f"{self.name} exited with status {self.proc.returncode}")
+
+
+def _fuse_unavailable() -> str | None:
+    """Why mountd cannot run here, or None when it can."""
+    if not Path("/dev/fuse").exists():
+        return "/dev/fuse is missing (load the fuse module, or give the container /dev/fuse)"
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError as exc:
+        return f"pyfuse3 cannot be imported ({exc}); install libfuse3 and pyfuse3"
+    if importlib.util.find_spec("vfd.fuse.__main__") is None:
+        return "this vfd installation has no mount server (vfd.fuse.__main__)"
+    return None
+
+
+def _wait_until(
+    ready: Callable[[], bool], child: Child, stop: threading.Event, deadline: float
+) -> bool:
+    """Poll ``ready`` until it holds; False when stopped; the child's error when it died."""
+    while not stop.is_set():
+        if ready():
+            return True
+        if not child.alive():
+            raise child.died()
+        if time.monotonic() > deadline:
+            raise VfdError(
+                ErrorCode.INTERNAL, f"{child.name} did not come up in time; see its log above"
+            )
+        stop.wait(0.1)
+    return False
+
+
+def _mountd_ready(config: Config) -> bool:
+    try:
+        with MountdClient(config.mountd_socket, timeout=2.0) as client:
+            client.call("health")
+    except VfdError:
+        return False
+    return True
+
+
+def _daemon_ready(config: Config) -> bool:
+    try:
+        with VfdClient(config.api_socket, timeout=5.0) as client:
+            client.get("/v1/status")
+    except VfdError as exc:
+        return exc.code is not ErrorCode.DAEMON_UNAVAILABLE
+    return True
+
+
+def _default_state_dir() -> Path | None:
+    """Without ``--state-dir``: system paths as root, else a directory in the user's home."""
+    if os.geteuid() == 0:
+        return None
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "vfd"
+
+
+def _banner(config: Config, mountd: bool) -> str:
+    client = "vfd"
+    if config.state_dir is not None:
+        client += f" --state-dir {config.state_dir}"
+    lines = [
+        "vfd is up.",
+        f"  API socket     {config.api_socket}",
+        f"  mount point    {config.mount_point if mountd else '(none: mountd not running)'}",
+        f"  database       {config.database_url}",
+        f"  storage hosts  {', '.join(f'{n}={p}' for n, p in config.hosts.items())}",
+        f"  clients        {client} vfolder list",
+    ]
+    if config.state_dir is not None:
+        lines.append(f"                 or: export VFD_STATE_DIR={config.state_dir}")
+    lines.append("Stop with Ctrl-C.")
+    return "\n".join(lines)
+
+
+def is_mounted(path: Path) -> bool:
+    """Whether ``path`` is a mount point, dead FUSE mounts included (``os.path.ismount``
+    cannot stat those: ENOTCONN)."""
+    target = str(path.absolute())
+    try:
+        with open("/proc/self/mountinfo") as mountinfo:
+            for line in mountinfo:
+                point = line.split(" ")[4]
+                # mountinfo escapes space, tab, newline and backslash as octal
+                decoded = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
+                if decoded == target:
+                    return True
+    except OSError:
+        return os.path.ismount(path)
+    return False
+
+
+def _unmount_leftover(mount_point: Path) -> None:
+    """Lazily unmount what a mountd that died (or was killed) left behind."""
+    if is_mounted(mount_point) and shutil.which("fusermount3"):
+        print_warning(f"{mount_point} is still mounted after mountd stopped; unmounting it")
+        subprocess.run(["fusermount3", "-u", "-z", str(mount_point)], check=False)
+
+
+def up(
+    ctx: typer.Context,
+    no_mountd: Annotated[
+        bool, typer.Option("--no-mountd", help="Run only the daemon (folders get no mount).")
+    ] = False,
+    start_timeout: Annotated[
+        float,
+        typer.Option("--start-timeout", min=1, help="Seconds each server may take to answer."),
+    ] = 60.0,
+) -> None:
+    """Run mountd and the daemon in the foreground until Ctrl-C (embedded defaults)."""
+    cli = state_of(ctx)
+    state_dir = cli.state_dir
+    if state_dir is None and not os.environ.get("VFD_STATE_DIR") and cli.config_file is None:
+        state_dir = _default_state_dir()
+    config = load_config(config_file=cli.config_file, state_dir=state_dir)
+    if config.state_dir is not None:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    args: list[str] = []
+    if config.state_dir is not None:
+        args += ["--state-dir", str(config.state_dir)]
+    if cli.config_file is not None:
+        args += ["--config", str(cli.config_file)]
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    children: list[Child] = []
+    why_not: str | None = "not started"
+    try:
+        why_not = "disabled with --no-mountd" if no_mountd else _fuse_unavailable()
+        if why_not is not None:
+            print_warning(f"not starting mountd: {why_not}; folders will have no mount views")
+        else:
+            mountd = Child("mountd", [sys.executable, "-m", "vfd.fuse", *args], sys.stderr)
+            children.append(mountd)
+            deadline = time.monotonic() + start_timeout
+            _wait_until(lambda: _mountd_ready(config), mountd, stop, deadline)
+        if not stop.is_set():
+            daemon = Child("daemon", [sys.executable, "-m", "vfd.daemon", *args], sys.stderr)
+            children.append(daemon)
+            deadline = time.monotonic() + start_timeout
+            if _wait_until(lambda: _daemon_ready(config), daemon, stop, deadline):
+                typer.echo(_banner(config, mountd=why_not is None))
+        while not stop.is_set():
+            for child in children:
+                if not child.alive():
+                    raise child.died()
+            stop.wait(0.2)
+    finally:
+        for child in reversed(children):  # the daemon first, then mountd
+            child.stop()
+        if why_not is None:
+            _unmount_leftover(config.mount_point)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    typer.echo("vfd stopped.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vfd up`` to the root command."""
+    app.command("up")(up)

@@ -1,0 +1,98 @@
+"""Telling mountd about folder and quota changes.
+
+The store is the truth: mountd reloads every folder and quota scope from it when it starts, so
+a change it misses while it is down is not lost. Hence every call here except ``purge`` logs a
+warning and carries on when mountd does not answer. ``purge`` removes the backing directory,
+which must happen either way: without mountd it is removed directly.
+
+All methods block; they run in the service's worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from vfd.errors import ErrorCode, VfdError
+from vfd.fuse.protocol import MountdClient
+from vfd.storage import layout
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 2.0
+CALL_TIMEOUT = 60.0
+PURGE_TIMEOUT = 3600.0
+
+
+class MountdLink:
+    """The daemon's side of the mountd control socket (``config.mountd_socket``)."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+
+    def _call(self, op: str, *, timeout: float = CALL_TIMEOUT, **fields: Any) -> dict[str, Any]:
+        if not self.socket_path.exists():
+            raise VfdError(
+                ErrorCode.MOUNTD_UNAVAILABLE,
+                f"mountd is not running (no socket at {self.socket_path})",
+                socket=str(self.socket_path),
+            )
+        with MountdClient(self.socket_path, timeout=timeout) as client:
+            return client.call(op, **fields)
+
+    def _tell(self, op: str, **fields: Any) -> dict[str, Any] | None:
+        """A notification: None (and a log line) when mountd does not take it."""
+        try:
+            return self._call(op, **fields)
+        except VfdError as exc:
+            if exc.code is ErrorCode.MOUNTD_UNAVAILABLE:
+                if self.socket_path.exists():
+                    log.warning("mountd %s: %s (it reloads from the store on start)", op, exc)
+                else:
+                    log.debug("mountd %s skipped: %s", op, exc)
+            else:
+                log.warning("mountd refused %s %s: %s", op, fields, exc)
+            return None
+
+    def health(self) -> dict[str, Any] | None:
+        """mountd's health answer, or None when it does not answer."""
+        if not self.socket_path.exists():
+            return None
+        try:
+            return self._call("health", timeout=HEALTH_TIMEOUT)
+        except VfdError as exc:
+            log.debug("mountd health: %s", exc)
+            return None
+
+    def attach(self, vfid: str, host: str, scope: str, path: Path) -> None:
+        self._tell("attach", vfid=vfid, host=host, scope=scope, path=str(path))
+
+    def detach(self, vfid: str) -> None:
+        self._tell("detach", vfid=vfid)
+
+    def set_limits(self, host: str, scope: str, max_bytes: int, max_files: int) -> None:
+        self._tell("set_limits", host=host, scope=scope, max_bytes=max_bytes, max_files=max_files)
+
+    def purge(self, vfid: str, host: str, scope: str, path: Path) -> None:
+        """Remove a folder's backing tree through mountd, or directly when mountd is away.
+
+        Raises the error mountd answered when it refused (the folder then stays on disk).
+        """
+        try:
+            try:
+                # mountd purges detached folders only; one it reloaded may still be attached
+                self._call("detach", vfid=vfid)
+            except VfdError as exc:
+                if exc.code is not ErrorCode.VFOLDER_NOT_FOUND:
+                    raise
+            self._call(
+                "purge", timeout=PURGE_TIMEOUT, vfid=vfid, host=host, scope=scope, path=str(path)
+            )
+            return
+        except VfdError as exc:
+            if exc.code is not ErrorCode.MOUNTD_UNAVAILABLE:
+                raise
+            if self.socket_path.exists():
+                log.warning("mountd purge: %s; removing %s directly", exc, path)
+        layout.remove_folder_dir(path)

@@ -1,0 +1,137 @@
+"""``/v1/admin/*``: users, tokens, projects, resource policies, hosts (administrators only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run
+from vfd.daemon.services import hosts, policies, projects, users
+from vfd.store.models import UserRole, UserStatus
+
+router = APIRouter(prefix="/v1/admin")
+
+NonNegative = Field(default=0, ge=0)
+
+
+class UserCreate(Body):
+    email: str
+    username: str | None = None
+    uid: int | None = Field(default=None, ge=0)
+    gid: int | None = Field(default=None, ge=0)
+    role: Choice[UserRole] = UserRole.USER
+    resource_policy: str | None = None
+
+
+class UserPatch(Body):
+    username: str | None = None
+    uid: int | None = Field(default=None, ge=0)
+    gid: int | None = Field(default=None, ge=0)
+    role: Choice[UserRole] | None = None
+    resource_policy: str | None = None
+    status: Choice[UserStatus] | None = None
+
+
+class TokenCreate(Body):
+    email: str
+    name: str
+
+
+class ProjectCreate(Body):
+    name: str
+    description: str = ""
+    gid: int | None = Field(default=None, ge=0)
+
+
+class MemberAdd(Body):
+    email: str
+
+
+class PolicyCreate(Body):
+    name: str
+    max_vfolder_count: int = NonNegative
+    max_quota_scope_size: int = NonNegative
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+
+class PolicyPatch(Body):
+    max_vfolder_count: int | None = Field(default=None, ge=0)
+    max_quota_scope_size: int | None = Field(default=None, ge=0)
+    allowed_hosts: list[str] | None = None
+
+
+class PolicyAssign(Body):
+    email: str
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: UserCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(users.create_user, daemon, caller, **body.model_dump())
+
+
+@router.get("/users")
+async def list_users(daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(users.list_users, daemon, caller)
+
+
+@router.patch("/users/{email}")
+async def patch_user(email: str, body: UserPatch, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(users.patch_user, daemon, caller, email, body.model_dump(exclude_unset=True))
+
+
+@router.post("/users/{email}/deactivate")
+async def deactivate_user(email: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(users.deactivate_user, daemon, caller, email)
+
+
+@router.post("/tokens", status_code=201)
+async def create_token(body: TokenCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(users.create_token, daemon, caller, email=body.email, name=body.name)
+
+
+@router.post("/projects", status_code=201)
+async def create_project(body: ProjectCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(projects.create_project, daemon, caller, **body.model_dump())
+
+
+@router.get("/projects")
+async def list_projects(daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(projects.list_projects, daemon, caller)
+
+
+@router.post("/projects/{name}/members")
+async def add_member(name: str, body: MemberAdd, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(projects.add_member, daemon, caller, name, email=body.email)
+
+
+@router.delete("/projects/{name}/members/{email}")
+async def remove_member(name: str, email: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(projects.remove_member, daemon, caller, name, email)
+
+
+@router.post("/policies", status_code=201)
+async def create_policy(body: PolicyCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(policies.create_policy, daemon, caller, **body.model_dump())
+
+
+@router.get("/policies")
+async def list_policies(daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(policies.list_policies, daemon, caller)
+
+
+@router.patch("/policies/{name}")
+async def patch_policy(name: str, body: PolicyPatch, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    changes = body.model_dump(exclude_unset=True)
+    return await run(policies.patch_policy, daemon, caller, name, changes)
+
+
+@router.post("/policies/{name}/assign")
+async def assign_policy(
+    name: str, body: PolicyAssign, daemon: DaemonDep, caller: CallerDep
+) -> JSON:
+    return await run(policies.assign_policy, daemon, caller, name, email=body.email)
+
+
+@router.get("/hosts")
+async def admin_hosts(daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(hosts.admin_hosts, daemon, caller)

@@ -1,0 +1,76 @@
+"""Quota routes: admin show/set/rescan, and a folder's usage."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run
+from vfd.daemon.services import quota
+from vfd.errors import ErrorCode, VfdError
+
+router = APIRouter(tags=["quota"])
+
+
+class ScopeBody(Body):
+    scope: str | None = None
+    user: str | None = None
+    project: str | None = None
+    host: str | None = None
+
+
+class SetQuotaBody(ScopeBody):
+    max_bytes: int | None = None
+    max_files: int | None = None
+
+
+@router.get("/v1/admin/quota")
+async def show_quota(
+    daemon: DaemonDep,
+    caller: CallerDep,
+    scope: str | None = None,
+    user: str | None = None,
+    project: str | None = None,
+    host: str | None = None,
+) -> JSON:
+    return await run(
+        quota.show_quota, daemon, caller, scope=scope, user=user, project=project, host=host
+    )
+
+
+@router.put("/v1/admin/quota")
+async def set_quota(body: SetQuotaBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    for field in ("max_bytes", "max_files"):
+        value = getattr(body, field)
+        if value is not None and value < 0:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT, f"{field} must be >= 0 (0 = unlimited)", field=field
+            )
+    return await run(
+        quota.set_quota,
+        daemon,
+        caller,
+        max_bytes=body.max_bytes,
+        max_files=body.max_files,
+        scope=body.scope,
+        user=body.user,
+        project=body.project,
+        host=body.host,
+    )
+
+
+@router.post("/v1/admin/quota/rescan")
+async def rescan(body: ScopeBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(
+        quota.rescan,
+        daemon,
+        caller,
+        host=body.host,
+        scope=body.scope,
+        user=body.user,
+        project=body.project,
+    )
+
+
+@router.get("/v1/vfolders/{name}/usage")
+async def folder_usage(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(quota.folder_usage, daemon, caller, name)

@@ -1,0 +1,198 @@
+"""``vfd daemon``: migrate the store, bind the API sockets, serve until SIGTERM.
+
+Start-up order matters to systemd (``Type=notify``): ``READY=1`` is sent only once the store
+is migrated, the storage hosts are synced and the API sockets accept connections. SIGTERM or
+SIGINT stops accepting, lets running requests finish, sends ``STOPPING=1`` and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Generator
+from pathlib import Path
+
+import uvicorn
+import uvloop
+from sqlalchemy.exc import SQLAlchemyError
+
+from vfd.config import Config
+from vfd.daemon import systemd
+from vfd.daemon.app import create_app
+from vfd.daemon.identity import PeerCredProtocol
+from vfd.daemon.logs import setup_logging
+from vfd.daemon.mountd import MountdLink
+from vfd.daemon.services.context import Daemon
+from vfd.daemon.services.hosts import prepare_roots, sync_hosts
+from vfd.errors import ErrorCode, VfdError
+from vfd.store.db import make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_TIMEOUT = 10
+BACKLOG = 256
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """Bind the API socket at ``path`` (mode 0666), replacing a stale one.
+
+    A socket file that still answers belongs to a running daemon and is left alone.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(path))
+            except OSError:
+                pass
+            else:
+                raise VfdError(
+                    ErrorCode.CONFIG_INVALID,
+                    f"api_socket: {path} is in use by a running daemon",
+                    key="api_socket",
+                )
+            finally:
+                probe.close()
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o666)
+    except OSError as exc:
+        sock.close()
+        raise VfdError(
+            ErrorCode.CONFIG_INVALID, f"api_socket: cannot bind {path}: {exc}", key="api_socket"
+        ) from None
+    return sock
+
+
+def bind_tcp(listen: str) -> socket.socket:
+    """Bind ``HOST:PORT`` (``[v6addr]:PORT`` for IPv6)."""
+    host, sep, port_text = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise VfdError(
+            ErrorCode.CONFIG_INVALID,
+            f"tcp_listen: {listen!r} is not HOST:PORT",
+            key="tcp_listen",
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, int(port_text)), family=family, backlog=BACKLOG)
+    except OSError as exc:
+        raise VfdError(
+            ErrorCode.CONFIG_INVALID,
+            f"tcp_listen: cannot listen on {listen}: {exc}",
+            key="tcp_listen",
+        ) from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with systemd notifications and asyncio-native signal handling.
+
+    uvicorn's own signal capture re-raises the signal after shutdown, which would end the
+    process with status -15 instead of a clean exit.
+    """
+
+    _watchdog: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            return
+        log.info("%s received; stopping", signal.Signals(sig).name)
+        systemd.notify("STOPPING=1\nSTATUS=stopping")
+        self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.started:
+            return
+        for sock in sockets or []:
+            log.info("listening on %s", sock.getsockname() or "?")
+        systemd.notify("READY=1\nSTATUS=serving")
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(_watchdog(interval))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        await super().shutdown(sockets=sockets)
+
+
+async def _watchdog(interval: float) -> None:
+    """``WATCHDOG=1`` from the event loop itself: a stalled loop misses its pings."""
+    while True:
+        systemd.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def serve_async(config: Config) -> None:
+    """Run the daemon on the current loop until a stop signal."""
+    systemd.notify("STATUS=migrating the store")
+    engine = make_engine(config.database_url)
+    sockets: list[socket.socket] = []
+    try:
+        # bound (not yet listening) first: a second daemon stops here, before the store
+        sockets.append(bind_unix(config.api_socket))
+        try:
+            await asyncio.to_thread(migrate, engine)
+            await asyncio.to_thread(sync_hosts, engine, config)
+        except SQLAlchemyError as exc:
+            raise VfdError(
+                ErrorCode.CONFIG_INVALID,
+                f"database_url: cannot open the store: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                key="database_url",
+            ) from None
+        await asyncio.to_thread(prepare_roots, config)
+        if config.tcp_listen:
+            sockets.append(bind_tcp(config.tcp_listen))
+        daemon = Daemon(config=config, engine=engine, mountd=MountdLink(config.mountd_socket))
+        uv_config = uvicorn.Config(
+            create_app(daemon),
+            http=PeerCredProtocol,
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            proxy_headers=False,
+            server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
+            backlog=BACKLOG,
+        )
+        server = _Server(uv_config)
+        await server.serve(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+        if sockets:
+            with contextlib.suppress(OSError):
+                config.api_socket.unlink()
+        engine.dispose()
+    log.info("stopped")
+
+
+def serve(config: Config) -> None:
+    """The daemon's blocking entry point: logging set up, asyncio on uvloop, serve."""
+    setup_logging(config.log_level)
+    log.info("vfd daemon starting (store %s)", config.database_url.split("://")[0])
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve_async(config))

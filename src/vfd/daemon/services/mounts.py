@@ -1,0 +1,108 @@
+"""``vfd mount`` / ``vfd umount``: bind-mount a folder's view anywhere on the node.
+
+The daemon (root) makes the bind mount for the caller. The view is ``ro/`` when asked or when
+the caller's permission is ``ro``, so the bind mount is as read-only as the view. The target
+must be an existing, empty directory that the caller owns (admins: any), given as a real path
+(no symbolic link anywhere in it), outside the vfd mount itself; umount only removes a bind
+mount of a vfd view.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from vfd.daemon.services.access import find
+from vfd.daemon.services.context import Caller, Daemon
+from vfd.errors import ErrorCode, VfdError
+from vfd.store.models import Permission, VFolderStatus
+
+
+def _mountinfo() -> list[tuple[str, str, str]]:
+    """``(mount point, root within its filesystem, fs type)`` of every mount, in order."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            out.append((_unescape(fields[4]), _unescape(fields[3]), fields[sep + 1]))
+    return out
+
+
+def _unescape(text: str) -> str:
+    return text.encode().decode("unicode_escape") if "\\" in text else text
+
+
+def _check_target(daemon: Daemon, caller: Caller, target: str) -> Path:
+    if not target.startswith("/"):
+        raise VfdError(ErrorCode.INVALID_PATH, "the target must be an absolute path", path=target)
+    path = Path(target)
+    real = Path(os.path.realpath(path))
+    if real != path:
+        raise VfdError(
+            ErrorCode.INVALID_PATH,
+            f"{target} is not a real path (it resolves to {real}); give that instead",
+            path=target,
+        )
+    mnt = daemon.config.mount_point
+    if real == mnt or mnt in real.parents:
+        raise VfdError(ErrorCode.INVALID_PATH, "the target is inside the vfd mount", path=target)
+    try:
+        st = os.lstat(real)
+    except OSError:
+        raise VfdError(
+            ErrorCode.PATH_NOT_FOUND,
+            f"{target} does not exist; make the directory first",
+            path=target,
+        ) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise VfdError(ErrorCode.NOT_A_DIRECTORY, f"{target} is not a directory", path=target)
+    if not caller.is_admin and st.st_uid != caller.user.uid:
+        raise VfdError(ErrorCode.PERMISSION_DENIED, f"{target} is not your directory", path=target)
+    return real
+
+
+def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -> dict[str, Any]:
+    real = _check_target(daemon, caller, target)
+    if any(mp == str(real) for mp, _root, _fs in _mountinfo()):
+        raise VfdError(ErrorCode.PATH_EXISTS, f"something is already mounted on {target}")
+    if os.listdir(real):
+        raise VfdError(ErrorCode.DIRECTORY_NOT_EMPTY, f"{target} is not empty", path=target)
+    with daemon.session() as session:
+        access = find(session, caller.user, name)
+    if access.folder.status != VFolderStatus.READY:
+        raise VfdError(ErrorCode.INVALID_STATUS, f"folder {name!r} is not ready", name=name)
+    view = "ro" if ro or not access.permission.allows(Permission.RW) else "rw"
+    source = daemon.config.mount_point / view / access.folder.id.hex
+    if not source.is_dir():
+        raise VfdError(
+            ErrorCode.MOUNTD_UNAVAILABLE,
+            f"the folder's view {source} is not mounted (is mountd up?)",
+        )
+    _run(["mount", "--bind", str(source), str(real)])
+    return {"vfolder": name, "target": str(real), "view": view, "source": str(source)}
+
+
+def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
+    real = _check_target(daemon, caller, target)
+    entries = [e for e in _mountinfo() if e[0] == str(real)]
+    if not entries:
+        raise VfdError(ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target)
+    _mp, root, fstype = entries[-1]
+    if not fstype.startswith("fuse") or not root.startswith(("/rw/", "/ro/")):
+        raise VfdError(
+            ErrorCode.PERMISSION_DENIED, f"{target} is not a vfd folder mount", path=target
+        )
+    _run(["umount", str(real)])
+    return {"target": str(real), "unmounted": True}
+
+
+def _run(argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise VfdError(
+            ErrorCode.INTERNAL, f"{' '.join(argv)} failed: {proc.stderr.strip() or proc.returncode}"
+        )

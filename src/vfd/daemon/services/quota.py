@@ -1,0 +1,147 @@
+"""Quota scopes: show and set limits, rescan, and a folder's usage.
+
+Limits live in the store (``QuotaScope``) and are pushed to mountd; live usage comes from
+mountd (O(1): its in-memory counters) and falls back to the last flushed figures in the store
+when mountd does not answer (``"live": false``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from vfd.daemon.services.access import find
+from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.hosts import ensure_scope
+from vfd.daemon.services.projects import find_project
+from vfd.daemon.services.users import find_user
+from vfd.errors import ErrorCode, VfdError
+from vfd.fuse.protocol import MountdClient
+from vfd.storage.layout import Scope
+from vfd.store.models import QuotaScope, utcnow
+
+
+def resolve_scope(
+    session: Session,
+    daemon: Daemon,
+    *,
+    scope: str | None,
+    user: str | None,
+    project: str | None,
+    host: str | None,
+) -> tuple[str, str]:
+    """``(host, scope)`` from exactly one of a scope string, a user's email, a project's name."""
+    given = [x for x in (scope, user, project) if x]
+    if len(given) != 1:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT,
+            "name exactly one of a scope (user:<uuid> / project:<uuid>), a user or a project",
+            field="scope",
+        )
+    host = host or daemon.config.default_host
+    daemon.config.host_path(host)  # unknown host -> host_not_found
+    if scope:
+        return host, str(Scope.parse(scope))
+    if user:
+        return host, str(Scope("user", find_user(session, user).id))
+    assert project
+    return host, str(Scope("project", find_project(session, project).id))
+
+
+def _scope_json(row: QuotaScope, live: dict[str, Any] | None) -> dict[str, Any]:
+    body = {
+        "host": row.host,
+        "scope": row.scope,
+        "max_bytes": row.max_bytes,
+        "max_files": row.max_files,
+        "used_bytes": row.used_bytes,
+        "used_files": row.used_files,
+        "live": False,
+    }
+    if live is not None:
+        body.update(used_bytes=live["used_bytes"], used_files=live["used_files"], live=True)
+    return body
+
+
+def _live_usage(daemon: Daemon, host: str, scope: str) -> dict[str, Any] | None:
+    try:
+        with MountdClient(daemon.config.mountd_socket, timeout=10) as client:
+            return client.call("usage", host=host, scope=scope)
+    except VfdError:
+        return None
+
+
+def _find_row(session: Session, host: str, scope: str) -> QuotaScope:
+    row = session.exec(
+        select(QuotaScope).where(QuotaScope.host == host, QuotaScope.scope == scope)
+    ).first()
+    if row is None:
+        raise VfdError(
+            ErrorCode.SCOPE_NOT_FOUND,
+            f"no quota scope {scope} on host {host} (it is made with the owner's first folder)",
+            host=host,
+            scope=scope,
+        )
+    return row
+
+
+def show_quota(daemon: Daemon, caller: Caller, **which: str | None) -> dict[str, Any]:
+    caller.require_admin()
+    with daemon.session() as session:
+        host, scope = resolve_scope(session, daemon, **which)
+        row = _find_row(session, host, scope)
+    return _scope_json(row, _live_usage(daemon, host, scope))
+
+
+def set_quota(
+    daemon: Daemon,
+    caller: Caller,
+    *,
+    max_bytes: int | None,
+    max_files: int | None,
+    **which: str | None,
+) -> dict[str, Any]:
+    """Set a scope's limits (made if missing); mountd applies them at once."""
+    caller.require_admin()
+    if max_bytes is None and max_files is None:
+        raise VfdError(ErrorCode.INVALID_ARGUMENT, "give max_bytes and/or max_files", field="body")
+    with daemon.session() as session:
+        host, scope = resolve_scope(session, daemon, **which)
+        row, _ = ensure_scope(session, host, scope, 0)
+        if max_bytes is not None:
+            row.max_bytes = max_bytes
+        if max_files is not None:
+            row.max_files = max_files
+        row.updated_at = utcnow()
+        session.add(row)
+    daemon.mountd.set_limits(host, scope, row.max_bytes, row.max_files)
+    return _scope_json(row, _live_usage(daemon, host, scope))
+
+
+def rescan(
+    daemon: Daemon, caller: Caller, *, host: str | None, **which: str | None
+) -> dict[str, Any]:
+    """Recount usage on disk (all scopes, one host's, or one scope) and report each drift."""
+    caller.require_admin()
+    fields: dict[str, Any] = {}
+    if any(which.values()):
+        with daemon.session() as session:
+            fields["host"], fields["scope"] = resolve_scope(session, daemon, host=host, **which)
+    elif host:
+        daemon.config.host_path(host)
+        fields["host"] = host
+    with MountdClient(daemon.config.mountd_socket, timeout=3600) as client:
+        result = client.call("rescan", **fields)
+    scopes = result.get("scopes", [])
+    drifted = [s for s in scopes if s.get("before") != s.get("after")]
+    return {"scopes": scopes, "drifted": len(drifted)}
+
+
+def folder_usage(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
+    """The usage and limits of the scope a folder belongs to (any permission may read it)."""
+    with daemon.session() as session:
+        folder = find(session, caller.user, name).folder
+        row = _find_row(session, folder.host, folder.scope)
+    body = _scope_json(row, _live_usage(daemon, folder.host, folder.scope))
+    return {"vfolder": name, **body}

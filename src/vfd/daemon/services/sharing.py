@@ -1,0 +1,290 @@
+"""Sharing folders: invitations, leaving, and per-member permissions.
+
+User folders are shared by invitation (the owner invites, the invitee accepts or rejects, an
+invited user may leave). Project folders are shared through project membership; admins may
+override the folder's default permission per member. Automount (dot) folders are never shared.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlmodel import Session, col, or_, select
+
+from vfd.daemon.services import access, audit
+from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.projects import is_member
+from vfd.daemon.services.render import invitation_json
+from vfd.daemon.services.users import find_user
+from vfd.errors import ErrorCode, VfdError
+from vfd.storage.names import is_automount
+from vfd.store.models import (
+    InvitationState,
+    Ownership,
+    Permission,
+    Project,
+    User,
+    VFolder,
+    VFolderInvitation,
+    VFolderPermission,
+    VFolderStatus,
+    utcnow,
+)
+
+
+def _render(session: Session, inv: VFolderInvitation) -> dict[str, Any]:
+    folder = session.get(VFolder, inv.vfolder_id)
+    inviter = session.get(User, inv.inviter_id)
+    invitee = session.get(User, inv.invitee_id)
+    return invitation_json(
+        inv,
+        folder=folder.name if folder else "?",
+        inviter=inviter.email if inviter else "?",
+        invitee=invitee.email if invitee else "?",
+    )
+
+
+def _check_shareable(folder: VFolder) -> None:
+    if is_automount(folder.name):
+        raise VfdError(
+            ErrorCode.NOT_SHAREABLE,
+            f"{folder.name!r} is an automount (dot) folder; those cannot be shared",
+            name=folder.name,
+        )
+    if folder.ownership == Ownership.PROJECT:
+        raise VfdError(
+            ErrorCode.NOT_SHAREABLE,
+            f"{folder.name!r} is a project folder; it is shared through project membership",
+            name=folder.name,
+        )
+
+
+def invite(
+    daemon: Daemon, caller: Caller, name: str, *, emails: list[str], permission: Permission
+) -> dict[str, Any]:
+    """Invite users to the caller's own folder (pending until each accepts)."""
+    with daemon.session() as session:
+        hit = access.find(session, caller.user, name)
+        folder = hit.folder
+        _check_shareable(folder)
+        if not hit.is_owner:
+            raise VfdError(
+                ErrorCode.PERMISSION_DENIED, f"only the owner may share folder {name!r}", name=name
+            )
+        if folder.status != VFolderStatus.READY:
+            raise VfdError(
+                ErrorCode.INVALID_STATUS,
+                f"folder {name!r} is {folder.status.value}",
+                status=folder.status.value,
+            )
+        if not emails:
+            raise VfdError(ErrorCode.INVALID_ARGUMENT, "name at least one user", field="emails")
+        made = []
+        for email in dict.fromkeys(emails):
+            invitee = find_user(session, email)
+            if invitee.id == caller.user.id:
+                raise VfdError(
+                    ErrorCode.INVALID_ARGUMENT, "you cannot invite yourself", field="emails"
+                )
+            if session.get(VFolderPermission, (folder.id, invitee.id)) is not None:
+                raise VfdError(
+                    ErrorCode.ALREADY_MEMBER,
+                    f"folder {name!r} is already shared with {email}",
+                    email=email,
+                )
+            pending = session.exec(
+                select(VFolderInvitation).where(
+                    VFolderInvitation.vfolder_id == folder.id,
+                    VFolderInvitation.invitee_id == invitee.id,
+                    VFolderInvitation.state == InvitationState.PENDING,
+                )
+            ).first()
+            if pending is not None:
+                raise VfdError(
+                    ErrorCode.INVITATION_EXISTS,
+                    f"{email} already has a pending invitation to {name!r}",
+                    email=email,
+                )
+            inv = VFolderInvitation(
+                vfolder_id=folder.id,
+                inviter_id=caller.user.id,
+                invitee_id=invitee.id,
+                permission=permission,
+            )
+            session.add(inv)
+            made.append(inv)
+            audit.record(
+                session, caller, "vfolder.invite", name, email=email, permission=permission.value
+            )
+        session.flush()
+        return {"invitations": [_render(session, inv) for inv in made]}
+
+
+def list_invitations(daemon: Daemon, caller: Caller) -> dict[str, Any]:
+    """Pending invitations the caller received and sent."""
+    me = caller.user.id
+    with daemon.session() as session:
+        rows = session.exec(
+            select(VFolderInvitation)
+            .where(
+                VFolderInvitation.state == InvitationState.PENDING,
+                or_(VFolderInvitation.invitee_id == me, VFolderInvitation.inviter_id == me),
+            )
+            .order_by(col(VFolderInvitation.created_at))
+        ).all()
+        return {
+            "received": [_render(session, i) for i in rows if i.invitee_id == me],
+            "sent": [_render(session, i) for i in rows if i.inviter_id == me],
+        }
+
+
+def _my_invitation(session: Session, caller: Caller, invitation_id: str) -> VFolderInvitation:
+    try:
+        key = uuid.UUID(invitation_id)
+    except ValueError:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT, f"{invitation_id!r} is not an invitation id", field="id"
+        ) from None
+    inv = session.get(VFolderInvitation, key)
+    if inv is None or inv.invitee_id != caller.user.id:
+        raise VfdError(
+            ErrorCode.INVITATION_NOT_FOUND, f"no invitation {invitation_id}", id=invitation_id
+        )
+    if inv.state != InvitationState.PENDING:
+        raise VfdError(
+            ErrorCode.INVALID_STATUS,
+            f"invitation {invitation_id} is already {inv.state.value}",
+            state=inv.state.value,
+        )
+    return inv
+
+
+def accept(daemon: Daemon, caller: Caller, invitation_id: str) -> dict[str, Any]:
+    """Accept an invitation: the folder joins the caller's folders (its name must be free)."""
+    with daemon.naming() as session:
+        inv = _my_invitation(session, caller, invitation_id)
+        folder = session.get(VFolder, inv.vfolder_id)
+        if folder is None or folder.status == VFolderStatus.DELETE_COMPLETE:
+            raise VfdError(
+                ErrorCode.INVITATION_NOT_FOUND,
+                "the shared folder no longer exists",
+                id=invitation_id,
+            )
+        access.check_name_free(session, folder.name, [caller.user], caller=caller.user)
+        inv.state = InvitationState.ACCEPTED
+        inv.modified_at = utcnow()
+        session.add(inv)
+        session.add(
+            VFolderPermission(
+                vfolder_id=folder.id, user_id=caller.user.id, permission=inv.permission
+            )
+        )
+        audit.record(session, caller, "invitation.accept", folder.name, id=inv.id.hex)
+        session.flush()
+        return _render(session, inv)
+
+
+def reject(daemon: Daemon, caller: Caller, invitation_id: str) -> dict[str, Any]:
+    with daemon.session() as session:
+        inv = _my_invitation(session, caller, invitation_id)
+        inv.state = InvitationState.REJECTED
+        inv.modified_at = utcnow()
+        session.add(inv)
+        audit.record(session, caller, "invitation.reject", invitation_id)
+        session.flush()
+        return _render(session, inv)
+
+
+def leave(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
+    """Stop sharing a folder someone else invited the caller to."""
+    with daemon.session() as session:
+        hit = access.find(session, caller.user, name)
+        if hit.is_owner:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"you own folder {name!r}; owners cannot leave (delete it instead)",
+                name=name,
+            )
+        if not hit.shared:
+            raise VfdError(
+                ErrorCode.NOT_A_MEMBER,
+                f"folder {name!r} was not shared with you by invitation",
+                name=name,
+            )
+        row = session.get(VFolderPermission, (hit.folder.id, caller.user.id))
+        if row is not None:
+            session.delete(row)
+        audit.record(session, caller, "vfolder.leave", name, vfid=hit.folder.id.hex)
+    return {"left": name}
+
+
+def set_member(
+    daemon: Daemon, caller: Caller, name: str, email: str, *, permission: Permission
+) -> dict[str, Any]:
+    """Project folder: override a member's permission (admins). User folder: change what an
+    invited user may do (owner)."""
+    with daemon.session() as session:
+        hit = access.find(session, caller.user, name)
+        folder = hit.folder
+        target = find_user(session, email)
+        row = session.get(VFolderPermission, (folder.id, target.id))
+        if folder.ownership == Ownership.PROJECT:
+            caller.require_admin()
+            project = session.get(Project, folder.project_id)
+            if project is None or not is_member(session, project, target):
+                raise VfdError(
+                    ErrorCode.NOT_A_MEMBER,
+                    f"{email} is not a member of the project owning {name!r}",
+                    email=email,
+                )
+            if row is None:
+                row = VFolderPermission(
+                    vfolder_id=folder.id, user_id=target.id, permission=permission
+                )
+        else:
+            _owner_only(hit, name)
+            if row is None:
+                raise VfdError(
+                    ErrorCode.NOT_A_MEMBER, f"{name!r} is not shared with {email}", email=email
+                )
+        row.permission = permission
+        session.add(row)
+        audit.record(
+            session, caller, "vfolder.member.set", name, email=email, permission=permission.value
+        )
+    return {"vfolder": name, "email": email, "permission": permission.value}
+
+
+def drop_member(daemon: Daemon, caller: Caller, name: str, email: str) -> dict[str, Any]:
+    """Project folder: drop a member's override (back to the folder's permission). User
+    folder: stop sharing it with an invited user. Answers the member's permission now."""
+    with daemon.session() as session:
+        hit = access.find(session, caller.user, name)
+        folder = hit.folder
+        target = find_user(session, email)
+        row = session.get(VFolderPermission, (folder.id, target.id))
+        if folder.ownership == Ownership.PROJECT:
+            caller.require_admin()
+            now: str | None = folder.permission.value
+        else:
+            _owner_only(hit, name)
+            now = None
+        if row is None:
+            raise VfdError(
+                ErrorCode.NOT_A_MEMBER,
+                f"{email} has no permission of their own on {name!r}",
+                email=email,
+            )
+        session.delete(row)
+        audit.record(session, caller, "vfolder.member.drop", name, email=email)
+    return {"vfolder": name, "email": email, "permission": now}
+
+
+def _owner_only(hit: access.Access, name: str) -> None:
+    if not hit.is_owner:
+        raise VfdError(
+            ErrorCode.PERMISSION_DENIED,
+            f"only the owner may change who shares folder {name!r}",
+            name=name,
+        )

@@ -1,0 +1,385 @@
+"""Folders: create, list, rename and change, trash, restore, purge.
+
+Creation is all or nothing: the row, its quota scope and the backing directory are made in one
+transaction, and the directory is removed again if the commit fails. mountd is told after the
+commit (attach, detach, purge, limits of a new scope); see ``vfd.daemon.mountd``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from vfd.daemon.services import access, audit, hosts, policies
+from vfd.daemon.services.access import Access
+from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.projects import find_project
+from vfd.daemon.services.render import folder_json
+from vfd.errors import ErrorCode, VfdError
+from vfd.storage import layout
+from vfd.storage.layout import Scope
+from vfd.storage.lifecycle import LIVE, TRASHED, check_transition
+from vfd.storage.names import is_automount, validate_name
+from vfd.store.models import (
+    InvitationState,
+    Ownership,
+    Permission,
+    UsageMode,
+    User,
+    VFolder,
+    VFolderInvitation,
+    VFolderPermission,
+    VFolderStatus,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+def mount_point(daemon: Daemon) -> str | None:
+    """mountd's mount point when it answers (Folder JSON then carries ``views``)."""
+    health = daemon.mountd.health()
+    if health is None or not health.get("mount_point"):
+        return None
+    return str(health["mount_point"])
+
+
+def render(access_: Access, mount: str | None) -> dict[str, Any]:
+    return folder_json(
+        access_.folder,
+        owner=access_.owner,
+        permission=access_.permission,
+        is_owner=access_.is_owner,
+        mount_point=mount,
+    )
+
+
+def backing_path(daemon: Daemon, folder: VFolder) -> Path:
+    """Where ``folder``'s data lives on its host."""
+    return layout.folder_path(
+        daemon.config.host_path(folder.host), Scope.parse(folder.scope), folder.id
+    )
+
+
+def _set_status(session: Session, folder: VFolder, status: VFolderStatus) -> None:
+    check_transition(folder.status, status, name=folder.name)
+    folder.status = status
+    folder.status_changed_at = utcnow()
+    session.add(folder)
+
+
+def own_folder_count(session: Session, user: User) -> int:
+    """The user's own folders that count against ``max_vfolder_count`` (purged ones don't)."""
+    return session.exec(
+        select(func.count()).where(
+            VFolder.ownership == Ownership.USER,
+            VFolder.user_id == user.id,
+            VFolder.status != VFolderStatus.DELETE_COMPLETE,
+        )
+    ).one()
+
+
+def create(
+    daemon: Daemon,
+    caller: Caller,
+    *,
+    name: str,
+    host: str | None = None,
+    project: str | None = None,
+    usage_mode: UsageMode = UsageMode.GENERAL,
+    permission: Permission = Permission.RW,
+    cloneable: bool = False,
+) -> dict[str, Any]:
+    """Create a folder (a project folder when ``project`` is given: admins only)."""
+    user = caller.user
+    validate_name(name)
+    host = host or daemon.config.default_host
+    host_root = daemon.config.host_path(host)
+    if project is not None:
+        caller.require_admin()
+        if is_automount(name):
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"{name!r}: automount (dot) folders belong to a user, not a project",
+                field="name",
+            )
+    made: Path | None = None
+    try:
+        with daemon.naming() as session:
+            policy = policies.effective_policy(session, daemon, user)
+            if policy.allowed_hosts and host not in policy.allowed_hosts:
+                raise VfdError(
+                    ErrorCode.HOST_NOT_ALLOWED,
+                    f"your resource policy does not allow folders on host {host!r}",
+                    host=host,
+                    allowed=list(policy.allowed_hosts),
+                )
+            if project is None:
+                count = own_folder_count(session, user)
+                if policy.max_vfolder_count and count >= policy.max_vfolder_count:
+                    raise VfdError(
+                        ErrorCode.FOLDER_LIMIT_REACHED,
+                        f"you have {count} folders (trash included); your limit is "
+                        f"{policy.max_vfolder_count}",
+                        count=count,
+                        limit=policy.max_vfolder_count,
+                    )
+                scope = Scope("user", user.id)
+                uid, gid = user.uid, user.gid
+                sharers = [user]
+                owner = user.email
+            else:
+                proj = find_project(session, project)
+                scope = Scope("project", proj.id)
+                uid, gid = user.uid, proj.gid
+                sharers = [user, *access.project_readers(session, proj.id)]
+                owner = proj.name
+            access.check_name_free(session, name, sharers, caller=user)
+            folder = VFolder(
+                id=uuid.uuid4(),
+                name=name,
+                host=host,
+                ownership=Ownership.USER if project is None else Ownership.PROJECT,
+                user_id=user.id if project is None else None,
+                project_id=None if project is None else proj.id,
+                creator_id=user.id,
+                usage_mode=usage_mode,
+                permission=permission,
+                cloneable=cloneable,
+                scope=str(scope),
+            )
+            session.add(folder)
+            scope_row, new_scope = hosts.ensure_scope(
+                session, host, str(scope), policy.max_quota_scope_size
+            )
+            audit.record(
+                session,
+                caller,
+                "vfolder.create",
+                name,
+                vfid=folder.id.hex,
+                host=host,
+                scope=str(scope),
+            )
+            session.flush()
+            path = layout.folder_path(host_root, scope, folder.id)
+            try:
+                layout.create_folder_dir(path, uid=uid, gid=gid, project=project is not None)
+            except OSError as exc:
+                log.error("cannot create backing directory %s: %s", path, exc)
+                raise VfdError(
+                    ErrorCode.INTERNAL,
+                    f"cannot create the folder's directory on host {host!r}: {exc.strerror or exc}",
+                    host=host,
+                ) from None
+            made = path
+            result = Access(folder, Permission.WD, project is None, owner)
+            limits = (scope_row.max_bytes, scope_row.max_files)
+    except BaseException:
+        if made is not None:
+            layout.remove_folder_dir(made)
+        raise
+    daemon.mountd.attach(folder.id.hex, host, str(scope), made)
+    if new_scope:
+        daemon.mountd.set_limits(host, str(scope), *limits)
+    return render(result, mount_point(daemon))
+
+
+def list_folders(
+    daemon: Daemon, caller: Caller, *, trash: bool = False, automount: bool = False
+) -> dict[str, Any]:
+    """The caller's folders: usable ones, or (``trash``) trashed ones; ``automount``: dot only."""
+    with daemon.session() as session:
+        hits = access.accessible(session, caller.user, statuses=TRASHED if trash else LIVE)
+    if automount:
+        hits = [h for h in hits if is_automount(h.folder.name)]
+    hits.sort(key=lambda h: (h.folder.name, h.owner))
+    mount = mount_point(daemon) if hits else None
+    return {"vfolders": [render(h, mount) for h in hits]}
+
+
+def get(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
+    with daemon.session() as session:
+        hit = access.find(session, caller.user, name)
+    return render(hit, mount_point(daemon))
+
+
+def _is_shared(session: Session, folder: VFolder) -> bool:
+    perms = session.exec(
+        select(func.count()).where(VFolderPermission.vfolder_id == folder.id)
+    ).one()
+    pending = session.exec(
+        select(func.count()).where(
+            VFolderInvitation.vfolder_id == folder.id,
+            VFolderInvitation.state == InvitationState.PENDING,
+        )
+    ).one()
+    return bool(perms or pending)
+
+
+def patch(daemon: Daemon, caller: Caller, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Rename (needs ``wd``) or change ``permission``/``cloneable`` (owner; project: admin)."""
+    with daemon.naming() as session:
+        hit = access.find(session, caller.user, name)
+        folder = hit.folder
+        if folder.status != VFolderStatus.READY:
+            raise VfdError(
+                ErrorCode.INVALID_STATUS,
+                f"folder {name!r} is {folder.status.value}; only ready folders can be changed",
+                status=folder.status.value,
+            )
+        new_name = changes.get("name")
+        if new_name is not None and new_name != folder.name:
+            access.require(hit, Permission.WD, "renaming")
+            validate_name(new_name)
+            if is_automount(new_name):
+                if folder.ownership == Ownership.PROJECT:
+                    raise VfdError(
+                        ErrorCode.INVALID_ARGUMENT,
+                        "project folders cannot become automount (dot) folders",
+                        field="name",
+                    )
+                if _is_shared(session, folder):
+                    raise VfdError(
+                        ErrorCode.NOT_SHAREABLE,
+                        f"{name!r} is shared; automount (dot) folders cannot be",
+                        name=name,
+                    )
+            access.check_name_free(
+                session,
+                new_name,
+                access.readers(session, folder),
+                caller=caller.user,
+                exclude=folder.id,
+            )
+        settings = {k: v for k, v in changes.items() if k in ("permission", "cloneable")}
+        if settings:
+            allowed = caller.is_admin if folder.ownership == Ownership.PROJECT else hit.is_owner
+            if not allowed:
+                who = "an administrator" if folder.ownership == Ownership.PROJECT else "its owner"
+                raise VfdError(
+                    ErrorCode.PERMISSION_DENIED,
+                    f"only {who} may change the settings of folder {name!r}",
+                    name=name,
+                )
+            for key, value in settings.items():
+                if value is None:
+                    raise VfdError(ErrorCode.INVALID_ARGUMENT, f"{key} cannot be null", field=key)
+                setattr(folder, key, value)
+        if new_name is not None:
+            folder.name = new_name
+        session.add(folder)
+        audit.record(
+            session,
+            caller,
+            "vfolder.update",
+            name,
+            vfid=folder.id.hex,
+            **{k: str(v) for k, v in changes.items()},
+        )
+    return render(hit, mount_point(daemon))
+
+
+def trash(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
+    """Move a folder to the trash (``delete-pending``): detached from the mount, restorable."""
+    with daemon.naming() as session:
+        hit = access.find(session, caller.user, name)
+        access.require(hit, Permission.WD, "deleting")
+        _set_status(session, hit.folder, VFolderStatus.DELETE_PENDING)
+        audit.record(session, caller, "vfolder.trash", name, vfid=hit.folder.id.hex)
+    daemon.mountd.detach(hit.folder.id.hex)
+    return render(hit, mount_point(daemon))
+
+
+def restore(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
+    """Bring a trashed folder back (``ready``) and attach it again."""
+    with daemon.naming() as session:
+        hit = access.find(session, caller.user, name)
+        access.require(hit, Permission.WD, "restoring")
+        path = backing_path(daemon, hit.folder)
+        _set_status(session, hit.folder, VFolderStatus.READY)
+        audit.record(session, caller, "vfolder.restore", name, vfid=hit.folder.id.hex)
+    folder = hit.folder
+    daemon.mountd.attach(folder.id.hex, folder.host, folder.scope, path)
+    return render(hit, mount_point(daemon))
+
+
+def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[str, Any]:
+    """Delete a trashed folder's data for good; ``confirm`` must repeat its name exactly.
+
+    ``delete-ongoing`` is committed first, so a crash midway leaves a visible state; the folder
+    ends ``delete-complete`` (its name free again) or ``delete-error`` (purge may be retried).
+    """
+    with daemon.naming() as session:
+        hit = access.find(session, caller.user, name)
+        access.require(hit, Permission.WD, "purging")
+        folder = hit.folder
+        if confirm != folder.name:
+            raise VfdError(
+                ErrorCode.CONFIRMATION_MISMATCH,
+                f"to purge folder {name!r}, confirm with its exact name",
+                name=name,
+                confirm=confirm,
+            )
+        if folder.status not in (VFolderStatus.DELETE_PENDING, VFolderStatus.DELETE_ERROR):
+            raise VfdError(
+                ErrorCode.INVALID_STATUS,
+                f"folder {name!r} is {folder.status.value}; move it to the trash first",
+                status=folder.status.value,
+            )
+        path = backing_path(daemon, folder)
+        _set_status(session, folder, VFolderStatus.DELETE_ONGOING)
+        audit.record(session, caller, "vfolder.purge", name, vfid=folder.id.hex)
+    try:
+        daemon.mountd.purge(folder.id.hex, folder.host, folder.scope, path)
+    except Exception as exc:
+        log.error("purging folder %s (%s) failed: %s", name, folder.id.hex, exc)
+        with daemon.naming() as session:
+            row = session.get(VFolder, folder.id)
+            assert row is not None
+            _set_status(session, row, VFolderStatus.DELETE_ERROR)
+            audit.record(session, caller, "vfolder.purge.error", name, error=str(exc))
+        if isinstance(exc, VfdError):
+            raise
+        raise VfdError(
+            ErrorCode.INTERNAL, f"purging folder {name!r} failed: {exc}", name=name
+        ) from None
+    with daemon.naming() as session:
+        row = session.get(VFolder, folder.id)
+        assert row is not None
+        _set_status(session, row, VFolderStatus.DELETE_COMPLETE)
+        for perm in session.exec(
+            select(VFolderPermission).where(VFolderPermission.vfolder_id == row.id)
+        ):
+            session.delete(perm)
+        for inv in session.exec(
+            select(VFolderInvitation).where(
+                VFolderInvitation.vfolder_id == row.id,
+                VFolderInvitation.state == InvitationState.PENDING,
+            )
+        ):
+            inv.state = InvitationState.CANCELED
+            inv.modified_at = utcnow()
+            session.add(inv)
+        audit.record(session, caller, "vfolder.purge.complete", name, vfid=row.id.hex)
+        hit.folder = row
+    return {"purged": render(hit, None)}
+
+
+def storage_status(daemon: Daemon, caller: Caller) -> dict[str, Any]:
+    """``{created, limit, project_folders, invited_folders}`` for the caller."""
+    with daemon.session() as session:
+        policy = policies.effective_policy(session, daemon, caller.user)
+        hits = access.accessible(session, caller.user)
+        created = own_folder_count(session, caller.user)
+    return {
+        "created": created,
+        "limit": policy.max_vfolder_count,
+        "project_folders": sum(1 for h in hits if h.folder.ownership == Ownership.PROJECT),
+        "invited_folders": sum(1 for h in hits if h.shared),
+    }

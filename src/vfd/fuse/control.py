@@ -1,0 +1,166 @@
+"""The control server: ``vfd.fuse.protocol`` over a unix stream socket, served with trio.
+
+One JSON request per line, answered in order on the same connection. Every request is
+checked here (op, field names and types) and every failure is answered as the one JSON error
+shape: a ``VfdError`` with its code; a malformed request ``invalid_argument``; anything
+unexpected ``internal`` (and logged). A bad request never closes the connection; only a line
+longer than ``MAX_LINE`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+from vfd.errors import ErrorCode, VfdError
+from vfd.fuse.protocol import MAX_LINE, OPS, encode, fail, ok
+
+log = logging.getLogger("vfd.fuse.control")
+
+FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "health": {},
+    "attach": {"vfid": (str, True), "host": (str, True), "scope": (str, True), "path": (str, True)},
+    "detach": {"vfid": (str, True)},
+    "set_limits": {
+        "host": (str, True),
+        "scope": (str, True),
+        "max_bytes": (int, True),
+        "max_files": (int, True),
+    },
+    "usage": {"host": (str, True), "scope": (str, True)},
+    "rescan": {"host": (str, False), "scope": (str, False)},
+    "purge": {"vfid": (str, True), "host": (str, True), "scope": (str, True), "path": (str, True)},
+}
+assert set(FIELDS) == set(OPS)
+
+
+class Service(Protocol):
+    """What the control server drives: one async method per op, fields as keywords."""
+
+    async def health(self) -> dict[str, Any]: ...
+    async def attach(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]: ...
+    async def detach(self, *, vfid: str) -> dict[str, Any]: ...
+    async def set_limits(
+        self, *, host: str, scope: str, max_bytes: int, max_files: int
+    ) -> dict[str, Any]: ...
+    async def usage(self, *, host: str, scope: str) -> dict[str, Any]: ...
+    async def rescan(
+        self, *, host: str | None = None, scope: str | None = None
+    ) -> dict[str, Any]: ...
+    async def purge(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]: ...
+
+
+def _bad(message: str, **details: Any) -> VfdError:
+    return VfdError(ErrorCode.INVALID_ARGUMENT, message, **details)
+
+
+def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
+    """The op and its checked fields, or ``VfdError(INVALID_ARGUMENT)`` saying what is wrong."""
+    try:
+        req = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(f"request is not JSON: {exc}") from None
+    if not isinstance(req, dict):
+        raise _bad("request must be a JSON object")
+    op = req.pop("op", None)
+    if op not in FIELDS:
+        raise _bad(f"unknown op {op!r}; known: {', '.join(OPS)}", op=str(op))
+    spec = FIELDS[op]
+    unknown = sorted(set(req) - set(spec))
+    if unknown:
+        raise _bad(f"{op}: unknown field(s) {', '.join(unknown)}", op=op, fields=unknown)
+    fields: dict[str, Any] = {}
+    for name, (kind, required) in spec.items():
+        value = req.get(name)
+        if value is None:
+            if required:
+                raise _bad(f"{op}: missing field {name!r}", op=op, field=name)
+            continue
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise _bad(f"{op}: {name} must be a non-negative integer", op=op, field=name)
+        if kind is str and not isinstance(value, str):
+            raise _bad(f"{op}: {name} must be a string", op=op, field=name)
+        fields[name] = value
+    return op, fields
+
+
+async def answer(service: Service, line: bytes) -> dict[str, Any]:
+    """The reply object for one request line."""
+    try:
+        op, fields = parse_request(line)
+        method: Callable[..., Awaitable[dict[str, Any]]] = getattr(service, op)
+        return ok(await method(**fields))
+    except VfdError as exc:
+        return fail(exc)
+    except Exception as exc:
+        log.exception("control request failed: %r", line[:200])
+        return fail(VfdError(ErrorCode.INTERNAL, f"mountd failed: {exc}"))
+
+
+async def _serve_connection(service: Service, stream: trio.SocketStream) -> None:
+    buf = b""
+    async with stream:
+        while True:
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, _, buf = buf.partition(b"\n")
+                if line.strip():
+                    reply = await answer(service, line)
+                    try:
+                        await stream.send_all(encode(reply))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+            if len(buf) > MAX_LINE:
+                err = _bad(f"request longer than {MAX_LINE} bytes")
+                try:
+                    await stream.send_all(encode(fail(err)))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                return
+
+
+async def serve_control(
+    service: Service,
+    path: Path,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``service`` on the unix socket ``path`` (mode 0600) until cancelled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        await sock.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(64)
+    listener = trio.SocketListener(sock)
+    try:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async with listener:
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(_serve_connection, service, stream)
+    finally:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass

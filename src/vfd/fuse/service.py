@@ -1,0 +1,179 @@
+"""What the control socket asks of mountd: attach, detach, limits, usage, rescan, purge.
+
+All of it runs on the trio thread next to the request handlers (the registry needs no locks);
+the slow parts — tree walks, removing a tree, the store — run in worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+import trio
+from sqlalchemy.engine import Engine
+
+import vfd
+from vfd.config import Config
+from vfd.errors import ErrorCode, VfdError
+from vfd.fuse import store
+from vfd.fuse.folders import Registry, check_vfid
+from vfd.fuse.guard import COUNTS
+from vfd.fuse.usage import ScopeUsage
+from vfd.storage import layout
+from vfd.storage.quota import Limits, Usage, scan_scope, scan_trees
+
+log = logging.getLogger("vfd.fuse")
+
+_SCOPE_DIR = re.compile(r"^(user|project)-([0-9a-f]{32})$")
+SCAN_PARALLEL = 4
+"""Scopes scanned at once (each scan walks with several threads of its own)."""
+
+
+class MountdService:
+    """The control operations over the registry, plus usage flushing to the store."""
+
+    def __init__(self, config: Config, registry: Registry, engine: Engine | None) -> None:
+        self.config = config
+        self.reg = registry
+        self.engine = engine
+        self._scan_limiter = trio.CapacityLimiter(SCAN_PARALLEL)
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "version": vfd.__version__,
+            "mount_point": str(self.config.mount_point),
+            "folders": len(self.reg.folders),
+            "scopes": len(self.reg.scopes),
+            "pid": os.getpid(),
+            "inodes": len(self.reg.table),
+            "open_files": len(self.reg.open_files.files),
+            "requests": dict(COUNTS),
+        }
+
+    async def attach(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]:
+        check_vfid(vfid)
+        backing = self.reg.check_path(vfid, host, scope, path)
+        self.reg.attach(vfid, host, scope, backing)
+        await self.reg.notifier.drain()  # no cached "no such folder" outlives the reply
+        mnt = self.config.mount_point
+        return {"vfid": vfid, "rw": str(mnt / "rw" / vfid), "ro": str(mnt / "ro" / vfid)}
+
+    async def detach(self, *, vfid: str) -> dict[str, Any]:
+        self.reg.detach(check_vfid(vfid))
+        await self.reg.notifier.drain()  # gone from the kernel's caches by the reply
+        return {"vfid": vfid}
+
+    async def set_limits(
+        self, *, host: str, scope: str, max_bytes: int, max_files: int
+    ) -> dict[str, Any]:
+        usage = self.reg.set_limits(host, scope, Limits(max_bytes, max_files))
+        if self.engine is not None:
+            await trio.to_thread.run_sync(
+                store.save_limits, self.engine, self.config, host, scope, usage.limits, usage.used
+            )
+        return usage.to_json()
+
+    async def usage(self, *, host: str, scope: str) -> dict[str, Any]:
+        self.config.host_path(host)
+        layout.Scope.parse(scope)
+        return self.reg.existing_scope(host, scope).to_json()
+
+    def _scopes_on_disk(self, host: str) -> set[str]:
+        try:
+            names = os.listdir(self.config.host_path(host))
+        except FileNotFoundError:
+            return set()
+        return {f"{m[1]}:{m[2]}" for n in names if (m := _SCOPE_DIR.match(n))}
+
+    async def rescan(self, *, host: str | None = None, scope: str | None = None) -> dict[str, Any]:
+        """Recount scopes from the disk; the counters take the counted values."""
+        hosts = [host] if host is not None else sorted(self.config.hosts)
+        for h in hosts:
+            self.config.host_path(h)
+        if scope is not None:
+            layout.Scope.parse(scope)
+        targets: set[tuple[str, str]] = set()
+        for h in hosts:
+            on_disk = await trio.to_thread.run_sync(self._scopes_on_disk, h)
+            known = {s for (kh, s) in self.reg.scopes if kh == h}
+            targets |= {(h, s) for s in on_disk | known if scope is None or s == scope}
+        if scope is not None and not targets:
+            raise VfdError(
+                ErrorCode.SCOPE_NOT_FOUND, f"no quota scope {scope} on {', '.join(hosts)}"
+            )
+        results: dict[tuple[str, str], dict[str, Any]] = {}
+        async with trio.open_nursery() as nursery:
+            for h, s in sorted(targets):
+                nursery.start_soon(self._rescan_one, h, s, results)
+        return {"scopes": [results[k] for k in sorted(results)]}
+
+    async def _rescan_one(self, host: str, scope: str, out: dict[Any, dict[str, Any]]) -> None:
+        scope_dir = self.reg.scope_roots(host, scope)
+        async with self._scan_limiter:
+            counted = await trio.to_thread.run_sync(scan_scope, scope_dir)
+        usage = self.reg.scope(host, scope)
+        before = usage.used
+        after = counted + self.reg.open_files.orphans(usage)
+        usage.set_used(after)
+        if before != after:
+            log.info("rescan %s on %s: %s -> %s", scope, host, before, after)
+        out[(host, scope)] = {
+            "host": host,
+            "scope": scope,
+            "before": before.to_json(),
+            "after": after.to_json(),
+        }
+
+    async def purge(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]:
+        """Remove a detached folder's backing tree and give its usage back."""
+        check_vfid(vfid)
+        backing = self.reg.check_path(vfid, host, scope, path)
+        if vfid in self.reg.folders:
+            raise VfdError(
+                ErrorCode.INVALID_STATUS,
+                f"folder {vfid} is attached; detach it before purging",
+                vfid=vfid,
+            )
+        usage = self.reg.scope(host, scope)
+        counted = await trio.to_thread.run_sync(scan_trees, [backing])
+        await trio.to_thread.run_sync(layout.remove_folder_dir, backing)
+        usage.release(counted.bytes, counted.files)
+        return {"vfid": vfid, "freed_bytes": counted.bytes, "freed_files": counted.files}
+
+    # -- the store -----------------------------------------------------------------------
+
+    def load_scopes(self, rows: list[store.ScopeRow]) -> None:
+        for row in rows:
+            usage = self.reg.scope(row.host, row.scope)
+            usage.limits = row.limits
+            usage.set_used(row.used)
+            usage.dirty = False
+
+    async def flush(self) -> int:
+        """Write the counters that changed since the last flush; how many scopes."""
+        if self.engine is None:
+            return 0
+        dirty: list[ScopeUsage] = [u for u in self.reg.scopes.values() if u.dirty]
+        if not dirty:
+            return 0
+        rows: list[tuple[str, str, Usage]] = []
+        for u in dirty:
+            u.dirty = False
+            rows.append((u.host, u.scope, u.used.clamp()))
+        try:
+            await trio.to_thread.run_sync(store.save_usage, self.engine, self.config, rows)
+        except BaseException:
+            for u in dirty:
+                u.dirty = True
+            raise
+        return len(rows)
+
+    async def flush_forever(self, interval: float) -> None:
+        while True:
+            await trio.sleep(interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("flushing quota usage to the store failed; will retry")

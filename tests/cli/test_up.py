@@ -1,0 +1,238 @@
+"""``vfd up`` as a real process on a fresh state directory.
+
+It must come up (``vfd status`` answers), serve requests, stop on SIGINT/SIGTERM with exit 0
+leaving no mount and no sockets behind, and exit non-zero with the dead child's last log lines
+when mountd or the daemon dies. The mountd parts need FUSE; where it is missing they skip
+saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from vfdcli import Cli
+
+from vfd.cli.up import is_mounted
+from vfd.config import load_config
+from vfd.fuse.protocol import MountdClient
+
+UP_TIMEOUT = 90.0
+
+
+def fuse_unavailable() -> str | None:
+    if not Path("/dev/fuse").exists():
+        return "/dev/fuse is missing"
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError as exc:
+        return f"pyfuse3 cannot be imported: {exc}"
+    return None
+
+
+def needs_fuse() -> None:
+    why = fuse_unavailable()
+    if why is not None:
+        print(f"mountd part of the vfd up test skipped: {why}")
+        pytest.skip(f"mountd cannot run here: {why}")
+
+
+class Up:
+    """A running ``vfd --state-dir D up`` with its output in files."""
+
+    def __init__(self, vfd_bin: Path, state_dir: Path, *extra: str) -> None:
+        self.state_dir = state_dir
+        self.config = load_config(state_dir=state_dir, env={})
+        self.out_path = state_dir.parent / f"{state_dir.name}.out"
+        self.err_path = state_dir.parent / f"{state_dir.name}.err"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+        with self.out_path.open("w") as out, self.err_path.open("w") as err:
+            self.proc = subprocess.Popen(
+                [str(vfd_bin), "--state-dir", str(state_dir), "up", *extra],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**env, "COLUMNS": "200"},
+            )
+        self.cli = Cli({"VFD_STATE_DIR": str(state_dir)})
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_status(self) -> None:
+        """Poll ``vfd status`` until it answers; fail with the logs if ``vfd up`` exits."""
+        deadline = time.monotonic() + UP_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"vfd up exited early:\n{self.stderr}"
+            if self.cli.run("status").exit_code == 0 and "vfd is up" in self.stdout:
+                return
+            time.sleep(0.1)
+        pytest.fail(f"vfd up did not come up in {UP_TIMEOUT}s:\n{self.stderr}")
+
+    def wait_exit(self) -> int:
+        try:
+            return self.proc.wait(UP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"vfd up did not exit:\n{self.stderr}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.wait_exit()
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A fresh state directory under /tmp (socket paths stay short)."""
+    parent = Path(tempfile.mkdtemp(prefix="vfdup-", dir="/tmp"))
+    state = parent / "state"
+    yield state
+    mount = state / "mnt"
+    if is_mounted(mount):
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False)
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def up(vfd_bin: Path, state_dir: Path) -> Iterator[Up]:
+    running = Up(vfd_bin, state_dir)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _assert_nothing_left(up: Up) -> None:
+    assert not is_mounted(up.config.mount_point), "vfd up left its mount behind"
+    assert not up.config.api_socket.exists()
+    assert not up.config.mountd_socket.exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_up_serves_then_stops_cleanly_on_a_signal(up: Up, signum: int) -> None:
+    up.wait_status()
+    out = up.stdout
+    assert str(up.config.api_socket) in out and str(up.config.mount_point) in out
+    assert f"vfd --state-dir {up.state_dir} vfolder list" in out
+    assert f"export VFD_STATE_DIR={up.state_dir}" in out
+
+    folder = up.cli.json("vfolder", "create", "via-up")
+    assert folder["name"] == "via-up"
+    assert "via-up" in up.cli.ok("vfolder", "list")
+    status = up.cli.json("status")
+    if fuse_unavailable() is None:
+        assert status["mountd"] is not None
+        assert is_mounted(up.config.mount_point)
+    else:
+        print(f"vfd up ran without mountd: {fuse_unavailable()}")
+
+    up.proc.send_signal(signum)
+    assert up.wait_exit() == 0, up.stderr
+    assert up.stdout.rstrip().endswith("vfd stopped.")
+    assert "daemon | " in up.stderr  # the children's logs were forwarded
+    _assert_nothing_left(up)
+
+
+def test_up_stops_mountd_when_the_daemon_dies(vfd_bin: Path, state_dir: Path) -> None:
+    needs_fuse()
+    state_dir.mkdir(parents=True)
+    (state_dir / "vfd.toml").write_text('tcp_listen = "no-port-here"\n')  # the daemon refuses it
+    up = Up(vfd_bin, state_dir)
+    try:
+        code = up.wait_exit()
+    finally:
+        up.stop()
+    assert code == 1
+    err = up.stderr
+    assert "last log lines of daemon:" in err and "tcp_listen" in err
+    assert err.rstrip().endswith("[daemon_unavailable]")
+    assert "mountd | " in err and "unmounted" in err  # mountd was stopped, and unmounted
+    _assert_nothing_left(up)
+
+
+def test_up_stops_the_daemon_when_mountd_dies(up: Up) -> None:
+    needs_fuse()
+    up.wait_status()
+    with MountdClient(up.config.mountd_socket, timeout=10) as mountd:
+        pid = mountd.call("health")["pid"]
+    os.kill(pid, signal.SIGKILL)  # a crash: no clean unmount
+    assert up.wait_exit() == 1
+    err = up.stderr
+    assert "last log lines of mountd:" in err
+    assert err.rstrip().endswith("[mountd_unavailable]")
+    assert "daemon | " in err and "stopped" in err
+    assert not is_mounted(up.config.mount_point)  # the dead mount was cleared
+    assert not up.config.api_socket.exists()
+
+
+def test_up_without_mountd_warns_and_serves(vfd_bin: Path, state_dir: Path) -> None:
+    up = Up(vfd_bin, state_dir, "--no-mountd")
+    try:
+        up.wait_status()
+        assert "warning: not starting mountd: disabled with --no-mountd" in up.stderr
+        assert up.cli.json("status")["mountd"] is None
+        assert "(none: mountd not running)" in up.stdout
+        up.proc.send_signal(signal.SIGINT)
+        assert up.wait_exit() == 0
+    finally:
+        up.stop()
+    _assert_nothing_left(up)
+
+
+def test_up_server_commands_serve_until_sigterm(vfd_bin: Path, state_dir: Path) -> None:
+    """``vfd mountd`` and ``vfd daemon``, as systemd runs them: serve, stop on SIGTERM, exit 0."""
+    needs_fuse()
+    config = load_config(state_dir=state_dir, env={})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    env["VFD_STATE_DIR"] = str(state_dir)
+    state_dir.mkdir(parents=True)
+    log = state_dir.parent / "servers.log"
+    with log.open("w") as out:
+        mountd = subprocess.Popen([str(vfd_bin), "mountd"], stdout=out, stderr=out, env=env)
+        daemon = subprocess.Popen([str(vfd_bin), "daemon"], stdout=out, stderr=out, env=env)
+    try:
+        cli = Cli({"VFD_STATE_DIR": str(state_dir)})
+        deadline = time.monotonic() + UP_TIMEOUT
+        while cli.run("status").exit_code != 0 or cli.json("status")["mountd"] is None:
+            assert mountd.poll() is None and daemon.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert is_mounted(config.mount_point)
+    finally:
+        for proc in (daemon, mountd):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(UP_TIMEOUT)
+    assert (daemon.returncode, mountd.returncode) == (0, 0), log.read_text()
+    assert not is_mounted(config.mount_point)
+
+
+def test_up_server_command_config_error_exits_1(vfd_bin: Path, state_dir: Path) -> None:
+    state_dir.mkdir(parents=True)
+    (state_dir / "vfd.toml").write_text("default_gid = -5\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    for command in ("daemon", "mountd", "up"):
+        done = subprocess.run(
+            [str(vfd_bin), "--state-dir", str(state_dir), command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, (command, done.stderr)
+        assert "default_gid" in done.stderr and str(state_dir / "vfd.toml") in done.stderr
+        assert done.stderr.rstrip().endswith("[config_invalid]")

@@ -1,0 +1,52 @@
+"""A whole node for the file-operation tests: ``vfd up`` (mountd + daemon) on a tmp state dir,
+once per module and store backend, with CLI and HTTP clients acting as test users."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from filenode import Node
+
+
+def fuse_missing() -> str | None:
+    if not Path("/dev/fuse").exists():
+        return "/dev/fuse is missing"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def node(database_url: str) -> Iterator[Node]:
+    why = fuse_missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"FUSE is required in CI: {why}")
+        print(f"file-operation tests skipped: {why}")
+        pytest.skip(why)
+    # a short path: unix socket paths are limited to 107 bytes
+    state_dir = Path(tempfile.mkdtemp(prefix="vfd-files-", dir="/tmp"))
+    (state_dir / "vfd.toml").write_text(f"database_url = {json.dumps(database_url)}\n")
+    log = state_dir / "up.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "vfd"), "--state-dir", str(state_dir), "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("VFD_")},
+        )
+    n = Node(state_dir, process, log)
+    try:
+        n.wait_ready()
+        yield n
+    finally:
+        n.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -1,0 +1,180 @@
+"""Smoke tests of a real mount: data through rw/, the ro/ view, df, virtual xattrs, file
+ownership, and what survives a mountd restart or crash."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import xattr
+from harness import Folder, MountdProcess, is_mounted, wait_until
+from sqlmodel import select
+
+from vfd.store.db import session_scope
+from vfd.store.models import QuotaScope
+
+pytestmark = pytest.mark.fuse
+
+MiB = 1 << 20
+
+
+def test_mount_write_read_and_ro_view(folder: Folder) -> None:
+    """Data written through rw/ is in the backing directory and visible through ro/, where
+    writing fails with EROFS."""
+    data = os.urandom(3 * MiB + 17)
+    (folder.rw / "sub").mkdir()
+    (folder.rw / "sub" / "blob").write_bytes(data)
+    assert (folder.backing / "sub" / "blob").read_bytes() == data
+    assert (folder.ro / "sub" / "blob").read_bytes() == data
+    assert sorted(os.listdir(folder.ro)) == ["sub"]
+    with pytest.raises(OSError) as exc:
+        (folder.ro / "sub" / "blob").write_bytes(b"no")
+    assert exc.value.errno == errno.EROFS
+    assert (folder.rw / "sub" / "blob").read_bytes() == data
+
+
+def test_mount_ro_sees_rw_changes_on_next_open(folder: Folder) -> None:
+    """Close-to-open between the views: a file read through ro/, rewritten through rw/,
+    reads the new data through ro/ on the next open."""
+    (folder.rw / "f").write_bytes(b"old data")
+    assert (folder.ro / "f").read_bytes() == b"old data"
+    with open(folder.rw / "f", "r+b") as f:
+        f.write(b"NEW")
+    assert (folder.ro / "f").read_bytes() == b"NEW data"
+    (folder.rw / "f").write_bytes(b"x" * 20)
+    assert (folder.ro / "f").read_bytes() == b"x" * 20
+
+
+def test_mount_df_shows_the_quota(mountd: MountdProcess) -> None:
+    """df on a folder (or a file in it) reports the scope's limit as its size."""
+    folder = mountd.new_folder(max_bytes=100 * MiB, max_files=500)
+    (folder.rw / "f").write_bytes(b"d" * (10 * MiB))
+    for path in (folder.rw, folder.ro, folder.rw / "f"):
+        out = (
+            subprocess.run(
+                ["df", "-B1", "--output=size,used,avail,itotal,iused", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.split("\n")[1]
+            .split()
+        )
+        size, used, avail, itotal, iused = map(int, out)
+        assert (size, used, avail) == (100 * MiB, 10 * MiB, 90 * MiB), out
+        assert (itotal, iused) == (500, 1), out
+    top = os.statvfs(mountd.mount_point)
+    assert top.f_blocks != 100 * MiB // top.f_frsize
+
+
+def test_mount_virtual_quota_xattrs(mountd: MountdProcess) -> None:
+    """The xattr package reads user.vfd.quota.* on folder roots; they cannot be set."""
+    folder = mountd.new_folder(max_bytes=8 * MiB, max_files=100)
+    (folder.rw / "f").write_bytes(b"q" * 4321)
+    attrs = xattr.xattr(str(folder.rw))
+    assert attrs[b"user.vfd.quota.max_bytes"] == str(8 * MiB).encode()
+    assert attrs[b"user.vfd.quota.max_files"] == b"100"
+    assert attrs[b"user.vfd.quota.used_bytes"] == b"4321"
+    assert attrs[b"user.vfd.quota.used_files"] == b"1"
+    assert "user.vfd.quota.used_bytes" in xattr.xattr(str(folder.ro)).list()
+    with pytest.raises(OSError) as exc:
+        attrs[b"user.vfd.quota.max_bytes"] = b"0"
+    assert exc.value.errno == errno.EPERM
+    xattr.xattr(str(folder.rw / "f"))[b"user.note"] = b"kept"
+    assert os.getxattr(folder.backing / "f", "user.note") == b"kept"
+
+
+_CHILD = """
+import os, sys
+d = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)  # before dropping root: the
+os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1]))  # test's tmp dir is 0700
+fd = os.open("file", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=d)
+os.write(fd, b"mine"); os.close(fd)
+os.mkdir("dir", dir_fd=d)
+os.symlink("file", "link", dir_fd=d)
+"""
+
+
+def test_mount_files_belong_to_the_caller(mountd: MountdProcess) -> None:
+    """Files, directories and links made by uid 1000 are owned by 1000:1000 on the backing
+    file system (mountd works as root on the caller's behalf)."""
+    folder = mountd.new_folder(uid=1000, gid=1000)
+    subprocess.run(
+        [sys.executable, "-c", _CHILD, "1000", "1000", str(folder.rw)], check=True, timeout=60
+    )
+    for name in ("file", "dir", "link"):
+        st = os.lstat(folder.backing / name)
+        assert (st.st_uid, st.st_gid) == (1000, 1000), name
+    st = os.stat(folder.rw / "file")
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+
+
+def _quota_row(mountd: MountdProcess, scope: str) -> QuotaScope | None:
+    with session_scope(mountd.engine) as s:
+        return s.exec(select(QuotaScope).where(QuotaScope.scope == scope)).first()
+
+
+def test_mount_restart_brings_views_and_usage_back(tmp_path: Path) -> None:
+    """After a clean stop and a start the folders are served again with their data, limits
+    and usage (flushed to the store every flush_interval and at exit)."""
+    with MountdProcess(tmp_path, flush_interval=0.2) as mountd:
+        folder = mountd.new_folder(max_bytes=10 * MiB, max_files=50)
+        (folder.rw / "a").write_bytes(b"a" * 5000)
+        (folder.rw / "d").mkdir()
+        wait_until(
+            lambda: (
+                (row := _quota_row(mountd, folder.scope)) is not None
+                and (row.used_bytes, row.used_files) == (5000, 2)
+            ),
+            10,
+            "the periodic flush",
+        )
+        (folder.rw / "b").write_bytes(b"b" * 100)
+        mountd.restart()
+        assert (folder.rw / "a").read_bytes() == b"a" * 5000
+        assert os.path.isdir(folder.ro / "d")
+        u = mountd.usage(folder)
+        assert (u["used_bytes"], u["used_files"], u["max_bytes"], u["max_files"]) == (
+            5100,
+            3,
+            10 * MiB,
+            50,
+        )
+        with pytest.raises(OSError) as exc:
+            (folder.rw / "big").write_bytes(b"x" * (10 * MiB))
+        assert exc.value.errno == errno.EDQUOT
+
+
+def test_mount_recovers_from_a_crashed_predecessor(tmp_path: Path) -> None:
+    """A killed mountd leaves a dead mount (ENOTCONN); the next start clears it and serves
+    again, with usage recounted by the start-up rescan."""
+    mountd = MountdProcess(tmp_path)
+    try:
+        mountd.start()
+        folder = mountd.new_folder()
+        (folder.rw / "f").write_bytes(b"z" * 777)
+        mountd.kill()
+        with pytest.raises(OSError) as exc:
+            os.listdir(folder.rw)
+        assert exc.value.errno == errno.ENOTCONN
+        mountd.start()
+        assert (folder.rw / "f").read_bytes() == b"z" * 777
+        assert mountd.usage(folder)["used_bytes"] == 777
+        mountd.stop()
+        assert not is_mounted(mountd.mount_point)
+    finally:
+        mountd.close()
+
+
+def test_mount_folder_of_unknown_vfid_is_absent(mountd: MountdProcess) -> None:
+    """Names under rw/ and ro/ are only the attached folders; the top is read-only."""
+    assert not os.path.exists(mountd.mount_point / "rw" / uuid.uuid4().hex)
+    assert sorted(os.listdir(mountd.mount_point)) == ["ro", "rw"]
+    with pytest.raises(OSError) as exc:
+        os.mkdir(mountd.mount_point / "rw" / "new")
+    assert exc.value.errno in (errno.EPERM, errno.EACCES)
