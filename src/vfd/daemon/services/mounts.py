@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from vfd.daemon.services.access import find
+from vfd.daemon.services.access import accessible, find
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
 from vfd.store.models import Permission, VFolderStatus
@@ -87,17 +87,29 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
 
 
 def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
-    real = _check_target(daemon, caller, target)
-    entries = [e for e in _mountinfo() if e[0] == str(real)]
+    """Remove a bind mount of a vfd view; the caller must reach the folder mounted there."""
+    if not target.startswith("/") or Path(os.path.realpath(target)) != Path(target):
+        raise VfdError(ErrorCode.INVALID_PATH, f"{target} is not an absolute real path")
+    entries = [e for e in _mountinfo() if e[0] == target]
     if not entries:
         raise VfdError(ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target)
     _mp, root, fstype = entries[-1]
-    if not fstype.startswith("fuse") or not root.startswith(("/rw/", "/ro/")):
+    parts = root.strip("/").split("/")
+    if fstype != "fuse.vfd" or len(parts) < 2 or parts[0] not in ("rw", "ro"):
         raise VfdError(
             ErrorCode.PERMISSION_DENIED, f"{target} is not a vfd folder mount", path=target
         )
-    _run(["umount", str(real)])
-    return {"target": str(real), "unmounted": True}
+    if not caller.is_admin:
+        with daemon.session() as session:
+            reachable = {a.folder.id.hex for a in accessible(session, caller.user)}
+        if parts[1] not in reachable:
+            raise VfdError(
+                ErrorCode.PERMISSION_DENIED,
+                f"{target} holds a folder you cannot reach",
+                path=target,
+            )
+    _run(["umount", target])
+    return {"target": target, "unmounted": True}
 
 
 def _run(argv: list[str]) -> None:

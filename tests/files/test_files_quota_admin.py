@@ -1,0 +1,69 @@
+"""``vfd admin quota show|set|rescan`` and ``vfd vfolder usage`` against the live mount."""
+
+from __future__ import annotations
+
+from filenode import Node
+
+
+def test_files_quota_set_show_and_limits_apply_at_once(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    a = alice["email"]
+    shown = node.cli.json("admin", "quota", "show", "--user", a)
+    assert shown["scope"] == folder["scope"] and shown["max_bytes"] == 0
+    node.cli.ok("admin", "quota", "set", folder["scope"], "--bytes", "10K", "--files", "3")
+    shown = node.cli.json("admin", "quota", "show", folder["scope"])
+    assert (shown["max_bytes"], shown["max_files"], shown["live"]) == (10240, 3, True)
+    view = node.config.mount_point / "rw" / folder["id"]
+    xattrs = {k: int(v) for k, v in _quota_xattrs(view).items()}
+    assert xattrs["user.vfd.quota.max_bytes"] == 10240
+    assert xattrs["user.vfd.quota.max_files"] == 3
+    for i in range(3):
+        node.cli.ok("vfolder", "mkdir", folder["name"], f"d{i}", as_=a)
+    node.cli.fails("vfolder", "mkdir", folder["name"], "d3", code="quota_exceeded", as_=a)
+    node.cli.ok("admin", "quota", "set", "--user", a, "--files", "0")
+    node.cli.ok("vfolder", "mkdir", folder["name"], "d3", as_=a)
+
+
+def test_files_quota_bad_input(node: Node) -> None:
+    alice = node.user()
+    node.folder(alice)
+    a = alice["email"]
+    node.cli.fails("admin", "quota", "show", code="invalid_argument")
+    node.cli.fails("admin", "quota", "show", "user:xyz", code="invalid_argument")
+    node.cli.fails("admin", "quota", "show", "--user", "nobody@example.org", code="user_not_found")
+    node.cli.fails("admin", "quota", "show", "--user", a, "--host", "mars", code="host_not_found")
+    node.cli.fails("admin", "quota", "set", "--user", a, code="invalid_argument")
+    node.cli.fails("admin", "quota", "show", "--user", a, code="admin_required", as_=a)
+    node.cli.usage_error("admin", "quota", "set", "--user", a, "--bytes", "lots")
+
+
+def test_files_quota_rescan_reports_and_fixes_drift(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    a = alice["email"]
+    # an out-of-band change the counters cannot know about (e.g. an NFS peer wrote it)
+    (node.backing(folder) / "outside.bin").write_bytes(b"z" * 4096)
+    before = node.cli.json("vfolder", "usage", folder["name"], as_=a)
+    assert before["used_bytes"] == 0
+    result = node.cli.json("admin", "quota", "rescan", "--user", a)
+    assert result["drifted"] == 1
+    (scope,) = result["scopes"]
+    assert scope["before"] == {"bytes": 0, "files": 0}
+    assert scope["after"] == {"bytes": 4096, "files": 1}
+    after = node.cli.json("vfolder", "usage", folder["name"], as_=a)
+    assert (after["used_bytes"], after["used_files"]) == (4096, 1)
+    again = node.cli.json("admin", "quota", "rescan", "--user", a)
+    assert again["drifted"] == 0
+    everything = node.cli.ok("admin", "quota", "rescan")
+    assert "Rescanned" in everything
+
+
+def _quota_xattrs(path: object) -> dict[str, bytes]:
+    import xattr
+
+    return {
+        k: xattr.getxattr(str(path), k)
+        for k in xattr.listxattr(str(path))
+        if k.startswith("user.vfd.quota.")
+    }
