@@ -89,8 +89,13 @@ class Folder:
 class MountdProcess:
     """A real ``python -m vfd.fuse`` subprocess on a tmp state dir."""
 
-    def __init__(self, tmp: Path, **fuse_options: float) -> None:
+    def __init__(
+        self, tmp: Path, *, env: dict[str, str] | None = None, **fuse_options: float
+    ) -> None:
+        """``fuse_options`` go to the ``[fuse]`` table of vfd.toml; ``env`` is added to the
+        child's environment (which otherwise carries no ``VFD_*`` variables)."""
         self.tmp = tmp
+        self.extra_env = dict(env or {})
         self.state_dir = tmp / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = tmp / "mountd.log"
@@ -108,6 +113,7 @@ class MountdProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
         src = str(Path(__file__).resolve().parents[2] / "src")
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.extra_env)
         return env
 
     def log_tail(self, lines: int = 40) -> str:

@@ -178,3 +178,19 @@ def test_mount_folder_of_unknown_vfid_is_absent(mountd: MountdProcess) -> None:
     with pytest.raises(OSError) as exc:
         os.mkdir(mountd.mount_point / "rw" / "new")
     assert exc.value.errno in (errno.EPERM, errno.EACCES)
+
+
+def test_mount_works_on_pyfuse3_public_api_alone(tmp_path: Path) -> None:
+    """Where pyfuse3's internals cannot be found, mountd runs pyfuse3's own loop without the
+    low-level hooks: everything works, df then shows the host file system."""
+    with MountdProcess(tmp_path, env={"VFD_MOUNTD_PUBLIC_API_ONLY": "1"}) as mountd:
+        folder = mountd.new_folder(max_bytes=MiB)
+        (folder.rw / "d").mkdir()
+        (folder.rw / "d" / "f").write_bytes(b"p" * 1000)
+        assert (folder.ro / "d" / "f").read_bytes() == b"p" * 1000
+        assert sorted(os.listdir(folder.rw)) == ["d"]
+        with pytest.raises(OSError) as exc:
+            (folder.rw / "big").write_bytes(b"x" * MiB)
+        assert exc.value.errno == errno.EDQUOT
+        assert os.statvfs(folder.rw).f_blocks != MiB // os.statvfs(folder.rw).f_frsize
+    assert "cannot be patched" in mountd.log_tail(200)

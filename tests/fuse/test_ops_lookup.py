@@ -6,10 +6,14 @@ lookup counts and readdir offsets can be checked exactly (a real kernel hides bo
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
+import platform
+import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyfuse3
@@ -17,8 +21,10 @@ import pytest
 
 from conftest import Ctx, InProcess
 from vfd.errors import ErrorCode, VfdError
+from vfd.fuse import cstat
 from vfd.fuse.guard import handler
 from vfd.fuse.inodes import RO_ID, ROOT_ID, RW_ID, View
+from vfd.fuse.ops_dirs import PLUS_BATCH
 
 pytestmark = pytest.mark.trio
 
@@ -226,3 +232,78 @@ async def test_ops_guard_maps_oserror_and_vfderror(caplog: pytest.LogCaptureFixt
         with pytest.raises(pyfuse3.FUSEError) as exc:
             await fails(raised)
         assert exc.value.errno == expected, raised
+
+
+def parse_dirents(data: bytes) -> list[tuple[bytes, int, int, int]]:
+    """(name, ino, next offset, type) of each ``struct fuse_dirent`` in a plain reply."""
+    out, pos = [], 0
+    while pos < len(data):
+        ino, off, namelen, dtype = struct.unpack_from("<QQII", data, pos)
+        name = data[pos + 24 : pos + 24 + namelen]
+        out.append((name, ino, off, dtype))
+        pos += 24 + namelen + (-(24 + namelen) % 8)
+    return out
+
+
+async def test_ops_readdir_plain_records_and_offsets(inproc: InProcess) -> None:
+    """Plain readdir replies are kernel dirent records that fit the buffer; continuing at
+    the last offset lists the rest; inode numbers and types match what lookup reports."""
+    folder = inproc.new_folder()
+    (folder.path / "sub").mkdir()
+    os.symlink("sub", folder.path / "ln")
+    for i in range(40):
+        (folder.path / f"file-{i:03d}").write_bytes(b"")
+    root = await inproc.root(folder)
+    fh = await inproc.ops.opendir(root, CTX)
+    assert inproc.ops.is_dir_handle(fh)
+    first = parse_dirents(inproc.ops.readdir_plain(fh, 0, 512))
+    assert 0 < len(first) < 44 and sum(24 + len(n) + (-(24 + len(n)) % 8) for n, *_ in first) <= 512
+    (folder.path / "file-000").unlink()  # removed after the snapshot: still listed once
+    rest = parse_dirents(inproc.ops.readdir_plain(fh, first[-1][2], 1 << 16))
+    entries = first + rest
+    names = [n for n, *_ in entries]
+    assert len(names) == len(set(names)) == 44
+    assert inproc.ops.readdir_plain(fh, entries[-1][2], 1 << 16) == b""
+    kinds = {n: t for n, _, _, t in entries}
+    assert (kinds[b"sub"], kinds[b"ln"], kinds[b"file-001"], kinds[b"."]) == (4, 10, 8, 4)
+    inos = {n: i for n, i, _, _ in entries}
+    assert inos[b"."] == root and inos[b".."] == RW_ID
+    assert inos[b"sub"] == (await inproc.ops.lookup(root, b"sub", CTX)).st_ino
+    await inproc.ops.releasedir(fh)
+    assert not inproc.ops.is_dir_handle(fh)
+
+
+async def test_ops_readdirplus_replies_in_short_batches(inproc: InProcess) -> None:
+    """A readdirplus reply stops after PLUS_BATCH entries even when the kernel's buffer has
+    room (each costs a lookup); the next call goes on where it stopped."""
+    folder = inproc.new_folder()
+    for i in range(PLUS_BATCH + 50):
+        (folder.path / f"f{i:04d}").write_bytes(b"")
+    root = await inproc.root(folder)
+    fh = await inproc.ops.opendir(root, CTX)
+    first = Listing(room=10_000)
+    inproc.ops.readdir_reply = first.reply
+    await inproc.ops.readdir(fh, 0, first)
+    assert len(first.got) == PLUS_BATCH
+    rest = Listing(room=10_000)
+    inproc.ops.readdir_reply = rest.reply
+    await inproc.ops.readdir(fh, first.got[-1][2], rest)
+    names = {n for n, _, _ in first.got + rest.got} - {b".", b".."}
+    assert len(names) == PLUS_BATCH + 50
+
+
+async def test_ops_cstat_layout_matches_libc(tmp_path: Path) -> None:
+    """The C ``struct stat`` the fast paths reply with is the platform's (x86-64), checked
+    against libc's own fstat; a packed stat reads back field for field."""
+    if platform.machine() != "x86_64":
+        assert not cstat.layout_ok()
+        return
+    assert cstat.layout_ok()
+    f = tmp_path / "f"
+    f.write_bytes(b"12345")
+    st = os.stat(f)
+    buf = ctypes.create_string_buffer(cstat.STAT.size)
+    cstat.pack_stat(buf, 0, 77, st)
+    fields = cstat.STAT.unpack_from(buf, 0)
+    assert fields[1:8] == (77, st.st_nlink, st.st_mode, st.st_uid, st.st_gid, st.st_rdev, 5)
+    assert fields[12] * 10**9 + fields[13] == st.st_mtime_ns

@@ -13,8 +13,11 @@ BLKSIZE = 1 << 20
 """Reported ``st_blksize``: tools that size their buffers by it (``cp``, ``shutil``) then
 issue writes as large as a FUSE request can carry (1 MiB), not 4 KiB ones."""
 
-SYNTHETIC_MODE = stat.S_IFDIR | 0o755
-_START_NS = time.time_ns()
+SYNTHETIC_MODE = stat.S_IFDIR | 0o700
+"""The mount root, ``rw/`` and ``ro/`` are root-only: listing them would show every folder
+of the node and entering them would reach folders by id, so users reach a folder only through
+a bind mount (sessions, ``vfd mount``) or the daemon."""
+START_NS = time.time_ns()
 
 
 def from_stat(
@@ -39,19 +42,21 @@ def from_stat(
     return e
 
 
-def synthetic_dir(ino: int, nlink: int, timeout: float) -> pyfuse3.EntryAttributes:
-    """The mount root, ``rw/`` and ``ro/``: root-owned 0755 directories."""
+def synthetic_dir(
+    ino: int, nlink: int, entry_timeout: float, attr_timeout: float
+) -> pyfuse3.EntryAttributes:
+    """The mount root, ``rw/`` and ``ro/``: root-only (0700) directories."""
     e = pyfuse3.EntryAttributes()
     e.st_ino = ino
-    e.entry_timeout = timeout
-    e.attr_timeout = timeout
+    e.entry_timeout = entry_timeout
+    e.attr_timeout = attr_timeout
     e.st_mode = SYNTHETIC_MODE
     e.st_nlink = nlink
     e.st_uid = 0
     e.st_gid = 0
     e.st_size = 4096
     e.st_blksize = 4096
-    e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = _START_NS
+    e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = START_NS
     return e
 
 

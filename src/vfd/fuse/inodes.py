@@ -30,7 +30,7 @@ SYNTHETIC = frozenset({ROOT_ID, RW_ID, RO_ID})
 
 _INO_BITS = 48
 _DEV_BITS = 14
-_FALLBACK_BASE = 1 << 63
+FALLBACK_BASE = 1 << 63
 
 
 class View(enum.IntEnum):
@@ -107,7 +107,7 @@ class InodeTable:
         key = (view, dev, ino)
         number = self._fallback.get(key)
         if number is None:
-            number = self._fallback[key] = _FALLBACK_BASE + len(self._fallback)
+            number = self._fallback[key] = FALLBACK_BASE + len(self._fallback)
         return number
 
     def get(self, ino: int) -> Inode | None:

@@ -26,7 +26,11 @@ PTR = ctypes.sizeof(ctypes.c_void_p)
 
 # Slots in struct fuse_lowlevel_ops (libfuse 3 fuse_lowlevel.h; the ABI only appends).
 SLOT_INIT = 0
+SLOT_LOOKUP = 2
+SLOT_GETATTR = 4
+SLOT_READDIR = 21
 SLOT_STATFS = 24
+SLOT_GETXATTR = 26
 SLOT_FORGET_MULTI = 38
 SLOT_FALLOCATE = 40
 SLOT_READDIRPLUS = 41
@@ -101,21 +105,32 @@ class Internals:
     slots: Any
     """The session's callback table, as a ctypes array of pointers."""
     lib: ctypes.CDLL
+    process_buf: Any
+    """``fuse_session_process_buf``, called with the GIL held."""
 
     def addr(self, name: str) -> int:
         return self.base + self.syms[name][0]
 
-    def take_retval(self) -> Any:
-        """The coroutine the last callback left for the loop (None if none); clears it."""
-        slot = ctypes.c_void_p.from_address(self.addr("__pyx_v_7pyfuse3_py_retval"))
-        ptr = slot.value
-        if ptr is None or ptr == id(None):
-            return None
-        coro = ctypes.cast(ptr, ctypes.py_object).value  # our own reference
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(None))
-        slot.value = id(None)
-        ctypes.pythonapi.Py_DecRef(ctypes.py_object(coro))  # the variable's reference
-        return coro
+    def retval_taker(self) -> Any:
+        """A function returning the coroutine the last callback left for the loop (or None),
+        and clearing pyfuse3's variable, keeping reference counts right."""
+        addr = self.addr("__pyx_v_7pyfuse3_py_retval")
+        raw = ctypes.c_void_p.from_address(addr)
+        obj = ctypes.py_object.from_address(addr)
+        none_ptr = id(None)
+        incref, decref = ctypes.pythonapi.Py_IncRef, ctypes.pythonapi.Py_DecRef
+        incref.argtypes = decref.argtypes = [ctypes.py_object]
+
+        def take() -> Any:
+            if raw.value == none_ptr:
+                return None
+            coro = obj.value  # a new reference, ours
+            incref(None)  # the variable's reference to None...
+            raw.value = none_ptr  # ...which it holds from now on
+            decref(coro)  # and the variable's reference to the coroutine, dropped
+            return coro
+
+        return take
 
 
 def _find_ops_copy(session: int, ops_addr: int, ops_size: int) -> int | None:
@@ -167,10 +182,13 @@ def _find() -> Internals | None:
     lib.fuse_reply_err.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.fuse_session_receive_buf.argtypes = [ctypes.c_void_p, ctypes.POINTER(FuseBuf)]
     lib.fuse_session_receive_buf.restype = ctypes.c_int
-    lib.fuse_session_process_buf.argtypes = [ctypes.c_void_p, ctypes.POINTER(FuseBuf)]
-    lib.fuse_session_process_buf.restype = None
+    # process_buf calls back into pyfuse3 (Python): it must keep the GIL, as PyDLL does
+    pylib = ctypes.PyDLL("libfuse3.so.3")
+    process = pylib.fuse_session_process_buf
+    process.argtypes = [ctypes.c_void_p, ctypes.POINTER(FuseBuf)]
+    process.restype = None
     lib.fuse_session_exited.argtypes = [ctypes.c_void_p]
     lib.fuse_session_exited.restype = ctypes.c_int
     lib.fuse_session_fd.argtypes = [ctypes.c_void_p]
     lib.fuse_session_fd.restype = ctypes.c_int
-    return Internals(base, syms, session, slots, lib)
+    return Internals(base, syms, session, slots, lib, process)

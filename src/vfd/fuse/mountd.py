@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pyfuse3
@@ -24,10 +25,11 @@ import trio
 
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse import statfs, store
+from vfd.fuse import hooks, libfuse, store
 from vfd.fuse.control import serve_control
 from vfd.fuse.folders import KernelNotifier, Registry
 from vfd.fuse.inodes import InodeTable
+from vfd.fuse.loop import serve_requests
 from vfd.fuse.ops import VfdOperations
 from vfd.fuse.service import MountdService
 from vfd.store.db import make_engine, migrate
@@ -48,6 +50,8 @@ READ_AHEAD_KB = 1024
 """Read-ahead of the mount's bdi: with the kernel's 128 KiB default a sequential read arrives
 as 128 KiB requests; 1 MiB ones cut the per-request cost eightfold."""
 _MNT_DETACH = 2
+# VFD_MOUNTD_PUBLIC_API_ONLY=1 runs on pyfuse3's public API alone (its loop, no hooks): what
+# happens anyway where pyfuse3's internals cannot be found; set by tests to cover that path.
 MIN_TASKS = 16
 MAX_TASKS = 64
 """pyfuse3 request tasks. Each task owns a 1 MiB receive buffer; with pyfuse3's default of
@@ -102,18 +106,22 @@ def _mount_dev(path: Path) -> str | None:
 
 
 def tune_bdi(path: Path) -> None:
-    dev = _mount_dev(path)
-    if dev is None:
-        return
+    """Raise the mount's read-ahead (after INIT, which sets it to at most the default)."""
     try:
-        Path(f"/sys/class/bdi/{dev}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
+        os.stat(path)  # returns once the kernel has had its INIT answered
+        dev = _mount_dev(path)
+        if dev is not None:
+            Path(f"/sys/class/bdi/{dev}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
     except OSError as exc:
         log.info("cannot raise read-ahead of %s: %s", path, exc)
 
 
-async def _fuse_main(done: trio.CancelScope) -> None:
+async def _fuse_main(done: trio.CancelScope, internals: libfuse.Internals | None) -> None:
     try:
-        await pyfuse3.main(min_tasks=MIN_TASKS, max_tasks=MAX_TASKS)
+        if internals is not None:
+            await serve_requests(internals)
+        else:
+            await pyfuse3.main(min_tasks=MIN_TASKS, max_tasks=MAX_TASKS)
     finally:
         done.cancel()  # unmounted from outside, or failed: stop everything
 
@@ -151,18 +159,28 @@ async def run(config: Config) -> None:
     ops = VfdOperations(
         registry, entry_timeout=config.fuse.entry_timeout, attr_timeout=config.fuse.attr_timeout
     )
-    pyfuse3.init(ops, str(config.mount_point), set(MOUNT_OPTIONS))
-    patched = statfs.install(ops)
-    if not patched:
-        log.warning("statfs reports the host file system everywhere (pyfuse3 not patchable)")
+    try:
+        pyfuse3.init(ops, str(config.mount_point), set(MOUNT_OPTIONS))
+    except RuntimeError as exc:
+        raise VfdError(ErrorCode.INTERNAL, f"cannot mount at {config.mount_point}: {exc}") from None
+    internals = None if os.environ.get("VFD_MOUNTD_PUBLIC_API_ONLY") else libfuse.find()
+    if not hooks.install(ops, internals):
+        log.warning(
+            "pyfuse3's session cannot be patched: statfs reports the host file system, "
+            "fallocate is emulated, listings always carry attributes"
+        )
     notifier.start()
-    tune_bdi(config.mount_point)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_fuse_main, nursery.cancel_scope)
+            nursery.start_soon(_fuse_main, nursery.cancel_scope, internals)
             nursery.start_soon(_wait_for_signal, nursery.cancel_scope)
             await nursery.start(serve_control, service, config.mountd_socket)
             nursery.start_soon(service.flush_forever, config.fuse.flush_interval)
+            nursery.start_soon(
+                partial(trio.to_thread.run_sync, abandon_on_cancel=True),
+                tune_bdi,
+                config.mount_point,
+            )
             log.info("mounted at %s; control socket %s", config.mount_point, config.mountd_socket)
     finally:
         notifier.stop()

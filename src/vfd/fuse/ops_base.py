@@ -129,9 +129,13 @@ class OpsBase(pyfuse3.Operations):
         st = os.fstat(fd)
         return self.table.remember(view, folder, fd, st, is_root=True), st
 
+    def synthetic_nlink(self, ino: int) -> int:
+        return 4 if ino == ROOT_ID else 2 + len(self.reg.folders)
+
     def synthetic_entry(self, ino: int) -> pyfuse3.EntryAttributes:
-        nlink = 4 if ino == ROOT_ID else 2 + len(self.reg.folders)
-        return attrs.synthetic_dir(ino, nlink, self.attr_timeout)
+        return attrs.synthetic_dir(
+            ino, self.synthetic_nlink(ino), self.entry_timeout, self.attr_timeout
+        )
 
     def entry_changed(self, parent: Inode, name: bytes) -> None:
         """A name changed in ``parent``: drop what the other view's kernel cache says of it."""
@@ -165,51 +169,68 @@ class OpsBase(pyfuse3.Operations):
 
     # -- handlers ------------------------------------------------------------------------
 
-    @handler
-    async def lookup(
-        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
+    def lookup_core(self, parent_inode: int, name: bytes) -> tuple[int, os.stat_result | None]:
+        """Resolve ``name`` in ``parent_inode``, counting one lookup of what it finds.
+
+        Returns (inode number, its stat); number 0 means no such name; a stat of None means
+        a synthetic directory. Shared by the ``lookup`` handler and the low-level fast path.
+        """
         if parent_inode in SYNTHETIC:
             return self._lookup_synthetic(parent_inode, name)
         parent = self.inode(parent_inode)
         if name == b".":
             parent.nlookup += 1
-            return self.entry(parent, os.fstat(parent.fd))
+            return parent.id, os.fstat(parent.fd)
         if name == b"..":
             return self._lookup_dotdot(parent)
         try:
             inode, st = self.child(parent, name)
         except FileNotFoundError:
-            return self.negative()
-        return self.entry(inode, st)
+            return 0, None
+        return inode.id, st
 
-    def _lookup_synthetic(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
+    def _lookup_synthetic(self, parent: int, name: bytes) -> tuple[int, os.stat_result | None]:
         if parent == ROOT_ID:
-            if name in (b".", b".."):
-                return self.synthetic_entry(ROOT_ID)
-            if name == b"rw":
-                return self.synthetic_entry(RW_ID)
-            if name == b"ro":
-                return self.synthetic_entry(RO_ID)
-            return self.negative()
+            found = {b".": ROOT_ID, b"..": ROOT_ID, b"rw": RW_ID, b"ro": RO_ID}.get(name, 0)
+            return found, None
         if name == b".":
-            return self.synthetic_entry(parent)
+            return parent, None
         if name == b"..":
-            return self.synthetic_entry(ROOT_ID)
-        found = self.folder_root(View.RW if parent == RW_ID else View.RO, name)
-        if found is None:
-            return self.negative()
-        return self.entry(*found)
+            return ROOT_ID, None
+        root = self.folder_root(View.RW if parent == RW_ID else View.RO, name)
+        if root is None:
+            return 0, None
+        return root[0].id, root[1]
 
-    def _lookup_dotdot(self, inode: Inode) -> pyfuse3.EntryAttributes:
+    def _lookup_dotdot(self, inode: Inode) -> tuple[int, os.stat_result | None]:
         """``..`` of a folder root is its view directory: nothing above a root is reachable."""
         if inode.is_root:
-            return self.synthetic_entry(inode.view.dir_id)
+            return inode.view.dir_id, None
         fd = os.open(b"..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=inode.fd)
         st = os.fstat(fd)
         is_root = (st.st_dev, st.st_ino) == inode.folder.key
         parent = self.table.remember(inode.view, inode.folder, fd, st, is_root=is_root)
-        return self.entry(parent, st)
+        return parent.id, st
+
+    def getattr_core(self, ino: int) -> os.stat_result | None:
+        """The attributes of ``ino``; None for a synthetic directory."""
+        if ino in SYNTHETIC:
+            return None
+        node = self.inode(ino)
+        st = os.fstat(node.fd)
+        node.mode = st.st_mode
+        return st
+
+    @handler
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        ino, st = self.lookup_core(parent_inode, name)
+        if ino == 0:
+            return self.negative()
+        if st is None:
+            return self.synthetic_entry(ino)
+        return attrs.from_stat(st, ino, self.entry_timeout, self.attr_timeout)
 
     @quiet
     async def forget(self, inode_list: Any) -> None:
@@ -219,12 +240,10 @@ class OpsBase(pyfuse3.Operations):
 
     @handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if inode in SYNTHETIC:
+        st = self.getattr_core(inode)
+        if st is None:
             return self.synthetic_entry(inode)
-        node = self.inode(inode)
-        st = os.fstat(node.fd)
-        node.mode = st.st_mode
-        return self.entry(node, st)
+        return attrs.from_stat(st, inode, self.entry_timeout, self.attr_timeout)
 
     @handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:

@@ -183,7 +183,7 @@ class FileOps(OpsBase):
         of.unsure = False
 
     def fallocate_sync(self, ino: int, mode: int, offset: int, length: int) -> int:
-        """``fallocate`` (installed by ``vfd.fuse.statfs``): growth is reserved first, so
+        """``fallocate`` (installed by ``vfd.fuse.hooks``): growth is reserved first, so
         ``posix_fallocate`` past the limit fails with EDQUOT and allocates nothing. Only
         plain allocation and punching holes are offered."""
         if mode not in (0, syscalls.FALLOC_PUNCH_HOLE):

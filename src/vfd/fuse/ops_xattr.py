@@ -124,6 +124,6 @@ class XattrOps(OpsBase):
 
     @handler
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        # pyfuse3 does not say which inode is asked about; vfd.fuse.statfs patches the
+        # pyfuse3 does not say which inode is asked about; vfd.fuse.hooks patches the
         # session so that statfs_of() answers per inode where it can.
         return statvfs_data(self.statfs_of(0))
