@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
-from vfd.config import load_config
-from vfd.errors import VfdError
+from vfd.config import Config, server_main
+
+
+def _serve() -> Callable[[Config], None]:
+    from vfd.daemon.server import serve
+
+    return serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vfd.daemon", description=__doc__)
-    parser.add_argument("--state-dir", type=Path, help="keep all state under this directory")
-    parser.add_argument("--config", type=Path, help="configuration file (TOML)")
-    args = parser.parse_args(argv)
-    from vfd.daemon.server import serve  # after argument parsing: --help stays fast
-
-    try:
-        serve(load_config(config_file=args.config, state_dir=args.state_dir))
-    except VfdError as exc:
-        print(f"vfd daemon: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return server_main(argv, prog="vfd daemon", description="Serve the vfd HTTP API.", serve=_serve)
 
 
 if __name__ == "__main__":

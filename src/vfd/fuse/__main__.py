@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
-from vfd.config import load_config
-from vfd.errors import VfdError
+from vfd.config import Config, server_main
+
+
+def _serve() -> Callable[[Config], None]:
+    from vfd.fuse.mountd import serve
+
+    return serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vfd mountd", description="Serve vfd folders as one FUSE mount."
+    return server_main(
+        argv, prog="vfd mountd", description="Serve vfd folders as one FUSE mount.", serve=_serve
     )
-    parser.add_argument("--state-dir", type=Path, help="keep everything under this directory")
-    parser.add_argument("--config", type=Path, help="the TOML configuration file")
-    args = parser.parse_args(argv)
-    try:
-        from vfd.fuse.mountd import serve
-
-        serve(load_config(config_file=args.config, state_dir=args.state_dir))
-    except VfdError as exc:
-        print(f"vfd mountd: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
 
 
 if __name__ == "__main__":
