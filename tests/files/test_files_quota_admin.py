@@ -67,3 +67,13 @@ def _quota_xattrs(path: object) -> dict[str, bytes]:
         for k in xattr.listxattr(str(path))
         if k.startswith("user.vfd.quota.")
     }
+
+
+def test_files_quota_negative_limit_is_refused(node: Node) -> None:
+    alice = node.user()
+    node.folder(alice)
+    with node.http() as http:
+        r = http.put("/v1/admin/quota", json={"user": alice["email"], "max_bytes": -1})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_argument"
+    assert r.json()["error"]["details"]["field"] == "max_bytes"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import Field
 
 from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run
 from vfd.daemon.services import quota
-from vfd.errors import ErrorCode, VfdError
 
 router = APIRouter(tags=["quota"])
 
@@ -19,8 +19,8 @@ class ScopeBody(Body):
 
 
 class SetQuotaBody(ScopeBody):
-    max_bytes: int | None = None
-    max_files: int | None = None
+    max_bytes: int | None = Field(default=None, ge=0, description="0 = unlimited")
+    max_files: int | None = Field(default=None, ge=0, description="0 = unlimited")
 
 
 @router.get("/v1/admin/quota")
@@ -39,12 +39,6 @@ async def show_quota(
 
 @router.put("/v1/admin/quota")
 async def set_quota(body: SetQuotaBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    for field in ("max_bytes", "max_files"):
-        value = getattr(body, field)
-        if value is not None and value < 0:
-            raise VfdError(
-                ErrorCode.INVALID_ARGUMENT, f"{field} must be >= 0 (0 = unlimited)", field=field
-            )
     return await run(
         quota.set_quota,
         daemon,
