@@ -225,23 +225,30 @@ def _download_tree(
 
 
 class _StreamReader:
-    """A file-like reader over an iterator of byte chunks (for tarfile's stream mode)."""
+    """A file-like reader over an iterator of byte chunks (for tarfile's stream mode).
+
+    tarfile reads small records; each read copies only what it returns (no re-slicing of the
+    rest of a 1 MiB chunk per record).
+    """
 
     def __init__(self) -> None:
         self.iterator: Iterator[bytes] = iter(())
         self.advance: Any = lambda n: None
-        self._buf = b""
+        self._chunk = b""
+        self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            try:
-                chunk = next(self.iterator)
-            except StopIteration:
-                break
-            self.advance(len(chunk))
-            self._buf += chunk
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+        out = bytearray()
+        while n < 0 or len(out) < n:
+            if self._pos >= len(self._chunk):
+                try:
+                    self._chunk = next(self.iterator)
+                except StopIteration:
+                    break
+                self._pos = 0
+                self.advance(len(self._chunk))
+            left = len(self._chunk) - self._pos
+            take = left if n < 0 else min(n - len(out), left)
+            out += self._chunk[self._pos : self._pos + take]
+            self._pos += take
+        return bytes(out)

@@ -65,6 +65,19 @@ class MountdLink:
             log.debug("mountd health: %s", exc)
             return None
 
+    def usage(self, host: str, scope: str) -> dict[str, Any] | None:
+        """Live usage of a scope, or None when mountd does not answer (callers fall back to
+        the figures last flushed to the store)."""
+        try:
+            return self._call("usage", host=host, scope=scope)
+        except VfdError as exc:
+            log.debug("mountd usage: %s", exc)
+            return None
+
+    def rescan(self, **fields: str) -> dict[str, Any]:
+        """Recount usage on disk (``host``/``scope`` narrow it); raises when mountd is away."""
+        return self._call("rescan", timeout=PURGE_TIMEOUT, **fields)
+
     def attach(self, vfid: str, host: str, scope: str, path: Path) -> None:
         self._tell("attach", vfid=vfid, host=host, scope=scope, path=str(path))
 

@@ -126,7 +126,7 @@ async def upload(
         raise
     except OSError as exc:
         await run(os.close, fd)
-        raise _io_error(exc, path) from None
+        raise os_error(exc, path) from None
     await run(os.close, fd)
     if stored < size:
         return {"path": path, "key": key, "offset": stored, "complete": False}
@@ -149,13 +149,9 @@ def _write_all(fd: int, data: bytes, path: str) -> int:
         try:
             n = os.write(fd, view)
         except OSError as exc:
-            raise _io_error(exc, path) from None
+            raise os_error(exc, path) from None
         view = view[n:]
     return len(data)
-
-
-def _io_error(exc: OSError, path: str) -> VfdError:
-    return os_error(exc, path)
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

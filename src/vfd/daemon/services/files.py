@@ -8,6 +8,8 @@ user's uid, gid and project groups, so what the daemon writes belongs to the use
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlmodel import Session, col, select
 
 from vfd.daemon.services.access import find, require
@@ -29,8 +31,11 @@ def identity_of(session: Session, user: User) -> Identity:
     return Identity(user.uid, user.gid, tuple(sorted({user.gid, *gids})))
 
 
-def open_folder(daemon: Daemon, caller: Caller, name: str, *, write: bool) -> FolderFS:
-    """The folder ``name`` as the caller may use it; ``write`` needs ``rw``."""
+def folder_view(
+    daemon: Daemon, caller: Caller, name: str, *, write: bool = False, ro: bool = False
+) -> tuple[str, Path, Identity]:
+    """The view (``rw``/``ro``) of the ready folder ``name`` the caller may use, its path in
+    the mount, and the caller's identity. ``write`` needs ``rw``; ``ro`` asks for ``ro/``."""
     with daemon.session() as session:
         access = find(session, caller.user, name)
         if access.folder.status != VFolderStatus.READY:
@@ -43,6 +48,11 @@ def open_folder(daemon: Daemon, caller: Caller, name: str, *, write: bool) -> Fo
         if write:
             require(access, Permission.RW, "writing to")
         ident = identity_of(session, caller.user)
-    view = "rw" if access.permission.allows(Permission.RW) else "ro"
-    root = daemon.config.mount_point / view / access.folder.id.hex
+    view = "rw" if access.permission.allows(Permission.RW) and not ro else "ro"
+    return view, daemon.config.mount_point / view / access.folder.id.hex, ident
+
+
+def open_folder(daemon: Daemon, caller: Caller, name: str, *, write: bool) -> FolderFS:
+    """The folder ``name`` as the caller may use it; ``write`` needs ``rw``."""
+    _view, root, ident = folder_view(daemon, caller, name, write=write)
     return FolderFS(str(root), ident)

@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from vfd.daemon.services.access import accessible, find
+from vfd.daemon.services.access import accessible
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.files import folder_view
 from vfd.errors import ErrorCode, VfdError
-from vfd.store.models import Permission, VFolderStatus
 
 
 def _mountinfo() -> list[tuple[str, str, str]]:
@@ -71,12 +71,7 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
         raise VfdError(ErrorCode.PATH_EXISTS, f"something is already mounted on {target}")
     if os.listdir(real):
         raise VfdError(ErrorCode.DIRECTORY_NOT_EMPTY, f"{target} is not empty", path=target)
-    with daemon.session() as session:
-        access = find(session, caller.user, name)
-    if access.folder.status != VFolderStatus.READY:
-        raise VfdError(ErrorCode.INVALID_STATUS, f"folder {name!r} is not ready", name=name)
-    view = "ro" if ro or not access.permission.allows(Permission.RW) else "rw"
-    source = daemon.config.mount_point / view / access.folder.id.hex
+    view, source, _ident = folder_view(daemon, caller, name, ro=ro)
     if not source.is_dir():
         raise VfdError(
             ErrorCode.MOUNTD_UNAVAILABLE,

@@ -17,7 +17,6 @@ from vfd.daemon.services.hosts import ensure_scope
 from vfd.daemon.services.projects import find_project
 from vfd.daemon.services.users import find_user
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse.protocol import MountdClient
 from vfd.storage.layout import Scope
 from vfd.store.models import QuotaScope, utcnow
 
@@ -64,14 +63,6 @@ def _scope_json(row: QuotaScope, live: dict[str, Any] | None) -> dict[str, Any]:
     return body
 
 
-def _live_usage(daemon: Daemon, host: str, scope: str) -> dict[str, Any] | None:
-    try:
-        with MountdClient(daemon.config.mountd_socket, timeout=10) as client:
-            return client.call("usage", host=host, scope=scope)
-    except VfdError:
-        return None
-
-
 def _find_row(session: Session, host: str, scope: str) -> QuotaScope:
     row = session.exec(
         select(QuotaScope).where(QuotaScope.host == host, QuotaScope.scope == scope)
@@ -91,7 +82,7 @@ def show_quota(daemon: Daemon, caller: Caller, **which: str | None) -> dict[str,
     with daemon.session() as session:
         host, scope = resolve_scope(session, daemon, **which)
         row = _find_row(session, host, scope)
-    return _scope_json(row, _live_usage(daemon, host, scope))
+    return _scope_json(row, daemon.mountd.usage(host, scope))
 
 
 def set_quota(
@@ -116,7 +107,7 @@ def set_quota(
         row.updated_at = utcnow()
         session.add(row)
     daemon.mountd.set_limits(host, scope, row.max_bytes, row.max_files)
-    return _scope_json(row, _live_usage(daemon, host, scope))
+    return _scope_json(row, daemon.mountd.usage(host, scope))
 
 
 def rescan(
@@ -124,15 +115,14 @@ def rescan(
 ) -> dict[str, Any]:
     """Recount usage on disk (all scopes, one host's, or one scope) and report each drift."""
     caller.require_admin()
-    fields: dict[str, Any] = {}
+    fields: dict[str, str] = {}
     if any(which.values()):
         with daemon.session() as session:
             fields["host"], fields["scope"] = resolve_scope(session, daemon, host=host, **which)
     elif host:
         daemon.config.host_path(host)
         fields["host"] = host
-    with MountdClient(daemon.config.mountd_socket, timeout=3600) as client:
-        result = client.call("rescan", **fields)
+    result = daemon.mountd.rescan(**fields)
     scopes = result.get("scopes", [])
     drifted = [s for s in scopes if s.get("before") != s.get("after")]
     return {"scopes": scopes, "drifted": len(drifted)}
@@ -143,5 +133,5 @@ def folder_usage(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
     with daemon.session() as session:
         folder = find(session, caller.user, name).folder
         row = _find_row(session, folder.host, folder.scope)
-    body = _scope_json(row, _live_usage(daemon, folder.host, folder.scope))
+    body = _scope_json(row, daemon.mountd.usage(folder.host, folder.scope))
     return {"vfolder": name, **body}
