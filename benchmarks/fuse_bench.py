@@ -1,17 +1,23 @@
 """Throughput of the vfd FUSE mount against the native backing directory, in one run.
 
-Three targets on the same disk, each measured with the same phases:
+Targets on the same disk, each measured with the same phases:
 
 * ``native``    — a folder's backing directory, no FUSE;
 * ``quota-on``  — a folder's ``rw/`` view in a scope with (high, non-zero) limits;
-* ``quota-off`` — a folder's ``rw/`` view in a scope with limits 0 (unlimited).
+* ``quota-off`` — a folder's ``rw/`` view in a scope with limits 0 (unlimited);
+* ``c-ref``     — libfuse's own C example server ``passthrough_ll`` (single-threaded) over a
+  plain directory: what a FUSE passthrough written in C reaches on this machine and kernel.
+  Built from ``/usr/share/doc/libfuse3-dev/examples`` when that and a C compiler are present
+  (``--no-c-ref`` skips it); it shows how much of a gap to native is FUSE itself.
 
 Phases: sequential write and read of one file (1 MiB blocks; ``fio`` when installed, else
 Python), creating N 4 KiB files, stat of each, listing a directory of M entries (names only,
 and names + lstat like ``ls -l``), unlinking the N files. The page cache is dropped
 (``echo 3 > /proc/sys/vm/drop_caches``) before every phase on every target when permitted;
 the output says whether it was. Each figure is printed with its ratio to native, the target
-ratio, and quota-on's cost over quota-off.
+ratio, and quota-on's cost over quota-off — in wall time, and in the server's CPU time per
+operation (its process CPU-time clock, all threads), which is what quota
+checking adds and which does not swing with the scheduling noise of a small machine.
 
 Usage: ``python benchmarks/fuse_bench.py [--size 1G] [--files 5000] [--list-files 10000]``.
 It starts and stops its own mountd (the test harness's ``MountdProcess``).
@@ -39,6 +45,7 @@ from harness import MountdProcess  # noqa: E402
 MiB = 1 << 20
 BLOCK = MiB
 DROP = Path("/proc/sys/vm/drop_caches")
+C_REF_SOURCE = Path("/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,15 @@ METRICS = [
     Metric("unlink", "unlink files", "files/s", True, 0.15),
 ]
 QUOTA_COST_TARGET = 0.05
+OPS_PER_PHASE = {"seq_write": "size", "seq_read": "size", "list": "list", "list_stat": "list"}
+"""What a phase's CPU time is divided by: MiB for sequential I/O, entries for listings, and
+small files for the rest."""
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds process ``pid`` has run on a CPU, all its threads (ended ones included):
+    the process's CPU-time clock, ``(~pid << 3) | CPUCLOCK_SCHED`` (clock_getcpuclockid)."""
+    return time.clock_gettime_ns((~pid << 3) | 2)
 
 
 @dataclass
@@ -73,6 +89,10 @@ class Bench:
     use_fio: bool
     drop_caches: bool
     notes: list[str] = field(default_factory=list)
+    server: int | None = None
+    """pid of the FUSE server of the target being measured (None for native)."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Server CPU seconds of each phase of the current target."""
 
     def drop(self) -> None:
         """Write back dirty data and drop the page, dentry and inode caches (if permitted)."""
@@ -80,11 +100,15 @@ class Bench:
         if self.drop_caches:
             DROP.write_text("3\n")
 
-    def timed(self, fn: Callable[[], object]) -> float:
+    def timed(self, key: str, fn: Callable[[], object]) -> float:
         self.drop()
+        cpu = cpu_ns(self.server) if self.server else 0
         start = time.perf_counter()
         fn()
-        return time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        if self.server:
+            self.cpu[key] = (cpu_ns(self.server) - cpu) / 1e9
+        return elapsed
 
     # -- sequential I/O ------------------------------------------------------------------
 
@@ -103,8 +127,13 @@ class Bench:
         ]
         if rw == "write":
             cmd.append("--end_fsync=1")
-        self.drop()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        out = ""
+
+        def run() -> None:
+            nonlocal out
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+        self.timed(f"seq_{rw}", run)
         job = json.loads(out[out.index("{") :])["jobs"][0][rw]
         return float(job["bw_bytes"]) / MiB
 
@@ -120,7 +149,7 @@ class Bench:
             finally:
                 os.close(fd)
 
-        return self.size / MiB / self.timed(run)
+        return self.size / MiB / self.timed("seq_write", run)
 
     def _py_read(self, path: Path) -> float:
         buf = bytearray(BLOCK)
@@ -130,7 +159,7 @@ class Bench:
                 while f.readinto(buf):
                     pass
 
-        return self.size / MiB / self.timed(run)
+        return self.size / MiB / self.timed("seq_read", run)
 
     def seq(self, root: Path) -> dict[str, float]:
         path = root / "seqfile"
@@ -164,9 +193,9 @@ class Bench:
                 os.unlink(name)
 
         out = {
-            "create": self.files / self.timed(create),
-            "stat": self.files / self.timed(stat_all),
-            "unlink": self.files / self.timed(unlink_all),
+            "create": self.files / self.timed("create", create),
+            "stat": self.files / self.timed("stat", stat_all),
+            "unlink": self.files / self.timed("unlink", unlink_all),
         }
         d.rmdir()
         return out
@@ -185,13 +214,89 @@ class Bench:
             with os.scandir(d) as it:
                 seen.append(sum(1 for e in it if e.stat(follow_symlinks=False).st_size >= 0))
 
-        out = {"list": self.timed(names), "list_stat": self.timed(with_stat)}
+        out = {"list": self.timed("list", names), "list_stat": self.timed("list_stat", with_stat)}
         assert seen == [self.list_files, self.list_files], seen
         shutil.rmtree(d)
         return out
 
-    def run(self, root: Path) -> dict[str, float]:
-        return {**self.seq(root), **self.meta(root), **self.listing(root)}
+    def run(self, root: Path, server: int | None) -> dict[str, float]:
+        """Every phase on ``root``; ``cpu_<phase>`` is the server's CPU microseconds per
+        operation (per MiB for sequential I/O)."""
+        self.server, self.cpu = server, {}
+        out = {**self.seq(root), **self.meta(root), **self.listing(root)}
+        for key, seconds in self.cpu.items():
+            ops = {"size": self.size / MiB, "list": self.list_files}.get(
+                OPS_PER_PHASE.get(key, ""), self.files
+            )
+            out[f"cpu_{key}"] = seconds * 1e6 / ops
+        return out
+
+
+class CReference:
+    """libfuse's ``passthrough_ll`` example, built and mounted over a directory of ours."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.binary = tmp / "passthrough_ll"
+        self.source = tmp / "c-ref-source"
+        self.mnt = tmp / "c-ref-mnt"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        """None when it can be built, else why not."""
+        if not C_REF_SOURCE.exists():
+            return f"{C_REF_SOURCE} missing (apt-get install libfuse3-dev)"
+        if shutil.which("cc") is None or shutil.which("pkg-config") is None:
+            return "no C compiler or pkg-config"
+        return None
+
+    def start(self) -> Path:
+        flags = subprocess.run(
+            ["pkg-config", "--cflags", "--libs", "fuse3"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        work = self.tmp / "c-ref-build"
+        work.mkdir()
+        for name in ("passthrough_ll.c", "passthrough_helpers.h"):
+            if (C_REF_SOURCE.parent / name).exists():
+                shutil.copy(C_REF_SOURCE.parent / name, work / name)
+        subprocess.run(
+            ["cc", "-O2", "-o", str(self.binary), str(work / "passthrough_ll.c"), *flags],
+            check=True,
+            capture_output=True,
+        )
+        self.source.mkdir()
+        self.mnt.mkdir()
+        opts = f"source={self.source},allow_other"
+        self.proc = subprocess.Popen(
+            [str(self.binary), "-f", "-s", "-o", opts, str(self.mnt)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not os.path.ismount(self.mnt):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("passthrough_ll did not mount")
+            time.sleep(0.05)
+        return self.mnt
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False, capture_output=True)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
 
 def best(old: dict[str, float] | None, new: dict[str, float]) -> dict[str, float]:
@@ -199,7 +304,7 @@ def best(old: dict[str, float] | None, new: dict[str, float]) -> dict[str, float
     if old is None:
         return new
     pick = {m.key: (max if m.higher_is_better else min) for m in METRICS}
-    return {k: pick[k](old[k], new[k]) for k in new}
+    return {k: pick.get(k, min)(old[k], new[k]) for k in new}
 
 
 def parse_size(text: str) -> int:
@@ -220,11 +325,14 @@ def can_drop_caches() -> bool:
 
 def report(bench: Bench, results: dict[str, dict[str, float]]) -> None:
     native, on, off = results["native"], results["quota-on"], results["quota-off"]
+    cref = results.get("c-ref")
     print()
-    print(
-        f"{'phase':<30}{'native':>12}{'quota-on':>12}{'quota-off':>12}"
-        f"{'on/native':>11}{'off/native':>11}{'target':>9}{'on vs off':>11}"
-    )
+    head = f"{'phase':<30}{'native':>11}{'quota-on':>11}{'quota-off':>11}"
+    head += f"{'c-ref':>11}" if cref else ""
+    head += f"{'on/native':>10}{'off/native':>11}"
+    head += f"{'c/native':>9}" if cref else ""
+    head += f"{'target':>9}      {'on vs off: wall':>15}{'cpu':>11}"
+    print(head)
     for m in METRICS:
         n, a, b = native[m.key], on[m.key], off[m.key]
         ra, rb = a / n, b / n
@@ -236,17 +344,30 @@ def report(bench: Bench, results: dict[str, dict[str, float]]) -> None:
             ok = ra <= m.target
             target = f"<={m.target:g}x"
             cost = a / b - 1
-        flag = "ok" if ok else "MISS"
-        cost_flag = "ok" if cost <= QUOTA_COST_TARGET else "MISS"
-        print(
-            f"{m.label + ' [' + m.unit + ']':<30}{n:>12.4g}{a:>12.4g}{b:>12.4g}"
-            f"{ra:>11.3f}{rb:>11.3f}{target:>9} {flag:<4}{cost:>+7.1%} {cost_flag}"
-        )
+        cpu_a, cpu_b = on.get(f"cpu_{m.key}"), off.get(f"cpu_{m.key}")
+        cpu_cost = cpu_a / cpu_b - 1 if cpu_a and cpu_b else float("nan")
+        line = f"{m.label + ' [' + m.unit + ']':<30}{n:>11.4g}{a:>11.4g}{b:>11.4g}"
+        line += f"{cref[m.key]:>11.4g}" if cref else ""
+        line += f"{ra:>10.3f}{rb:>11.3f}"
+        line += f"{cref[m.key] / n:>9.3f}" if cref else ""
+        line += f"{target:>9} {'ok' if ok else 'MISS':<4}{cost:>+10.1%}"
+        cpu_flag = "ok" if cpu_cost <= QUOTA_COST_TARGET else "MISS"
+        line += f"{cpu_cost:>+11.1%} {cpu_flag}"
+        print(line)
+    print()
+    print("server CPU per operation, microseconds (per MiB for sequential I/O):")
+    print(f"{'phase':<30}{'quota-on':>11}{'quota-off':>11}" + (f"{'c-ref':>11}" if cref else ""))
+    for m in METRICS:
+        key = f"cpu_{m.key}"
+        line = f"{m.label:<30}{on.get(key, 0):>11.1f}{off.get(key, 0):>11.1f}"
+        line += f"{cref.get(key, 0):>11.1f}" if cref else ""
+        print(line)
     print()
     print(
         "ratios: rates are fuse/native (higher is better); listing times are fuse/native "
-        "(lower is better). 'on vs off' is how much slower quota-on is than quota-off "
-        f"(target <= {QUOTA_COST_TARGET:.0%})."
+        "(lower is better). 'on vs off' is how much more quota-on costs than quota-off, in "
+        f"wall time and in mountd CPU time per operation (target <= {QUOTA_COST_TARGET:.0%}); "
+        "'c-ref' is libfuse's C passthrough_ll on the same disk."
     )
     for note in bench.notes:
         print(f"note: {note}")
@@ -268,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--python-io", action="store_true", help="do not use fio")
     parser.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
+    parser.add_argument(
+        "--no-c-ref", action="store_true", help="do not build and measure libfuse's passthrough_ll"
+    )
     args = parser.parse_args(argv)
 
     size = parse_size(args.size)
@@ -298,23 +422,32 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="vfd-bench-", dir=args.dir))
     proc = MountdProcess(tmp)
+    cref = CReference(tmp)
+    why_not = "--no-c-ref given" if args.no_c_ref else CReference.available()
+    if why_not:
+        bench.notes.append(f"c-ref not measured: {why_not}")
     proc.start()
     try:
         high = 1 << 50
-        targets = {
-            "native": proc.new_folder(max_bytes=high, max_files=high).backing,
-            "quota-on": proc.new_folder(max_bytes=high, max_files=high).rw,
-            "quota-off": proc.new_folder().rw,
+        assert proc.proc is not None
+        mountd = proc.proc.pid
+        targets: dict[str, tuple[Path, int | None]] = {
+            "native": (proc.new_folder(max_bytes=high, max_files=high).backing, None),
+            "quota-on": (proc.new_folder(max_bytes=high, max_files=high).rw, mountd),
+            "quota-off": (proc.new_folder().rw, mountd),
         }
+        if not why_not:
+            targets["c-ref"] = (cref.start(), cref.pid)
         results: dict[str, dict[str, float]] = {}
         for round_ in range(args.repeat):
-            for name, root in targets.items():
+            for name, (root, server) in targets.items():
                 print(f"round {round_ + 1}/{args.repeat}: {name} in {root} ...", flush=True)
-                results[name] = best(results.get(name), bench.run(root))
+                results[name] = best(results.get(name), bench.run(root, server))
         report(bench, results)
         if args.json:
             print(json.dumps(results, indent=2))
     finally:
+        cref.stop()
         proc.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

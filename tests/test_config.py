@@ -32,6 +32,12 @@ def test_config_example_file_parses_to_system_defaults() -> None:
     assert cfg.api_socket == Path("/run/vfd/vfd.sock")
     assert cfg.hosts == {"local": Path("/var/lib/vfd/hosts/local")}
     assert cfg.fuse.entry_timeout == 1.0
+    assert cfg.fuse.poll == 0.0002
+
+
+def test_config_fuse_poll_can_be_turned_off(tmp_path: Path) -> None:
+    (tmp_path / "vfd.toml").write_text("[fuse]\npoll = 0\n")
+    assert load_config(state_dir=tmp_path, env={}).fuse.poll == 0.0
 
 
 def test_config_state_dir_reads_its_own_file(tmp_path: Path) -> None:
@@ -70,6 +76,7 @@ def test_config_environment_overrides_file(tmp_path: Path) -> None:
         ("[default_policy]\nallowed_hosts = ['mars']\n", "default_policy.allowed_hosts"),
         ("[default_policy]\nwhat = 1\n", "default_policy.what"),
         ("[fuse]\nentry_timeout = 'soon'\n", "fuse.entry_timeout"),
+        ("[fuse]\npoll = -1\n", "fuse.poll"),
     ],
 )
 def test_config_bad_file_names_key_and_file(tmp_path: Path, text: str, key: str) -> None:

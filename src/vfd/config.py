@@ -31,6 +31,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     [fuse]
     entry_timeout = 1.0
     attr_timeout = 1.0
+    poll = 0.0002
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class FuseOptions:
     attr_timeout: float = 1.0
     flush_interval: float = 5.0
     """Seconds between flushes of quota usage counters to the store."""
+    poll: float = 0.0002
+    """Seconds mountd keeps polling for the next request before it sleeps (0: never polls)."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def _parse_fuse(value: Any, source: str) -> FuseOptions:
         raise _bad("fuse", source, "must be a table")
     out: dict[str, float] = {}
     for key, item in value.items():
-        if key not in ("entry_timeout", "attr_timeout", "flush_interval"):
+        if key not in ("entry_timeout", "attr_timeout", "flush_interval", "poll"):
             raise _bad(f"fuse.{key}", source, "unknown key")
         if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
             raise _bad(f"fuse.{key}", source, "must be a non-negative number of seconds")

@@ -7,6 +7,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -194,3 +195,36 @@ def test_mount_works_on_pyfuse3_public_api_alone(tmp_path: Path) -> None:
         assert exc.value.errno == errno.EDQUOT
         assert os.statvfs(folder.rw).f_blocks != MiB // os.statvfs(folder.rw).f_frsize
     assert "cannot be patched" in mountd.log_tail(200)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of ``pid`` so far (its process CPU-time clock)."""
+    return time.clock_gettime((~pid << 3) | 2)
+
+
+@pytest.mark.parametrize("poll", [0.0, 0.05])
+def test_mount_poll_window_serves_and_then_sleeps(tmp_path: Path, poll: float) -> None:
+    """With polling off or on, requests are served; after a burst mountd polls at most its
+    window and then sleeps (no CPU while idle)."""
+    with MountdProcess(tmp_path, poll=poll) as mountd:
+        folder = mountd.new_folder()
+        for i in range(50):
+            (folder.rw / f"f{i}").write_bytes(b"x" * i)
+        assert sorted(os.listdir(folder.rw)) == sorted(f"f{i}" for i in range(50))
+        assert [os.stat(folder.rw / f"f{i}").st_size for i in range(50)] == list(range(50))
+        assert mountd.proc is not None
+        pid = mountd.proc.pid
+        os.stat(folder.rw / "f1")  # the last request: the window starts after it
+        readings = [(time.monotonic(), _cpu_seconds(pid))]
+
+        def asleep() -> bool:
+            """mountd used under 10% of a CPU since the previous reading (>= 50 ms ago)."""
+            now, cpu = time.monotonic(), _cpu_seconds(pid)
+            then, cpu_then = readings[-1]
+            if now - then < 0.05:
+                return False
+            readings.append((now, cpu))
+            return (cpu - cpu_then) < 0.1 * (now - then)
+
+        # a mountd that kept polling would use a whole CPU for as long as this waits
+        wait_until(asleep, 5, "mountd to stop polling and sleep")

@@ -68,8 +68,9 @@ def setup_logging(level: str) -> None:
 
 
 def _is_stale(path: Path) -> bool:
+    # statfs always asks the server; a stat may be answered from the attribute cache
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
         return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
     return False
@@ -116,10 +117,12 @@ def tune_bdi(path: Path) -> None:
         log.info("cannot raise read-ahead of %s: %s", path, exc)
 
 
-async def _fuse_main(done: trio.CancelScope, internals: libfuse.Internals | None) -> None:
+async def _fuse_main(
+    done: trio.CancelScope, internals: libfuse.Internals | None, poll: float
+) -> None:
     try:
         if internals is not None:
-            await serve_requests(internals)
+            await serve_requests(internals, poll)
         else:
             await pyfuse3.main(min_tasks=MIN_TASKS, max_tasks=MAX_TASKS)
     finally:
@@ -172,7 +175,7 @@ async def run(config: Config) -> None:
     notifier.start()
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_fuse_main, nursery.cancel_scope, internals)
+            nursery.start_soon(_fuse_main, nursery.cancel_scope, internals, config.fuse.poll)
             nursery.start_soon(_wait_for_signal, nursery.cancel_scope)
             await nursery.start(serve_control, service, config.mountd_socket)
             nursery.start_soon(service.flush_forever, config.fuse.flush_interval)

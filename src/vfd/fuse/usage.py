@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pyfuse3
 
-from vfd.storage.quota import Limits, Usage, exceeds
+from vfd.storage.quota import Limits, Usage, grows_past
 
 BackingKey = tuple[int, int]
 """(st_dev, st_ino) of a backing inode."""
@@ -42,7 +42,7 @@ class ScopeUsage:
 
     def reserve(self, nbytes: int = 0, files: int = 0) -> None:
         """Account growth, or raise ``FUSEError(EDQUOT)`` with nothing changed."""
-        if exceeds(Usage(self.nbytes, self.files), self.limits, Usage(nbytes, files)):
+        if grows_past(self.limits, self.nbytes, self.files, nbytes, files):
             raise pyfuse3.FUSEError(errno.EDQUOT)
         self.nbytes += nbytes
         self.files += files

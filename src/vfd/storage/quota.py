@@ -63,9 +63,14 @@ def exceeds(used: Usage, limits: Limits, add: Usage) -> bool:
     Only growth is checked: a dimension that does not grow never fails, so deleting and
     shrinking always work even above a lowered limit.
     """
-    if add.bytes > 0 and limits.max_bytes and used.bytes + add.bytes > limits.max_bytes:
+    return grows_past(limits, used.bytes, used.files, add.bytes, add.files)
+
+
+def grows_past(limits: Limits, used_bytes: int, used_files: int, nbytes: int, files: int) -> bool:
+    """:func:`exceeds` on plain numbers (mountd runs it for every write and create)."""
+    if nbytes > 0 and limits.max_bytes and used_bytes + nbytes > limits.max_bytes:
         return True
-    return bool(add.files > 0 and limits.max_files and used.files + add.files > limits.max_files)
+    return bool(files > 0 and limits.max_files and used_files + files > limits.max_files)
 
 
 @dataclass(frozen=True)
