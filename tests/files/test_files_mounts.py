@@ -15,6 +15,17 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[4] == str(path) for line in f)
 
 
+def _options(path: Path) -> set[str]:
+    """The per-mount options of the mount on ``path`` (the last one: the one on top)."""
+    found: set[str] = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == str(path):
+                found = set(fields[5].split(","))
+    return found
+
+
 def test_files_mount_rw_and_ro_views(node: Node, tmp_path: Path) -> None:
     alice = node.user()
     folder = node.folder(alice)
@@ -34,6 +45,11 @@ def test_files_mount_rw_and_ro_views(node: Node, tmp_path: Path) -> None:
             with pytest.raises(OSError) as info:
                 (ro_target / "nope").write_text("x")
             assert info.value.errno == errno.EROFS
+            # the bind mount itself is read-only: the kernel says so before asking mountd
+            assert "ro" in _options(ro_target) and {"nosuid", "nodev"} <= _options(ro_target)
+            assert not os.access(ro_target / "via-mount.txt", os.W_OK)
+            assert "rw" in _options(rw_target) and {"nosuid", "nodev"} <= _options(rw_target)
+            assert os.access(rw_target / "via-mount.txt", os.W_OK)
         finally:
             node.cli.ok("umount", str(ro_target), as_=a)
     finally:
@@ -54,6 +70,7 @@ def test_files_mount_ro_permission_gets_ro_view(node: Node, tmp_path: Path) -> N
     os.chown(target, bob["uid"], bob["gid"])
     assert node.cli.json("mount", name, str(target), as_=bob["email"])["view"] == "ro"
     try:
+        assert "ro" in _options(target)
         with pytest.raises(OSError) as info:
             (target / "x").write_text("x")
         assert info.value.errno == errno.EROFS

@@ -1,7 +1,9 @@
 """``vfd mount`` / ``vfd umount``: bind-mount a folder's view anywhere on the node.
 
 The daemon (root) makes the bind mount for the caller. The view is ``ro/`` when asked or when
-the caller's permission is ``ro``, so the bind mount is as read-only as the view. The target
+the caller's permission is ``ro``, and such a bind mount is itself read-only (``MS_RDONLY``):
+the kernel refuses writes with EROFS before they reach mountd, and ``access(W_OK)`` says so
+too (on the ``ro/`` view alone the kernel answers it from the file modes). The target
 must be an existing, empty directory that the caller owns (admins: any), given as a real path
 (no symbolic link anywhere in it), outside the vfd mount itself; umount only removes a bind
 mount of a vfd view.
@@ -77,7 +79,9 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
             ErrorCode.MOUNTD_UNAVAILABLE,
             f"the folder's view {source} is not mounted (is mountd up?)",
         )
-    _run(["mount", "--bind", str(source), str(real)])
+    # given explicitly: the remount that applies "ro" would clear the flags the bind inherits
+    options = "nosuid,nodev,ro" if view == "ro" else "nosuid,nodev"
+    _run(["mount", "--bind", "-o", options, str(source), str(real)])
     return {"vfolder": name, "target": str(real), "view": view, "source": str(source)}
 
 
