@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,21 @@ QUOTA_COST_TARGET = 0.05
 OPS_PER_PHASE = {"seq_write": "size", "seq_read": "size", "list": "list", "list_stat": "list"}
 """What a phase's CPU time is divided by: MiB for sequential I/O, entries for listings, and
 small files for the rest."""
+
+
+def reserve_ns() -> tuple[float, float]:
+    """Nanoseconds of one quota reservation (mountd's check before a create or a growing
+    write), in a scope with limits and in one without: the only work quota-on adds."""
+    from vfd.fuse.usage import ScopeUsage
+    from vfd.storage.quota import Limits, Usage
+
+    out = []
+    for limits in (Limits(1 << 60, 1 << 60), Limits()):
+        scope = ScopeUsage("local", "user:bench", limits, Usage(0, 0))
+        n = 200_000
+        best = min(timeit.repeat(lambda: scope.reserve(4096, 1), number=n, repeat=5))  # noqa: B023
+        out.append(best / n * 1e9)
+    return out[0], out[1]
 
 
 def cpu_ns(pid: int) -> int:
@@ -362,6 +378,17 @@ def report(bench: Bench, results: dict[str, dict[str, float]]) -> None:
         line = f"{m.label:<30}{on.get(key, 0):>11.1f}{off.get(key, 0):>11.1f}"
         line += f"{cref.get(key, 0):>11.1f}" if cref else ""
         print(line)
+    on_ns, off_ns = reserve_ns()
+    extra = (on_ns - off_ns) / 1000  # microseconds per reservation
+    print()
+    print(
+        f"quota check: {on_ns:.0f} ns per reservation with limits, {off_ns:.0f} ns without; "
+        f"a create makes two (files, then bytes at its write): {2 * extra:+.3f} us, "
+        f"{2 * extra / on['cpu_create']:+.3%} of quota-on's CPU per create; a growing write "
+        f"one: {extra / on['cpu_seq_write']:+.4%} of its CPU per MiB"
+        if "cpu_create" in on and "cpu_seq_write" in on
+        else f"quota check: {on_ns:.0f} ns per reservation with limits, {off_ns:.0f} ns without"
+    )
     print()
     print(
         "ratios: rates are fuse/native (higher is better); listing times are fuse/native "
