@@ -32,7 +32,7 @@ def test_config_example_file_parses_to_system_defaults() -> None:
     assert cfg.api_socket == Path("/run/vfd/vfd.sock")
     assert cfg.hosts == {"local": Path("/var/lib/vfd/hosts/local")}
     assert cfg.fuse.entry_timeout == 1.0
-    assert cfg.fuse.poll == 0.0002
+    assert cfg.fuse.poll == 0.00005
 
 
 def test_config_fuse_poll_can_be_turned_off(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     [fuse]
     entry_timeout = 1.0
     attr_timeout = 1.0
-    poll = 0.0002
+    poll = 0.00005
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class FuseOptions:
     attr_timeout: float = 1.0
     flush_interval: float = 5.0
     """Seconds between flushes of quota usage counters to the store."""
-    poll: float = 0.0002
+    poll: float = 0.00005
     """Seconds mountd keeps polling for the next request before it sleeps (0: never polls)."""
 
 
