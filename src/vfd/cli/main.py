@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from vfd import __version__
-from vfd.cli import admin, files, quota, system, up, vfolder
+from vfd.cli import admin, files, quota, system, up, uploads, vfolder
 from vfd.cli.context import CliState, state_of
 from vfd.cli.output import print_error
 from vfd.errors import VfdError
@@ -101,6 +101,7 @@ def root(
 app.add_typer(vfolder.app, name="vfolder")
 app.add_typer(admin.app, name="admin")
 admin.app.add_typer(quota.app, name="quota")
+admin.app.add_typer(uploads.app, name="uploads")
 files.register(vfolder.app, app)
 system.register(app)
 up.register(app)

@@ -1,4 +1,5 @@
-"""``/v1/admin/*``: users, tokens, projects, resource policies, hosts (administrators only)."""
+"""``/v1/admin/*``: users, tokens, projects, resource policies, hosts, abandoned uploads
+(administrators only)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run
-from vfd.daemon.services import hosts, policies, projects, users
+from vfd.daemon.services import hosts, policies, projects, uploads, users
 from vfd.store.models import UserRole, UserStatus
 
 router = APIRouter(prefix="/v1/admin")
@@ -135,3 +136,15 @@ async def assign_policy(
 @router.get("/hosts")
 async def admin_hosts(daemon: DaemonDep, caller: CallerDep) -> JSON:
     return await run(hosts.admin_hosts, daemon, caller)
+
+
+class PruneUploads(Body):
+    older_than: int = Field(default=uploads.DEFAULT_AGE, ge=0, description="seconds unwritten")
+    dry_run: bool = False
+
+
+@router.post("/uploads/prune")
+async def prune_uploads(body: PruneUploads, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(
+        uploads.prune_parts, daemon, caller, older_than=body.older_than, dry_run=body.dry_run
+    )
