@@ -71,9 +71,6 @@ METRICS = [
     Metric("unlink", "unlink files", "files/s", True, 0.15),
 ]
 QUOTA_COST_TARGET = 0.05
-OPS_PER_PHASE = {"seq_write": "size", "seq_read": "size", "list": "list", "list_stat": "list"}
-"""What a phase's CPU time is divided by: MiB for sequential I/O, entries for listings, and
-small files for the rest."""
 
 
 def reserve_ns() -> tuple[float, float]:
@@ -240,11 +237,11 @@ class Bench:
         operation (per MiB for sequential I/O)."""
         self.server, self.cpu = server, {}
         out = {**self.seq(root), **self.meta(root), **self.listing(root)}
+        mib = self.size / MiB
+        entries = self.list_files
+        per = {"seq_write": mib, "seq_read": mib, "list": entries, "list_stat": entries}
         for key, seconds in self.cpu.items():
-            ops = {"size": self.size / MiB, "list": self.list_files}.get(
-                OPS_PER_PHASE.get(key, ""), self.files
-            )
-            out[f"cpu_{key}"] = seconds * 1e6 / ops
+            out[f"cpu_{key}"] = seconds * 1e6 / per.get(key, self.files)  # else small files
         return out
 
 

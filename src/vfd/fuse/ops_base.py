@@ -90,8 +90,9 @@ class OpsBase(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ESTALE)
         return inode
 
-    def mutable_dir(self, ino: int) -> Inode:
-        """A directory in which names may be added or removed (EROFS in ro/, EPERM above)."""
+    def mutable(self, ino: int) -> Inode:
+        """An inode whose data or attributes may change, or a directory in which names may be
+        added or removed (EROFS in ro/, EPERM above the folders)."""
         if ino in SYNTHETIC:
             raise pyfuse3.FUSEError(errno.EROFS if ino == RO_ID else errno.EPERM)
         inode = self.inode(ino)
@@ -99,14 +100,7 @@ class OpsBase(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
         return inode
 
-    def mutable(self, ino: int) -> Inode:
-        """An inode whose data or attributes may change."""
-        if ino in SYNTHETIC:
-            raise pyfuse3.FUSEError(errno.EROFS if ino == RO_ID else errno.EPERM)
-        inode = self.inode(ino)
-        if inode.view is View.RO:
-            raise pyfuse3.FUSEError(errno.EROFS)
-        return inode
+    mutable_dir = mutable
 
     def entry(self, inode: Inode, st: os.stat_result) -> pyfuse3.EntryAttributes:
         return attrs.from_stat(st, inode.id, self.entry_timeout, self.attr_timeout)

@@ -361,6 +361,37 @@ class FolderFS:
                 raise VfdError(code, f"{path} is not a regular file", path=path)
             return ffd, st
 
+    def walk_files(self) -> list[tuple[str, os.stat_result]]:
+        """``(path, lstat)`` of every entry below the root that is not a directory.
+
+        Links are listed, never followed; a directory swapped for a link during the walk is
+        skipped.
+        """
+        found: list[tuple[str, os.stat_result]] = []
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        with self._session() as root_fd:
+            try:
+                stack = [(os.open(".", flags, dir_fd=root_fd), "")]
+            except OSError as exc:
+                raise os_error(exc, "") from None
+            while stack:
+                dfd, rel = stack.pop()
+                try:
+                    with os.scandir(dfd) as entries:
+                        for entry in entries:
+                            path = f"{rel}/{entry.name}" if rel else entry.name
+                            try:
+                                st = entry.stat(follow_symlinks=False)
+                                if stat.S_ISDIR(st.st_mode):
+                                    stack.append((os.open(entry.name, flags, dir_fd=dfd), path))
+                                else:
+                                    found.append((path, st))
+                            except OSError:
+                                continue  # removed, or swapped for a link, meanwhile
+                finally:
+                    os.close(dfd)
+        return found
+
     # -- uploads ---------------------------------------------------------------------------
     # An upload is written to ``.vfd-upload-<key>.part`` beside its destination and renamed
     # over it when complete, so no partial file is ever visible under the final name. The
@@ -443,16 +474,30 @@ class FolderFS:
 
 
 _UPLOAD_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_PART_PREFIX, _PART_SUFFIX = ".vfd-upload-", ".part"
+
+
+def _valid_key(key: str) -> bool:
+    return 8 <= len(key) <= 64 and set(key) <= _UPLOAD_KEY_CHARS
 
 
 def _part_name(key: str) -> str:
-    if not 8 <= len(key) <= 64 or not set(key) <= _UPLOAD_KEY_CHARS:
+    if not _valid_key(key):
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
             "upload key must be 8-64 characters of letters, digits, '-' and '_'",
             key=key,
         )
-    return f".vfd-upload-{key}.part"
+    return f"{_PART_PREFIX}{key}{_PART_SUFFIX}"
+
+
+def is_part_name(name: str) -> bool:
+    """Whether ``name`` is the name of an upload's part file."""
+    return (
+        name.startswith(_PART_PREFIX)
+        and name.endswith(_PART_SUFFIX)
+        and _valid_key(name[len(_PART_PREFIX) : -len(_PART_SUFFIX)])
+    )
 
 
 def write_tar(fs: FolderFS, path: str, out: BinaryIO) -> None:

@@ -12,77 +12,22 @@ file). An upload resumed after its part file went is answered ``upload_offset_mi
 from __future__ import annotations
 
 import logging
-import os
-import re
-import stat
+import posixpath
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import select
 
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
+from vfd.storage.userfs import FolderFS, Identity, is_part_name
 from vfd.store.models import VFolder, VFolderStatus
 
 log = logging.getLogger("vfd.daemon")
 
-PART_NAME = re.compile(r"^\.vfd-upload-[A-Za-z0-9_-]{8,64}\.part$")
 DEFAULT_AGE = 7 * 24 * 3600
 """Seconds without a write after which a part file counts as abandoned."""
-
-
-def _stale_parts(root: Path, cutoff: float) -> list[tuple[str, int, float]]:
-    """``(path relative to root, size, mtime)`` of stale part files under ``root``.
-
-    Walks with ``O_NOFOLLOW`` directory descriptors: a symbolic link is never followed.
-    """
-    found: list[tuple[str, int, float]] = []
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        top = os.open(root, flags)
-    except FileNotFoundError:
-        return found
-    stack: list[tuple[int, str]] = [(top, "")]
-    while stack:
-        fd, rel = stack.pop()
-        try:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    path = f"{rel}/{entry.name}" if rel else entry.name
-                    if stat.S_ISDIR(st.st_mode):
-                        try:
-                            stack.append((os.open(entry.name, flags, dir_fd=fd), path))
-                        except OSError as exc:  # gone, or swapped for a link meanwhile
-                            log.debug("prune: skipping %s: %s", path, exc)
-                    elif (
-                        stat.S_ISREG(st.st_mode)
-                        and PART_NAME.match(entry.name)
-                        and st.st_mtime < cutoff
-                    ):
-                        found.append((path, st.st_size, st.st_mtime))
-        finally:
-            os.close(fd)
-    return found
-
-
-def _unlink_under(root: Path, rel: str) -> bool:
-    """Remove ``root/rel`` walking each directory with ``O_NOFOLLOW``; False if it is gone."""
-    parts = rel.split("/")
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(root, flags)
-    try:
-        for name in parts[:-1]:
-            nfd = os.open(name, flags, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        os.unlink(parts[-1], dir_fd=fd)
-        return True
-    except FileNotFoundError:
-        return False
-    finally:
-        os.close(fd)
+ROOT = Identity(0, 0)
 
 
 def prune_parts(
@@ -103,21 +48,29 @@ def prune_parts(
         )
     removed: list[dict[str, Any]] = []
     for name, host, root in targets:
-        for rel, size, mtime in _stale_parts(root, cutoff):
+        fs = FolderFS(str(root), ROOT)
+        try:
+            entries = fs.walk_files()
+        except VfdError as exc:  # its view went (trashed meanwhile)
+            log.info("prune: skipping %s: %s", name, exc.message)
+            continue
+        for rel, st in entries:
+            if not (is_part_name(posixpath.basename(rel)) and st.st_mtime < cutoff):
+                continue
             if not dry_run:
                 try:
-                    if not _unlink_under(root, rel):
-                        continue
-                except OSError as exc:
-                    log.warning("prune: cannot remove %s in %s: %s", rel, name, exc)
+                    fs.remove(rel)
+                except VfdError as exc:
+                    if exc.code is not ErrorCode.PATH_NOT_FOUND:  # gone meanwhile: not counted
+                        log.warning("prune: cannot remove %s in %s: %s", rel, name, exc.message)
                     continue
             removed.append(
                 {
                     "vfolder": name,
                     "host": host,
                     "path": rel,
-                    "bytes": size,
-                    "idle_seconds": int(time.time() - mtime),
+                    "bytes": st.st_size,
+                    "idle_seconds": int(time.time() - st.st_mtime),
                 }
             )
     return {
