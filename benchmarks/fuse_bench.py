@@ -76,8 +76,8 @@ QUOTA_COST_TARGET = 0.05
 def reserve_ns() -> tuple[float, float]:
     """Nanoseconds of one quota reservation (mountd's check before a create or a growing
     write), in a scope with limits and in one without: the only work quota-on adds."""
+    from vfd.folders.quota import Limits, Usage
     from vfd.fuse.usage import ScopeUsage
-    from vfd.storage.quota import Limits, Usage
 
     out = []
     for limits in (Limits(1 << 60, 1 << 60), Limits()):

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,32 +294,3 @@ def load_config(
         fuse=fuse,
         **values,
     )
-
-
-def server_main(
-    argv: list[str] | None,
-    *,
-    prog: str,
-    description: str,
-    serve: Callable[[], Callable[[Config], None]],
-) -> int:
-    """``python -m vfd.daemon`` / ``python -m vfd.fuse``: parse ``--state-dir``/``--config``,
-    load the config and run ``serve()(config)``; a VfdError is one line and exit 1.
-
-    ``serve`` is a thunk so the server's imports happen after parsing (``--help`` stays fast).
-    """
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--state-dir", type=Path, help="keep everything under this directory")
-    parser.add_argument("--config", type=Path, help="the TOML configuration file")
-    args = parser.parse_args(argv)
-    try:
-        serve()(load_config(config_file=args.config, state_dir=args.state_dir))
-    except VfdError as exc:
-        print(f"{prog}: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0

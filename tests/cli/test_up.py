@@ -22,7 +22,7 @@ from vfdcli import Cli
 
 from vfd.cli.up import is_mounted
 from vfd.config import load_config
-from vfd.fuse.protocol import MountdClient
+from vfd.mountctl import MountdClient
 
 UP_TIMEOUT = 90.0
 

@@ -152,7 +152,7 @@ def backing_dir(config: Any, folder: dict[str, Any]) -> Path:
     """Where the daemon keeps a folder's data (from its Folder JSON)."""
     import uuid
 
-    from vfd.storage.layout import Scope, folder_path
+    from vfd.folders.layout import Scope, folder_path
 
     return folder_path(
         config.hosts[folder["host"]], Scope.parse(folder["scope"]), uuid.UUID(folder["id"])

@@ -1,4 +1,4 @@
-"""A stand-in mountd speaking the control protocol (``vfd.fuse.protocol``), recording calls.
+"""A stand-in mountd speaking the control protocol (``vfd.mountctl``), recording calls.
 
 It answers like mountd does (health, attach, detach, set_limits, purge) so the daemon's side
 of the protocol can be tested before and without a FUSE mount; ``purge`` really removes the
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse.protocol import encode, fail, ok
-from vfd.storage import layout
+from vfd.folders import layout
+from vfd.mountctl import encode, fail, ok
 
 MOUNT_POINT = "/srv/fake-mount"
 

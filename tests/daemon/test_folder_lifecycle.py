@@ -8,7 +8,7 @@ import pytest
 from daemonapi import backing_dir, error, ok, unique
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.lifecycle import TRANSITIONS, check_transition
+from vfd.folders.lifecycle import TRANSITIONS, check_transition
 from vfd.store.models import VFolderStatus as S
 
 ALLOWED = [

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vfd.daemon.logs import priority, setup_logging
+from vfd.logs import priority, setup_logging
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from vfd.config import Config, load_config
-from vfd.fuse.protocol import MountdClient
+from vfd.mountctl import MountdClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
 from vfdcli import Cli

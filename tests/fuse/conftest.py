@@ -19,12 +19,12 @@ import pytest
 from harness import Folder, MountdProcess, fuse_unavailable
 
 from vfd.config import Config, load_config
-from vfd.fuse.folders import Registry
+from vfd.folders import layout
+from vfd.folders.quota import Limits
 from vfd.fuse.inodes import Folder as FolderState
 from vfd.fuse.inodes import InodeTable, View
 from vfd.fuse.ops import VfdOperations
-from vfd.storage import layout
-from vfd.storage.quota import Limits
+from vfd.fuse.registry import Registry
 
 
 def require_fuse() -> None:

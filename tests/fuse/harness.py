@@ -27,8 +27,8 @@ from typing import Any
 from sqlmodel import select
 
 from vfd.config import Config, load_config
-from vfd.fuse.protocol import MountdClient
-from vfd.storage import layout
+from vfd.folders import layout
+from vfd.mountctl import MountdClient
 from vfd.store.db import make_engine, session_scope
 from vfd.store.models import (
     Ownership,

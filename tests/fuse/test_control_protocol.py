@@ -1,6 +1,6 @@
 """The mountd control protocol over the real unix socket of a real mountd.
 
-Covers every op of ``vfd.fuse.protocol`` and the error answers: bad requests are answered
+Covers every op of ``vfd.mountctl`` and the error answers: bad requests are answered
 ``invalid_argument`` and leave the connection usable; domain errors carry their codes.
 """
 
@@ -16,7 +16,7 @@ import pytest
 from harness import Folder, MountdProcess, wait_until
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage import layout
+from vfd.folders import layout
 
 pytestmark = pytest.mark.fuse
 

@@ -14,8 +14,8 @@ import pyfuse3
 import pytest
 
 from conftest import Ctx, InProcess
+from vfd.folders.quota import Usage, scan_trees
 from vfd.fuse.inodes import Folder, View
-from vfd.storage.quota import Usage, scan_trees
 
 pytestmark = pytest.mark.trio
 

@@ -1,7 +1,7 @@
 """What a quota scope counts, and where a user sees it (statvfs/df, virtual xattrs).
 
 Bytes are apparent sizes of regular files, files are inodes below the folder roots, a hard
-link counts once (``vfd.storage.quota``). The tests check the counters after each kind of
+link counts once (``vfd.folders.quota``). The tests check the counters after each kind of
 change against an independent recount of the backing trees (``fsprobe.recount``), including
 the cases that are easy to get wrong: the last close of an unlinked open file, a rename that
 replaces a file, the same file seen through rw/ and ro/, and renames between scopes.

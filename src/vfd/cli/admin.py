@@ -6,7 +6,6 @@ daemon answers ``admin_required`` otherwise.
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +14,7 @@ from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
 from vfd.cli.output import cell_text, table
 from vfd.cli.sizes import format_limit, format_size, size_option
+from vfd.enums import UserRole, UserStatus
 
 app = typer.Typer(
     help="Administration: users, projects, policies, hosts, tokens.", no_args_is_help=True
@@ -35,27 +35,13 @@ for _sub, _name in (
     app.add_typer(_sub, name=_name)
 
 
-class Role(enum.StrEnum):
-    """A user's role: admins manage users, projects and policies and may act for users."""
-
-    ADMIN = "admin"
-    USER = "user"
-
-
-class UserStatus(enum.StrEnum):
-    """Inactive users are refused on every call."""
-
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-
-
 EmailArg = Annotated[str, typer.Argument(help="The user's email.", show_default=False)]
 ProjectArg = Annotated[str, typer.Argument(help="The project's name.", show_default=False)]
 PolicyArg = Annotated[str, typer.Argument(help="The policy's name.", show_default=False)]
 UsernameOpt = Annotated[str | None, typer.Option("--username", help="Display/login name.")]
 UidOpt = Annotated[int | None, typer.Option("--uid", min=0, help="uid owning the user's files.")]
 GidOpt = Annotated[int | None, typer.Option("--gid", min=0, help="gid of the user's files.")]
-RoleOpt = Annotated[Role | None, typer.Option("--role", help="admin or user.")]
+RoleOpt = Annotated[UserRole | None, typer.Option("--role", help="admin or user.")]
 PolicyOpt = Annotated[
     str | None, typer.Option("--policy", metavar="NAME", help="Resource policy to apply.")
 ]

@@ -8,7 +8,6 @@ command needs them, so ``vfd --help`` and ``vfd up`` never touch the daemon's so
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console
 from vfd.cli.client import VfdClient
 from vfd.cli.output import make_console, print_json
 from vfd.config import Config, load_config
+from vfd.enums import Permission
 
 JsonOption = Annotated[
     bool,
@@ -85,22 +85,6 @@ def use(ctx: typer.Context, json_output: bool) -> CliState:
     cli = state_of(ctx)
     cli.json = json_output
     return cli
-
-
-class Permission(enum.StrEnum):
-    """A folder permission: ``ro`` < ``rw`` < ``wd`` (wd may also rename and delete)."""
-
-    RO = "ro"
-    RW = "rw"
-    WD = "wd"
-
-
-class UsageMode(enum.StrEnum):
-    """What a folder is for (shown in listings; ``model`` folders hold trained models)."""
-
-    GENERAL = "general"
-    MODEL = "model"
-    DATA = "data"
 
 
 PermissionArg = Annotated[

@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from vfd.cli.client import folder_path, segment
-from vfd.cli.context import JsonOption, Permission, PermissionArg, use
+from vfd.cli.context import JsonOption, PermissionArg, use
 from vfd.cli.output import table
+from vfd.enums import Permission
 
 NameArg = Annotated[str, typer.Argument(help="The folder's name.", show_default=False)]
 EmailArg = Annotated[str, typer.Argument(help="The member's email.", show_default=False)]

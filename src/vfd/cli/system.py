@@ -75,7 +75,7 @@ def daemon(ctx: typer.Context) -> None:
 
 def mountd(ctx: typer.Context) -> None:
     """Run the FUSE mount server in the foreground (owns the mount and the backing trees)."""
-    from vfd.fuse.mountd import serve
+    from vfd.fuse.server import serve
 
     serve(state_of(ctx).config())
 

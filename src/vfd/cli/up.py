@@ -31,12 +31,13 @@ from typing import Annotated, TextIO
 
 import typer
 
+from vfd import mountinfo
 from vfd.cli.client import VfdClient
 from vfd.cli.context import state_of
 from vfd.cli.output import print_warning
 from vfd.config import Config, load_config
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse.protocol import MountdClient
+from vfd.mountctl import MountdClient
 
 TAIL_LINES = 30
 STOP_GRACE = 30.0
@@ -187,18 +188,10 @@ def _banner(config: Config, mountd: bool) -> str:
 def is_mounted(path: Path) -> bool:
     """Whether ``path`` is a mount point, dead FUSE mounts included (``os.path.ismount``
     cannot stat those: ENOTCONN)."""
-    target = str(path.absolute())
     try:
-        with open("/proc/self/mountinfo") as mountinfo:
-            for line in mountinfo:
-                point = line.split(" ")[4]
-                # mountinfo escapes space, tab, newline and backslash as octal
-                decoded = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
-                if decoded == target:
-                    return True
+        return bool(mountinfo.mounts_at(path.absolute()))
     except OSError:
         return os.path.ismount(path)
-    return False
 
 
 def _unmount_leftover(mount_point: Path) -> None:

@@ -13,9 +13,10 @@ import typer
 
 from vfd.cli import sharing
 from vfd.cli.client import folder_path
-from vfd.cli.context import JsonOption, Permission, UsageMode, use
+from vfd.cli.context import JsonOption, use
 from vfd.cli.output import key_values, short_id, table
 from vfd.cli.sizes import format_limit, format_size
+from vfd.enums import Permission, UsageMode
 
 app = typer.Typer(
     help="Virtual folders: create, list, share, trash and purge them.",

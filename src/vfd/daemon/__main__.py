@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from vfd.config import Config, server_main
+from vfd.config import Config
+from vfd.entry import server_main
 
 
 def _serve() -> Callable[[Config], None]:

@@ -25,11 +25,11 @@ from vfd.config import Config
 from vfd.daemon import systemd
 from vfd.daemon.app import create_app
 from vfd.daemon.identity import PeerCredProtocol
-from vfd.daemon.logs import setup_logging
-from vfd.daemon.mountd import MountdLink
+from vfd.daemon.mountlink import MountdLink
 from vfd.daemon.services.context import Daemon
 from vfd.daemon.services.hosts import prepare_roots, sync_hosts
 from vfd.errors import ErrorCode, VfdError
+from vfd.logs import setup_logging
 from vfd.store.db import make_engine, migrate
 
 log = logging.getLogger(__name__)

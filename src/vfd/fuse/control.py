@@ -1,4 +1,4 @@
-"""The control server: ``vfd.fuse.protocol`` over a unix stream socket, served with trio.
+"""The control server: ``vfd.mountctl`` over a unix stream socket, served with trio.
 
 One JSON request per line, answered in order on the same connection. Every request is
 checked here (op, field names and types) and every failure is answered as the one JSON error
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import trio
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse.protocol import MAX_LINE, OPS, encode, fail, ok
+from vfd.mountctl import MAX_LINE, OPS, encode, fail, ok
 
 log = logging.getLogger("vfd.fuse.control")
 

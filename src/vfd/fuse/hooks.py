@@ -35,6 +35,7 @@ import os
 import struct
 from typing import Any, Protocol
 
+from vfd.folders.quota import FsStats
 from vfd.fuse import cstat
 from vfd.fuse.guard import COUNTS, to_fuse_error
 from vfd.fuse.libfuse import (
@@ -47,7 +48,6 @@ from vfd.fuse.libfuse import (
     SLOT_STATFS,
     Internals,
 )
-from vfd.storage.quota import FsStats
 
 log = logging.getLogger("vfd.fuse")
 

@@ -19,9 +19,9 @@ from typing import Any
 import pyfuse3
 
 from vfd.fuse import attrs
-from vfd.fuse.folders import Registry
 from vfd.fuse.guard import handler, quiet
 from vfd.fuse.inodes import RO_ID, ROOT_ID, RW_ID, SYNTHETIC, Inode, View
+from vfd.fuse.registry import Registry
 from vfd.fuse.usage import OpenFile
 
 O_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC

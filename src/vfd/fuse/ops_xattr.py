@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 
 import pyfuse3
 
+from vfd.folders.quota import FsStats, quota_stats
 from vfd.fuse.guard import handler
 from vfd.fuse.inodes import SYNTHETIC, Inode, View
 from vfd.fuse.ops_base import OpsBase, proc_path
 from vfd.fuse.usage import ScopeUsage
-from vfd.storage.quota import FsStats, quota_stats
 
 USER = b"user."
 VIRTUAL: dict[bytes, Callable[[ScopeUsage], int]] = {

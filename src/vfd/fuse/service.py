@@ -17,12 +17,12 @@ from sqlalchemy.engine import Engine
 import vfd
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse import store
-from vfd.fuse.folders import Registry, check_vfid
+from vfd.folders import layout
+from vfd.folders.quota import Limits, Usage, scan_scope, scan_trees
+from vfd.fuse import persist
 from vfd.fuse.guard import COUNTS
+from vfd.fuse.registry import Registry, check_vfid
 from vfd.fuse.usage import ScopeUsage
-from vfd.storage import layout
-from vfd.storage.quota import Limits, Usage, scan_scope, scan_trees
 
 log = logging.getLogger("vfd.fuse")
 
@@ -71,7 +71,7 @@ class MountdService:
         usage = self.reg.set_limits(host, scope, Limits(max_bytes, max_files))
         if self.engine is not None:
             await trio.to_thread.run_sync(
-                store.save_limits, self.engine, self.config, host, scope, usage.limits, usage.used
+                persist.save_limits, self.engine, self.config, host, scope, usage.limits, usage.used
             )
         return usage.to_json()
 
@@ -144,7 +144,7 @@ class MountdService:
 
     # -- the store -----------------------------------------------------------------------
 
-    def load_scopes(self, rows: list[store.ScopeRow]) -> None:
+    def load_scopes(self, rows: list[persist.ScopeRow]) -> None:
         for row in rows:
             usage = self.reg.scope(row.host, row.scope)
             usage.limits = row.limits
@@ -163,7 +163,7 @@ class MountdService:
             u.dirty = False
             rows.append((u.host, u.scope, u.used.clamp()))
         try:
-            await trio.to_thread.run_sync(store.save_usage, self.engine, self.config, rows)
+            await trio.to_thread.run_sync(persist.save_usage, self.engine, self.config, rows)
         except BaseException:
             for u in dirty:
                 u.dirty = True

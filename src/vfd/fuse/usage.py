@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pyfuse3
 
-from vfd.storage.quota import Limits, Usage, grows_past
+from vfd.folders.quota import Limits, Usage, grows_past
 
 BackingKey = tuple[int, int]
 """(st_dev, st_ino) of a backing inode."""

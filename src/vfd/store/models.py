@@ -17,6 +17,28 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from vfd.enums import (
+    InvitationState as InvitationState,
+)
+from vfd.enums import (
+    Ownership as Ownership,
+)
+from vfd.enums import (
+    Permission as Permission,
+)
+from vfd.enums import (
+    UsageMode as UsageMode,
+)
+from vfd.enums import (
+    UserRole as UserRole,
+)
+from vfd.enums import (
+    UserStatus as UserStatus,
+)
+from vfd.enums import (
+    VFolderStatus as VFolderStatus,
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -48,60 +70,6 @@ def _enum(enum_cls: type[enum.StrEnum], default: Any = None, **kw: Any) -> Any:
     if default is None:
         return Field(sa_column=col)
     return Field(default=default, sa_column=col)
-
-
-class UserRole(enum.StrEnum):
-    ADMIN = "admin"
-    USER = "user"
-
-
-class UserStatus(enum.StrEnum):
-    ACTIVE = "active"
-    INACTIVE = "inactive"  # deactivated: may not call the API; folders are kept
-
-
-class UsageMode(enum.StrEnum):
-    GENERAL = "general"
-    MODEL = "model"
-    DATA = "data"
-
-
-class Permission(enum.StrEnum):
-    """Folder permission, ordered ``ro`` < ``rw`` < ``wd``. ``wd`` may delete/rename the folder."""
-
-    RO = "ro"
-    RW = "rw"
-    WD = "wd"
-
-    @property
-    def rank(self) -> int:
-        return {"ro": 0, "rw": 1, "wd": 2}[self.value]
-
-    def allows(self, needed: Permission) -> bool:
-        return self.rank >= needed.rank
-
-
-class Ownership(enum.StrEnum):
-    USER = "user"
-    PROJECT = "project"
-
-
-class VFolderStatus(enum.StrEnum):
-    """A folder's life; ``vfd.storage.lifecycle.check_transition`` is the one gate."""
-
-    READY = "ready"  # usable, attached to the mount
-    CLONING = "cloning"  # being filled from another folder
-    DELETE_PENDING = "delete-pending"  # in the trash: detached, restorable
-    DELETE_ONGOING = "delete-ongoing"  # purge under way
-    DELETE_COMPLETE = "delete-complete"  # purged; the record stays for audit, the name is free
-    DELETE_ERROR = "delete-error"  # purge failed; may be retried
-
-
-class InvitationState(enum.StrEnum):
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    CANCELED = "canceled"
 
 
 class User(SQLModel, table=True):

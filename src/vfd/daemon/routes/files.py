@@ -15,8 +15,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run
 from vfd.daemon.services.files import open_folder
+from vfd.daemon.userfs import FolderFS, os_error, write_tar
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.userfs import FolderFS, os_error, write_tar
 
 router = APIRouter(prefix="/v1/vfolders/{name}", tags=["files"])
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.lifecycle import TRASHED
+from vfd.folders.lifecycle import TRASHED
 from vfd.store.models import (
     Ownership,
     Permission,

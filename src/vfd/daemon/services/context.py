@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, text
 
 from vfd.config import Config
-from vfd.daemon.mountd import MountdLink
+from vfd.daemon.mountlink import MountdLink
 from vfd.errors import ErrorCode, VfdError
 from vfd.store.db import session_scope
 from vfd.store.models import User, UserRole

@@ -2,7 +2,7 @@
 
 A caller with ``rw`` or ``wd`` works on ``<mount>/rw/<vfid>``, one with ``ro`` on
 ``<mount>/ro/<vfid>`` — so a read-only user cannot write on any path, and quota is enforced by
-mountd on every byte. The work itself is done by :class:`vfd.storage.userfs.FolderFS` with the
+mountd on every byte. The work itself is done by :class:`vfd.daemon.userfs.FolderFS` with the
 user's uid, gid and project groups, so what the daemon writes belongs to the user.
 """
 
@@ -14,8 +14,8 @@ from sqlmodel import Session, col, select
 
 from vfd.daemon.services.access import find, require
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.userfs import FolderFS, Identity
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.userfs import FolderFS, Identity
 from vfd.store.models import Permission, Project, ProjectMember, User, VFolderStatus
 
 

@@ -17,25 +17,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from vfd import mountinfo
 from vfd.daemon.services.access import accessible
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.files import folder_view
 from vfd.errors import ErrorCode, VfdError
-
-
-def _mountinfo() -> list[tuple[str, str, str]]:
-    """``(mount point, root within its filesystem, fs type)`` of every mount, in order."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            out.append((_unescape(fields[4]), _unescape(fields[3]), fields[sep + 1]))
-    return out
-
-
-def _unescape(text: str) -> str:
-    return text.encode().decode("unicode_escape") if "\\" in text else text
 
 
 def _check_target(daemon: Daemon, caller: Caller, target: str) -> Path:
@@ -69,7 +55,7 @@ def _check_target(daemon: Daemon, caller: Caller, target: str) -> Path:
 
 def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -> dict[str, Any]:
     real = _check_target(daemon, caller, target)
-    if any(mp == str(real) for mp, _root, _fs in _mountinfo()):
+    if mountinfo.mounts_at(real):
         raise VfdError(ErrorCode.PATH_EXISTS, f"something is already mounted on {target}")
     if os.listdir(real):
         raise VfdError(ErrorCode.DIRECTORY_NOT_EMPTY, f"{target} is not empty", path=target)
@@ -89,12 +75,12 @@ def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
     """Remove a bind mount of a vfd view; the caller must reach the folder mounted there."""
     if not target.startswith("/") or Path(os.path.realpath(target)) != Path(target):
         raise VfdError(ErrorCode.INVALID_PATH, f"{target} is not an absolute real path")
-    entries = [e for e in _mountinfo() if e[0] == target]
+    entries = mountinfo.mounts_at(target)
     if not entries:
         raise VfdError(ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target)
-    _mp, root, fstype = entries[-1]
-    parts = root.strip("/").split("/")
-    if fstype != "fuse.vfd" or len(parts) < 2 or parts[0] not in ("rw", "ro"):
+    top = entries[-1]
+    parts = top.root.strip("/").split("/")
+    if top.fstype != "fuse.vfd" or len(parts) < 2 or parts[0] not in ("rw", "ro"):
         raise VfdError(
             ErrorCode.PERMISSION_DENIED, f"{target} is not a vfd folder mount", path=target
         )

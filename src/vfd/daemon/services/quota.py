@@ -17,7 +17,7 @@ from vfd.daemon.services.hosts import ensure_scope
 from vfd.daemon.services.projects import find_project
 from vfd.daemon.services.users import find_user
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.layout import Scope
+from vfd.folders.layout import Scope
 from vfd.store.models import QuotaScope, utcnow
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from vfd.storage.names import is_automount
+from vfd.folders.names import is_automount
 from vfd.store.models import (
     Permission,
     Project,

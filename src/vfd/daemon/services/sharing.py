@@ -18,7 +18,7 @@ from vfd.daemon.services.projects import is_member
 from vfd.daemon.services.render import invitation_json
 from vfd.daemon.services.users import find_user
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.names import is_automount
+from vfd.folders.names import is_automount
 from vfd.store.models import (
     InvitationState,
     Ownership,

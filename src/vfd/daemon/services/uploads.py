@@ -19,8 +19,8 @@ from typing import Any
 from sqlmodel import select
 
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.userfs import FolderFS, Identity, is_part_name
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.userfs import FolderFS, Identity, is_part_name
 from vfd.store.models import VFolder, VFolderStatus
 
 log = logging.getLogger("vfd.daemon")

@@ -2,7 +2,7 @@
 
 Creation is all or nothing: the row, its quota scope and the backing directory are made in one
 transaction, and the directory is removed again if the commit fails. mountd is told after the
-commit (attach, detach, purge, limits of a new scope); see ``vfd.daemon.mountd``.
+commit (attach, detach, purge, limits of a new scope); see ``vfd.daemon.mountlink``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import find_project
 from vfd.daemon.services.render import folder_json
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage import layout
-from vfd.storage.layout import Scope
-from vfd.storage.lifecycle import LIVE, TRASHED, check_transition
-from vfd.storage.names import is_automount, validate_name
+from vfd.folders import layout
+from vfd.folders.layout import Scope
+from vfd.folders.lifecycle import LIVE, TRASHED, check_transition
+from vfd.folders.names import is_automount, validate_name
 from vfd.store.models import (
     InvitationState,
     Ownership,

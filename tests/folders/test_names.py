@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.names import is_automount, validate_name
+from vfd.folders.names import is_automount, validate_name
 
 
 @pytest.mark.parametrize("name", ["data", "my data", "a" * 64, ".local", ".config", "é-ü_1", "x.y"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import importlib
 import logging
 import os
 import signal
@@ -23,15 +22,17 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from vfd import mountinfo
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse import hooks, libfuse, store
+from vfd.fuse import hooks, libfuse, persist
 from vfd.fuse.control import serve_control
-from vfd.fuse.folders import KernelNotifier, Registry
 from vfd.fuse.inodes import InodeTable
 from vfd.fuse.loop import serve_requests
 from vfd.fuse.ops import VfdOperations
+from vfd.fuse.registry import KernelNotifier, Registry
 from vfd.fuse.service import MountdService
+from vfd.logs import setup_logging
 from vfd.store.db import make_engine, migrate
 
 log = logging.getLogger("vfd.fuse")
@@ -57,14 +58,6 @@ MAX_TASKS = 64
 """pyfuse3 request tasks. Each task owns a 1 MiB receive buffer; with pyfuse3's default of
 one idle task, tasks are started and ended (and buffers mapped and unmapped) all the time
 under load, which costs more than the requests themselves."""
-
-
-def setup_logging(level: str) -> None:
-    try:
-        logs = importlib.import_module("vfd.daemon.logs")
-        logs.setup_logging(level)
-    except (ImportError, AttributeError):
-        logging.basicConfig(level=level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
 
 def _is_stale(path: Path) -> bool:
@@ -96,14 +89,8 @@ def prepare_mount_point(path: Path) -> None:
 
 def _mount_dev(path: Path) -> str | None:
     """``major:minor`` of the mount at ``path``, from mountinfo (stat would wait for INIT)."""
-    target = str(path)
-    found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) > 4 and parts[4] == target:
-                found = parts[2]  # the last one: the mount on top
-    return found
+    found = mountinfo.mounts_at(path)
+    return found[-1].device if found else None  # the last one: the mount on top
 
 
 def tune_bdi(path: Path) -> None:
@@ -141,7 +128,7 @@ async def run(config: Config) -> None:
     """Run mountd until a signal or an unmount."""
     engine = make_engine(config.database_url)
     await trio.to_thread.run_sync(migrate, engine)
-    folder_rows, scope_rows = await trio.to_thread.run_sync(store.load, engine, config)
+    folder_rows, scope_rows = await trio.to_thread.run_sync(persist.load, engine, config)
     notifier = KernelNotifier()
     registry = Registry(config, InodeTable(), notifier)
     service = MountdService(config, registry, engine)

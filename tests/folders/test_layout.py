@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.layout import Scope, create_folder_dir, folder_path, remove_folder_dir
+from vfd.folders.layout import Scope, create_folder_dir, folder_path, remove_folder_dir
 
 
 def test_layout_folder_path_fans_out(tmp_path: Path) -> None:

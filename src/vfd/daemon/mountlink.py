@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse.protocol import MountdClient
-from vfd.storage import layout
+from vfd.folders import layout
+from vfd.mountctl import MountdClient
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from vfd.daemon.userfs import FolderFS, Identity, acting_as, split_path
 from vfd.errors import ErrorCode, VfdError
-from vfd.storage.userfs import FolderFS, Identity, acting_as, split_path
 
 USER = Identity(uid=4242, gid=4243, groups=(4243,))
 
@@ -203,7 +203,7 @@ def test_userfs_tar_keeps_links_as_links(fs: FolderFS, root: Path, tmp_path: Pat
     import io
     import tarfile
 
-    from vfd.storage.userfs import write_tar
+    from vfd.daemon.userfs import write_tar
 
     (root / "d/e").mkdir(parents=True)
     (root / "d/e/f.txt").write_text("content")

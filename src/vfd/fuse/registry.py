@@ -23,10 +23,10 @@ import trio
 
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
+from vfd.folders import layout
+from vfd.folders.quota import Limits, Usage
 from vfd.fuse.inodes import Folder, InodeTable, View
 from vfd.fuse.usage import OpenFiles, ScopeUsage
-from vfd.storage import layout
-from vfd.storage.quota import Limits, Usage
 
 log = logging.getLogger("vfd.fuse")
 

@@ -1,4 +1,4 @@
-"""Quota arithmetic and the parallel usage scan (``vfd.storage.quota``)."""
+"""Quota arithmetic and the parallel usage scan (``vfd.folders.quota``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from vfd.storage import layout
-from vfd.storage.quota import (
+from vfd.folders import layout
+from vfd.folders.quota import (
     FsStats,
     Limits,
     Usage,

@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from vfd.config import Config
-from vfd.storage import layout
-from vfd.storage.quota import Limits, Usage
+from vfd.folders import layout
+from vfd.folders.quota import Limits, Usage
 from vfd.store.db import session_scope
 from vfd.store.models import QuotaScope, StorageHost, VFolder, VFolderStatus, utcnow
 

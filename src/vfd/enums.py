@@ -1,0 +1,62 @@
+"""The enumerations shared by the store, the API and the CLI: one definition each.
+
+Kept apart from ``vfd.store.models`` so the CLI can use them without importing SQLModel.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class UserRole(enum.StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+class UserStatus(enum.StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # deactivated: may not call the API; folders are kept
+
+
+class UsageMode(enum.StrEnum):
+    GENERAL = "general"
+    MODEL = "model"
+    DATA = "data"
+
+
+class Permission(enum.StrEnum):
+    """Folder permission, ordered ``ro`` < ``rw`` < ``wd``. ``wd`` may delete/rename the folder."""
+
+    RO = "ro"
+    RW = "rw"
+    WD = "wd"
+
+    @property
+    def rank(self) -> int:
+        return {"ro": 0, "rw": 1, "wd": 2}[self.value]
+
+    def allows(self, needed: Permission) -> bool:
+        return self.rank >= needed.rank
+
+
+class Ownership(enum.StrEnum):
+    USER = "user"
+    PROJECT = "project"
+
+
+class VFolderStatus(enum.StrEnum):
+    """A folder's life; ``vfd.folders.lifecycle.check_transition`` is the one gate."""
+
+    READY = "ready"  # usable, attached to the mount
+    CLONING = "cloning"  # being filled from another folder
+    DELETE_PENDING = "delete-pending"  # in the trash: detached, restorable
+    DELETE_ONGOING = "delete-ongoing"  # purge under way
+    DELETE_COMPLETE = "delete-complete"  # purged; the record stays for audit, the name is free
+    DELETE_ERROR = "delete-error"  # purge failed; may be retried
+
+
+class InvitationState(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
