@@ -10,9 +10,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
+from pathlib import Path
 
 import pytest
-from fsprobe import OTHER, USER, make_dir, make_file, raises_errno, run_as, settle
+from fsprobe import OTHER, USER, make_dir, make_file, raises_errno, run_as, settle, wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -92,6 +94,46 @@ def test_chown_by_root_changes_owner_and_ctime(folder) -> None:
     os.chown(f, 7, -1)
     back = os.stat(folder.backing / "f")
     assert (back.st_uid, back.st_gid) == (7, 42)
+
+
+def _after_a_tick(path: Path) -> os.stat_result:
+    """``path``'s lstat, once the clock has passed its ctime (a change then shows)."""
+    st = os.lstat(path)
+    wait_for(lambda: time.time_ns() > st.st_ctime_ns + 30_000_000, what="the clock to tick")
+    return st
+
+
+@pytest.mark.parametrize("kind", ["file", "dir", "symlink"])
+def test_chown_to_minus_one_updates_ctime_as_the_backing_fs(
+    folder, tmp_path: Path, kind: str
+) -> None:
+    """chown(-1, -1) changes nothing but ctime, through rw/ exactly as on the backing file
+    system (pjdfstest chown/00); through ro/ it is EROFS and ctime stays."""
+    native = tmp_path / "native"
+    assert os.stat(tmp_path).st_dev == os.stat(folder.backing).st_dev  # the same file system
+    follow = kind != "symlink"
+    for path in (folder.rw / "x", native):
+        if kind == "file":
+            make_file(path)
+        elif kind == "dir":
+            make_dir(path)
+        else:
+            path.symlink_to("nowhere")
+        before = _after_a_tick(path)
+        os.chown(path, -1, -1, follow_symlinks=follow)
+        after = os.lstat(path)
+        assert after.st_ctime_ns > before.st_ctime_ns, path
+        assert (after.st_uid, after.st_gid, after.st_mode, after.st_mtime_ns) == (
+            before.st_uid,
+            before.st_gid,
+            before.st_mode,
+            before.st_mtime_ns,
+        )
+    assert os.lstat(folder.backing / "x").st_ctime_ns == os.lstat(folder.rw / "x").st_ctime_ns
+    before = _after_a_tick(folder.backing / "x")
+    with raises_errno(errno.EROFS):
+        os.chown(folder.ro / "x", -1, -1, follow_symlinks=follow)
+    assert os.lstat(folder.backing / "x").st_ctime_ns == before.st_ctime_ns
 
 
 def test_lchown_changes_the_link_not_the_target(folder) -> None:

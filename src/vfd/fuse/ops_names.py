@@ -173,7 +173,18 @@ class NameOps(OpsBase):
                 os.fchmod(handle_fd, mode)
             elif not stat.S_ISLNK(node.mode):
                 os.chmod(proc_path(node.fd), mode)
-        if fields.update_uid or fields.update_gid:
+        changes = (
+            fields.update_size
+            or fields.update_mode
+            or fields.update_uid
+            or fields.update_gid
+            or fields.update_atime
+            or fields.update_mtime
+        )
+        if fields.update_uid or fields.update_gid or not changes:
+            # chown(f, -1, -1) arrives as a setattr that changes nothing (only ctime, and only
+            # the kernel's own copy); chown(-1, -1) on the backing inode gives it the ctime
+            # update a local file system makes
             uid = attr.st_uid if fields.update_uid else -1
             gid = attr.st_gid if fields.update_gid else -1
             syscalls.fchown_empty(node.fd, uid, gid)
