@@ -29,10 +29,15 @@ purge      vfid, host, scope, path                          {vfid, freed_bytes, 
 ``attach`` of a folder already attached is a no-op; ``detach`` of an unknown folder answers
 ``vfolder_not_found``. ``purge`` needs a detached folder: it removes the backing tree and
 subtracts its usage from the scope.
+
+A ``mountd_unavailable`` error carries ``not_running: true`` only when it proves that no mountd
+runs: the socket file is missing or ``connect()`` was refused. A timeout or a connection lost
+in mid-call proves nothing (mountd may be busy or hung, and still serving the mount).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 from pathlib import Path
@@ -43,6 +48,13 @@ from vfd.errors import ErrorCode, VfdError
 
 MAX_LINE = 1 << 20
 OPS = ("health", "attach", "detach", "set_limits", "usage", "rescan", "purge")
+NOT_RUNNING_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED})
+"""``connect()`` errors that prove nobody listens on the socket path."""
+
+
+def proves_not_running(exc: VfdError) -> bool:
+    """Whether ``exc`` shows that no mountd is running (see the module docstring)."""
+    return exc.code is ErrorCode.MOUNTD_UNAVAILABLE and exc.details.get("not_running") is True
 
 
 def encode(obj: dict[str, Any]) -> bytes:
@@ -99,6 +111,7 @@ class MountdClient:
                     ErrorCode.MOUNTD_UNAVAILABLE,
                     f"mountd does not answer on {self.path}: {exc.strerror or exc}",
                     socket=str(self.path),
+                    not_running=exc.errno in NOT_RUNNING_ERRNOS,
                 ) from None
             self._sock = sock
         return self._sock
@@ -121,6 +134,7 @@ class MountdClient:
                 ErrorCode.MOUNTD_UNAVAILABLE,
                 f"lost mountd on {self.path} during {op}: {exc}",
                 socket=str(self.path),
+                not_running=False,
             ) from None
         line, _, self._buf = self._buf.partition(b"\n")
         reply = json.loads(line)

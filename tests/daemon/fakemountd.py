@@ -2,7 +2,9 @@
 
 It answers like mountd does (health, attach, detach, set_limits, purge) so the daemon's side
 of the protocol can be tested before and without a FUSE mount; ``purge`` really removes the
-backing tree. ``fail`` maps an op to the error code it answers instead.
+backing tree. ``fail`` maps an op to the error code it answers instead; an op in ``hang`` is
+read and never answered (a busy or stuck mountd) until ``release()``, which then closes those
+connections unanswered.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import socketserver
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +30,22 @@ class FakeMountd:
         self.calls: list[dict[str, Any]] = []
         self.fail: dict[str, ErrorCode] = {}
         self.attached: set[str] = set()
+        self.hang: set[str] = set()
+        self.hung: list[dict[str, Any]] = []
+        self._released = threading.Event()
         self._lock = threading.Lock()
         fake = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 for line in self.rfile:
-                    self.wfile.write(encode(fake.answer(json.loads(line))))
+                    request = json.loads(line)
+                    if request["op"] in fake.hang:
+                        with fake._lock:
+                            fake.hung.append(request)
+                        fake._released.wait()
+                        return  # closed without an answer
+                    self.wfile.write(encode(fake.answer(request)))
 
         self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
         self.server.daemon_threads = True
@@ -43,7 +55,21 @@ class FakeMountd:
         self.thread.start()
         return self
 
+    def wait_hung(self, count: int = 1, timeout: float = 30.0) -> None:
+        """Poll until ``count`` requests hang; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.hung) < count:
+            assert time.monotonic() < deadline, f"{len(self.hung)} of {count} requests hung"
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        """Stop hanging: close the hung connections unanswered; answer every op again."""
+        self.hang.clear()
+        released, self._released = self._released, threading.Event()
+        released.set()
+
     def __exit__(self, *exc: object) -> None:
+        self._released.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()

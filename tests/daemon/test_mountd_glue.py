@@ -6,6 +6,7 @@ mountd here is ``fakemountd.FakeMountd``, a stand-in speaking the real control p
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,3 +136,37 @@ def test_mountd_away_is_a_warning_and_purge_removes_directly(vfd_daemon: Any, us
     finally:
         stale.close()
         sock_path.unlink()
+
+
+def test_mountd_lost_during_purge_keeps_data_and_purge_retries(
+    vfd_daemon: Any, mountd: FakeMountd
+) -> None:
+    """mountd dropping the purge call (crashing, restarting) may still serve the folder: the
+    data stays, the folder is ``delete-error``, and a retry once mountd answers completes."""
+    email = vfd_daemon.make_user()["email"]
+    user, purger = vfd_daemon.as_user(email), vfd_daemon.as_user(email)
+    folder = ok(user.post("/v1/vfolders", json={"name": unique()}), 201)
+    name, backing = folder["name"], backing_dir(vfd_daemon.config, folder)
+    (backing / "kept").write_bytes(b"data")
+    ok(user.delete(f"/v1/vfolders/{name}"))
+    mountd.hang.add("purge")
+    answers: list[Any] = []
+    purging = threading.Thread(
+        target=lambda: answers.append(
+            purger.post(f"/v1/vfolders/{name}/purge", json={"confirm": name})
+        )
+    )
+    purging.start()
+    try:
+        mountd.wait_hung()
+        assert ok(user.get(f"/v1/vfolders/{name}"))["status"] == "delete-ongoing"
+    finally:
+        mountd.release()  # closes the hung connection unanswered
+        purging.join(60)
+    details = error(answers[0], 503, "mountd_unavailable")
+    assert details["not_running"] is False
+    assert (backing / "kept").read_bytes() == b"data"
+    assert ok(user.get(f"/v1/vfolders/{name}"))["status"] == "delete-error"
+    purged = ok(user.post(f"/v1/vfolders/{name}/purge", json={"confirm": name}))["purged"]
+    assert purged["status"] == "delete-complete"
+    assert not backing.exists()

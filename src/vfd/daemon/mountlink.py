@@ -2,8 +2,11 @@
 
 The store is the truth: mountd reloads every folder and quota scope from it when it starts, so
 a change it misses while it is down is not lost. Hence every call here except ``purge`` logs a
-warning and carries on when mountd does not answer. ``purge`` removes the backing directory,
-which must happen either way: without mountd it is removed directly.
+warning and carries on when mountd does not answer. ``purge`` removes the backing directory:
+directly when mountd is provably not running (no socket file, or ``connect()`` refused), and
+never behind the back of a mountd that may still serve the folder — a timeout or a connection
+lost in mid-call fails the purge with ``mountd_unavailable``, leaving the data (and its usage)
+in place for a retry.
 
 All methods block; they run in the service's worker thread.
 """
@@ -16,7 +19,7 @@ from typing import Any
 
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders import layout
-from vfd.mountctl import MountdClient
+from vfd.mountctl import MountdClient, proves_not_running
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +31,29 @@ PURGE_TIMEOUT = 3600.0
 class MountdLink:
     """The daemon's side of the mountd control socket (``config.mountd_socket``)."""
 
-    def __init__(self, socket_path: Path) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        health_timeout: float = HEALTH_TIMEOUT,
+        call_timeout: float = CALL_TIMEOUT,
+        purge_timeout: float = PURGE_TIMEOUT,
+    ) -> None:
+        """``purge_timeout`` bounds the long calls (purge, rescan); ``call_timeout`` the rest."""
         self.socket_path = socket_path
+        self.health_timeout = health_timeout
+        self.call_timeout = call_timeout
+        self.purge_timeout = purge_timeout
 
-    def _call(self, op: str, *, timeout: float = CALL_TIMEOUT, **fields: Any) -> dict[str, Any]:
+    def _call(self, op: str, *, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         if not self.socket_path.exists():
             raise VfdError(
                 ErrorCode.MOUNTD_UNAVAILABLE,
                 f"mountd is not running (no socket at {self.socket_path})",
                 socket=str(self.socket_path),
+                not_running=True,
             )
+        timeout = self.call_timeout if timeout is None else timeout
         with MountdClient(self.socket_path, timeout=timeout) as client:
             return client.call(op, **fields)
 
@@ -60,7 +76,7 @@ class MountdLink:
         if not self.socket_path.exists():
             return None
         try:
-            return self._call("health", timeout=HEALTH_TIMEOUT)
+            return self._call("health", timeout=self.health_timeout)
         except VfdError as exc:
             log.debug("mountd health: %s", exc)
             return None
@@ -76,7 +92,7 @@ class MountdLink:
 
     def rescan(self, **fields: str) -> dict[str, Any]:
         """Recount usage on disk (``host``/``scope`` narrow it); raises when mountd is away."""
-        return self._call("rescan", timeout=PURGE_TIMEOUT, **fields)
+        return self._call("rescan", timeout=self.purge_timeout, **fields)
 
     def attach(self, vfid: str, host: str, scope: str, path: Path) -> None:
         self._tell("attach", vfid=vfid, host=host, scope=scope, path=str(path))
@@ -88,9 +104,12 @@ class MountdLink:
         self._tell("set_limits", host=host, scope=scope, max_bytes=max_bytes, max_files=max_files)
 
     def purge(self, vfid: str, host: str, scope: str, path: Path) -> None:
-        """Remove a folder's backing tree through mountd, or directly when mountd is away.
+        """Remove a folder's backing tree through mountd, or directly when mountd is provably
+        not running.
 
-        Raises the error mountd answered when it refused (the folder then stays on disk).
+        Raises the error mountd answered when it refused, and ``mountd_unavailable`` when it
+        did not answer in time or the connection broke in mid-call: the folder then stays on
+        disk, untouched, and the purge may be retried.
         """
         try:
             try:
@@ -100,11 +119,23 @@ class MountdLink:
                 if exc.code is not ErrorCode.VFOLDER_NOT_FOUND:
                     raise
             self._call(
-                "purge", timeout=PURGE_TIMEOUT, vfid=vfid, host=host, scope=scope, path=str(path)
+                "purge",
+                timeout=self.purge_timeout,
+                vfid=vfid,
+                host=host,
+                scope=scope,
+                path=str(path),
             )
             return
         except VfdError as exc:
-            if exc.code is not ErrorCode.MOUNTD_UNAVAILABLE:
+            if not proves_not_running(exc):
+                if exc.code is ErrorCode.MOUNTD_UNAVAILABLE:
+                    raise VfdError(
+                        ErrorCode.MOUNTD_UNAVAILABLE,
+                        f"{exc.message}; mountd may still serve folder {vfid}, so its data is "
+                        "left in place (retry the purge once mountd answers)",
+                        **exc.details,
+                    ) from None
                 raise
             if self.socket_path.exists():
                 log.warning("mountd purge: %s; removing %s directly", exc, path)
