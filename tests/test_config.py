@@ -115,3 +115,38 @@ def test_config_unknown_host_lookup_lists_known(tmp_path: Path) -> None:
         cfg.host_path("mars")
     assert info.value.code is ErrorCode.HOST_NOT_FOUND
     assert "local" in info.value.message
+
+
+def test_config_plugin_sections_are_kept_for_their_plugins(tmp_path: Path) -> None:
+    (tmp_path / "vfd.toml").write_text(
+        '[plugins.my_scheduler]\nweight = 2\nmode = "fair"\n[plugins.other]\n'
+    )
+    cfg = load_config(state_dir=tmp_path, env={})
+    assert cfg.plugins == {"my_scheduler": {"weight": 2, "mode": "fair"}, "other": {}}
+
+
+def test_config_workers_default_and_from_file(tmp_path: Path) -> None:
+    assert load_config(state_dir=tmp_path, env={}).workers.files == 16
+    (tmp_path / "vfd.toml").write_text("[workers]\nfiles = 2\ndocker = 1\n")
+    workers = load_config(state_dir=tmp_path, env={}).workers
+    assert (workers.files, workers.docker, workers.store) == (2, 1, 8)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("plugins = 3\n", "plugins"),
+        ("[plugins]\nname = 1\n", "plugins.name"),
+        ("[workers]\nfile = 2\n", "workers.file"),
+        ("[workers]\nfiles = 0\n", "workers.files"),
+        ("[workers]\nstore = true\n", "workers.store"),
+        ("[plugin.x]\na = 1\n", "plugin"),  # a typo in vfd's own keys is still an error
+    ],
+)
+def test_config_bad_plugins_and_workers_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(VfdError) as info:
+        load_config(config_file=path, env={})
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert key in info.value.message and str(path) in info.value.message

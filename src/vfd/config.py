@@ -28,6 +28,13 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     max_quota_scope_size = 0            # bytes; 0 = unlimited
     allowed_hosts = []                  # empty = every host
 
+    [workers]                           # threads per kind of blocking work in the daemon
+    store = 8
+    files = 16
+
+    [plugins.example]                   # one table per plugin, checked by that plugin
+    some_key = "value"
+
     [fuse]
     entry_timeout = 1.0
     attr_timeout = 1.0
@@ -71,6 +78,26 @@ class FuseOptions:
 
 
 @dataclass(frozen=True)
+class WorkerLimits:
+    """Worker threads per kind of blocking work in the daemon (``[workers]``).
+
+    Each kind has its own pool, so a hung mount (files), a stalled mountd or docker call cannot
+    take the threads that resolve callers and read the store.
+    """
+
+    identity: int = 4
+    """Resolving the caller of each request (a store read)."""
+    store: int = 8
+    """Folder records, sharing, users, policies."""
+    files: int = 16
+    """File operations through the views and bind mounts: may block on the FUSE mount."""
+    mountd: int = 4
+    """Calls on mountd's control socket (folder lifecycle, quota, rescans)."""
+    docker: int = 8
+    """The container runtime (sessions)."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The settings every vfd process reads. Built by :func:`load_config`."""
 
@@ -87,6 +114,10 @@ class Config:
     default_gid: int
     default_policy: PolicyDefaults = field(default_factory=PolicyDefaults)
     fuse: FuseOptions = field(default_factory=FuseOptions)
+    workers: WorkerLimits = field(default_factory=WorkerLimits)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``[plugins.NAME]`` tables, one per plugin, handed to that plugin unchecked: vfd checks
+    its own keys, each plugin its section."""
     log_level: str = "info"
 
     def host_path(self, name: str) -> Path:
@@ -104,7 +135,7 @@ class Config:
 _STR_KEYS = {"database_url", "tcp_listen", "default_host", "log_level"}
 _PATH_KEYS = {"mount_point", "api_socket", "mountd_socket"}
 _INT_KEYS = {"default_uid", "default_gid"}
-_TABLE_KEYS = {"hosts", "default_policy", "fuse"}
+_TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "plugins"}
 _KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 
@@ -197,6 +228,31 @@ def _parse_fuse(value: Any, source: str) -> FuseOptions:
     return FuseOptions(**out)
 
 
+def _parse_workers(value: Any, source: str) -> WorkerLimits:
+    if not isinstance(value, dict):
+        raise _bad("workers", source, "must be a table")
+    known = set(WorkerLimits.__dataclass_fields__)
+    out: dict[str, int] = {}
+    for key, item in value.items():
+        if key not in known:
+            raise _bad(f"workers.{key}", source, f"unknown key (known: {', '.join(sorted(known))})")
+        if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 1024:
+            raise _bad(f"workers.{key}", source, "must be an integer between 1 and 1024")
+        out[key] = item
+    return WorkerLimits(**out)
+
+
+def _parse_plugins(value: Any, source: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise _bad("plugins", source, "must be a table of [plugins.NAME] tables")
+    out: dict[str, dict[str, Any]] = {}
+    for name, section in value.items():
+        if not isinstance(section, dict):
+            raise _bad(f"plugins.{name}", source, "must be a table ([plugins.NAME])")
+        out[name] = section
+    return out
+
+
 def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in _STR_KEYS | _PATH_KEYS | _INT_KEYS:
@@ -241,7 +297,8 @@ def load_config(
     if state_dir is not None:
         state_dir = state_dir.absolute()
     values = _defaults(state_dir)
-    policy, fuse = PolicyDefaults(), FuseOptions()
+    policy, fuse, workers = PolicyDefaults(), FuseOptions(), WorkerLimits()
+    plugins: dict[str, dict[str, Any]] = {}
 
     path = find_config_file(config_file, state_dir, env)
     if path is not None:
@@ -269,6 +326,10 @@ def load_config(
                 policy = _parse_policy(value, source)
             elif key == "fuse":
                 fuse = _parse_fuse(value, source)
+            elif key == "workers":
+                workers = _parse_workers(value, source)
+            elif key == "plugins":
+                plugins = _parse_plugins(value, source)
             else:
                 values[key] = _check_type(key, value, source)
 
@@ -292,5 +353,7 @@ def load_config(
         config_file=path,
         default_policy=policy,
         fuse=fuse,
+        workers=workers,
+        plugins=plugins,
         **values,
     )

@@ -1,23 +1,41 @@
-"""The FastAPI application: routers, error translation, and the daemon state they share."""
+"""The FastAPI application: routers, error translation, and the lifespan that owns the daemon's
+worker pools and background tasks."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 
 from fastapi import FastAPI
 
 import vfd
-from vfd.daemon import errors
+from vfd.daemon import errors, runtime
 from vfd.daemon.routes import admin, files, hosts, mounts, quota, sharing, status, vfolders
+from vfd.daemon.runtime import BackgroundTask, Runtime
 from vfd.daemon.services.context import Daemon
 
 
-def create_app(daemon: Daemon) -> FastAPI:
-    """An app serving ``daemon``; built per call, never at import."""
+def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ()) -> FastAPI:
+    """An app serving ``daemon``; built per call, never at import.
+
+    Its lifespan installs the daemon's :class:`~vfd.daemon.runtime.Runtime` (worker pools sized
+    by ``[workers]``) and runs ``tasks`` in the runtime's task group until the app stops.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        live = Runtime(daemon.config.workers)
+        runtime.install(live)
+        async with live.running(tasks):
+            yield
+
     app = FastAPI(
         title="vfd",
         version=vfd.__version__,
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.daemon = daemon
     errors.install(app)

@@ -34,6 +34,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from vfd.daemon import runtime
+from vfd.daemon.runtime import Pool
 from vfd.daemon.services import audit
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
@@ -217,7 +219,8 @@ async def get_caller(request: Request) -> Caller:
     """FastAPI dependency: the caller of this request."""
     daemon: Daemon = request.app.state.daemon
     state = request.scope.get("state") or {}
-    return await asyncio.to_thread(
+    return await runtime.current().run(
+        Pool.IDENTITY,
         resolve_caller,
         daemon,
         peer=state.get(PEER_KEY),

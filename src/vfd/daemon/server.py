@@ -26,6 +26,7 @@ from vfd.daemon import systemd
 from vfd.daemon.app import create_app
 from vfd.daemon.identity import PeerCredProtocol
 from vfd.daemon.mountlink import MountdLink
+from vfd.daemon.runtime import BackgroundTask
 from vfd.daemon.services.context import Daemon
 from vfd.daemon.services.hosts import prepare_roots, sync_hosts
 from vfd.errors import ErrorCode, VfdError
@@ -100,8 +101,6 @@ class _Server(uvicorn.Server):
     process with status -15 instead of a clean exit.
     """
 
-    _watchdog: asyncio.Task[None] | None = None
-
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         loop = asyncio.get_running_loop()
@@ -128,21 +127,22 @@ class _Server(uvicorn.Server):
         for sock in sockets or []:
             log.info("listening on %s", sock.getsockname() or "?")
         systemd.notify("READY=1\nSTATUS=serving")
-        interval = systemd.watchdog_interval()
-        if interval is not None:
-            self._watchdog = asyncio.create_task(_watchdog(interval))
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        await super().shutdown(sockets=sockets)
 
 
-async def _watchdog(interval: float) -> None:
-    """``WATCHDOG=1`` from the event loop itself: a stalled loop misses its pings."""
-    while True:
-        systemd.notify("WATCHDOG=1")
-        await asyncio.sleep(interval)
+def background_tasks() -> list[tuple[str, BackgroundTask]]:
+    """The daemon's background work, run in its runtime's task group (``vfd.daemon.runtime``)."""
+    tasks: list[tuple[str, BackgroundTask]] = []
+    interval = systemd.watchdog_interval()
+    if interval is not None:
+
+        async def watchdog() -> None:
+            """``WATCHDOG=1`` from the event loop itself: a stalled loop misses its pings."""
+            while True:
+                systemd.notify("WATCHDOG=1")
+                await asyncio.sleep(interval)
+
+        tasks.append(("watchdog", watchdog))
+    return tasks
 
 
 async def serve_async(config: Config) -> None:
@@ -168,10 +168,10 @@ async def serve_async(config: Config) -> None:
             sockets.append(bind_tcp(config.tcp_listen))
         daemon = Daemon(config=config, engine=engine, mountd=MountdLink(config.mountd_socket))
         uv_config = uvicorn.Config(
-            create_app(daemon),
+            create_app(daemon, background_tasks()),
             http=PeerCredProtocol,
             ws="none",
-            lifespan="off",
+            lifespan="on",
             log_config=None,
             proxy_headers=False,
             server_header=False,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import Field
 
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run, run_files
 from vfd.daemon.services import hosts, policies, projects, uploads, users
 from vfd.store.models import UserRole, UserStatus
 
@@ -145,6 +145,6 @@ class PruneUploads(Body):
 
 @router.post("/uploads/prune")
 async def prune_uploads(body: PruneUploads, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(
+    return await run_files(
         uploads.prune_parts, daemon, caller, older_than=body.older_than, dry_run=body.dry_run
     )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from vfd.daemon import runtime
 from vfd.daemon.identity import get_caller
+from vfd.daemon.runtime import Pool
 from vfd.daemon.services.context import Caller, Daemon
 
 P = ParamSpec("P")
@@ -37,8 +37,20 @@ class Body(BaseModel):
 
 
 async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Call a blocking service function in a worker thread."""
-    return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+    """Call a blocking service function that works on the store, in a store worker thread."""
+    return await runtime.current().run(Pool.STORE, fn, *args, **kwargs)
+
+
+async def run_files(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call a blocking function that touches files through the views (it may block on the
+    mount), in a file worker thread."""
+    return await runtime.current().run(Pool.FILES, fn, *args, **kwargs)
+
+
+async def run_mountd(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call a blocking function that waits on mountd's control socket, in a mountd worker
+    thread."""
+    return await runtime.current().run(Pool.MOUNTD, fn, *args, **kwargs)
 
 
 JSON = dict[str, Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import Field
 
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run_mountd
 from vfd.daemon.services import quota
 
 router = APIRouter(tags=["quota"])
@@ -32,14 +32,14 @@ async def show_quota(
     project: str | None = None,
     host: str | None = None,
 ) -> JSON:
-    return await run(
+    return await run_mountd(
         quota.show_quota, daemon, caller, scope=scope, user=user, project=project, host=host
     )
 
 
 @router.put("/v1/admin/quota")
 async def set_quota(body: SetQuotaBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(
+    return await run_mountd(
         quota.set_quota,
         daemon,
         caller,
@@ -54,7 +54,7 @@ async def set_quota(body: SetQuotaBody, daemon: DaemonDep, caller: CallerDep) ->
 
 @router.post("/v1/admin/quota/rescan")
 async def rescan(body: ScopeBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(
+    return await run_mountd(
         quota.rescan,
         daemon,
         caller,
@@ -67,4 +67,4 @@ async def rescan(body: ScopeBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
 
 @router.get("/v1/vfolders/{name}/usage")
 async def folder_usage(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(quota.folder_usage, daemon, caller, name)
+    return await run_mountd(quota.folder_usage, daemon, caller, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 import vfd
-from vfd.daemon.routes.deps import JSON, CallerDep, DaemonDep, run
+from vfd.daemon.routes.deps import JSON, CallerDep, DaemonDep, run, run_mountd
 from vfd.daemon.services import users
 
 router = APIRouter()
@@ -14,7 +14,7 @@ router = APIRouter()
 @router.get("/v1/status")
 async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
     """The daemon's version, store, hosts, mountd health (null when it does not answer)."""
-    mountd = await run(daemon.mountd.health)
+    mountd = await run_mountd(daemon.mountd.health)
     return {
         "version": vfd.__version__,
         "database": daemon.engine.dialect.name,

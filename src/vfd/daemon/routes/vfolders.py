@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run, run_mountd
 from vfd.daemon.services import vfolders
 from vfd.store.models import Permission, UsageMode
 
@@ -32,7 +32,7 @@ class Purge(Body):
 
 @router.post("", status_code=201)
 async def create(body: FolderCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(vfolders.create, daemon, caller, **body.model_dump())
+    return await run_mountd(vfolders.create, daemon, caller, **body.model_dump())
 
 
 @router.get("")
@@ -54,14 +54,14 @@ async def patch(name: str, body: FolderPatch, daemon: DaemonDep, caller: CallerD
 
 @router.delete("/{name}")
 async def trash(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(vfolders.trash, daemon, caller, name)
+    return await run_mountd(vfolders.trash, daemon, caller, name)
 
 
 @router.post("/{name}/restore")
 async def restore(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(vfolders.restore, daemon, caller, name)
+    return await run_mountd(vfolders.restore, daemon, caller, name)
 
 
 @router.post("/{name}/purge")
 async def purge(name: str, body: Purge, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(vfolders.purge, daemon, caller, name, confirm=body.confirm)
+    return await run_mountd(vfolders.purge, daemon, caller, name, confirm=body.confirm)
