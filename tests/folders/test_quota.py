@@ -13,24 +13,24 @@ from vfd.folders.quota import (
     FsStats,
     Limits,
     Usage,
-    exceeds,
     folder_roots,
+    grows_past,
     quota_stats,
     scan_scope,
     scan_trees,
 )
 
 
-def test_quota_exceeds_checks_only_growth() -> None:
+def test_quota_grows_past_checks_only_growth() -> None:
     """Reaching a limit is allowed, passing it is not; shrinking always passes, even above
     a lowered limit; 0 is unlimited."""
     limits = Limits(max_bytes=100, max_files=3)
-    assert not exceeds(Usage(50, 1), limits, Usage(50, 2))
-    assert exceeds(Usage(50, 1), limits, Usage(51, 0))
-    assert exceeds(Usage(50, 3), limits, Usage(0, 1))
-    assert not exceeds(Usage(500, 30), limits, Usage(-10, -1))
-    assert not exceeds(Usage(500, 30), limits, Usage(0, 0))
-    assert not exceeds(Usage(10**15, 10**9), Limits(), Usage(10**12, 10**6))
+    assert not grows_past(limits, 50, 1, 50, 2)
+    assert grows_past(limits, 50, 1, 51, 0)
+    assert grows_past(limits, 50, 3, 0, 1)
+    assert not grows_past(limits, 500, 30, -10, -1)
+    assert not grows_past(limits, 500, 30, 0, 0)
+    assert not grows_past(Limits(), 10**15, 10**9, 10**12, 10**6)
 
 
 def test_quota_stats_report_limit_as_size() -> None:

@@ -57,17 +57,13 @@ class Limits:
     max_files: int = 0
 
 
-def exceeds(used: Usage, limits: Limits, add: Usage) -> bool:
-    """Whether adding ``add`` to ``used`` would pass a limit.
+def grows_past(limits: Limits, used_bytes: int, used_files: int, nbytes: int, files: int) -> bool:
+    """Whether adding ``nbytes`` and ``files`` to the use would pass a limit (mountd runs it
+    for every write and create).
 
     Only growth is checked: a dimension that does not grow never fails, so deleting and
     shrinking always work even above a lowered limit.
     """
-    return grows_past(limits, used.bytes, used.files, add.bytes, add.files)
-
-
-def grows_past(limits: Limits, used_bytes: int, used_files: int, nbytes: int, files: int) -> bool:
-    """:func:`exceeds` on plain numbers (mountd runs it for every write and create)."""
     if nbytes > 0 and limits.max_bytes and used_bytes + nbytes > limits.max_bytes:
         return True
     return bool(files > 0 and limits.max_files and used_files + files > limits.max_files)
