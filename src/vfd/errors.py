@@ -30,6 +30,8 @@ class ErrorCode(enum.Enum):
 
     # bad input
     INVALID_ARGUMENT = ("invalid_argument", 400, _errno.EINVAL)
+    USAGE_ERROR = ("usage_error", 400, _errno.EINVAL)  # the CLI's: bad options or arguments
+    AMBIGUOUS_ID = ("ambiguous_id", 400, _errno.EINVAL)
     INVALID_NAME = ("invalid_name", 400, _errno.EINVAL)
     NAME_TOO_LONG = ("name_too_long", 400, _errno.ENAMETOOLONG)
     RESERVED_NAME = ("reserved_name", 400, _errno.EINVAL)
@@ -72,6 +74,7 @@ class ErrorCode(enum.Enum):
     DIRECTORY_NOT_EMPTY = ("directory_not_empty", 409, _errno.ENOTEMPTY)
     CROSS_SCOPE = ("cross_scope", 409, _errno.EXDEV)
     UPLOAD_OFFSET_MISMATCH = ("upload_offset_mismatch", 409, _errno.EINVAL)
+    PRECONDITION_FAILED = ("precondition_failed", 412, _errno.ESTALE)  # If-Match: it changed
     RANGE_NOT_SATISFIABLE = ("range_not_satisfiable", 416, _errno.EINVAL)
     # capacity
     QUOTA_EXCEEDED = ("quota_exceeded", 507, _errno.EDQUOT)

@@ -55,12 +55,35 @@ def test_entrypoint_as_option_acts_for_the_user(vfd_bin: Path, vfd_daemon: Any) 
     assert json.loads(done.stdout)["owner"] == email
 
 
-def test_entrypoint_usage_error_exits_2(vfd_bin: Path, empty_state: Path) -> None:
+USAGE_ERRORS = [
+    (("vfolder", "purge", "x"), "--confirm"),  # a missing option
+    (("vfolder", "frobnicate"), "frobnicate"),  # an unknown command
+    (("--bogus",), "--bogus"),  # an unknown option of the root command
+    (("vfolder", "create"), "name"),  # a missing argument
+    (("vfolder", "create", "x", "--usage-mode", "nope"), "nope"),  # a bad value
+    (("admin", "quota", "set", "--bytes", "12Q"), "12Q"),  # a bad size
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"), USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS]
+)
+def test_entrypoint_usage_error_is_an_error_line_and_exits_2(
+    vfd_bin: Path, empty_state: Path, args: tuple[str, ...], named: str
+) -> None:
     env = {"VFD_STATE_DIR": str(empty_state)}
-    for args in (("vfolder", "purge", "x"), ("vfolder", "frobnicate"), ("--bogus",)):
-        done = run_vfd(vfd_bin, *args, env=env)
-        assert done.returncode == 2, (args, done.stderr)
-        assert "Traceback" not in done.stderr
+    done = run_vfd(vfd_bin, *args, env=env)
+    assert done.returncode == 2, (args, done.stderr)
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr  # no usage banner, no box: one line like other errors
+    assert lines[0].startswith("error: ") and lines[0].endswith(" [usage_error]"), lines
+    assert named in lines[0] and "--help`" in lines[0]
+
+    done = run_vfd(vfd_bin, *args, "--json", env=env)
+    assert done.returncode == 2, (args, done.stderr)
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "usage_error" and named in error["message"]
 
 
 def test_entrypoint_daemon_down_says_so(vfd_bin: Path, empty_state: Path) -> None:

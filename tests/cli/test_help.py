@@ -72,6 +72,16 @@ def test_help_option_prints_and_exits_0(path: tuple[str, ...], command: Any) -> 
     assert first_line[:30] in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=COMMAND_IDS)
+def test_help_flags_show_no_type_placeholder(path: tuple[str, ...], command: Any) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output, result.output
+    flags = [p for p in command.params if getattr(p, "is_flag", False)]
+    for flag in flags:  # the flag is still listed, with its help
+        assert flag.opts[0] in result.output
+
+
 def test_help_version_option() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("vfd ")

@@ -39,7 +39,8 @@ def test_sharing_invite_accept_and_leave(cli: Cli, pair: tuple[str, str]) -> Non
     sent = cli.json("vfolder", "invitations", as_=owner)["sent"]
     assert [i["id"] for i in sent] == [invitation["id"]]
     table = cli.ok("vfolder", "invitations", as_=other)
-    assert invitation["id"] in table and owner in table and "no invitations sent" in table
+    assert invitation["id"][:8] in table and owner in table and "no invitations sent" in table
+    assert invitation["id"] not in table  # the short id, as in the folder table
 
     out = cli.ok("vfolder", "accept", invitation["id"], as_=other)
     assert f"Accepted the invitation to {name} from {owner}" in out
@@ -86,6 +87,68 @@ def test_sharing_accept_json_is_the_invitation(cli: Cli, pair: tuple[str, str]) 
     accepted = cli.json("vfolder", "accept", invitation, as_=other)
     assert accepted["id"] == invitation and accepted["vfolder"] == name
     assert cli.json("vfolder", "info", name, as_=other)["permission"] == "rw"
+
+
+def test_sharing_accept_and_reject_by_the_short_id_the_table_shows(
+    cli: Cli, pair: tuple[str, str]
+) -> None:
+    owner, other = pair
+    first, second = unique("short"), unique("short")
+    for name in (first, second):
+        cli.ok("vfolder", "create", name, as_=owner)
+    accepted, rejected = (_invite(cli, owner, other, n, "ro") for n in (first, second))
+    table = cli.ok("vfolder", "invitations", as_=other)
+    assert accepted[:8] in table and rejected[:8] in table
+
+    out = cli.ok("vfolder", "accept", accepted[:8], as_=other)
+    assert f"Accepted the invitation to {first} from {owner}" in out
+    assert cli.json("vfolder", "reject", rejected[:8].upper(), as_=other)["id"] == rejected
+    assert cli.json("vfolder", "info", first, as_=other)["permission"] == "ro"
+    cli.fails("vfolder", "info", second, as_=other, code="vfolder_not_found")
+    error = cli.fails("vfolder", "accept", accepted[:8], as_=other, code="invalid_status")
+    assert "already accepted" in error["message"]
+
+
+def test_sharing_accept_by_the_folder_name(cli: Cli, pair: tuple[str, str]) -> None:
+    owner, other = pair
+    name = unique("byname")
+    cli.ok("vfolder", "create", name, as_=owner)
+    invitation = _invite(cli, owner, other, name, "rw")
+    assert cli.json("vfolder", "accept", name, as_=other)["id"] == invitation
+    assert cli.json("vfolder", "info", name, as_=other)["permission"] == "rw"
+    error = cli.fails(
+        "vfolder", "accept", unique("nothing"), as_=other, code="invitation_not_found"
+    )
+    assert "vfd vfolder invitations" in error["message"]
+
+
+def test_sharing_ambiguous_invitation_is_a_clear_error(cli: Cli, vfd_daemon: Any) -> None:
+    invitee = vfd_daemon.make_user()["email"]
+    # the same folder name from two owners
+    name = unique("twice")
+    ids = []
+    for _ in range(2):
+        owner = vfd_daemon.make_user()["email"]
+        cli.ok("vfolder", "create", name, as_=owner)
+        ids.append(_invite(cli, owner, invitee, name, "ro"))
+    error = cli.fails("vfolder", "accept", name, as_=invitee, code="ambiguous_id")
+    assert sorted(error["details"]["matches"]) == sorted(ids)
+    assert all(i[:8] in error["message"] for i in ids)
+
+    # an id prefix two invitations share (16 hex digits: 17 invitations hold a repeat)
+    owner = vfd_daemon.make_user()["email"]
+    by_first: dict[str, str] = {i[0]: i for i in ids}
+    while True:
+        folder = unique("prefix")
+        cli.ok("vfolder", "create", folder, as_=owner)
+        made = _invite(cli, owner, invitee, folder, "ro")
+        if made[0] in by_first:
+            break
+        by_first[made[0]] = made
+    error = cli.fails("vfolder", "reject", made[0], as_=invitee, code="ambiguous_id")
+    assert {made, by_first[made[0]]} <= set(error["details"]["matches"])
+    assert "give more of the id" in error["message"]
+    assert cli.json("vfolder", "reject", made, as_=invitee)["state"] == "rejected"
 
 
 def test_sharing_invite_refusals(cli: Cli, pair: tuple[str, str]) -> None:

@@ -73,10 +73,14 @@ class Cli:
         return error
 
     def usage_error(self, *args: str, as_: str | None = None) -> str:
-        """Assert a usage error (exit 2, typer's); the message printed."""
+        """Assert a usage error: exit 2, ``error: <message> [usage_error]`` on stderr and
+        nothing on stdout; the message printed."""
         result = self.run(*args, as_=as_)
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
-        return result.output
+        assert result.stdout == "", result.stdout
+        assert result.stderr.startswith("error: "), result.stderr
+        assert result.stderr.rstrip().endswith("[usage_error]"), result.stderr
+        return result.stderr
 
 
 def run_vfd(

@@ -67,7 +67,8 @@ def test_sharing_reject(owner: Person, guest: Person) -> None:
 
 
 def test_sharing_invitation_ids_are_checked(guest: Person) -> None:
-    error(guest.http.post("/v1/invitations/not-a-uuid/accept"), 400, "invalid_argument")
+    # not an id: a prefix of one or a folder name, of which the guest has none
+    error(guest.http.post("/v1/invitations/not-a-uuid/accept"), 404, "invitation_not_found")
     missing = "0" * 32
     error(guest.http.post(f"/v1/invitations/{missing}/accept"), 404, "invitation_not_found")
 

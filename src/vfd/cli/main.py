@@ -2,27 +2,61 @@
 
 Every ``VfdError`` raised by a command (from the daemon, the config, the client) ends in
 :meth:`VfdGroup.invoke`: printed as ``error: <message> [<code>]`` on stderr, or as the JSON
-error shape on stdout under ``--json``, and exit status 1. Usage errors keep typer's exit
-status 2. No traceback is ever printed for a VfdError.
+error shape on stdout under ``--json``, and exit status 1. Usage errors (an unknown option or
+command, a missing argument, a bad value) are printed the same way with the code
+``usage_error`` and keep click's exit status 2. No traceback is ever printed for a VfdError.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer._click.core import Context as ClickContext  # typer vendors click
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup, TyperOption
 
 from vfd import __version__
 from vfd.cli import admin, files, quota, system, up, uploads, vfolder
 from vfd.cli.context import CliState, state_of
 from vfd.cli.output import print_error
-from vfd.errors import VfdError
+from vfd.errors import ErrorCode, VfdError
+
+USAGE_EXIT = 2
+
+
+def _usage_failed(exc: UsageError, argv: Sequence[str]) -> NoReturn:
+    """Print a usage error as every other error (``--json`` anywhere on the command line gives
+    the JSON shape: it was not parsed when parsing failed) and exit 2."""
+    message = exc.format_message().rstrip(".")
+    if exc.ctx is not None:
+        message += f" (see `{exc.ctx.command_path} --help`)"
+    print_error(VfdError(ErrorCode.USAGE_ERROR, message), as_json="--json" in argv)
+    raise typer.Exit(USAGE_EXIT)
 
 
 class VfdGroup(TyperGroup):
-    """The root group; turns a ``VfdError`` from any sub-command into output and exit 1."""
+    """The root group; turns a ``VfdError`` from any sub-command into output and exit 1, and a
+    usage error anywhere into the same form with exit 2."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: ClickContext | None = None,
+        **extra: Any,
+    ) -> ClickContext:
+        argv = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            _usage_failed(exc, argv)
+        ctx.meta["vfd.argv"] = argv
+        return ctx
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
@@ -31,6 +65,27 @@ class VfdGroup(TyperGroup):
             cli = ctx.obj if isinstance(ctx.obj, CliState) else None
             print_error(exc, as_json=cli is not None and cli.json)
             raise typer.Exit(1) from None
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as exc:
+            _usage_failed(exc, ctx.meta.get("vfd.argv", ()))
+
+
+def _flags_show_no_type() -> None:
+    """A flag takes no value, so its help line shows no type (typer's rich help prints
+    ``<bool>`` after every flag, ``--help`` included)."""
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "vfd_flags_fixed", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich.vfd_flags_fixed = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 
 app = typer.Typer(

@@ -12,13 +12,19 @@ import typer
 
 from vfd.cli.client import folder_path, segment
 from vfd.cli.context import JsonOption, PermissionArg, use
-from vfd.cli.output import table
+from vfd.cli.output import short_id, table
 from vfd.enums import Permission
 
 NameArg = Annotated[str, typer.Argument(help="The folder's name.", show_default=False)]
 EmailArg = Annotated[str, typer.Argument(help="The member's email.", show_default=False)]
 InvitationArg = Annotated[
-    str, typer.Argument(help="The invitation's id (see `vfd vfolder invitations`).")
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="The invitation: its id as `vfd vfolder invitations` shows it (the first "
+        "characters are enough), or the name of the folder it invites you to.",
+        show_default=False,
+    ),
 ]
 INVITATION_COLUMNS = ("id", "folder", "from", "to", "permission", "state", "created")
 
@@ -26,7 +32,7 @@ INVITATION_COLUMNS = ("id", "folder", "from", "to", "permission", "state", "crea
 def invitation_rows(invitations: list[dict[str, Any]]) -> list[list[object]]:
     return [
         [
-            i.get("id"),
+            short_id(i.get("id")),
             i.get("vfolder"),
             i.get("inviter"),
             i.get("invitee"),
@@ -62,7 +68,7 @@ def invite(
         result,
         lambda: "\n".join(
             f"Invited {i.get('invitee')} to {name} with {i.get('permission')} (invitation "
-            f"{i.get('id')})"
+            f"{short_id(i.get('id'))})"
             for i in sent
         ),
     )

@@ -140,24 +140,58 @@ def list_invitations(daemon: Daemon, caller: Caller) -> dict[str, Any]:
 
 
 def _my_invitation(session: Session, caller: Caller, invitation_id: str) -> VFolderInvitation:
-    try:
-        key = uuid.UUID(invitation_id)
-    except ValueError:
-        raise VfdError(
-            ErrorCode.INVALID_ARGUMENT, f"{invitation_id!r} is not an invitation id", field="id"
-        ) from None
-    inv = session.get(VFolderInvitation, key)
-    if inv is None or inv.invitee_id != caller.user.id:
-        raise VfdError(
-            ErrorCode.INVITATION_NOT_FOUND, f"no invitation {invitation_id}", id=invitation_id
-        )
+    """The caller's invitation named by ``invitation_id``: its id, the first characters of its
+    id (as the CLI's tables show), or the name of the folder of a pending one."""
+    inv = _resolve_invitation(session, caller, invitation_id)
     if inv.state != InvitationState.PENDING:
         raise VfdError(
             ErrorCode.INVALID_STATUS,
-            f"invitation {invitation_id} is already {inv.state.value}",
+            f"invitation {inv.id.hex[:8]} is already {inv.state.value}",
             state=inv.state.value,
         )
     return inv
+
+
+def _resolve_invitation(session: Session, caller: Caller, given: str) -> VFolderInvitation:
+    try:
+        key = uuid.UUID(given)
+    except ValueError:
+        key = None
+    if key is not None:
+        inv = session.get(VFolderInvitation, key)
+        if inv is None or inv.invitee_id != caller.user.id:
+            raise VfdError(ErrorCode.INVITATION_NOT_FOUND, f"no invitation {given}", id=given)
+        return inv
+    received = session.exec(
+        select(VFolderInvitation).where(VFolderInvitation.invitee_id == caller.user.id)
+    ).all()
+    prefix = given.lower()
+    by_id = [i for i in received if prefix and i.id.hex.startswith(prefix)]
+
+    def folder_name(inv: VFolderInvitation) -> str | None:
+        folder = session.get(VFolder, inv.vfolder_id)
+        return folder.name if folder is not None else None
+
+    by_name = [
+        i for i in received if i.state == InvitationState.PENDING and folder_name(i) == given
+    ]
+    found = list({i.id: i for i in by_id + by_name}.values())
+    if not found:
+        raise VfdError(
+            ErrorCode.INVITATION_NOT_FOUND,
+            f"no invitation {given!r} (give an id as `vfd vfolder invitations` shows it, or "
+            "the folder's name)",
+            id=given,
+        )
+    if len(found) > 1:
+        listed = ", ".join(f"{i.id.hex[:8]} ({i.state.value})" for i in found)
+        raise VfdError(
+            ErrorCode.AMBIGUOUS_ID,
+            f"{given!r} names {len(found)} invitations: {listed}; give more of the id",
+            id=given,
+            matches=[i.id.hex for i in found],
+        )
+    return found[0]
 
 
 def accept(daemon: Daemon, caller: Caller, invitation_id: str) -> dict[str, Any]:
@@ -191,7 +225,7 @@ def reject(daemon: Daemon, caller: Caller, invitation_id: str) -> dict[str, Any]
         inv.state = InvitationState.REJECTED
         inv.modified_at = utcnow()
         session.add(inv)
-        audit.record(session, caller, "invitation.reject", invitation_id)
+        audit.record(session, caller, "invitation.reject", inv.id.hex)
         session.flush()
         return _render(session, inv)
 
