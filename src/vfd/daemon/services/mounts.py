@@ -1,105 +1,142 @@
 """``vfd mount`` / ``vfd umount``: bind-mount a folder's view anywhere on the node.
 
 The daemon (root) makes the bind mount for the caller. The view is ``ro/`` when asked or when
-the caller's permission is ``ro``, and such a bind mount is itself read-only (``MS_RDONLY``):
-the kernel refuses writes with EROFS before they reach mountd, and ``access(W_OK)`` says so
-too (on the ``ro/`` view alone the kernel answers it from the file modes). The target
-must be an existing, empty directory that the caller owns (admins: any), given as a real path
-(no symbolic link anywhere in it), outside the vfd mount itself; umount only removes a bind
-mount of a vfd view.
+the caller's permission is ``ro``, and such a bind mount is itself read-only (``MS_RDONLY``,
+set before the mount is attached): the kernel refuses writes with EROFS before they reach
+mountd, and ``access(W_OK)`` says so too (on the ``ro/`` view alone the kernel answers it from
+the file modes). The target must be an existing, empty directory that the caller owns
+(admins: any), given as a real path (no symbolic link anywhere in it), not a mount point,
+outside the vfd mount itself; umount only removes a bind mount of a vfd view whose folder the
+caller reaches, and detaches it lazily (processes still working in it keep it until they
+leave; it is gone from the tree at once).
+
+The target is opened once, without following any link (``bindmount.open_dir``), and every
+check and the mount itself act on that descriptor: a user who swaps the directory for a link
+after the checks cannot redirect the mount.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from vfd import mountinfo
+from vfd.daemon import bindmount
 from vfd.daemon.services.access import accessible
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.files import folder_view
 from vfd.errors import ErrorCode, VfdError
 
+VFD_FSTYPE = "fuse.vfd"
 
-def _check_target(daemon: Daemon, caller: Caller, target: str) -> Path:
-    if not target.startswith("/"):
-        raise VfdError(ErrorCode.INVALID_PATH, "the target must be an absolute path", path=target)
-    path = Path(target)
-    real = Path(os.path.realpath(path))
-    if real != path:
-        raise VfdError(
-            ErrorCode.INVALID_PATH,
-            f"{target} is not a real path (it resolves to {real}); give that instead",
-            path=target,
-        )
-    mnt = daemon.config.mount_point
-    if real == mnt or mnt in real.parents:
-        raise VfdError(ErrorCode.INVALID_PATH, "the target is inside the vfd mount", path=target)
+
+def _open_target(target: str, *, what: str) -> int:
+    """The target directory, opened without following links; ``what`` names it in errors."""
     try:
-        st = os.lstat(real)
-    except OSError:
-        raise VfdError(
-            ErrorCode.PATH_NOT_FOUND,
-            f"{target} does not exist; make the directory first",
-            path=target,
-        ) from None
-    if not stat.S_ISDIR(st.st_mode):
+        return bindmount.open_dir(target)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EINVAL):
+            real = os.path.realpath(target)  # for the message only
+            raise VfdError(
+                ErrorCode.INVALID_PATH,
+                f"{target} is not a real path (it resolves to {real}); give that instead",
+                path=target,
+            ) from None
+        if exc.errno == errno.ENOENT:
+            raise VfdError(
+                ErrorCode.PATH_NOT_FOUND, f"{target} does not exist; {what}", path=target
+            ) from None
+        if exc.errno == errno.ENOTDIR:
+            raise VfdError(
+                ErrorCode.NOT_A_DIRECTORY, f"{target} is not a directory", path=target
+            ) from None
+        raise VfdError(ErrorCode.INTERNAL, f"cannot open {target}: {exc.strerror}") from None
+
+
+def _check_target(daemon: Daemon, caller: Caller, target: str, fd: int) -> None:
+    """The rules for a mount target, checked on the opened directory ``fd``."""
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):  # pragma: no cover - open_dir returns directories
         raise VfdError(ErrorCode.NOT_A_DIRECTORY, f"{target} is not a directory", path=target)
+    mnt = daemon.config.mount_point
+    path = Path(target)
+    if path == mnt or mnt in path.parents or bindmount.mount_of(fd).fstype == VFD_FSTYPE:
+        raise VfdError(ErrorCode.INVALID_PATH, "the target is inside the vfd mount", path=target)
     if not caller.is_admin and st.st_uid != caller.user.uid:
         raise VfdError(ErrorCode.PERMISSION_DENIED, f"{target} is not your directory", path=target)
-    return real
+    if bindmount.is_mount_root(fd):
+        raise VfdError(ErrorCode.PATH_EXISTS, f"something is already mounted on {target}")
+    if bindmount.list_dir(fd):
+        raise VfdError(ErrorCode.DIRECTORY_NOT_EMPTY, f"{target} is not empty", path=target)
 
 
 def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -> dict[str, Any]:
-    real = _check_target(daemon, caller, target)
-    if mountinfo.mounts_at(real):
-        raise VfdError(ErrorCode.PATH_EXISTS, f"something is already mounted on {target}")
-    if os.listdir(real):
-        raise VfdError(ErrorCode.DIRECTORY_NOT_EMPTY, f"{target} is not empty", path=target)
-    view, source, _ident = folder_view(daemon, caller, name, ro=ro)
-    if not source.is_dir():
-        raise VfdError(
-            ErrorCode.MOUNTD_UNAVAILABLE,
-            f"the folder's view {source} is not mounted (is mountd up?)",
-        )
-    # given explicitly: the remount that applies "ro" would clear the flags the bind inherits
-    options = "nosuid,nodev,ro" if view == "ro" else "nosuid,nodev"
-    _run(["mount", "--bind", "-o", options, str(source), str(real)])
-    return {"vfolder": name, "target": str(real), "view": view, "source": str(source)}
+    if not target.startswith("/"):
+        raise VfdError(ErrorCode.INVALID_PATH, "the target must be an absolute path", path=target)
+    with bindmount.LOCK:
+        fd = _open_target(target, what="make the directory first")
+        try:
+            _check_target(daemon, caller, target, fd)
+            view, source, _ident = folder_view(daemon, caller, name, ro=ro)
+            if not source.is_dir():
+                raise VfdError(
+                    ErrorCode.MOUNTD_UNAVAILABLE,
+                    f"the folder's view {source} is not mounted (is mountd up?)",
+                )
+            try:
+                bindmount.bind(str(source), fd, readonly=view == "ro")
+            except OSError as exc:
+                raise VfdError(
+                    ErrorCode.INTERNAL, f"bind mount of {source} on {target} failed: {exc}"
+                ) from None
+        finally:
+            os.close(fd)
+    return {"vfolder": name, "target": str(Path(target)), "view": view, "source": str(source)}
 
 
 def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
     """Remove a bind mount of a vfd view; the caller must reach the folder mounted there."""
-    if not target.startswith("/") or Path(os.path.realpath(target)) != Path(target):
+    if not target.startswith("/"):
         raise VfdError(ErrorCode.INVALID_PATH, f"{target} is not an absolute real path")
-    entries = mountinfo.mounts_at(target)
-    if not entries:
-        raise VfdError(ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target)
-    top = entries[-1]
-    parts = top.root.strip("/").split("/")
-    if top.fstype != "fuse.vfd" or len(parts) < 2 or parts[0] not in ("rw", "ro"):
-        raise VfdError(
-            ErrorCode.PERMISSION_DENIED, f"{target} is not a vfd folder mount", path=target
-        )
-    if not caller.is_admin:
-        with daemon.session() as session:
-            reachable = {a.folder.id.hex for a in accessible(session, caller.user)}
-        if parts[1] not in reachable:
-            raise VfdError(
-                ErrorCode.PERMISSION_DENIED,
-                f"{target} holds a folder you cannot reach",
-                path=target,
-            )
-    _run(["umount", target])
+    with bindmount.LOCK:
+        try:
+            fd = bindmount.open_dir(target)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise VfdError(
+                    ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target
+                ) from None
+            if exc.errno in (errno.ELOOP, errno.EINVAL):
+                raise VfdError(
+                    ErrorCode.INVALID_PATH, f"{target} is not an absolute real path"
+                ) from None
+            raise VfdError(ErrorCode.INTERNAL, f"cannot open {target}: {exc.strerror}") from None
+        try:
+            if not bindmount.is_mount_root(fd):
+                raise VfdError(
+                    ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target
+                )
+            top = bindmount.mount_of(fd)
+            parts = top.root.strip("/").split("/")
+            if top.fstype != VFD_FSTYPE or len(parts) != 2 or parts[0] not in ("rw", "ro"):
+                raise VfdError(
+                    ErrorCode.PERMISSION_DENIED, f"{target} is not a vfd folder mount", path=target
+                )
+            if not caller.is_admin:
+                with daemon.session() as session:
+                    reachable = {a.folder.id.hex for a in accessible(session, caller.user)}
+                if parts[1] not in reachable:
+                    raise VfdError(
+                        ErrorCode.PERMISSION_DENIED,
+                        f"{target} holds a folder you cannot reach",
+                        path=target,
+                    )
+            try:
+                bindmount.unmount(fd)
+            except OSError as exc:
+                raise VfdError(ErrorCode.INTERNAL, f"umount {target} failed: {exc}") from None
+        finally:
+            os.close(fd)
     return {"target": target, "unmounted": True}
-
-
-def _run(argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise VfdError(
-            ErrorCode.INTERNAL, f"{' '.join(argv)} failed: {proc.stderr.strip() or proc.returncode}"
-        )
