@@ -55,6 +55,23 @@ def test_mountd_create_attaches_and_sets_new_scope_limits(
     assert all(f["views"]["rw"].startswith(f"{MOUNT_POINT}/rw/") for f in listed)
 
 
+def test_mountd_views_of_a_ro_user_are_only_the_ro_view(
+    vfd_daemon: Any, mountd: FakeMountd, user: Any
+) -> None:
+    folder = ok(user.post("/v1/vfolders", json={"name": unique()}), 201)
+    name, hexid = folder["name"], folder["id"]
+    reader = vfd_daemon.make_user()["email"]
+    ok(user.post(f"/v1/vfolders/{name}/invite", json={"emails": [reader], "permission": "ro"}))
+    guest = vfd_daemon.as_user(reader)
+    ok(guest.post(f"/v1/invitations/{name}/accept"))
+    seen = ok(guest.get(f"/v1/vfolders/{name}"))
+    assert seen["permission"] == "ro"
+    assert seen["views"] == {"ro": f"{MOUNT_POINT}/ro/{hexid}"}
+    [listed] = [f for f in ok(guest.get("/v1/vfolders"))["vfolders"] if f["id"] == hexid]
+    assert listed["views"] == seen["views"]
+    assert set(ok(user.get(f"/v1/vfolders/{name}"))["views"]) == {"rw", "ro"}  # the owner's
+
+
 def test_mountd_trash_detaches_restore_attaches_purge_purges(
     vfd_daemon: Any, mountd: FakeMountd, user: Any
 ) -> None:

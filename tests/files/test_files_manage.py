@@ -109,3 +109,25 @@ def test_files_info_shows_views_on_this_node(node: Node) -> None:
     mnt = node.config.mount_point
     assert info["views"] == {"rw": f"{mnt}/rw/{folder['id']}", "ro": f"{mnt}/ro/{folder['id']}"}
     assert os.path.isdir(info["views"]["rw"]) and os.path.isdir(info["views"]["ro"])
+    shown = node.cli.ok("vfolder", "info", folder["name"], as_=alice["email"])
+    assert info["views"]["rw"] in shown and info["views"]["ro"] in shown
+
+
+def test_files_info_shows_a_ro_user_only_the_ro_view(node: Node) -> None:
+    alice, bob = node.user(), node.user()
+    folder = node.folder(alice)
+    name = folder["name"]
+    node.cli.json("vfolder", "invite", name, bob["email"], "--permission", "ro", as_=alice["email"])
+    node.cli.ok("vfolder", "accept", name, as_=bob["email"])
+    mnt = node.config.mount_point
+    info = node.cli.json("vfolder", "info", name, as_=bob["email"])
+    assert info["permission"] == "ro"
+    assert info["views"] == {"ro": f"{mnt}/ro/{folder['id']}"}
+    shown = node.cli.ok("vfolder", "info", name, as_=bob["email"])
+    assert "ro view" in shown and "rw view" not in shown and f"{mnt}/rw/" not in shown
+    [listed] = [
+        f
+        for f in node.cli.json("vfolder", "list", as_=bob["email"])["vfolders"]
+        if f["name"] == name
+    ]
+    assert listed["views"] == info["views"]

@@ -77,3 +77,65 @@ def test_files_quota_negative_limit_is_refused(node: Node) -> None:
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_argument"
     assert r.json()["error"]["details"]["field"] == "max_bytes"
+
+
+def test_files_quota_list_shows_every_scope_with_owner_limits_and_use(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    a = alice["email"]
+    (node.config.mount_point / "rw" / folder["id"] / "data.bin").write_bytes(b"z" * 3000)
+    node.cli.ok("admin", "quota", "set", "--user", a, "--bytes", "1M", "--files", "50")
+    project = f"p{folder['id'][:8]}"
+    node.cli.ok("admin", "project", "create", project)
+    shared = node.cli.json("vfolder", "create", f"{project}-set", "--project", project)
+
+    scopes = node.cli.json("admin", "quota", "list")["scopes"]
+    mine = {s["scope"]: s for s in scopes}
+    assert mine[folder["scope"]] == {
+        "owner": a,
+        "host": "local",
+        "scope": folder["scope"],
+        "max_bytes": 1 << 20,
+        "max_files": 50,
+        "used_bytes": 3000,
+        "used_files": 1,
+        "live": True,
+        "over_limit": [],
+    }
+    assert mine[shared["scope"]]["owner"] == project
+    assert node.cli.json("admin", "quota", "list", "--host", "local")["scopes"] == scopes
+
+    table = node.cli.ok("admin", "quota", "list")
+    line = next(x for x in table.splitlines() if a in x)
+    assert "local" in line and folder["scope"][:13] in line and "1 MiB" in line and "50" in line
+    node.cli.fails("admin", "quota", "list", "--host", "mars", code="host_not_found")
+    node.cli.fails("admin", "quota", "list", code="admin_required", as_=a)
+
+
+def test_files_quota_set_below_use_warns_and_applies(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    a = alice["email"]
+    view = node.config.mount_point / "rw" / folder["id"]
+    for i in range(3):
+        (view / f"f{i}.bin").write_bytes(b"z" * 4096)
+
+    done = node.cli.run("admin", "quota", "set", "--user", a, "--bytes", "8K")
+    assert done.exit_code == 0, done.stderr
+    [warning] = done.stderr.splitlines()
+    assert warning.startswith(f"warning: {folder['scope']} on local already uses 12 KiB")
+    assert "byte limit 8 KiB" in warning and "EDQUOT" in warning
+    result = node.cli.json("admin", "quota", "set", "--user", a, "--files", "2")
+    assert result["over_limit"] == ["bytes", "files"] and result["max_bytes"] == 8192
+    assert node.cli.json("admin", "quota", "show", "--user", a)["over_limit"] == ["bytes", "files"]
+    assert node.cli.json("vfolder", "usage", folder["name"], as_=a)["over_limit"] == [
+        "bytes",
+        "files",
+    ]
+    node.cli.fails("vfolder", "mkdir", folder["name"], "more", code="quota_exceeded", as_=a)
+
+    (view / "f0.bin").unlink()
+    (view / "f1.bin").unlink()
+    done = node.cli.run("admin", "quota", "set", "--user", a, "--bytes", "8K", "--files", "2")
+    assert done.exit_code == 0 and done.stderr == ""
+    assert node.cli.json("admin", "quota", "show", "--user", a)["over_limit"] == []

@@ -7,6 +7,8 @@ caller's identity: the caller's permission, quota and Unix permissions apply.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ from vfd.cli.client import folder_path
 from vfd.cli.context import JsonOption, use
 from vfd.cli.output import key_values, table
 from vfd.cli.sizes import format_limit, format_size
+from vfd.errors import ErrorCode, VfdError
 
 NameArg = Annotated[str, typer.Argument(help="The folder's name.", show_default=False)]
 
@@ -104,14 +107,43 @@ def download(
     name: NameArg,
     paths: Annotated[list[str], typer.Argument(help="Files or directories inside the folder.")],
     dest: Annotated[
-        Path, typer.Option("--dest", "-d", help="Local directory to download into.")
+        Path,
+        typer.Option("--dest", "-d", help="Local directory to download into (made when missing)."),
     ] = Path("."),
     json_output: JsonOption = False,
 ) -> None:
     """Download files (resumable) and directories (as an archive, unpacked) from a folder."""
     cli = use(ctx, json_output)
-    result = transfer.download(cli.client(), cli.console, name, paths, dest)
+    made = _make_local_dir(dest)
+    try:
+        result = transfer.download(cli.client(), cli.console, name, paths, dest)
+    except BaseException:
+        if made is not None:  # nothing came: leave no empty directories behind
+            for directory in made:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        raise
     cli.emit(result, lambda: f"Downloaded {len(result['downloaded'])} item(s) to {dest}")
+
+
+def _make_local_dir(dest: Path) -> list[Path] | None:
+    """Make the download directory ``dest`` (and missing parents) unless it exists; the
+    directories made, innermost first, or None when there were none to make."""
+    if dest.is_dir():
+        return None
+    if dest.exists() or dest.is_symlink():
+        raise VfdError(ErrorCode.NOT_A_DIRECTORY, f"{dest} is not a directory", path=str(dest))
+    missing = [dest, *(p for p in dest.absolute().parents if not p.exists())]
+    try:
+        dest.mkdir(parents=True)
+    except OSError as exc:
+        code = (
+            ErrorCode.PERMISSION_DENIED
+            if exc.errno in (errno.EACCES, errno.EPERM)
+            else (ErrorCode.INVALID_PATH)
+        )
+        raise VfdError(code, f"cannot make {dest}: {exc.strerror}", path=str(dest)) from None
+    return missing
 
 
 def mv(

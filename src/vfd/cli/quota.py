@@ -1,4 +1,4 @@
-"""``vfd admin quota show|set|rescan``: quota scopes' limits and usage."""
+"""``vfd admin quota list|show|set|rescan``: quota scopes' limits and usage."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import typer
 
 from vfd.cli.context import JsonOption, use
 from vfd.cli.files import scope_pairs
-from vfd.cli.output import key_values, table
-from vfd.cli.sizes import format_size, size_option
+from vfd.cli.output import key_values, print_warning, short_id, table
+from vfd.cli.sizes import format_limit, format_size, size_option
 from vfd.errors import ErrorCode, VfdError
 
 app = typer.Typer(help="Quota scopes: byte and file limits per user or project on a host.")
@@ -40,6 +40,47 @@ def _which(
         )
     out = {"scope": scope, "user": user, "project": project, "host": host}
     return {k: v for k, v in out.items() if v}
+
+
+@app.command("list")
+def list_(ctx: typer.Context, host: HostOpt = None, json_output: JsonOption = False) -> None:
+    """List every quota scope: host, scope, owner, limits and use (all hosts by default)."""
+    cli = use(ctx, json_output)
+    result = cli.client().get("/v1/admin/quotas", params={"host": host} if host else None)
+    rows = [
+        [
+            s["host"],
+            f"{s['scope'].partition(':')[0]}:{short_id(s['scope'].partition(':')[2])}",
+            s.get("owner"),
+            format_size(s["used_bytes"]),
+            format_limit(s["max_bytes"]),
+            s["used_files"],
+            s["max_files"] or "unlimited",
+            ", ".join(s.get("over_limit", [])) or "-",
+            "yes" if s.get("live") else "no",
+        ]
+        for s in result["scopes"]
+    ]
+    columns = ("host", "scope", "owner", "used", "limit", "files", "file limit", "over", "live")
+    cli.emit(result, lambda: table(cli.console, columns, rows, empty="no quota scopes"))
+
+
+def warn_over_limit(scope: dict[str, Any]) -> None:
+    """One warning line per limit the scope's use is already above (the limit is set all the
+    same: nothing is deleted, but writes that need more fail until use drops below it)."""
+    where = f"{scope['scope']} on {scope['host']}"
+    over = scope.get("over_limit", [])
+    if "bytes" in over:
+        print_warning(
+            f"{where} already uses {format_size(scope['used_bytes'])}, above its byte limit "
+            f"{format_size(scope['max_bytes'])}: writes that add data fail (EDQUOT) until its "
+            "use is back under the limit"
+        )
+    if "files" in over:
+        print_warning(
+            f"{where} already has {scope['used_files']} files, above its file limit "
+            f"{scope['max_files']}: creating files fails (EDQUOT) until there are fewer"
+        )
 
 
 @app.command("show")
@@ -88,6 +129,8 @@ def set_(
     if max_files is not None:
         body["max_files"] = max_files
     result = cli.client().put("/v1/admin/quota", body)
+    if not cli.json:
+        warn_over_limit(result)
     cli.emit(result, lambda: key_values(cli.console, scope_pairs(result)))
 
 

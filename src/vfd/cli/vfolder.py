@@ -128,6 +128,7 @@ def info(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> 
     cli = use(ctx, json_output)
     folder = cli.client().get(folder_path(name))
     views = folder.get("views") or {}
+    shown = [(f"{view} view", views[view]) for view in ("rw", "ro") if view in views]
     cli.emit(
         folder,
         lambda: key_values(
@@ -147,8 +148,7 @@ def info(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> 
                 ("created", folder.get("created_at")),
                 ("status changed", folder.get("status_changed_at")),
                 ("quota scope", folder.get("scope")),
-                ("rw view", views.get("rw")),
-                ("ro view", views.get("ro")),
+                *(shown or [("views", "(none: mountd not running)")]),
             ],
         ),
     )

@@ -1,4 +1,4 @@
-"""Quota routes: admin show/set/rescan, and a folder's usage."""
+"""Quota routes: admin list/show/set/rescan, and a folder's usage."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ class ScopeBody(Body):
 class SetQuotaBody(ScopeBody):
     max_bytes: int | None = Field(default=None, ge=0, description="0 = unlimited")
     max_files: int | None = Field(default=None, ge=0, description="0 = unlimited")
+
+
+@router.get("/v1/admin/quotas")
+async def list_quotas(daemon: DaemonDep, caller: CallerDep, host: str | None = None) -> JSON:
+    return await run_mountd(quota.list_quotas, daemon, caller, host=host)
 
 
 @router.get("/v1/admin/quota")

@@ -1,4 +1,4 @@
-"""Quota scopes: show and set limits, rescan, and a folder's usage.
+"""Quota scopes: list, show and set limits, rescan, and a folder's usage.
 
 Limits live in the store (``QuotaScope``) and are pushed to mountd; live usage comes from
 mountd (O(1): its in-memory counters) and falls back to the last flushed figures in the store
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from vfd.daemon.services.access import find
 from vfd.daemon.services.context import Caller, Daemon
@@ -18,7 +18,7 @@ from vfd.daemon.services.projects import find_project
 from vfd.daemon.services.users import find_user
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders.layout import Scope
-from vfd.store.models import QuotaScope, utcnow
+from vfd.store.models import Project, QuotaScope, User, utcnow
 
 
 def resolve_scope(
@@ -49,7 +49,9 @@ def resolve_scope(
 
 
 def _scope_json(row: QuotaScope, live: dict[str, Any] | None) -> dict[str, Any]:
-    body = {
+    """A scope's limits and use; ``over_limit`` names the limits its use is above (a limit set
+    below the use: writes that add bytes or files fail with EDQUOT until use drops below)."""
+    body: dict[str, Any] = {
         "host": row.host,
         "scope": row.scope,
         "max_bytes": row.max_bytes,
@@ -60,7 +62,37 @@ def _scope_json(row: QuotaScope, live: dict[str, Any] | None) -> dict[str, Any]:
     }
     if live is not None:
         body.update(used_bytes=live["used_bytes"], used_files=live["used_files"], live=True)
+    body["over_limit"] = [
+        kind for kind in ("bytes", "files") if 0 < body[f"max_{kind}"] < body[f"used_{kind}"]
+    ]
     return body
+
+
+def _owner(session: Session, scope: str) -> str | None:
+    """The email of a user scope's user, the name of a project scope's project."""
+    parsed = Scope.parse(scope)
+    if parsed.kind == "user":
+        user = session.get(User, parsed.owner)
+        return user.email if user is not None else None
+    project = session.get(Project, parsed.owner)
+    return project.name if project is not None else None
+
+
+def list_quotas(daemon: Daemon, caller: Caller, *, host: str | None) -> dict[str, Any]:
+    """Every quota scope (of one host with ``host``): owner, limits and use."""
+    caller.require_admin()
+    query = select(QuotaScope).order_by(col(QuotaScope.host), col(QuotaScope.scope))
+    if host:
+        daemon.config.host_path(host)  # unknown host -> host_not_found
+        query = query.where(QuotaScope.host == host)
+    with daemon.session() as session:
+        rows = session.exec(query).all()
+        owners = {row.scope: _owner(session, row.scope) for row in rows}
+    scopes = [
+        {"owner": owners[row.scope], **_scope_json(row, daemon.mountd.usage(row.host, row.scope))}
+        for row in rows
+    ]
+    return {"scopes": scopes}
 
 
 def _find_row(session: Session, host: str, scope: str) -> QuotaScope:

@@ -66,7 +66,8 @@ def folder_json(
     is_owner: bool,
     mount_point: str | None,
 ) -> dict[str, Any]:
-    """A Folder; ``mount_point`` (from mountd's health) adds the ``views`` paths."""
+    """A Folder; ``mount_point`` (from mountd's health) adds the ``views`` paths: only the
+    ``ro`` one for a caller with the ``ro`` permission (the ``rw`` view is not theirs)."""
     body: dict[str, Any] = {
         "id": folder.id.hex,
         "name": folder.name,
@@ -85,10 +86,11 @@ def folder_json(
         "scope": folder.scope,
     }
     if mount_point is not None:
-        body["views"] = {
-            "rw": f"{mount_point.rstrip('/')}/rw/{folder.id.hex}",
-            "ro": f"{mount_point.rstrip('/')}/ro/{folder.id.hex}",
-        }
+        top = mount_point.rstrip("/")
+        views = {view: f"{top}/{view}/{folder.id.hex}" for view in ("rw", "ro")}
+        if permission == Permission.RO:
+            del views["rw"]
+        body["views"] = views
     return body
 
 
