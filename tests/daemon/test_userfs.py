@@ -158,7 +158,7 @@ def test_userfs_upload_resumes_from_stored_offset(fs: FolderFS, root: Path) -> N
     os.write(fd, b"a" * 100)
     os.close(fd)  # interrupted here
     assert not (root / path).exists()  # nothing visible under the final name
-    assert fs.upload_offset(path, key) == 100
+    assert fs.upload_state(path, key) == (100, None)
     with pytest.raises(VfdError) as info:
         fs.upload_open(path, key, 50)
     assert info.value.code is ErrorCode.UPLOAD_OFFSET_MISMATCH
@@ -174,9 +174,15 @@ def test_userfs_upload_resumes_from_stored_offset(fs: FolderFS, root: Path) -> N
 
 def test_userfs_upload_refuses_overwrite_unless_asked(fs: FolderFS, root: Path) -> None:
     (root / "f").write_text("old")
-    fd = fs.upload_open("f", "overwrite-1", 0)
+    assert fs.upload_state("f", "overwrite-1") == (0, "file")
+    assert fs.upload_state("no/such/dir/f", "overwrite-1") == (0, None)
+    # refused before a part file is made
+    assert code_of(fs.upload_open, "f", "overwrite-1", 0) is ErrorCode.PATH_EXISTS
+    assert [p.name for p in root.iterdir()] == ["f"]
+    fd = fs.upload_open("f", "overwrite-1", 0, overwrite=True)
     os.write(fd, b"new")
     os.close(fd)
+    # completing without overwrite still refuses (the file may have appeared meanwhile)
     assert code_of(fs.upload_complete, "f", "overwrite-1", size=3) is ErrorCode.PATH_EXISTS
     fs.upload_complete("f", "overwrite-1", size=3, overwrite=True)
     assert (root / "f").read_text() == "new"

@@ -91,7 +91,8 @@ def upload(
     """Upload files and whole directories (streamed, resumable: run it again to go on).
 
     Each file is written under a temporary name and renamed when complete, so no partial file
-    is ever visible; an upload past the quota fails and leaves nothing behind.
+    is ever visible; an upload past the quota fails and leaves nothing behind. A file that
+    exists already refuses the upload (without --overwrite) before anything is sent.
     """
     cli = use(ctx, json_output)
     result = transfer.upload(cli.client(), cli.console, name, sources, dest, overwrite=overwrite)
@@ -112,7 +113,11 @@ def download(
     ] = Path("."),
     json_output: JsonOption = False,
 ) -> None:
-    """Download files (resumable) and directories (as an archive, unpacked) from a folder."""
+    """Download files (resumable) and directories (as an archive, unpacked) from a folder.
+
+    An interrupted file download goes on where it stopped when run again, unless the file
+    changed on the daemon meanwhile: then it starts over.
+    """
     cli = use(ctx, json_output)
     made = _make_local_dir(dest)
     try:

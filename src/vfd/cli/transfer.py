@@ -3,9 +3,16 @@
 Uploads go to ``PUT /v1/vfolders/{name}/upload`` in one streamed request per file, under a
 key derived from the source file (path, size, mtime) and the destination, so running the same
 ``vfd vfolder upload`` again after an interruption resumes each file where the daemon's copy
-stops. Downloads of files are written to ``<dest>/<name>.vfd-part`` and renamed when complete;
-an existing part file is resumed with an HTTP Range request. Directories are downloaded as a
-tar stream and unpacked with the ``data`` filter (no absolute paths, no escapes, no devices).
+stops. Before anything is sent or made, every file's upload state is asked for: an existing
+destination (without ``--overwrite``) refuses the whole upload while no byte has travelled.
+
+Downloads of files are written to ``<dest>/<name>.vfd-part`` and renamed when complete; the
+file's ``ETag`` is kept beside it in ``<name>.vfd-part.etag``. An existing part file is
+resumed with a Range request under ``If-Range: <etag>``: the daemon sends the rest only if
+the file is still that version, else the whole file, and the part file starts over — so a
+download never joins two versions. A part file without a tag starts over too. Directories
+are downloaded as a tar stream and unpacked with the ``data`` filter (no absolute paths, no
+escapes, no devices).
 """
 
 from __future__ import annotations
@@ -120,19 +127,21 @@ def upload(
     """Upload files and directories into folder ``name`` under ``dest``."""
     dirs, items = plan_upload(sources, dest)
     base = folder_path(name)
+    offsets = _preflight(client, name, items, overwrite=overwrite)
     for d in dirs:
         client.post(f"{base}/mkdir", {"path": d, "parents": True})
     done: list[dict[str, Any]] = []
     total = sum(i.size for i in items)
     with _progress(console) as progress:
         task = progress.add_task(f"upload to {name}", total=total)
-        for item in items:
-            params = {"path": item.dest, "key": item.key}
-            offset = int(client.get(f"{base}/upload", params=params)["offset"])
-            if offset > item.size:
-                offset = 0  # a stale part file: start over
+        for item, offset in zip(items, offsets, strict=True):
             progress.advance(task, offset)
-            query = {**params, "size": str(item.size), "offset": str(offset)}
+            query = {
+                "path": item.dest,
+                "key": item.key,
+                "size": str(item.size),
+                "offset": str(offset),
+            }
             if overwrite:
                 query["overwrite"] = "true"
             result = client.send(
@@ -157,6 +166,32 @@ def upload(
                     "bytes; run the same upload again to resume",
                 )
     return {"vfolder": name, "directories": dirs, "files": done}
+
+
+def _preflight(
+    client: VfdClient, name: str, items: list[UploadItem], *, overwrite: bool
+) -> list[int]:
+    """Where each file's upload stands (the offset to resume from), asked before anything is
+    sent: a destination that is a directory, or that exists without ``overwrite``, refuses
+    the upload. The daemon would refuse it too, but only once a request body is on its way."""
+    base = folder_path(name)
+    offsets: list[int] = []
+    for item in items:
+        state = client.get(f"{base}/upload", params={"path": item.dest, "key": item.key})
+        existing = state.get("existing")
+        if existing == "dir":
+            raise VfdError(
+                ErrorCode.IS_A_DIRECTORY, f"{item.dest} is a directory in {name}", path=item.dest
+            )
+        if existing is not None and not overwrite:
+            raise VfdError(
+                ErrorCode.PATH_EXISTS,
+                f"{item.dest} already exists in {name} (--overwrite replaces it)",
+                path=item.dest,
+            )
+        offset = int(state["offset"])
+        offsets.append(0 if offset > item.size else offset)  # a stale part file: start over
+    return offsets
 
 
 def download(
@@ -192,20 +227,62 @@ def _download_file(
     filename = path.rstrip("/").rsplit("/", 1)[-1]
     final = dest / filename
     part = dest / f"{filename}.vfd-part"
+    tag = dest / f"{filename}.vfd-part.etag"
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    etag = tag.read_text().strip() if tag.exists() else ""
+    try:
+        offset = _fetch(client, base, path, part, tag, offset if etag else 0, etag, progress, task)
+    except VfdError as exc:
+        if exc.code is not ErrorCode.RANGE_NOT_SATISFIABLE:
+            raise
+        # The file is still the version of the part file, which has all of it (stopped
+        # before the rename) or more (then it is not what we wrote: start over).
+        if exc.details.get("size") != offset:
+            offset = _fetch(client, base, path, part, tag, 0, "", progress, task)
+        else:
+            progress.advance(task, offset)
+    os.replace(part, final)
+    tag.unlink(missing_ok=True)
+    return {"path": path, "to": str(final), "size": final.stat().st_size, "resumed_from": offset}
+
+
+def _fetch(
+    client: VfdClient,
+    base: str,
+    path: str,
+    part: Path,
+    tag: Path,
+    offset: int,
+    etag: str,
+    progress: Progress,
+    task: Any,
+) -> int:
+    """Write the file into ``part`` from ``offset`` (resumed only while the daemon's file is
+    still version ``etag``, else from 0); where the written bytes began."""
+    headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset else {}
     with client.stream("GET", f"{base}/download", params={"path": path}, headers=headers) as r:
-        if r.status_code != 206:
-            offset = 0  # the daemon sent the whole file
+        if r.status_code == 206:
+            where = r.headers.get("content-range", "")
+            if r.headers.get("etag") != etag or not where.startswith(f"bytes {offset}-"):
+                raise VfdError(
+                    ErrorCode.INTERNAL,
+                    f"{path}: the daemon resumed another version or place; remove {part}",
+                )
+        else:
+            offset = 0  # the whole file: a new version, or nothing to resume
         progress.advance(task, offset)
-        with open(part, "r+b" if offset else "wb") as f:
+        with open(part, "r+b" if offset else "wb") as f:  # "wb" empties it before the tag
+            if not offset:
+                if new_tag := r.headers.get("etag"):
+                    tag.write_text(new_tag)
+                else:
+                    tag.unlink(missing_ok=True)
             f.seek(offset)
             f.truncate()
             for chunk in r.iter_bytes(CHUNK):
                 f.write(chunk)
                 progress.advance(task, len(chunk))
-    os.replace(part, final)
-    return {"path": path, "to": str(final), "size": final.stat().st_size, "resumed_from": offset}
+    return offset
 
 
 def _download_tree(

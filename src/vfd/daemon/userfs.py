@@ -129,20 +129,20 @@ def split_path(path: str) -> list[str]:
     return parts
 
 
+def file_type(mode: int) -> str:
+    """The API's name for the type of an inode: ``file``, ``dir``, ``symlink`` or ``other``."""
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "symlink" if stat.S_ISLNK(mode) else "other"
+
+
 def entry_json(name: str, st: os.stat_result, target: str | None = None) -> dict[str, Any]:
     mode = st.st_mode
-    kind = (
-        "dir"
-        if stat.S_ISDIR(mode)
-        else "file"
-        if stat.S_ISREG(mode)
-        else "symlink"
-        if stat.S_ISLNK(mode)
-        else "other"
-    )
     out: dict[str, Any] = {
         "name": name,
-        "type": kind,
+        "type": file_type(mode),
         "size": st.st_size,
         "mode": f"{stat.S_IMODE(mode):04o}",
         "uid": st.st_uid,
@@ -398,17 +398,34 @@ class FolderFS:
     # client picks ``key`` (stable for one source file), which makes an interrupted upload
     # resumable without server-side state: the part file's size is the offset to go on from.
 
-    def upload_offset(self, path: str, key: str) -> int:
-        with self._parent(path) as (fd, _name):
-            try:
-                return os.stat(_part_name(key), dir_fd=fd, follow_symlinks=False).st_size
-            except FileNotFoundError:
-                return 0
-            except OSError as exc:
-                raise os_error(exc, path) from None
+    def upload_state(self, path: str, key: str) -> tuple[int, str | None]:
+        """The bytes an upload has stored, and the type of what is at ``path`` now (``None``
+        when nothing is). A missing parent directory means nothing of either."""
+        part = _part_name(key)
+        try:
+            with self._parent(path) as (fd, name):
+                try:
+                    offset = os.stat(part, dir_fd=fd, follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    offset = 0
+                try:
+                    existing = file_type(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+                except FileNotFoundError:
+                    existing = None
+                return offset, existing
+        except OSError as exc:
+            raise os_error(exc, path) from None
+        except VfdError as exc:
+            if exc.code is ErrorCode.PATH_NOT_FOUND:
+                return 0, None
+            raise
 
-    def upload_open(self, path: str, key: str, offset: int) -> int:
-        """An fd to append to the part file at ``offset`` (which must be its current size)."""
+    def upload_open(self, path: str, key: str, offset: int, *, overwrite: bool = False) -> int:
+        """An fd to append to the part file at ``offset`` (which must be its current size).
+
+        Refuses, before making a part file, a destination that is a directory, or that
+        exists when not ``overwrite``.
+        """
         with self._parent(path) as (fd, name):
             part = _part_name(key)
             try:
@@ -420,6 +437,12 @@ class FolderFS:
             else:
                 if stat.S_ISDIR(st.st_mode):
                     raise VfdError(ErrorCode.IS_A_DIRECTORY, f"{path} is a directory", path=path)
+                if not overwrite:
+                    raise VfdError(
+                        ErrorCode.PATH_EXISTS,
+                        f"{path} already exists (upload with overwrite to replace it)",
+                        path=path,
+                    )
             flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 pfd = os.open(part, flags | (os.O_TRUNC if offset == 0 else 0), 0o644, dir_fd=fd)

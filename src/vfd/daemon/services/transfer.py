@@ -1,0 +1,388 @@
+"""The upload and download protocols of the file API, between HTTP bodies and a folder view.
+
+**Uploads** are resumable and atomic: the body is appended to ``.vfd-upload-<key>.part``
+beside the destination (see :mod:`vfd.daemon.userfs`) and the part file is renamed over the
+destination once ``size`` bytes are stored. Everything that can refuse an upload without its
+data — a bad offset, a destination that is a directory, or one that exists without
+``overwrite`` — is checked before a byte of the body is read, so a refused upload neither
+costs the transfer nor leaves a part file. A refusal while or after the body is read (past
+the quota, a body longer than ``size``, the destination made by someone else meanwhile)
+removes the part file; a body that ends early keeps what was stored for a resume.
+
+**Downloads** carry a strong validator: an ``ETag`` made of the file's device, inode, size,
+mtime and ctime, and ``Last-Modified``. A Range request with ``If-Range`` gets the range only
+while the file is that version, and the whole file (200) otherwise, so a resumed download
+never splices two versions. ``If-Match`` (412 when the file changed) and ``If-None-Match``
+(304 when it did not) are honoured too. Directories (and files, on request) travel as a tar
+stream written by a worker thread into a pipe.
+
+Unlike the other services these are coroutines: they consume or produce a body while it
+travels, with every blocking step (open, read, write, close) in a worker thread.
+
+**Descriptors.** Every fd a transfer opens is closed on every path: success, refusal,
+failure, a client that goes away mid-body, a cancelled request. Opens and closes are shielded
+from cancellation: a request cancelled while its open still runs in a thread closes the fd
+when the open returns, and a close, once started, finishes. A download's source is closed by
+its owner (the route's response) however the exchange ends, after any read still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import os
+import re
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from email.utils import formatdate
+from typing import Any, Protocol, TypeVar
+
+from vfd.daemon.userfs import FolderFS, os_error, write_tar
+from vfd.errors import ErrorCode, VfdError
+
+CHUNK = 1 << 20
+T = TypeVar("T")
+
+_DROP_PART = frozenset(
+    {ErrorCode.QUOTA_EXCEEDED, ErrorCode.INVALID_ARGUMENT, ErrorCode.PATH_EXISTS}
+)
+"""Refusals after the body began that make the part file useless: it is removed."""
+
+
+# -- threads and descriptors ---------------------------------------------------------------
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    """The one hop of this module's blocking calls into a worker thread."""
+    return await asyncio.to_thread(call)
+
+
+def _close_after(job: asyncio.Future[Any], close: Callable[[Any], object]) -> None:
+    """When ``job`` (an open) has finished, close what it opened, in a worker thread."""
+
+    def done(job: asyncio.Future[Any]) -> None:
+        if not job.cancelled() and job.exception() is None:
+            job.get_loop().run_in_executor(None, close, job.result())
+
+    job.add_done_callback(done)
+
+
+async def _opened(call: Callable[[], T], close: Callable[[T], object]) -> T:
+    """``call()`` (which opens something) in a worker thread. If the caller is cancelled
+    meanwhile, the thread still finishes and what it opened is closed with ``close``."""
+    job = asyncio.ensure_future(_in_thread(call))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        _close_after(job, close)
+        raise
+
+
+async def _close(fd: int) -> None:
+    """Close ``fd`` in a worker thread (a close on the mount waits for mountd's flush); the
+    close finishes even when the caller is cancelled while it runs."""
+    await asyncio.shield(_in_thread(functools.partial(os.close, fd)))
+
+
+class _Reader:
+    """An fd read in worker threads, closed once, never under a read still in flight: a
+    close that raced a queued read could let it read another file that got the number."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._pending: asyncio.Future[bytes] | None = None
+
+    async def read(self, fn: Callable[[int], bytes]) -> bytes:
+        if self._fd is None:
+            return b""
+        self._pending = asyncio.ensure_future(_in_thread(functools.partial(fn, self._fd)))
+        return await asyncio.shield(self._pending)
+
+    async def aclose(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        pending = self._pending
+        if pending is not None and not pending.done():
+            loop = pending.get_loop()
+            pending.add_done_callback(lambda _read: loop.run_in_executor(None, os.close, fd))
+            return
+        await _close(fd)
+
+
+# -- uploads -------------------------------------------------------------------------------
+
+
+def upload_status(fs: FolderFS, path: str, key: str) -> dict[str, Any]:
+    """The bytes an upload has stored (where to resume) and the type of what is at ``path``
+    now (``existing``: ``None``, ``"file"``, ``"dir"``, ...). Blocking."""
+    offset, existing = fs.upload_state(path, key)
+    return {"path": path, "key": key, "offset": offset, "existing": existing}
+
+
+async def receive_upload(
+    fs: FolderFS,
+    body: AsyncIterable[bytes],
+    *,
+    path: str,
+    key: str,
+    size: int,
+    offset: int = 0,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Append ``body`` to the upload of ``path`` at ``offset``; once ``size`` bytes are stored
+    the file appears under ``path``. Refusals that need no data come before ``body`` is read.
+
+    An exception raised by ``body`` (the client went away) propagates after the part file is
+    closed; what was written stays for a resume.
+    """
+    if offset > size:
+        raise VfdError(ErrorCode.INVALID_ARGUMENT, "offset is past size", field="offset")
+    fd = await _opened(
+        functools.partial(fs.upload_open, path, key, offset, overwrite=overwrite), os.close
+    )
+    try:
+        try:
+            stored = await _append(fd, body, path, offset, size)
+        finally:
+            await _close(fd)
+        if stored < size:
+            return {"path": path, "key": key, "offset": stored, "complete": False}
+        entry = await _in_thread(
+            functools.partial(fs.upload_complete, path, key, size=size, overwrite=overwrite)
+        )
+    except VfdError as exc:
+        if exc.code in _DROP_PART:
+            await asyncio.shield(_in_thread(functools.partial(fs.upload_abort, path, key)))
+        raise
+    return {"path": path, "key": key, "offset": stored, "complete": True, "entry": entry}
+
+
+async def _append(fd: int, body: AsyncIterable[bytes], path: str, stored: int, size: int) -> int:
+    """Write ``body`` at the fd's position in writes of about ``CHUNK``; the new offset."""
+    buf = bytearray()
+    async for chunk in body:
+        buf += chunk
+        if stored + len(buf) > size:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT, f"the body is longer than size={size}", field="size"
+            )
+        if len(buf) >= CHUNK:
+            stored += await _in_thread(functools.partial(_write_all, fd, bytes(buf), path))
+            buf.clear()
+    if buf:
+        stored += await _in_thread(functools.partial(_write_all, fd, bytes(buf), path))
+    return stored
+
+
+def _write_all(fd: int, data: bytes, path: str) -> int:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            raise os_error(exc, path) from None
+        view = view[n:]
+    return len(data)
+
+
+# -- downloads -----------------------------------------------------------------------------
+
+
+class Source(Protocol):
+    """What a download answers: a status, its headers, a name for the client, and bytes.
+
+    Whoever sends it must call :meth:`aclose` however the exchange ends.
+    """
+
+    status: int
+    headers: dict[str, str]
+    filename: str
+    media_type: str
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def file_etag(st: os.stat_result) -> str:
+    """A strong entity tag of one version of a file (opaque to clients).
+
+    Made of the device, inode, size, mtime and ctime in nanoseconds: a file replaced by a
+    rename has another inode; one written in place has a new mtime, and a new ctime even when
+    the writer puts the old mtime back. Inode numbers in the views derive from the backing
+    inode, so the tag of an unchanged file survives mountd forgetting it.
+    """
+    ident = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    return '"' + hashlib.blake2b(ident.encode(), digest_size=16).hexdigest() + '"'
+
+
+_ETAG = re.compile(r'(W/)?("[^"]*")')
+
+
+def _etag_matches(header: str, etag: str, *, weak: bool) -> bool:
+    """Whether an ``If-Match``/``If-None-Match`` list names ``etag`` (``*`` matches)."""
+    if header.strip() == "*":
+        return True
+    return any(tag == etag and (weak or not w) for w, tag in _ETAG.findall(header))
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """``(start, end)`` inclusive for one ``Range: bytes=`` spec, or 416 range_not_satisfiable."""
+    m = _RANGE.match(header.strip())
+    bad = VfdError(
+        ErrorCode.RANGE_NOT_SATISFIABLE,
+        f"range {header!r} does not fit a file of {size} bytes",
+        size=size,
+    )
+    if not m or (not m.group(1) and not m.group(2)):
+        raise bad
+    if not m.group(1):  # suffix: the last N bytes
+        n = int(m.group(2))
+        if n == 0:
+            raise bad
+        return max(size - n, 0), size - 1
+    start = int(m.group(1))
+    end = int(m.group(2)) if m.group(2) else size - 1
+    if start >= size or end < start:
+        raise bad
+    return start, min(end, size - 1)
+
+
+class FileSource:
+    """Bytes ``start``..``end`` of an open file (nothing when ``status`` is 304)."""
+
+    media_type = "application/octet-stream"
+
+    def __init__(
+        self, fd: int | None, status: int, start: int, end: int, headers: dict[str, str], name: str
+    ) -> None:
+        self._reader = _Reader(fd) if fd is not None else None
+        self.status, self.headers, self.filename = status, headers, name
+        self._start, self._end = start, end
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        pos, end = self._start, self._end
+        while self._reader is not None and pos <= end:
+            n = min(CHUNK, end - pos + 1)
+            data = await self._reader.read(functools.partial(_pread, n=n, pos=pos))
+            if not data:
+                break
+            pos += len(data)
+            yield data
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            await self._reader.aclose()
+
+
+def _pread(fd: int, *, n: int, pos: int) -> bytes:
+    return os.pread(fd, n, pos)
+
+
+def _read_chunk(fd: int) -> bytes:
+    return os.read(fd, CHUNK)
+
+
+async def open_download(
+    fs: FolderFS,
+    path: str,
+    *,
+    range_header: str | None = None,
+    if_range: str | None = None,
+    if_match: str | None = None,
+    if_none_match: str | None = None,
+) -> FileSource:
+    """The file at ``path`` as the request's conditions ask (RFC 9110 §13.2.2 order):
+    ``If-Match`` not naming this version is 412 precondition_failed; ``If-None-Match`` naming
+    it is a 304; a ``Range`` is honoured (206) unless ``If-Range`` names another version (or
+    is a date), in which case the whole file is sent (200)."""
+    fd, st = await _opened(
+        functools.partial(fs.open_file, path), lambda opened: os.close(opened[0])
+    )
+    try:  # no await inside: the fd is closed exactly once below
+        etag = file_etag(st)
+        size = st.st_size
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": etag,
+            "Last-Modified": formatdate(st.st_mtime, usegmt=True),
+        }
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if if_match is not None and not _etag_matches(if_match, etag, weak=False):
+            raise VfdError(
+                ErrorCode.PRECONDITION_FAILED,
+                f"{path} is not the version asked for (it changed)",
+                path=path,
+                etag=etag,
+            )
+        start, end, status = 0, size - 1, 200
+        if if_none_match is not None and _etag_matches(if_none_match, etag, weak=True):
+            status = 304
+        elif range_header and (if_range is None or if_range.strip() == etag):
+            start, end = parse_range(range_header, size)
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        if status != 304:
+            headers["Content-Length"] = str(end - start + 1)
+    except BaseException:
+        await _close(fd)
+        raise
+    if status == 304:
+        await _close(fd)
+        return FileSource(None, 304, 0, -1, headers, name)
+    return FileSource(fd, status, start, end, headers, name)
+
+
+class TarSource:
+    """A tar stream of a path, written by a worker thread into a pipe and read from it.
+
+    Closing it early (the client went away) closes the pipe's read end: the writer fails on
+    its next write, closes what it holds and ends.
+    """
+
+    status = 200
+    media_type = "application/x-tar"
+
+    def __init__(self, fs: FolderFS, path: str) -> None:
+        self.headers: dict[str, str] = {}
+        self.filename = (path.rstrip("/").rsplit("/", 1)[-1] or "folder") + ".tar"
+        self._failure: list[BaseException] = []
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        self._reader = _Reader(rfd)
+        self._thread = threading.Thread(
+            target=self._produce, args=(fs, path, wfd), name="vfd-tar", daemon=True
+        )
+        try:
+            self._thread.start()
+        except BaseException:
+            os.close(rfd)
+            os.close(wfd)
+            raise
+
+    def _produce(self, fs: FolderFS, path: str, wfd: int) -> None:
+        try:
+            with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
+                write_tar(fs, path, out)
+        except BaseException as exc:  # reported by truncating the stream
+            self._failure.append(exc)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while data := await self._reader.read(_read_chunk):
+            yield data
+        await _in_thread(self._thread.join)
+        if self._failure:
+            raise self._failure[0]
+
+    async def aclose(self) -> None:
+        await self._reader.aclose()
+
+
+async def open_archive(fs: FolderFS, path: str) -> TarSource:
+    """A tar stream of ``path``; a path that cannot be read fails here, before any answer."""
+    await _in_thread(functools.partial(fs.stat, path))
+    return TarSource(fs, path)
