@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -47,23 +48,32 @@ def needs_fuse() -> None:
 
 
 class Up:
-    """A running ``vfd --state-dir D up`` with its output in files."""
+    """A running ``vfd --state-dir D up`` (or ``vfd --config FILE up``, with the output files
+    next to D) with its output in files."""
 
-    def __init__(self, vfd_bin: Path, state_dir: Path, *extra: str) -> None:
+    def __init__(
+        self, vfd_bin: Path, state_dir: Path, *extra: str, config_file: Path | None = None
+    ) -> None:
         self.state_dir = state_dir
-        self.config = load_config(state_dir=state_dir, env={})
+        if config_file is None:
+            self.config = load_config(state_dir=state_dir, env={})
+            where = ["--state-dir", str(state_dir)]
+            self.cli = Cli({"VFD_STATE_DIR": str(state_dir)})
+        else:
+            self.config = load_config(config_file=config_file, env={})
+            where = ["--config", str(config_file)]
+            self.cli = Cli({"VFD_CONFIG": str(config_file)})
         self.out_path = state_dir.parent / f"{state_dir.name}.out"
         self.err_path = state_dir.parent / f"{state_dir.name}.err"
         env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
         with self.out_path.open("w") as out, self.err_path.open("w") as err:
             self.proc = subprocess.Popen(
-                [str(vfd_bin), "--state-dir", str(state_dir), "up", *extra],
+                [str(vfd_bin), *where, "up", *extra],
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 env={**env, "COLUMNS": "200"},
             )
-        self.cli = Cli({"VFD_STATE_DIR": str(state_dir)})
 
     @property
     def stdout(self) -> str:
@@ -238,3 +248,127 @@ def test_up_server_command_config_error_exits_1(vfd_bin: Path, state_dir: Path) 
         assert done.returncode == 1, (command, done.stderr)
         assert "default_gid" in done.stderr and str(state_dir / "vfd.toml") in done.stderr
         assert done.stderr.rstrip().endswith("[config_invalid]")
+
+
+# ---------------------------------------------------------------- modes of what vfd up makes
+
+TMPFILES = Path(__file__).parents[2] / "systemd" / "vfd.tmpfiles.conf"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def _tmpfiles_dirs() -> dict[Path, int]:
+    """``d PATH MODE ...`` lines of systemd/vfd.tmpfiles.conf: the intended system modes."""
+    dirs = {}
+    for line in TMPFILES.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == "d":
+            dirs[Path(fields[1])] = int(fields[2], 8)
+    return dirs
+
+
+def _nothing_replaceable(root: Path, skip: Path) -> None:
+    """No directory under ``root`` (itself included) is world-writable without the sticky bit,
+    and no file but the API socket is world-writable."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if here / d != skip]  # the mount: its own rules
+        st = os.lstat(here)
+        assert not (st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX), (
+            f"{here} is {stat.filemode(st.st_mode)}"
+        )
+        for name in filenames:
+            mode = os.lstat(here / name).st_mode
+            if name != "vfd.sock" and not stat.S_ISLNK(mode):
+                assert not mode & stat.S_IWOTH, f"{here / name} is {stat.filemode(mode)}"
+
+
+def _assert_store_and_sockets(up: Up) -> None:
+    db = Path(up.config.database_url.removeprefix("sqlite:///"))
+    assert _mode(db) == 0o600
+    for sidecar in (Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if sidecar.exists():
+            assert _mode(sidecar) == 0o600, sidecar
+    assert stat.S_ISSOCK(os.lstat(up.config.api_socket).st_mode)
+    assert _mode(up.config.api_socket) == 0o666  # anyone connects; SO_PEERCRED says who
+    if fuse_unavailable() is None:
+        assert stat.S_ISSOCK(os.lstat(up.config.mountd_socket).st_mode)
+        assert _mode(up.config.mountd_socket) == 0o600
+    for directory in (up.config.api_socket.parent, up.config.mountd_socket.parent):
+        assert _mode(directory) == 0o755, directory
+
+
+def test_up_state_dir_modes_are_safe(vfd_bin: Path, state_dir: Path) -> None:
+    """Under a state directory: the directory 0755 (its API socket must be reachable), run/
+    0755, hosts/ 0700, host roots 0711, the store 0600; a run/ an older vfd left 0777 is
+    tightened; nothing another user could replace."""
+    state_dir.mkdir(mode=0o755)
+    (state_dir / "run").mkdir()
+    (state_dir / "run").chmod(0o777)
+    up = Up(vfd_bin, state_dir)
+    try:
+        up.wait_status()
+        _nothing_replaceable(state_dir, skip=up.config.mount_point)
+        assert _mode(state_dir) == 0o755
+        assert _mode(state_dir / "hosts") == 0o700
+        assert _mode(up.config.hosts["local"]) == 0o711
+        _assert_store_and_sockets(up)
+        if is_mounted(up.config.mount_point):
+            assert _mode(up.config.mount_point) == 0o700  # the mount's root
+    finally:
+        up.stop()
+    assert _mode(up.config.mount_point) == 0o755
+    assert "run was writable by every user (mode 0777); tightening it to 0755" in up.stderr
+
+
+def test_up_system_paths_modes_match_tmpfiles(vfd_bin: Path, state_dir: Path) -> None:
+    """With the system defaults (no state directory) moved under a scratch root, every
+    directory vfd makes has the mode systemd/vfd.tmpfiles.conf gives it, the store is 0600,
+    the sockets' directory 0755, and a /run/vfd an older vfd left 0777 is tightened."""
+    root = state_dir.parent / "root"
+    empty = state_dir.parent / "empty.toml"
+    empty.write_text("")
+    defaults = load_config(config_file=empty, env={})  # what vfd uses without a state dir
+    intended = _tmpfiles_dirs()
+    db = Path(defaults.database_url.removeprefix("sqlite:///"))
+    used = {
+        db.parent,
+        defaults.mount_point,
+        defaults.api_socket.parent,
+        defaults.mountd_socket.parent,
+        *(host.parent for host in defaults.hosts.values()),
+    }
+    assert used <= set(intended), f"defaults use {used}, tmpfiles.d makes {set(intended)}"
+
+    def moved(path: Path) -> str:
+        return str(root / path.relative_to("/"))
+
+    config = state_dir.parent / "system.toml"
+    config.write_text(
+        f'database_url = "sqlite:///{moved(db)}"\n'
+        f'mount_point = "{moved(defaults.mount_point)}"\n'
+        f'api_socket = "{moved(defaults.api_socket)}"\n'
+        f'mountd_socket = "{moved(defaults.mountd_socket)}"\n'
+        "[hosts]\n" + "".join(f'{n} = "{moved(p)}"\n' for n, p in defaults.hosts.items())
+    )
+    run_dir = Path(moved(defaults.api_socket.parent))
+    run_dir.mkdir(parents=True)
+    run_dir.chmod(0o777)
+    up = Up(vfd_bin, state_dir, config_file=config)
+    try:
+        up.wait_status()
+        _nothing_replaceable(root, skip=up.config.mount_point)
+        _assert_store_and_sockets(up)
+    finally:
+        up.stop()
+    for path, mode in intended.items():
+        if path == defaults.mount_point and fuse_unavailable() is not None:
+            continue  # no mountd, no mount point
+        assert _mode(Path(moved(path))) == mode, f"{moved(path)}: {_mode(Path(moved(path))):04o}"
+    for host in defaults.hosts.values():
+        assert _mode(Path(moved(host))) == 0o711
+    assert _mode(Path(moved(db))) == 0o600
+    # the parents vfd made on the way (/var, /var/lib here) are private too
+    assert _mode(root / "var") == 0o700 and _mode(root / "var" / "lib") == 0o700

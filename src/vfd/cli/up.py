@@ -31,7 +31,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from vfd import mountinfo
+from vfd import mountinfo, safedirs
 from vfd.cli.client import VfdClient
 from vfd.cli.context import state_of
 from vfd.cli.output import print_warning
@@ -217,8 +217,7 @@ def up(
     if state_dir is None and not os.environ.get("VFD_STATE_DIR") and cli.config_file is None:
         state_dir = _default_state_dir()
     config = load_config(config_file=cli.config_file, state_dir=state_dir)
-    if config.state_dir is not None:
-        config.state_dir.mkdir(parents=True, exist_ok=True)
+    safedirs.prepare_state_dir(config)
     args: list[str] = []
     if config.state_dir is not None:
         args += ["--state-dir", str(config.state_dir)]

@@ -21,6 +21,7 @@ import uvicorn
 import uvloop
 from sqlalchemy.exc import SQLAlchemyError
 
+from vfd import safedirs
 from vfd.config import Config
 from vfd.daemon import systemd
 from vfd.daemon.app import create_app
@@ -44,7 +45,7 @@ def bind_unix(path: Path) -> socket.socket:
 
     A socket file that still answers belongs to a running daemon and is left alone.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    safedirs.ensure_socket_dir(path)
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(path.lstat().st_mode):
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -193,6 +194,7 @@ async def serve_async(config: Config) -> None:
 def serve(config: Config) -> None:
     """The daemon's blocking entry point: logging set up, asyncio on uvloop, serve."""
     setup_logging(config.log_level)
+    safedirs.prepare_state_dir(config)
     log.info("vfd daemon starting (store %s)", config.database_url.split("://")[0])
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_async(config))

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from vfd import safedirs
 from vfd.errors import ErrorCode, VfdError
 
 USER_ROOT_MODE = 0o755
@@ -67,7 +68,7 @@ def create_folder_dir(path: Path, *, uid: int, gid: int, project: bool) -> None:
     Raises VFOLDER_EXISTS if the directory is already there (it is never reused).
     """
     host_root = path.parents[3]
-    host_root.mkdir(parents=True, exist_ok=True)
+    safedirs.ensure_dir(host_root, safedirs.HOST_ROOT_MODE)
     for parent, mode in ((path.parents[2], 0o700), (path.parents[1], 0o711), (path.parent, 0o711)):
         try:
             parent.mkdir(mode=mode)

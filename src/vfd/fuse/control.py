@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
+from vfd import safedirs
 from vfd.errors import ErrorCode, VfdError
 from vfd.mountctl import MAX_LINE, OPS, encode, fail, ok
 
@@ -138,18 +140,23 @@ async def serve_control(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``service`` on the unix socket ``path`` (mode 0600) until cancelled."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    safedirs.ensure_socket_dir(path)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
+    # bound in a private directory, given its mode, then renamed into place: whatever the
+    # umask (mountd serves with 0), nobody can reach it with another mode, and changing the
+    # process-wide umask would race with the FUSE handlers creating files
+    private = Path(tempfile.mkdtemp(prefix=".mountd-", dir=path.parent))
+    staged = private / "s"
     try:
-        await sock.bind(str(path))
+        await sock.bind(str(staged))
+        os.chmod(staged, 0o600)
+        os.rename(staged, path)
+    except BaseException:
+        sock.close()
+        staged.unlink(missing_ok=True)
+        raise
     finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
+        private.rmdir()
     sock.listen(64)
     listener = trio.SocketListener(sock)
     try:

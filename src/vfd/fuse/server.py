@@ -22,7 +22,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from vfd import mountinfo
+from vfd import mountinfo, safedirs
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
 from vfd.fuse import hooks, libfuse, persist
@@ -78,7 +78,7 @@ def prepare_mount_point(path: Path) -> None:
             subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False)
         if _is_stale(path):
             raise VfdError(ErrorCode.INTERNAL, f"cannot unmount the stale FUSE mount at {path}")
-    path.mkdir(parents=True, exist_ok=True)
+    safedirs.ensure_dir(path, safedirs.MOUNT_POINT_MODE)
     if os.path.ismount(path):
         raise VfdError(
             ErrorCode.INVALID_STATUS,
@@ -149,6 +149,9 @@ async def run(config: Config) -> None:
     ops = VfdOperations(
         registry, entry_timeout=config.fuse.entry_timeout, attr_timeout=config.fuse.attr_timeout
     )
+    # from here on the modes of files made in folders are the callers' (already masked by
+    # their umask in the kernel); mountd's own directories and files got explicit modes
+    os.umask(0)
     try:
         pyfuse3.init(ops, str(config.mount_point), set(MOUNT_OPTIONS))
     except RuntimeError as exc:
@@ -191,5 +194,5 @@ async def run(config: Config) -> None:
 def serve(config: Config) -> None:
     """Run mountd in the foreground until SIGINT/SIGTERM (blocking)."""
     setup_logging(config.log_level)
-    os.umask(0)  # modes of created files are the callers' (already masked by the kernel)
+    safedirs.prepare_state_dir(config)
     trio.run(run, config)

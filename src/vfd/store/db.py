@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+from vfd import safedirs
 from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; creates the SQLite file's directory when needed."""
+    """An engine for ``url``. A SQLite file is made (mode 0600) in a directory only root may
+    write, so no other user can read the store or swap it."""
     url = normalize_url(url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
+            safedirs.ensure_dir(path.parent, safedirs.PRIVATE_DIR_MODE)
+            safedirs.ensure_private_file(path)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

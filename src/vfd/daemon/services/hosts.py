@@ -10,9 +10,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from vfd import safedirs
 from vfd.config import Config
 from vfd.daemon.services import policies
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.errors import VfdError
 from vfd.store.db import session_scope
 from vfd.store.models import QuotaScope, StorageHost
 
@@ -35,13 +37,16 @@ def sync_hosts(engine: Engine, config: Config) -> None:
 
 
 def prepare_roots(config: Config) -> None:
-    """Create missing host roots. A host whose root cannot be made is logged, not fatal: the
-    other hosts stay usable and folder creation on it fails cleanly."""
+    """Create missing host roots (0711, in 0700 parents) and tighten unsafe ones. A host whose
+    root cannot be made safe is logged, not fatal: the other hosts stay usable and folder
+    creation on it fails cleanly."""
     for name, path in config.hosts.items():
         try:
-            path.mkdir(parents=True, exist_ok=True, mode=0o711)
+            safedirs.ensure_dir(path, safedirs.HOST_ROOT_MODE)
         except OSError as exc:
             log.error("storage host %s: cannot create its root %s: %s", name, path, exc)
+        except VfdError as exc:
+            log.error("storage host %s: %s", name, exc.message)
 
 
 def capacity(path: Path) -> dict[str, int] | None:
