@@ -19,6 +19,11 @@ ratio, and quota-on's cost over quota-off — in wall time, and in the server's 
 operation (its process CPU-time clock, all threads), which is what quota
 checking adds and which does not swing with the scheduling noise of a small machine.
 
+``--fast-path both`` adds a target ``fast-off``: a second mountd with its low-level fast path
+off (``fuse.fast_path = off``: pyfuse3's own loop and handlers only), over a folder with the
+same limits as ``quota-on``, and prints what the fast path buys per phase (``quota-on`` over
+``fast-off``). ``--fast-path off`` runs the one mountd with it off.
+
 Usage: ``python benchmarks/fuse_bench.py [--size 1G] [--files 5000] [--list-files 10000]``.
 It starts and stops its own mountd (the test harness's ``MountdProcess``).
 """
@@ -393,8 +398,33 @@ def report(bench: Bench, results: dict[str, dict[str, float]]) -> None:
         f"wall time and in mountd CPU time per operation (target <= {QUOTA_COST_TARGET:.0%}); "
         "'c-ref' is libfuse's C passthrough_ll on the same disk."
     )
+    if "fast-off" in results:
+        report_fast_path(on, results["fast-off"])
     for note in bench.notes:
         print(f"note: {note}")
+
+
+def report_fast_path(fast: dict[str, float], slow: dict[str, float]) -> None:
+    """What the fast path buys: ``quota-on`` (fast path as configured) over ``fast-off``."""
+    print()
+    print("fast path on (quota-on) vs off (fast-off): speed-up in wall time, and mountd CPU")
+    print("per operation (per MiB for sequential I/O), microseconds")
+    head = f"{'phase':<30}{'on':>11}{'off':>11}{'speed-up':>10}"
+    print(head + f"{'cpu on':>10}{'cpu off':>10}{'cpu off/on':>12}")
+    for m in METRICS:
+        a, b = fast[m.key], slow[m.key]
+        speed = a / b if m.higher_is_better else b / a
+        cpu_a, cpu_b = fast.get(f"cpu_{m.key}", 0.0), slow.get(f"cpu_{m.key}", 0.0)
+        cpu = cpu_b / cpu_a if cpu_a else float("nan")
+        line = f"{m.label + ' [' + m.unit + ']':<30}{a:>11.4g}{b:>11.4g}{speed:>9.2f}x"
+        print(line + f"{cpu_a:>10.1f}{cpu_b:>10.1f}{cpu:>11.2f}x")
+
+
+def fast_path_note(mountd: MountdProcess) -> str:
+    """Whether a running mountd's fast path is on (its ``health`` answer)."""
+    fast = mountd.call("health")["fast_path"]
+    libs = f"libfuse {fast['libfuse_version']}, pyfuse3 {fast['pyfuse3_version']}"
+    return f"on ({libs})" if fast["on"] else f"off: {fast['reason']} ({libs})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,6 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-c-ref", action="store_true", help="do not build and measure libfuse's passthrough_ll"
+    )
+    parser.add_argument(
+        "--fast-path",
+        choices=("auto", "off", "both"),
+        default="auto",
+        help="mountd's fuse.fast_path (default auto); 'both' also measures a second mountd "
+        "with it off (target fast-off) and prints the speed-up per phase",
     )
     args = parser.parse_args(argv)
 
@@ -452,7 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     tmp = Path(tempfile.mkdtemp(prefix="vfd-bench-", dir=args.dir))
-    proc = MountdProcess(tmp) if args.poll is None else MountdProcess(tmp, poll=args.poll)
+    options = {} if args.poll is None else {"poll": args.poll}
+    off_env = {"VFD_FUSE_FAST_PATH": "off"}
+    proc = MountdProcess(tmp, env=off_env if args.fast_path == "off" else None, **options)
+    slow = MountdProcess(tmp / "fast-off", env=off_env, **options)
     if args.poll is not None:
         bench.notes.append(f"mountd run with fuse.poll = {args.poll:g} s")
     cref = CReference(tmp)
@@ -464,11 +504,20 @@ def main(argv: list[str] | None = None) -> int:
         high = 1 << 50
         assert proc.proc is not None
         mountd = proc.proc.pid
+        bench.notes.append(f"mountd's fast path: {fast_path_note(proc)}")
         targets: dict[str, tuple[Path, int | None]] = {
             "native": (proc.new_folder(max_bytes=high, max_files=high).backing, None),
             "quota-on": (proc.new_folder(max_bytes=high, max_files=high).rw, mountd),
             "quota-off": (proc.new_folder().rw, mountd),
         }
+        if args.fast_path == "both":
+            slow.start()
+            assert slow.proc is not None
+            bench.notes.append(f"fast-off's mountd: {fast_path_note(slow)}")
+            targets["fast-off"] = (
+                slow.new_folder(max_bytes=high, max_files=high).rw,
+                slow.proc.pid,
+            )
         if not why_not:
             targets["c-ref"] = (cref.start(), cref.pid)
         results: dict[str, dict[str, float]] = {}
@@ -486,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(results, indent=2))
     finally:
         cref.stop()
+        if slow.proc is not None:
+            slow.stop()
         proc.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

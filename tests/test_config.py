@@ -33,6 +33,20 @@ def test_config_example_file_parses_to_system_defaults() -> None:
     assert cfg.hosts == {"local": Path("/var/lib/vfd/hosts/local")}
     assert cfg.fuse.entry_timeout == 1.0
     assert cfg.fuse.poll == 0.00005
+    assert cfg.fuse.fast_path == "auto"
+
+
+def test_config_fuse_fast_path_from_file_and_environment(tmp_path: Path) -> None:
+    """``fuse.fast_path`` is "auto" unless the file or ``VFD_FUSE_FAST_PATH`` says "off";
+    the environment wins, and keeps the file's other [fuse] keys."""
+    assert load_config(state_dir=tmp_path, env={}).fuse.fast_path == "auto"
+    (tmp_path / "vfd.toml").write_text('[fuse]\nfast_path = "off"\npoll = 0\n')
+    assert load_config(state_dir=tmp_path, env={}).fuse.fast_path == "off"
+    cfg = load_config(state_dir=tmp_path, env={"VFD_FUSE_FAST_PATH": "auto"})
+    assert (cfg.fuse.fast_path, cfg.fuse.poll) == ("auto", 0.0)
+    with pytest.raises(VfdError) as info:
+        load_config(state_dir=tmp_path, env={"VFD_FUSE_FAST_PATH": "yes"})
+    assert "VFD_FUSE_FAST_PATH" in info.value.message and "fuse.fast_path" in info.value.message
 
 
 def test_config_fuse_poll_can_be_turned_off(tmp_path: Path) -> None:
@@ -77,6 +91,8 @@ def test_config_environment_overrides_file(tmp_path: Path) -> None:
         ("[default_policy]\nwhat = 1\n", "default_policy.what"),
         ("[fuse]\nentry_timeout = 'soon'\n", "fuse.entry_timeout"),
         ("[fuse]\npoll = -1\n", "fuse.poll"),
+        ("[fuse]\nfast_path = 'on'\n", "fuse.fast_path"),
+        ("[fuse]\nfast_path = 1\n", "fuse.fast_path"),
     ],
 )
 def test_config_bad_file_names_key_and_file(tmp_path: Path, text: str, key: str) -> None:

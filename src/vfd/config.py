@@ -39,10 +39,12 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     entry_timeout = 1.0
     attr_timeout = 1.0
     poll = 0.00005
+    fast_path = "auto"                  # "off": pyfuse3's public API only
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -75,6 +77,9 @@ class FuseOptions:
     """Seconds between flushes of quota usage counters to the store."""
     poll: float = 0.00005
     """Seconds mountd keeps polling for the next request before it sleeps (0: never polls)."""
+    fast_path: str = "auto"
+    """``auto``: mountd's low-level fast path (``vfd.fuse.libfuse``) runs where pyfuse3 and
+    libfuse are verified releases; ``off``: never (also ``VFD_FUSE_FAST_PATH``)."""
 
 
 @dataclass(frozen=True)
@@ -218,8 +223,11 @@ def _parse_policy(value: Any, source: str) -> PolicyDefaults:
 def _parse_fuse(value: Any, source: str) -> FuseOptions:
     if not isinstance(value, dict):
         raise _bad("fuse", source, "must be a table")
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for key, item in value.items():
+        if key == "fast_path":
+            out[key] = _fast_path(item, f"fuse.{key}", source)
+            continue
         if key not in ("entry_timeout", "attr_timeout", "flush_interval", "poll"):
             raise _bad(f"fuse.{key}", source, "unknown key")
         if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
@@ -251,6 +259,12 @@ def _parse_plugins(value: Any, source: str) -> dict[str, dict[str, Any]]:
             raise _bad(f"plugins.{name}", source, "must be a table ([plugins.NAME])")
         out[name] = section
     return out
+
+
+def _fast_path(value: Any, key: str, source: str) -> str:
+    if value not in ("auto", "off"):
+        raise _bad(key, source, 'must be "auto" or "off"')
+    return str(value)
 
 
 def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
@@ -333,6 +347,9 @@ def load_config(
             else:
                 values[key] = _check_type(key, value, source)
 
+    if "VFD_FUSE_FAST_PATH" in env:
+        fast = _fast_path(env["VFD_FUSE_FAST_PATH"], "fuse.fast_path", "VFD_FUSE_FAST_PATH")
+        fuse = dataclasses.replace(fuse, fast_path=fast)
     for key, value in _env_overrides(env).items():
         source = f"VFD_{key.upper()}"
         values[key] = (

@@ -98,3 +98,18 @@ def test_files_mount_target_rules(node: Node, tmp_path: Path) -> None:
     # only vfd folder mounts can be removed with vfd umount
     node.cli.fails("umount", "/proc", code="permission_denied")
     assert _mounted(Path("/proc"))
+
+
+def test_files_status_says_whether_the_fast_path_is_on(node: Node) -> None:
+    """``vfd status`` shows mountd's fast path: on with the libfuse it mapped, or off and
+    why (as in CI's second run, with ``VFD_FUSE_FAST_PATH=off``)."""
+    fast = node.cli.json("status")["mountd"]["fast_path"]
+    off = os.environ.get("VFD_FUSE_FAST_PATH") == "off"
+    assert fast["setting"] == ("off" if off else "auto")
+    out = node.cli.ok("status")
+    assert "fast path" in out
+    if fast["on"]:
+        assert not off and fast["libfuse"] and fast["libfuse_version"]
+        assert f"on (libfuse {fast['libfuse_version']}" in out
+    else:
+        assert fast["reason"] and "off: " in out

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from vfd.config import Config, load_config
@@ -52,6 +53,16 @@ def fuse_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "mountd needs root (it serves every user's files and mounts with allow_other)"
     return None
+
+
+FAST_PATH_ENV = "VFD_FUSE_FAST_PATH"
+"""The one ``VFD_*`` variable child processes inherit: CI runs the mount tests a second time
+with it set to ``off`` (mountd on pyfuse3's public API alone)."""
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment without ``VFD_*`` variables, but for :data:`FAST_PATH_ENV`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VFD_") or k == FAST_PATH_ENV}
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -93,7 +104,8 @@ class MountdProcess:
         self, tmp: Path, *, env: dict[str, str] | None = None, **fuse_options: float
     ) -> None:
         """``fuse_options`` go to the ``[fuse]`` table of vfd.toml; ``env`` is added to the
-        child's environment (which otherwise carries no ``VFD_*`` variables)."""
+        child's environment (which otherwise carries no ``VFD_*`` variables but for
+        :data:`FAST_PATH_ENV`)."""
         self.tmp = tmp
         self.extra_env = dict(env or {})
         self.state_dir = tmp / "state"
@@ -110,7 +122,7 @@ class MountdProcess:
     # -- process -------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+        env = child_env()
         src = str(Path(__file__).resolve().parents[2] / "src")
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
         env.update(self.extra_env)
@@ -293,6 +305,13 @@ class MountdProcess:
             rw=self.mount_point / "rw" / vfid.hex,
             ro=self.mount_point / "ro" / vfid.hex,
         )
+
+    def require_fast_path(self) -> None:
+        """Skip the calling test, saying why, when mountd runs without its fast path (whose
+        low-level handlers the test is about)."""
+        status = self.call("health")["fast_path"]
+        if not status["on"]:
+            pytest.skip(f"mountd's fast path is off: {status['reason']}")
 
     def usage(self, folder: Folder) -> dict[str, Any]:
         """The scope's ``usage`` answer: max_bytes, max_files, used_bytes, used_files."""

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import pyfuse3
 import pytest
 import xattr
 from harness import Folder, MountdProcess, is_mounted, wait_until
 from sqlmodel import select
 
+from vfd.fuse import libfuse
 from vfd.store.db import session_scope
 from vfd.store.models import QuotaScope
 
@@ -53,6 +56,7 @@ def test_mount_ro_sees_rw_changes_on_next_open(folder: Folder) -> None:
 
 def test_mount_df_shows_the_quota(mountd: MountdProcess) -> None:
     """df on a folder (or a file in it) reports the scope's limit as its size."""
+    mountd.require_fast_path()  # statfs and fallocate are low-level handlers
     folder = mountd.new_folder(max_bytes=100 * MiB, max_files=500)
     (folder.rw / "f").write_bytes(b"d" * (10 * MiB))
     for path in (folder.rw, folder.ro, folder.rw / "f"):
@@ -182,9 +186,14 @@ def test_mount_folder_of_unknown_vfid_is_absent(mountd: MountdProcess) -> None:
 
 
 def test_mount_works_on_pyfuse3_public_api_alone(tmp_path: Path) -> None:
-    """Where pyfuse3's internals cannot be found, mountd runs pyfuse3's own loop without the
-    low-level hooks: everything works, df then shows the host file system."""
-    with MountdProcess(tmp_path, env={"VFD_MOUNTD_PUBLIC_API_ONLY": "1"}) as mountd:
+    """With the fast path off (as where pyfuse3 or libfuse are not verified releases),
+    mountd runs pyfuse3's own loop without the low-level hooks: everything works, df then
+    shows the host file system, and ``health`` says why."""
+    with MountdProcess(tmp_path, env={"VFD_FUSE_FAST_PATH": "off"}) as mountd:
+        status = mountd.call("health")["fast_path"]
+        assert status["on"] is False
+        assert status["setting"] == "off"
+        assert "fuse.fast_path = off" in status["reason"]
         folder = mountd.new_folder(max_bytes=MiB)
         (folder.rw / "d").mkdir()
         (folder.rw / "d" / "f").write_bytes(b"p" * 1000)
@@ -194,7 +203,25 @@ def test_mount_works_on_pyfuse3_public_api_alone(tmp_path: Path) -> None:
             (folder.rw / "big").write_bytes(b"x" * MiB)
         assert exc.value.errno == errno.EDQUOT
         assert os.statvfs(folder.rw).f_blocks != MiB // os.statvfs(folder.rw).f_frsize
-    assert "cannot be patched" in mountd.log_tail(200)
+    assert "fast path off (turned off" in mountd.log_tail(200)
+
+
+def test_mount_health_reports_the_fast_path(mountd: MountdProcess) -> None:
+    """``health`` says whether the fast path runs, with the libfuse mountd mapped (a real
+    file, by its path) and the versions it was verified against, or why it is off."""
+    status = mountd.call("health")["fast_path"]
+    assert status["pyfuse3_version"] == pyfuse3.__version__
+    if os.environ.get("VFD_FUSE_FAST_PATH") == "off":
+        assert status["on"] is False and status["setting"] == "off"
+        return
+    assert status["setting"] == "auto"
+    assert status["libfuse"] and Path(status["libfuse"]).is_file()
+    assert os.path.basename(status["libfuse"]).startswith("libfuse3.so")
+    major, minor = (int(p) for p in status["libfuse_version"].split("."))
+    # on exactly where the versions are verified: a fast path that turns itself off there
+    # (and the tests of its handlers, which then skip) fails here
+    verified = libfuse.verify(platform.machine(), pyfuse3.__version__, (major, minor)) is None
+    assert status["on"] is verified, status["reason"]
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -160,6 +160,7 @@ def test_quota_statvfs_reports_limit_and_use(mountd) -> None:
     """statvfs on a folder — root, subdirectory, file, either view — gives the scope's
     limit as the size and its use as used; f_files/f_ffree are the file limit and what is
     left. ``df`` shows the same."""
+    mountd.require_fast_path()  # statfs and fallocate are low-level handlers
     folder = mountd.new_folder(max_bytes=64 * MiB, max_files=1000)
     make_dir(folder.rw / "sub")
     make_file(folder.rw / "sub" / "f", data=b"d" * (5 * MiB + 1))

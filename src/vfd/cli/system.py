@@ -29,6 +29,18 @@ def _mountd_text(mountd: Any) -> str:
     )
 
 
+def fast_path_text(mountd: Any) -> str | None:
+    """mountd's low-level fast path: on with which libraries, or off and why (None when
+    mountd does not answer or does not say)."""
+    fast = mountd.get("fast_path") if isinstance(mountd, dict) else None
+    if not isinstance(fast, dict):
+        return None
+    libs = f"libfuse {fast.get('libfuse_version')}, pyfuse3 {fast.get('pyfuse3_version')}"
+    if fast.get("on"):
+        return f"on ({libs}, {fast.get('libfuse')})"
+    return f"off: {fast.get('reason')} ({libs})"
+
+
 def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show whether the daemon and mountd answer, their versions, hosts, database, and you.
 
@@ -57,6 +69,7 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
             [
                 ("daemon", f"answering, version {result.get('version')}, {config.api_socket}"),
                 ("mountd", _mountd_text(result.get("mountd"))),
+                ("fast path", fast_path_text(result.get("mountd"))),
                 ("database", result.get("database")),
                 ("hosts", result.get("hosts")),
                 ("you", you),

@@ -19,11 +19,13 @@
   a write must drop privileges); this answers it without building a request coroutine.
 
 After ``pyfuse3.init`` the session holds its own copy of pyfuse3's table of libfuse
-callbacks (located and checked by ``vfd.fuse.libfuse``). :func:`install` puts ctypes
-callbacks into it; they run synchronously on the trio thread inside
-``fuse_session_process_buf`` and reply at once. When the session cannot be found nothing is
-changed: ``statfs`` then reports the host file system, ``fallocate`` is emulated by glibc,
-and every listing is a readdirplus.
+callbacks (located and checked by ``vfd.fuse.libfuse``, only for verified library
+versions, whose layouts it supplies). :func:`install` puts ctypes callbacks into it; they run
+synchronously on the trio thread inside ``fuse_session_process_buf`` and reply at once. Each
+answers its request exactly once whatever happens: a handler's reply is its last step, and
+anything it raises before is answered with an errno (:func:`answering`); nothing escapes
+into libfuse. When the fast path is off nothing is changed: ``statfs`` then reports the host
+file system, ``fallocate`` is emulated by glibc, and every listing is a readdirplus.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import errno
 import logging
 import os
 import struct
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from vfd.folders.quota import FsStats
@@ -47,6 +50,7 @@ from vfd.fuse.libfuse import (
     SLOT_READDIR,
     SLOT_STATFS,
     Internals,
+    Layout,
 )
 
 log = logging.getLogger("vfd.fuse")
@@ -54,8 +58,6 @@ log = logging.getLogger("vfd.fuse")
 FUSE_CAP_READDIRPLUS = 1 << 13
 FUSE_CAP_READDIRPLUS_AUTO = 1 << 14
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
-_CONN_CAPABLE, _CONN_WANT = 20, 24  # offsets in struct fuse_conn_info (all unsigned)
-_FI_FH_OFFSETS = (16, 8)  # fuse_file_info.fh: libfuse >= 3.12 layout first, older second
 _U64 = struct.Struct("<Q")
 ENOATTR = errno.ENODATA
 
@@ -111,13 +113,36 @@ _READDIR = ctypes.CFUNCTYPE(None, _VP, ctypes.c_uint64, ctypes.c_size_t, ctypes.
 _keep: list[Any] = []  # the installed callbacks must outlive the session
 
 
-def _file_handle(ops: LowLevelOps, fi: int) -> int | None:
-    """``fi->fh`` of a directory handle; the layout is recognised by our handle numbers."""
-    for off in _FI_FH_OFFSETS:
-        (fh,) = _U64.unpack(ctypes.string_at(fi + off, 8))
-        if ops.is_dir_handle(fh):
-            return int(fh)
-    return None
+def _file_handle(ops: LowLevelOps, layout: Layout, fi: int) -> int | None:
+    """``fi->fh`` (at the verified offset) when it is one of our directory handles."""
+    (fh,) = _U64.unpack(ctypes.string_at(fi + layout.fi_fh, 8))
+    return int(fh) if ops.is_dir_handle(fh) else None
+
+
+def answering(
+    where: str, reply_err: Callable[[int, int], Any], fn: Callable[..., None]
+) -> Callable[..., None]:
+    """``fn(req, ...)`` as a C callback that answers ``req`` exactly once.
+
+    ``fn`` replies as its last step, so when it raises it has not replied: the exception is
+    answered with its errno (``vfd.fuse.guard.to_fuse_error``; EIO for anything unexpected,
+    including ``BaseException``), and never propagates into libfuse, where ctypes would drop
+    it and leave the request unanswered.
+    """
+
+    def callback(req: int, *args: Any) -> None:
+        try:
+            fn(req, *args)
+        except BaseException as exc:
+            err = to_fuse_error(exc, where).errno if isinstance(exc, Exception) else errno.EIO
+            if not isinstance(exc, Exception):
+                log.error("%s interrupted; answering EIO", where, exc_info=exc)
+            try:
+                reply_err(req, err)
+            except BaseException:
+                log.exception("%s: cannot answer the request", where)
+
+    return callback
 
 
 def _fast_paths(ops: LowLevelOps, internals: Internals) -> tuple[tuple[int, Any], ...]:
@@ -134,50 +159,46 @@ def _fast_paths(ops: LowLevelOps, internals: Internals) -> tuple[tuple[int, Any]
     stat_at = cstat.ENTRY_HEAD.size
     tail_at = stat_at + cstat.STAT.size
 
-    def fail(req: int, exc: BaseException, where: str) -> None:
-        reply_err(req, to_fuse_error(exc, where).errno)
-
     def on_lookup(req: int, parent: int, name: bytes) -> None:
         COUNTS["lookup"] += 1
-        try:
-            ino, st = ops.lookup_core(parent, name)
-            if ino == 0:
-                if ops.entry_timeout <= 0:
-                    reply_err(req, errno.ENOENT)
-                    return
-                ctypes.memset(entry_addr, 0, cstat.ENTRY_SIZE)
-                cstat.ENTRY_TAIL.pack_into(entry, tail_at, 0.0, ops.entry_timeout)
+        ino, st = ops.lookup_core(parent, name)
+        if ino == 0:
+            if ops.entry_timeout <= 0:
+                reply_err(req, errno.ENOENT)
+                return
+            ctypes.memset(entry_addr, 0, cstat.ENTRY_SIZE)
+            cstat.ENTRY_TAIL.pack_into(entry, tail_at, 0.0, ops.entry_timeout)
+        else:
+            cstat.ENTRY_HEAD.pack_into(entry, 0, ino, 0)
+            if st is None:
+                cstat.pack_synthetic(entry, stat_at, ino, ops.synthetic_nlink(ino))
             else:
-                cstat.ENTRY_HEAD.pack_into(entry, 0, ino, 0)
-                if st is None:
-                    cstat.pack_synthetic(entry, stat_at, ino, ops.synthetic_nlink(ino))
-                else:
-                    cstat.pack_stat(entry, stat_at, ino, st)
-                cstat.ENTRY_TAIL.pack_into(entry, tail_at, ops.attr_timeout, ops.entry_timeout)
-            reply_entry(req, entry_addr)
-        except Exception as exc:
-            fail(req, exc, "lookup")
+                cstat.pack_stat(entry, stat_at, ino, st)
+            cstat.ENTRY_TAIL.pack_into(entry, tail_at, ops.attr_timeout, ops.entry_timeout)
+        reply_entry(req, entry_addr)
 
     def on_getattr(req: int, ino: int, fi: int) -> None:
         COUNTS["getattr"] += 1
-        try:
-            st = ops.getattr_core(ino)
-            if st is None:
-                cstat.pack_synthetic(attr, 0, ino, ops.synthetic_nlink(ino))
-            else:
-                cstat.pack_stat(attr, 0, ino, st)
-            reply_attr(req, attr_addr, ops.attr_timeout)
-        except Exception as exc:
-            fail(req, exc, "getattr")
+        st = ops.getattr_core(ino)
+        if st is None:
+            cstat.pack_synthetic(attr, 0, ino, ops.synthetic_nlink(ino))
+        else:
+            cstat.pack_stat(attr, 0, ino, st)
+        reply_attr(req, attr_addr, ops.attr_timeout)
 
-    return ((SLOT_LOOKUP, _LOOKUP(on_lookup)), (SLOT_GETATTR, _GETATTR(on_getattr)))
+    return (
+        (SLOT_LOOKUP, _LOOKUP(answering("lookup", reply_err, on_lookup))),
+        (SLOT_GETATTR, _GETATTR(answering("getattr", reply_err, on_getattr))),
+    )
 
 
-def install(ops: LowLevelOps, internals: Internals | None) -> bool:
-    """Install the handlers into the session; False (nothing changed) when not possible."""
-    if internals is None or internals.slots[SLOT_FALLOCATE] or internals.slots[SLOT_READDIR]:
-        return False
-    lib = internals.lib
+def install(ops: LowLevelOps, internals: Internals) -> str | None:
+    """Install the handlers into the session; why not (nothing changed) when not possible."""
+    if internals.slots[SLOT_FALLOCATE] or internals.slots[SLOT_READDIR]:
+        return "pyfuse3 already fills the fallocate or readdir slot"
+    if not cstat.layout_ok():
+        return "struct stat is not laid out as vfd.fuse.cstat expects"
+    lib, layout = internals.lib, internals.layout
     reply_err = lib.fuse_reply_err
     reply_statfs = lib.fuse_reply_statfs
     reply_statfs.argtypes = [_VP, ctypes.POINTER(_Statvfs)]
@@ -188,11 +209,14 @@ def install(ops: LowLevelOps, internals: Internals | None) -> bool:
 
     def on_init(userdata: int, conn: int) -> None:
         pyfuse3_init(userdata, conn)
-        capable = ctypes.c_uint.from_address(conn + _CONN_CAPABLE).value
-        want = ctypes.c_uint.from_address(conn + _CONN_WANT)
-        extra = FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_CACHE_SYMLINKS
-        if capable & FUSE_CAP_READDIRPLUS:
-            want.value |= extra & capable
+        try:
+            capable = ctypes.c_uint.from_address(conn + layout.conn_capable).value
+            want = ctypes.c_uint.from_address(conn + layout.conn_want)
+            extra = FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_CACHE_SYMLINKS
+            if capable & FUSE_CAP_READDIRPLUS:
+                want.value |= extra & capable
+        except BaseException:  # init has no request to answer; the mount goes on without
+            log.exception("cannot ask for READDIRPLUS_AUTO and symlink caching")
 
     def on_getxattr(req: int, ino: int, name: bytes, size: int) -> None:
         if name.startswith(b"user."):
@@ -203,52 +227,36 @@ def install(ops: LowLevelOps, internals: Internals | None) -> bool:
 
     def on_statfs(req: int, ino: int) -> None:
         COUNTS["statfs"] += 1
-        try:
-            s = ops.statfs_of(ino)
-            out = _Statvfs()
-            out.f_bsize = out.f_frsize = s.bsize
-            out.f_blocks, out.f_bfree, out.f_bavail = s.blocks, s.bfree, s.bavail
-            out.f_files, out.f_ffree, out.f_favail = s.files, s.ffree, s.ffree
-            out.f_namemax = 255
-            reply_statfs(req, ctypes.byref(out))
-        except BaseException:
-            log.exception("statfs of inode %d failed", ino)
-            reply_err(req, errno.EIO)
+        s = ops.statfs_of(ino)
+        out = _Statvfs()
+        out.f_bsize = out.f_frsize = s.bsize
+        out.f_blocks, out.f_bfree, out.f_bavail = s.blocks, s.bfree, s.bavail
+        out.f_files, out.f_ffree, out.f_favail = s.files, s.ffree, s.ffree
+        out.f_namemax = 255
+        reply_statfs(req, ctypes.byref(out))
 
     def on_fallocate(req: int, ino: int, mode: int, offset: int, length: int, fi: int) -> None:
         COUNTS["fallocate"] += 1
-        try:
-            err = ops.fallocate_sync(ino, mode, offset, length)
-        except BaseException:
-            log.exception("fallocate of inode %d failed", ino)
-            err = errno.EIO
-        reply_err(req, err)
+        reply_err(req, ops.fallocate_sync(ino, mode, offset, length))
 
     def on_readdir(req: int, ino: int, size: int, off: int, fi: int) -> None:
         COUNTS["readdir_plain"] += 1
-        try:
-            fh = _file_handle(ops, fi) if fi else None
-            if fh is None:
-                reply_err(req, errno.EBADF)
-                return
-            data = ops.readdir_plain(fh, off, size)
-            reply_buf(req, data, len(data))
-        except OSError as exc:
-            reply_err(req, exc.errno or errno.EIO)
-        except BaseException:
-            log.exception("readdir of inode %d failed", ino)
-            reply_err(req, errno.EIO)
+        fh = _file_handle(ops, layout, fi) if fi else None
+        if fh is None:
+            reply_err(req, errno.EBADF)
+            return
+        data = ops.readdir_plain(fh, off, size)
+        reply_buf(req, data, len(data))
 
-    fast = _fast_paths(ops, internals) if cstat.layout_ok() else ()
     callbacks = (
-        *fast,
+        *_fast_paths(ops, internals),
         (SLOT_INIT, _INIT(on_init)),
-        (SLOT_STATFS, _STATFS(on_statfs)),
-        (SLOT_FALLOCATE, _FALLOCATE(on_fallocate)),
-        (SLOT_READDIR, _READDIR(on_readdir)),
-        (SLOT_GETXATTR, _GETXATTR(on_getxattr)),
+        (SLOT_STATFS, _STATFS(answering("statfs", reply_err, on_statfs))),
+        (SLOT_FALLOCATE, _FALLOCATE(answering("fallocate", reply_err, on_fallocate))),
+        (SLOT_READDIR, _READDIR(answering("readdir", reply_err, on_readdir))),
+        (SLOT_GETXATTR, _GETXATTR(answering("getxattr", reply_err, on_getxattr))),
     )
     _keep.extend([pyfuse3_init, pyfuse3_getxattr, *(cb for _, cb in callbacks)])
     for slot, cb in callbacks:
         internals.slots[slot] = ctypes.cast(cb, _VP).value
-    return True
+    return None

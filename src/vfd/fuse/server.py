@@ -51,8 +51,6 @@ READ_AHEAD_KB = 1024
 """Read-ahead of the mount's bdi: with the kernel's 128 KiB default a sequential read arrives
 as 128 KiB requests; 1 MiB ones cut the per-request cost eightfold."""
 _MNT_DETACH = 2
-# VFD_MOUNTD_PUBLIC_API_ONLY=1 runs on pyfuse3's public API alone (its loop, no hooks): what
-# happens anyway where pyfuse3's internals cannot be found; set by tests to cover that path.
 MIN_TASKS = 16
 MAX_TASKS = 64
 """pyfuse3 request tasks. Each task owns a 1 MiB receive buffer; with pyfuse3's default of
@@ -156,11 +154,17 @@ async def run(config: Config) -> None:
         pyfuse3.init(ops, str(config.mount_point), set(MOUNT_OPTIONS))
     except RuntimeError as exc:
         raise VfdError(ErrorCode.INTERNAL, f"cannot mount at {config.mount_point}: {exc}") from None
-    internals = None if os.environ.get("VFD_MOUNTD_PUBLIC_API_ONLY") else libfuse.find()
-    if not hooks.install(ops, internals):
+    internals, fast_path = libfuse.probe(config.fuse.fast_path)
+    if internals is not None and (why := hooks.install(ops, internals)) is not None:
+        internals, fast_path = None, fast_path.off(why)
+    service.fast_path = fast_path
+    if fast_path.on:
+        log.info("fast path on: libfuse %s at %s", fast_path.libfuse_version, fast_path.libfuse)
+    else:
         log.warning(
-            "pyfuse3's session cannot be patched: statfs reports the host file system, "
-            "fallocate is emulated, listings always carry attributes"
+            "fast path off (%s): pyfuse3's public API only; statfs reports the host file "
+            "system, fallocate is emulated, listings always carry attributes",
+            fast_path.reason,
         )
     notifier.start()
     try:

@@ -21,6 +21,7 @@ from vfd.folders import layout
 from vfd.folders.quota import Limits, Usage, scan_scope, scan_trees
 from vfd.fuse import persist
 from vfd.fuse.guard import COUNTS
+from vfd.fuse.libfuse import FastPathStatus
 from vfd.fuse.registry import Registry, check_vfid
 from vfd.fuse.usage import ScopeUsage
 
@@ -39,6 +40,8 @@ class MountdService:
         self.reg = registry
         self.engine = engine
         self._scan_limiter = trio.CapacityLimiter(SCAN_PARALLEL)
+        self.fast_path = FastPathStatus(config.fuse.fast_path, False, "not mounted yet")
+        """Whether the low-level fast path runs (``vfd.fuse.libfuse.probe``), set at mount."""
 
     async def health(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class MountdService:
             "inodes": len(self.reg.table),
             "open_files": len(self.reg.open_files.files),
             "requests": dict(COUNTS),
+            "fast_path": self.fast_path.to_json(),
         }
 
     async def attach(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]:

@@ -13,7 +13,8 @@ router = APIRouter()
 
 @router.get("/v1/status")
 async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
-    """The daemon's version, store, hosts, mountd health (null when it does not answer)."""
+    """The daemon's version, store, hosts, mountd health (null when it does not answer;
+    ``fast_path`` in it says whether mountd's low-level fast path is on, and if not, why)."""
     mountd = await run_mountd(daemon.mountd.health)
     return {
         "version": vfd.__version__,
