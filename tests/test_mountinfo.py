@@ -25,6 +25,7 @@ def test_mountinfo_decodes_octal_escapes_and_utf8() -> None:
     assert entry.mount_point == "/srv/a b/été" == "/srv/a b/\u00e9t\u00e9"
     assert entry.options == ("rw", "noatime")
     assert (entry.fstype, entry.source) == ("ext3", "/dev/root")
+    assert entry.super_options == ("rw", "errors=continue")
 
 
 def test_mountinfo_keeps_bytes_that_are_not_utf8() -> None:

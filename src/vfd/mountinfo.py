@@ -33,6 +33,8 @@ class MountEntry:
     options: tuple[str, ...]
     fstype: str
     source: str
+    super_options: tuple[str, ...] = ()
+    """The file system's own options (a FUSE mount's ``user_id=`` says who mounted it)."""
 
 
 def unescape(field: bytes) -> str:
@@ -52,6 +54,7 @@ def parse_line(line: bytes) -> MountEntry:
         options=tuple(fields[5].decode().split(",")),
         fstype=unescape(fields[sep + 1]),
         source=unescape(fields[sep + 2]) if len(fields) > sep + 2 else "",
+        super_options=tuple(unescape(fields[sep + 3]).split(",")) if len(fields) > sep + 3 else (),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import subprocess
@@ -54,6 +55,23 @@ def test_bindmount_open_dir_follows_no_link(tree: Path) -> None:
         assert (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
     finally:
         os.close(fd)
+
+
+def test_bindmount_open_dir_refuses_a_users_fuse_mount(tree: Path) -> None:
+    """A FUSE mount a user made (``user_id`` not 0) is refused before it is asked anything:
+    this one's server never answers, so a stat of it would wait until the fd is closed."""
+    dev = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    options = f"fd={dev},rootmode=40000,user_id=4242,group_id=4242,allow_other".encode()
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        assert libc.mount(b"dead", os.fsencode(tree / "t"), b"fuse.dead", 0x6, options) == 0
+        for path in (tree / "t", tree / "t" / "below"):
+            with pytest.raises(bindmount.ForeignFuse) as info:
+                bindmount.open_dir(str(path))
+            assert info.value.entry.mount_point == str(tree / "t")
+            assert "user_id=4242" in info.value.entry.super_options
+    finally:
+        os.close(dev)  # aborts the connection
 
 
 def test_bindmount_binds_the_opened_directory_not_its_name(tree: Path) -> None:

@@ -4,6 +4,8 @@ that are not vfd's, stacked mounts, and names the kernel escapes in mountinfo.""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import grp
 import json
 import os
@@ -37,6 +39,7 @@ for line in sys.stdin:
     head = [f"{method} {target} HTTP/1.1", "Host: vfd", "Connection: close",
             "Content-Type: application/json", f"Content-Length: {len(data)}"]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)  # a daemon stuck on a request fails the test instead of hanging it
     s.connect(sys.argv[1])
     s.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
     buf = b""
@@ -213,6 +216,26 @@ def unmount_all(player: Player) -> None:
             assert gone.status == 200 or gone.code == "invalid_path", gone.body
 
 
+@contextlib.contextmanager
+def dead_fuse(path: Path, uid: int) -> Iterator[None]:
+    """A FUSE file system on ``path`` as ``uid`` mounts one with ``fusermount3``
+    (``user_id=uid``, ``allow_other``), whose server never answers: whatever asks it anything
+    waits until the connection is closed."""
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    libc = ctypes.CDLL(None, use_errno=True)
+    options = f"fd={fd},rootmode=40000,user_id={uid},group_id={uid},allow_other"
+    nosuid_nodev = 0x2 | 0x4
+    if libc.mount(b"dead", os.fsencode(path), b"fuse.dead", nosuid_nodev, options.encode()):
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, os.strerror(err), str(path))
+    try:
+        yield
+    finally:
+        os.close(fd)  # aborts the connection: anything still waiting gets ENOTCONN
+        subprocess.run(["umount", "-l", path], check=False)
+
+
 def raw_mount_points() -> list[bytes]:
     """Mount points as the kernel writes them (octal escapes kept), without vfd's parser."""
     with open("/proc/self/mountinfo", "rb") as f:
@@ -341,3 +364,20 @@ def test_files_mount_escaped_names(node: Node, player: Player) -> None:
     assert player.api.umount(target).status == 200
     assert raw not in raw_mount_points()
     assert not mounts_under(player.base)
+
+
+def test_files_mount_never_enters_a_users_fuse(node: Node, player: Player) -> None:
+    """Any user may mount a FUSE file system (fusermount3) whose server never answers: the
+    daemon refuses to walk into it rather than wait on it forever."""
+    dead = player.owned_dir("dead")
+    with dead_fuse(dead, player.uid):
+        (entry,) = mounts_under(dead)
+        assert f"user_id={player.uid}" in entry.super_options
+        assert player.api.mount(player.folder, dead).code == "invalid_path"
+        assert player.api.mount(player.folder, dead / "below").code == "invalid_path"
+        assert player.api.umount(dead).code == "permission_denied"
+        assert player.api.umount(dead / "below").code == "permission_denied"
+        # the daemon still serves mounts elsewhere: nothing of it is stuck on the dead server
+        target = player.owned_dir("t")
+        assert player.api.mount(player.folder, target).status == 200
+        assert player.api.umount(target).status == 200

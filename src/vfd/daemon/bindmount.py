@@ -60,6 +60,7 @@ MOUNT_ATTR_NODEV = 0x4
 MNT_DETACH = 0x2
 
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_FUSE_TYPES = frozenset({"fuse", "fuseblk"})
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -94,9 +95,25 @@ def _numbers() -> tuple[int, int, int]:
     return _NR
 
 
+def is_fuse(entry: mountinfo.MountEntry) -> bool:
+    """Whether a mount is a FUSE file system (``fuse``, ``fuseblk``, ``fuse.<subtype>``)."""
+    return entry.fstype.split(".")[0] in _FUSE_TYPES
+
+
+class ForeignFuse(Exception):
+    """The walk reached a FUSE file system that a user mounted (``entry``)."""
+
+    def __init__(self, path: str, entry: mountinfo.MountEntry) -> None:
+        super().__init__(f"{path}: {entry.mount_point} is a user's FUSE mount ({entry.fstype})")
+        self.entry = entry
+
+
 def open_dir(path: str) -> int:
     """An ``O_PATH`` descriptor of the directory ``path`` (absolute), walked from ``/`` with
-    no symbolic link followed. A mount on a component is entered (its topmost mount).
+    no symbolic link followed. A mount on a component is entered (its topmost mount), except
+    a FUSE mount that root did not make: any user may mount one (``fusermount3``, which
+    records their uid as ``user_id=``), and its server could leave the walk waiting forever,
+    so it is refused (``ForeignFuse``) before anything in it is asked.
 
     Raises ``OSError``: ``ELOOP`` when a component is a symbolic link, ``ENOTDIR`` when one
     is not a directory, ``EINVAL`` for a relative path or a ``..`` component, ``ENOENT``...
@@ -108,10 +125,18 @@ def open_dir(path: str) -> int:
         raise OSError(errno.EINVAL, "'..' in the path", path)
     fd = os.open("/", _DIR_FLAGS | os.O_DIRECTORY)
     try:
+        here = mount_id(fd)
         for name in names:
             child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = child
+            if (there := mount_id(fd)) != here:  # crossed into a mount: no fs call yet
+                entry = mountinfo.by_id(there)
+                if entry is None:
+                    raise OSError(errno.ESTALE, "a mount on the path went away", path)
+                if is_fuse(entry) and "user_id=0" not in entry.super_options:
+                    raise ForeignFuse(path, entry)
+                here = there
             mode = os.fstat(fd).st_mode
             if stat.S_ISLNK(mode):
                 raise OSError(errno.ELOOP, "a symbolic link in the path", path)

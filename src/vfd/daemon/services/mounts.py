@@ -17,9 +17,11 @@ after the checks cannot redirect the mount.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +34,29 @@ from vfd.errors import ErrorCode, VfdError
 VFD_FSTYPE = "fuse.vfd"
 
 
+@contextlib.contextmanager
+def _failing(what: str) -> Iterator[None]:
+    """An unexpected OSError (a mount that went away meanwhile...) as an error saying so."""
+    try:
+        yield
+    except OSError as exc:
+        raise VfdError(ErrorCode.INTERNAL, f"{what}: {exc}") from None
+
+
 def _open_target(target: str, *, what: str) -> int:
     """The target directory, opened without following links; ``what`` names it in errors."""
     try:
         return bindmount.open_dir(target)
+    except bindmount.ForeignFuse as exc:
+        raise VfdError(
+            ErrorCode.INVALID_PATH,
+            f"{target} is on a FUSE file system a user mounted ({exc.entry.mount_point}): "
+            "the daemon does not enter those",
+            path=target,
+        ) from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.EINVAL):
-            real = os.path.realpath(target)  # for the message only
-            raise VfdError(
-                ErrorCode.INVALID_PATH,
-                f"{target} is not a real path (it resolves to {real}); give that instead",
-                path=target,
-            ) from None
+            raise VfdError(ErrorCode.INVALID_PATH, _not_real(target), path=target) from None
         if exc.errno == errno.ENOENT:
             raise VfdError(
                 ErrorCode.PATH_NOT_FOUND, f"{target} does not exist; {what}", path=target
@@ -53,6 +66,14 @@ def _open_target(target: str, *, what: str) -> int:
                 ErrorCode.NOT_A_DIRECTORY, f"{target} is not a directory", path=target
             ) from None
         raise VfdError(ErrorCode.INTERNAL, f"cannot open {target}: {exc.strerror}") from None
+
+
+def _not_real(target: str) -> str:
+    try:  # for the message only: the path may be changing under us
+        real = os.path.realpath(target)
+    except OSError:
+        return f"{target} is not a real path (a symbolic link or '..' is in it)"
+    return f"{target} is not a real path (it resolves to {real}); give that instead"
 
 
 def _check_target(daemon: Daemon, caller: Caller, target: str, fd: int) -> None:
@@ -78,19 +99,16 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
     with bindmount.LOCK:
         fd = _open_target(target, what="make the directory first")
         try:
-            _check_target(daemon, caller, target, fd)
+            with _failing(f"cannot check {target}"):
+                _check_target(daemon, caller, target, fd)
             view, source, _ident = folder_view(daemon, caller, name, ro=ro)
             if not source.is_dir():
                 raise VfdError(
                     ErrorCode.MOUNTD_UNAVAILABLE,
                     f"the folder's view {source} is not mounted (is mountd up?)",
                 )
-            try:
+            with _failing(f"bind mount of {source} on {target} failed"):
                 bindmount.bind(str(source), fd, readonly=view == "ro")
-            except OSError as exc:
-                raise VfdError(
-                    ErrorCode.INTERNAL, f"bind mount of {source} on {target} failed: {exc}"
-                ) from None
         finally:
             os.close(fd)
     return {"vfolder": name, "target": str(Path(target)), "view": view, "source": str(source)}
@@ -103,6 +121,10 @@ def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
     with bindmount.LOCK:
         try:
             fd = bindmount.open_dir(target)
+        except bindmount.ForeignFuse:
+            raise VfdError(
+                ErrorCode.PERMISSION_DENIED, f"{target} is not a vfd folder mount", path=target
+            ) from None
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise VfdError(
@@ -114,11 +136,12 @@ def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
                 ) from None
             raise VfdError(ErrorCode.INTERNAL, f"cannot open {target}: {exc.strerror}") from None
         try:
-            if not bindmount.is_mount_root(fd):
-                raise VfdError(
-                    ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target
-                )
-            top = bindmount.mount_of(fd)
+            with _failing(f"cannot check {target}"):
+                if not bindmount.is_mount_root(fd):
+                    raise VfdError(
+                        ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target
+                    )
+                top = bindmount.mount_of(fd)
             parts = top.root.strip("/").split("/")
             if top.fstype != VFD_FSTYPE or len(parts) != 2 or parts[0] not in ("rw", "ro"):
                 raise VfdError(
@@ -133,10 +156,8 @@ def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
                         f"{target} holds a folder you cannot reach",
                         path=target,
                     )
-            try:
+            with _failing(f"umount {target} failed"):
                 bindmount.unmount(fd)
-            except OSError as exc:
-                raise VfdError(ErrorCode.INTERNAL, f"umount {target} failed: {exc}") from None
         finally:
             os.close(fd)
     return {"target": target, "unmounted": True}
