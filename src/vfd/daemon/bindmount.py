@@ -4,7 +4,8 @@ A path a user names is walked from ``/`` one component at a time with
 ``openat(O_PATH|O_NOFOLLOW)``: no symbolic link anywhere in it is followed, and the checks
 (owner, emptiness, mount point, file system) and the mount then act on the descriptor the walk
 ends with. Swapping a component for a link after the walk changes nothing: the descriptor
-still holds the directory that was checked.
+still holds the directory that was checked. The walk does not enter a FUSE file system that a
+user mounted, whose server could keep it waiting forever.
 
 The bind is made with the mount API (Linux 5.12+): ``open_tree(OPEN_TREE_CLONE)`` clones the
 source into a detached mount, ``mount_setattr`` gives it its flags while it is still detached
