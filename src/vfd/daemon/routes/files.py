@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from vfd.daemon.errors import error_response
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run_files
 from vfd.daemon.services import transfer
 from vfd.daemon.services.files import open_folder
 from vfd.errors import ErrorCode, VfdError
@@ -43,23 +43,23 @@ class RemoveBody(Body):
 @router.get("/files")
 async def list_files(name: str, daemon: DaemonDep, caller: CallerDep, path: PathQ = "") -> JSON:
     """The entries of a directory (or the one entry of a file), links not followed."""
-    fs = await run(open_folder, daemon, caller, name, write=False)
-    entry = await run(fs.stat, path)
+    fs = await run_files(open_folder, daemon, caller, name, write=False)
+    entry = await run_files(fs.stat, path)
     if entry["type"] != "dir":
         return {"path": path, "type": entry["type"], "entries": [entry]}
-    return {"path": path, "type": "dir", "entries": await run(fs.listdir, path)}
+    return {"path": path, "type": "dir", "entries": await run_files(fs.listdir, path)}
 
 
 @router.post("/mkdir", status_code=201)
 async def mkdir(name: str, body: MkdirBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    fs = await run(open_folder, daemon, caller, name, write=True)
-    return await run(fs.mkdir, body.path, parents=body.parents)
+    fs = await run_files(open_folder, daemon, caller, name, write=True)
+    return await run_files(fs.mkdir, body.path, parents=body.parents)
 
 
 @router.post("/move")
 async def move(name: str, body: MoveBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    fs = await run(open_folder, daemon, caller, name, write=True)
-    return await run(fs.move, body.src, body.dst)
+    fs = await run_files(open_folder, daemon, caller, name, write=True)
+    return await run_files(fs.move, body.src, body.dst)
 
 
 @router.post("/remove")
@@ -67,10 +67,10 @@ async def remove(name: str, body: RemoveBody, daemon: DaemonDep, caller: CallerD
     """Remove each path in order; stops at the first failure (the ones before it are gone)."""
     if not body.paths:
         raise VfdError(ErrorCode.INVALID_ARGUMENT, "name at least one path", field="paths")
-    fs = await run(open_folder, daemon, caller, name, write=True)
+    fs = await run_files(open_folder, daemon, caller, name, write=True)
     removed: list[str] = []
     for path in body.paths:
-        await run(fs.remove, path, recursive=body.recursive)
+        await run_files(fs.remove, path, recursive=body.recursive)
         removed.append(path)
     return {"removed": removed}
 
@@ -81,8 +81,8 @@ async def upload_status(
 ) -> JSON:
     """How many bytes of an upload are stored (the offset to resume from), and what is at
     ``path`` now (``existing``), so that a client can refuse before it sends anything."""
-    fs = await run(open_folder, daemon, caller, name, write=True)
-    return await run(transfer.upload_status, fs, path, key)
+    fs = await run_files(open_folder, daemon, caller, name, write=True)
+    return await run_files(transfer.upload_status, fs, path, key)
 
 
 @router.put("/upload", response_model=None)
@@ -107,7 +107,7 @@ async def upload(
     stored stays for a resume from ``GET .../upload``.
     """
     try:
-        fs = await run(open_folder, daemon, caller, name, write=True)
+        fs = await run_files(open_folder, daemon, caller, name, write=True)
         return await transfer.receive_upload(
             fs,
             request.stream(),
@@ -135,8 +135,8 @@ def _closing(response: Response) -> Response:
 async def upload_abort(
     name: str, daemon: DaemonDep, caller: CallerDep, path: PathQ, key: KeyQ
 ) -> JSON:
-    fs = await run(open_folder, daemon, caller, name, write=True)
-    await run(fs.upload_abort, path, key)
+    fs = await run_files(open_folder, daemon, caller, name, write=True)
+    await run_files(fs.upload_abort, path, key)
     return {"path": path, "key": key, "aborted": True}
 
 
@@ -173,7 +173,7 @@ async def download(
 ) -> Response:
     """A file's bytes with ``ETag``/``Last-Modified``; ``Range``, ``If-Range``, ``If-Match``
     and ``If-None-Match`` honoured. With ``archive=true``, a tar stream of a path."""
-    fs = await run(open_folder, daemon, caller, name, write=False)
+    fs = await run_files(open_folder, daemon, caller, name, write=False)
     source: transfer.Source
     if archive:
         source = await transfer.open_archive(fs, path)

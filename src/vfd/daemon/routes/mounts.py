@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run
+from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run_files
 from vfd.daemon.services import mounts
 
 router = APIRouter(tags=["mounts"])
@@ -21,9 +21,9 @@ class UmountBody(Body):
 
 @router.post("/v1/vfolders/{name}/mount")
 async def mount(name: str, body: MountBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(mounts.mount, daemon, caller, name, target=body.target, ro=body.ro)
+    return await run_files(mounts.mount, daemon, caller, name, target=body.target, ro=body.ro)
 
 
 @router.post("/v1/umount")
 async def umount(body: UmountBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(mounts.umount, daemon, caller, target=body.target)
+    return await run_files(mounts.umount, daemon, caller, target=body.target)

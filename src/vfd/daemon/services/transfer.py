@@ -38,6 +38,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any, Protocol, TypeVar
 
+from vfd.daemon import runtime
+from vfd.daemon.runtime import Pool
 from vfd.daemon.userfs import FolderFS, os_error, write_tar
 from vfd.errors import ErrorCode, VfdError
 
@@ -54,8 +56,8 @@ _DROP_PART = frozenset(
 
 
 async def _in_thread(call: Callable[[], T]) -> T:
-    """The one hop of this module's blocking calls into a worker thread."""
-    return await asyncio.to_thread(call)
+    """The one hop of this module's blocking calls into a worker thread (the files pool)."""
+    return await runtime.current().run(Pool.FILES, call)
 
 
 def _close_after(job: asyncio.Future[Any], close: Callable[[Any], object]) -> None:
