@@ -139,6 +139,19 @@ def test_userfs_remove_rules(fs: FolderFS, root: Path) -> None:
     assert code_of(fs.remove, "/") is ErrorCode.INVALID_PATH
 
 
+def test_userfs_remove_expecting_an_entry_spares_one_swapped_in(fs: FolderFS, root: Path) -> None:
+    """Pruning lists part files, then removes them: a name swapped meanwhile is left alone."""
+    (root / "p.part").write_text("old")
+    st = os.lstat(root / "p.part")
+    (root / "other").write_text("someone else's")
+    os.rename(root / "other", root / "p.part")
+    assert code_of(fs.remove, "p.part", expect=(st.st_dev, st.st_ino)) is ErrorCode.PATH_NOT_FOUND
+    assert (root / "p.part").read_text() == "someone else's"
+    now = os.lstat(root / "p.part")
+    fs.remove("p.part", expect=(now.st_dev, now.st_ino))
+    assert not (root / "p.part").exists()
+
+
 def test_userfs_move_rules(fs: FolderFS, root: Path) -> None:
     (root / "f").write_text("1")
     (root / "g").write_text("2")

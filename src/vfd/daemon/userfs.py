@@ -293,10 +293,16 @@ class FolderFS:
             finally:
                 os.close(fd)
 
-    def remove(self, path: str, *, recursive: bool = False) -> None:
+    def remove(
+        self, path: str, *, recursive: bool = False, expect: tuple[int, int] | None = None
+    ) -> None:
+        """Remove ``path``; with ``expect`` (device, inode) only if it is still that entry (a
+        name swapped meanwhile is answered ``path_not_found``)."""
         with self._parent(path) as (fd, name):
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if expect is not None and (st.st_dev, st.st_ino) != expect:
+                    raise VfdError(ErrorCode.PATH_NOT_FOUND, f"{path} changed meanwhile", path=path)
                 if stat.S_ISDIR(st.st_mode):
                     if recursive:
                         shutil.rmtree(name, dir_fd=fd)

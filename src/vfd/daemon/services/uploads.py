@@ -59,7 +59,7 @@ def prune_parts(
                 continue
             if not dry_run:
                 try:
-                    fs.remove(rel)
+                    fs.remove(rel, expect=(st.st_dev, st.st_ino))
                 except VfdError as exc:
                     if exc.code is not ErrorCode.PATH_NOT_FOUND:  # gone meanwhile: not counted
                         log.warning("prune: cannot remove %s in %s: %s", rel, name, exc.message)
