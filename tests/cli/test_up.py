@@ -2,7 +2,8 @@
 
 It must come up (``vfd status`` answers), serve requests, stop on SIGINT/SIGTERM with exit 0
 leaving no mount and no sockets behind, and exit non-zero with the dead child's last log lines
-when mountd or the daemon dies. The mountd parts need FUSE; where it is missing they skip
+when a child dies before it came up, and restart a child that crashes later without touching
+the other. The mountd parts need FUSE; where it is missing they skip
 saying why.
 """
 
@@ -15,7 +16,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from vfdcli import Cli
 
 from vfd.cli.up import is_mounted
 from vfd.config import load_config
+from vfd.errors import VfdError
 from vfd.mountctl import MountdClient
 
 UP_TIMEOUT = 90.0
@@ -176,19 +178,85 @@ def test_up_stops_mountd_when_the_daemon_dies(vfd_bin: Path, state_dir: Path) ->
     _assert_nothing_left(up)
 
 
-def test_up_stops_the_daemon_when_mountd_dies(up: Up) -> None:
+def _poll(what: str, condition: Callable[[], bool], up: Up) -> None:
+    deadline = time.monotonic() + UP_TIMEOUT
+    while time.monotonic() < deadline:
+        assert up.proc.poll() is None, f"vfd up exited:\n{up.stderr}"
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{what} did not happen in {UP_TIMEOUT}s:\n{up.stderr}")
+
+
+def _mountd_pid(up: Up) -> int | None:
+    try:
+        with MountdClient(up.config.mountd_socket, timeout=5) as mountd:
+            pid: int = mountd.call("health")["pid"]
+            return pid
+    except VfdError:
+        return None
+
+
+def _daemon_pid(up: Up) -> int | None:
+    """The pid of the process serving the API socket (the daemon), from the socket inode."""
+    ino = None
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[-1] == str(up.config.api_socket):
+            ino = fields[6]
+    if ino is None:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if f"socket:[{ino}]" in links and "vfd.daemon" in (proc / "cmdline").read_text():
+            return int(proc.name)
+    return None
+
+
+def test_up_restarts_a_crashed_daemon_and_leaves_mountd_alone(up: Up) -> None:
     needs_fuse()
     up.wait_status()
-    with MountdClient(up.config.mountd_socket, timeout=10) as mountd:
-        pid = mountd.call("health")["pid"]
+    up.cli.json("vfolder", "create", "kept")
+    mountd_before, daemon_before = _mountd_pid(up), _daemon_pid(up)
+    assert mountd_before is not None and daemon_before is not None
+    os.kill(daemon_before, signal.SIGKILL)
+    _poll("the daemon's restart", lambda: "daemon restarted (restart 1)" in up.stderr, up)
+    assert "daemon exited with status -9; restarting it in 1s" in up.stderr
+    assert "last log lines of daemon:" in up.stderr
+    _poll("the API answering", lambda: up.cli.run("status").exit_code == 0, up)
+    assert _daemon_pid(up) not in (None, daemon_before)
+    assert _mountd_pid(up) == mountd_before  # mountd and its mount were not touched
+    assert "kept" in up.cli.ok("vfolder", "list")
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.wait_exit() == 0, up.stderr
+    _assert_nothing_left(up)
+
+
+def test_up_restarts_a_crashed_mountd_and_its_views_come_back(up: Up) -> None:
+    needs_fuse()
+    up.wait_status()
+    folder = up.cli.json("vfolder", "create", "survives")
+    view = up.config.mount_point / "rw" / folder["id"].replace("-", "")
+    (view / "before.txt").write_text("data")
+    daemon_before, pid = _daemon_pid(up), _mountd_pid(up)
+    assert pid is not None
     os.kill(pid, signal.SIGKILL)  # a crash: no clean unmount
-    assert up.wait_exit() == 1
+    _poll("mountd's restart", lambda: "mountd restarted (restart 1)" in up.stderr, up)
     err = up.stderr
     assert "last log lines of mountd:" in err
-    assert err.rstrip().endswith("[mountd_unavailable]")
-    assert "daemon | " in err and "stopped" in err
-    assert not is_mounted(up.config.mount_point)  # the dead mount was cleared
-    assert not up.config.api_socket.exists()
+    assert "mountd exited with status -9; restarting it in 1s" in err
+    assert _mountd_pid(up) not in (None, pid)
+    assert _daemon_pid(up) == daemon_before  # the daemon went on serving
+    assert (view / "before.txt").read_text() == "data"  # the view is back, with its data
+    (view / "after.txt").write_text("more")
+    up.proc.send_signal(signal.SIGTERM)
+    assert up.wait_exit() == 0, up.stderr
+    _assert_nothing_left(up)
 
 
 def test_up_without_mountd_warns_and_serves(vfd_bin: Path, state_dir: Path) -> None:

@@ -3,8 +3,14 @@
 Starts ``python -m vfd.fuse`` and waits until it answers ``health`` (skipped, with a warning,
 where FUSE cannot work), then ``python -m vfd.daemon`` and waits until ``/v1/status`` answers;
 prints where everything is; forwards both logs to stderr prefixed with the process name. On
-Ctrl-C or SIGTERM it stops the daemon, then mountd (which unmounts), and exits 0. When either
-child dies on its own, it stops the other and exits 1 showing the dead one's last log lines.
+Ctrl-C or SIGTERM it stops the daemon, then mountd (which unmounts), and exits 0.
+
+It supervises, as systemd would with ``Restart=on-failure``: a child that dies after it came
+up is restarted on its own, with back-off (1 s, doubling to 30 s; reset once it has stayed up
+for a minute), and the other is left alone — a crashed daemon does not touch mountd or the
+mount, a crashed mountd comes back with its views (its start clears the dead mount) while the
+daemon goes on serving. A child that dies before it ever came up (a bad config, say) stops
+everything: ``vfd up`` exits 1 with that child's last log lines.
 
 The children run in their own process group, so a terminal's Ctrl-C reaches only ``vfd up``,
 which stops them in order; they also get SIGTERM should ``vfd up`` itself be killed.
@@ -41,6 +47,10 @@ from vfd.mountctl import MountdClient
 
 TAIL_LINES = 30
 STOP_GRACE = 30.0
+RESTART_MIN = 1.0
+RESTART_MAX = 30.0
+STABLE_AFTER = 60.0
+"""Seconds a restarted child must stay up for its back-off to start again from RESTART_MIN."""
 _PRIORITY_PREFIX = re.compile(r"^<\d>")
 _PR_SET_PDEATHSIG = 1
 
@@ -201,6 +211,63 @@ def _unmount_leftover(mount_point: Path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(mount_point)], check=False)
 
 
+class Service:
+    """A child that ``vfd up`` keeps running: restarted with back-off once it has come up."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        cleanup: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.ready = ready
+        self.cleanup = cleanup
+        self.child: Child | None = None
+        self.restarts = 0
+        self._delay = RESTART_MIN
+        self._started = 0.0
+        self._restart_at: float | None = None
+
+    def start(self, stop: threading.Event, timeout: float) -> bool:
+        """Start the child and wait until it answers (False: stopped meanwhile). Raises the
+        child's error when it dies first."""
+        self.child = Child(self.name, self.argv, sys.stderr)
+        self._started = time.monotonic()
+        return _wait_until(self.ready, self.child, stop, time.monotonic() + timeout)
+
+    def supervise(self, stop: threading.Event, timeout: float) -> None:
+        """Notice a death and schedule a restart; restart when its time has come."""
+        now = time.monotonic()
+        if self.child is not None and not self.child.alive():
+            code = self.child.proc.returncode
+            self.child.died()
+            self.child = None
+            if now - self._started >= STABLE_AFTER:
+                self._delay = RESTART_MIN
+            print_warning(
+                f"{self.name} exited with status {code}; restarting it in {self._delay:g}s"
+            )
+            self._restart_at = now + self._delay
+            self._delay = min(self._delay * 2, RESTART_MAX)
+            if self.cleanup is not None:
+                self.cleanup()
+        if self.child is None and self._restart_at is not None and now >= self._restart_at:
+            self._restart_at = None
+            self.restarts += 1
+            try:
+                if self.start(stop, timeout):
+                    print_warning(f"{self.name} restarted (restart {self.restarts})")
+            except VfdError as exc:  # died again while starting: the next round retries
+                print_warning(f"{self.name} did not come back: {exc.message}")
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+
+
 def up(
     ctx: typer.Context,
     no_mountd: Annotated[
@@ -230,31 +297,35 @@ def up(
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    children: list[Child] = []
+    services: list[Service] = []
     why_not: str | None = "not started"
     try:
         why_not = "disabled with --no-mountd" if no_mountd else _fuse_unavailable()
         if why_not is not None:
             print_warning(f"not starting mountd: {why_not}; folders will have no mount views")
         else:
-            mountd = Child("mountd", [sys.executable, "-m", "vfd.fuse", *args], sys.stderr)
-            children.append(mountd)
-            deadline = time.monotonic() + start_timeout
-            _wait_until(lambda: _mountd_ready(config), mountd, stop, deadline)
+            mountd = Service(
+                "mountd",
+                [sys.executable, "-m", "vfd.fuse", *args],
+                lambda: _mountd_ready(config),
+                cleanup=lambda: _unmount_leftover(config.mount_point),
+            )
+            services.append(mountd)
+            mountd.start(stop, start_timeout)
         if not stop.is_set():
-            daemon = Child("daemon", [sys.executable, "-m", "vfd.daemon", *args], sys.stderr)
-            children.append(daemon)
-            deadline = time.monotonic() + start_timeout
-            if _wait_until(lambda: _daemon_ready(config), daemon, stop, deadline):
+            daemon = Service(
+                "daemon", [sys.executable, "-m", "vfd.daemon", *args], lambda: _daemon_ready(config)
+            )
+            services.append(daemon)
+            if daemon.start(stop, start_timeout):
                 typer.echo(_banner(config, mountd=why_not is None))
         while not stop.is_set():
-            for child in children:
-                if not child.alive():
-                    raise child.died()
+            for service in services:
+                service.supervise(stop, start_timeout)
             stop.wait(0.2)
     finally:
-        for child in reversed(children):  # the daemon first, then mountd
-            child.stop()
+        for service in reversed(services):  # the daemon first, then mountd
+            service.stop()
         if why_not is None:
             _unmount_leftover(config.mount_point)
         for signum, handler in previous.items():
