@@ -48,7 +48,8 @@ class VFolderStatus(enum.StrEnum):
     """A folder's life; ``vfd.folders.lifecycle.check_transition`` is the one gate."""
 
     READY = "ready"  # usable, attached to the mount
-    CLONING = "cloning"  # being filled from another folder
+    CLONING = "cloning"  # being filled from another folder (by mountd); not attached yet
+    CLONE_ERROR = "clone-error"  # the clone failed or was cancelled; purge it (status_reason)
     DELETE_PENDING = "delete-pending"  # in the trash: detached, restorable
     DELETE_ONGOING = "delete-ongoing"  # purge under way
     DELETE_COMPLETE = "delete-complete"  # purged; the record stays for audit, the name is free

@@ -24,11 +24,24 @@ rescan     host (optional), scope (optional)                {scopes: [{host, sco
                                                             before: {bytes, files},
                                                             after: {bytes, files}}]}
 purge      vfid, host, scope, path                          {vfid, freed_bytes, freed_files}
+clone      vfid, host, scope, path (the new folder),        a clone job: {vfid, src_vfid,
+           src_vfid, src_host, src_scope, src_path          state, total_bytes, total_files,
+                                                            done_bytes, done_files, methods,
+                                                            error, started_at, finished_at}
+clone_status vfid                                           the clone job
+clone_cancel vfid                                           the clone job, once it stopped
 ========== ================================================ ==================================
 
 ``attach`` of a folder already attached is a no-op; ``detach`` of an unknown folder answers
 ``vfolder_not_found``. ``purge`` needs a detached folder: it removes the backing tree and
 subtracts its usage from the scope.
+
+``clone`` counts the source, refuses with ``quota_exceeded`` when the new folder's scope
+cannot hold it, and starts copying into the new folder's empty, detached directory in the
+background; ``state`` is ``running``, ``done``, ``failed`` or ``cancelled`` (``error`` says
+why). Jobs live in mountd's memory: ``clone_status`` of an unknown job (mountd restarted)
+answers ``not_found``. ``attach`` and ``purge`` of a folder whose clone runs answer
+``invalid_status``.
 
 A ``mountd_unavailable`` error carries ``not_running: true`` only when it proves that no mountd
 runs: the socket file is missing or ``connect()`` was refused. A timeout or a connection lost
@@ -47,7 +60,18 @@ from typing import Any
 from vfd.errors import ErrorCode, VfdError
 
 MAX_LINE = 1 << 20
-OPS = ("health", "attach", "detach", "set_limits", "usage", "rescan", "purge")
+OPS = (
+    "health",
+    "attach",
+    "detach",
+    "set_limits",
+    "usage",
+    "rescan",
+    "purge",
+    "clone",
+    "clone_status",
+    "clone_cancel",
+)
 NOT_RUNNING_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED})
 """``connect()`` errors that prove nobody listens on the socket path."""
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vfd.cli import sharing
+from vfd.cli import clone, sharing
 from vfd.cli.client import folder_path
 from vfd.cli.context import JsonOption, use
 from vfd.cli.output import key_values, short_id, table
@@ -145,6 +145,7 @@ def info(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> 
                 ("cloneable", folder.get("cloneable")),
                 ("automount", folder.get("automount")),
                 ("status", folder.get("status")),
+                *_clone_rows(folder),
                 ("created", folder.get("created_at")),
                 ("status changed", folder.get("status_changed_at")),
                 ("quota scope", folder.get("scope")),
@@ -152,6 +153,18 @@ def info(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> 
             ],
         ),
     )
+
+
+def _clone_rows(folder: dict[str, Any]) -> list[tuple[str, object]]:
+    """``vfd vfolder info`` lines of a folder made by a clone, and why it failed."""
+    rows: list[tuple[str, object]] = []
+    progress = clone.clone_progress(folder)
+    if progress is not None:
+        rows.append(("cloned from", (folder.get("clone") or {}).get("source_id")))
+        rows.append(("clone progress", progress))
+    if folder.get("status_reason"):
+        rows.append(("status reason", folder.get("status_reason")))
+    return rows
 
 
 @app.command("list-hosts")
@@ -295,3 +308,4 @@ def purge(
 
 
 sharing.register(app)
+clone.register(app)

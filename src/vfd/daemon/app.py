@@ -4,14 +4,26 @@ worker pools and background tasks."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterable
 
 from fastapi import FastAPI
 
 import vfd
 from vfd.daemon import errors, runtime
-from vfd.daemon.routes import admin, files, hosts, mounts, quota, sharing, status, vfolders
+from vfd.daemon.routes import (
+    admin,
+    clones,
+    files,
+    hosts,
+    mounts,
+    quota,
+    sharing,
+    status,
+    vfolders,
+)
 from vfd.daemon.runtime import BackgroundTask, Runtime
+from vfd.daemon.services.clones import supervise
 from vfd.daemon.services.context import Daemon
 
 
@@ -19,8 +31,10 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
     """An app serving ``daemon``; built per call, never at import.
 
     Its lifespan installs the daemon's :class:`~vfd.daemon.runtime.Runtime` (worker pools sized
-    by ``[workers]``) and runs ``tasks`` in the runtime's task group until the app stops.
+    by ``[workers]``) and runs ``tasks`` in the runtime's task group until the app stops,
+    with the follower of folder clones (``vfd.daemon.services.clones``).
     """
+    tasks = [*tasks, ("clones", functools.partial(supervise, daemon))]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,6 +53,6 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
     )
     app.state.daemon = daemon
     errors.install(app)
-    for module in (status, vfolders, sharing, files, mounts, quota, hosts, admin):
+    for module in (status, vfolders, clones, sharing, files, mounts, quota, hosts, admin):
         app.include_router(module.router)
     return app

@@ -140,3 +140,19 @@ class MountdLink:
             if self.socket_path.exists():
                 log.warning("mountd purge: %s; removing %s directly", exc, path)
         layout.remove_folder_dir(path)
+
+    def clone(self, **fields: str) -> dict[str, Any]:
+        """Start mountd's copy of a folder into a new one (``vfd.fuse.clone``); the job.
+
+        mountd counts the source first, so this may take a while; raises what mountd answered
+        (``quota_exceeded``...) or ``mountd_unavailable``.
+        """
+        return self._call("clone", timeout=self.purge_timeout, **fields)
+
+    def clone_status(self, vfid: str) -> dict[str, Any]:
+        """A clone job; ``not_found`` when mountd has none (it restarted)."""
+        return self._call("clone_status", vfid=vfid)
+
+    def clone_cancel(self, vfid: str) -> dict[str, Any]:
+        """Stop a clone job; the job once its copy stopped."""
+        return self._call("clone_cancel", vfid=vfid)

@@ -4,9 +4,12 @@
       ▲                   │                          │
       └─────restore───────┘                          └──▶ delete-error ──retry purge──┐
     cloning ──▶ ready                                          ▲                       │
-                                                               └── delete-ongoing ◀────┘
+       │                                                       └── delete-ongoing ◀────┘
+       └──▶ clone-error ──purge──▶ delete-ongoing
 
-``delete-complete`` is final: the record stays for audit, the name is free again.
+``delete-complete`` is final: the record stays for audit, the name is free again. A folder
+becomes ``ready`` from ``cloning`` only when its copy completed; a failed or cancelled copy
+leaves ``clone-error`` (never trashed, so never restored to ``ready``: only purged).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from vfd.store.models import VFolderStatus as S
 TRANSITIONS: dict[S, frozenset[S]] = {
     # usable; may be trashed
     S.READY: frozenset({S.DELETE_PENDING}),
-    # being filled from another folder; becomes ready, or is purged if the clone is abandoned
-    S.CLONING: frozenset({S.READY, S.DELETE_ONGOING}),
+    # being filled from another folder; ready once the copy completed, else clone-error
+    S.CLONING: frozenset({S.READY, S.CLONE_ERROR}),
+    # the copy failed or was cancelled: what it copied is purged
+    S.CLONE_ERROR: frozenset({S.DELETE_ONGOING}),
     # in the trash; restorable, or purged
     S.DELETE_PENDING: frozenset({S.READY, S.DELETE_ONGOING}),
     # purge under way; ends complete or failed
@@ -32,8 +37,11 @@ TRANSITIONS: dict[S, frozenset[S]] = {
 TRASHED = frozenset({S.DELETE_PENDING, S.DELETE_ONGOING, S.DELETE_ERROR})
 """Statuses listed as "in the trash"."""
 
-LIVE = frozenset({S.READY, S.CLONING})
-"""Statuses listed as usable folders."""
+LIVE = frozenset({S.READY, S.CLONING, S.CLONE_ERROR})
+"""Statuses listed as folders (not in the trash)."""
+
+PURGEABLE = frozenset({S.DELETE_PENDING, S.DELETE_ERROR, S.CLONE_ERROR})
+"""Statuses a purge starts from."""
 
 
 def check_transition(old: S, new: S, *, name: str | None = None) -> None:

@@ -38,6 +38,18 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "usage": {"host": (str, True), "scope": (str, True)},
     "rescan": {"host": (str, False), "scope": (str, False)},
     "purge": {"vfid": (str, True), "host": (str, True), "scope": (str, True), "path": (str, True)},
+    "clone": {
+        "vfid": (str, True),
+        "host": (str, True),
+        "scope": (str, True),
+        "path": (str, True),
+        "src_vfid": (str, True),
+        "src_host": (str, True),
+        "src_scope": (str, True),
+        "src_path": (str, True),
+    },
+    "clone_status": {"vfid": (str, True)},
+    "clone_cancel": {"vfid": (str, True)},
 }
 assert set(FIELDS) == set(OPS)
 
@@ -56,6 +68,20 @@ class Service(Protocol):
         self, *, host: str | None = None, scope: str | None = None
     ) -> dict[str, Any]: ...
     async def purge(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]: ...
+    async def clone(
+        self,
+        *,
+        vfid: str,
+        host: str,
+        scope: str,
+        path: str,
+        src_vfid: str,
+        src_host: str,
+        src_scope: str,
+        src_path: str,
+    ) -> dict[str, Any]: ...
+    async def clone_status(self, *, vfid: str) -> dict[str, Any]: ...
+    async def clone_cancel(self, *, vfid: str) -> dict[str, Any]: ...
 
 
 def _bad(message: str, **details: Any) -> VfdError:

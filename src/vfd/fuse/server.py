@@ -171,6 +171,7 @@ async def run(config: Config) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_fuse_main, nursery.cancel_scope, internals, config.fuse.poll)
             nursery.start_soon(_wait_for_signal, nursery.cancel_scope)
+            await nursery.start(service.clones.serve)
             await nursery.start(serve_control, service, config.mountd_socket)
             nursery.start_soon(service.flush_forever, config.fuse.flush_interval)
             nursery.start_soon(

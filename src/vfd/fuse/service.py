@@ -1,4 +1,4 @@
-"""What the control socket asks of mountd: attach, detach, limits, usage, rescan, purge.
+"""What the control socket asks of mountd: attach, detach, limits, usage, rescan, purge, clone.
 
 All of it runs on the trio thread next to the request handlers (the registry needs no locks);
 the slow parts — tree walks, removing a tree, the store — run in worker threads.
@@ -20,6 +20,7 @@ from vfd.errors import ErrorCode, VfdError
 from vfd.folders import layout
 from vfd.folders.quota import Limits, Usage, scan_scope, scan_trees
 from vfd.fuse import persist
+from vfd.fuse.clone import CloneJobs
 from vfd.fuse.guard import COUNTS
 from vfd.fuse.libfuse import FastPathStatus
 from vfd.fuse.registry import Registry, check_vfid
@@ -42,6 +43,7 @@ class MountdService:
         self._scan_limiter = trio.CapacityLimiter(SCAN_PARALLEL)
         self.fast_path = FastPathStatus(config.fuse.fast_path, False, "not mounted yet")
         """Whether the low-level fast path runs (``vfd.fuse.libfuse.probe``), set at mount."""
+        self.clones = CloneJobs(registry)
 
     async def health(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class MountdService:
     async def attach(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]:
         check_vfid(vfid)
         backing = self.reg.check_path(vfid, host, scope, path)
+        self.clones.refuse_if_running(vfid, "attaching")
         self.reg.attach(vfid, host, scope, backing)
         await self.reg.notifier.drain()  # no cached "no such folder" outlives the reply
         mnt = self.config.mount_point
@@ -140,11 +143,23 @@ class MountdService:
                 f"folder {vfid} is attached; detach it before purging",
                 vfid=vfid,
             )
+        self.clones.refuse_if_running(vfid, "purging")
+        self.clones.forget(vfid)
         usage = self.reg.scope(host, scope)
         counted = await trio.to_thread.run_sync(scan_trees, [backing])
         await trio.to_thread.run_sync(layout.remove_folder_dir, backing)
         usage.release(counted.bytes, counted.files)
         return {"vfid": vfid, "freed_bytes": counted.bytes, "freed_files": counted.files}
+
+    async def clone(self, **fields: str) -> dict[str, Any]:
+        """Start copying a folder into a new, empty, detached one (``vfd.fuse.clone``)."""
+        return await self.clones.start(**fields)
+
+    async def clone_status(self, *, vfid: str) -> dict[str, Any]:
+        return self.clones.status(vfid=vfid)
+
+    async def clone_cancel(self, *, vfid: str) -> dict[str, Any]:
+        return await self.clones.cancel(vfid=vfid)
 
     # -- the store -----------------------------------------------------------------------
 

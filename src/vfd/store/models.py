@@ -145,6 +145,21 @@ class VFolder(SQLModel, table=True):
     scope: str = Field(max_length=80)
     created_at: datetime = _ts(nullable=False)
     status_changed_at: datetime = _ts(nullable=False)
+    status_error: str | None = Field(
+        default=None, max_length=32, description="error code of a failed clone (clone-error)"
+    )
+    status_reason: str | None = Field(
+        default=None, max_length=1024, description="why the folder is in its status, for people"
+    )
+    clone_source_id: uuid.UUID | None = Field(
+        default=None,
+        description="the folder this one was cloned from (no foreign key: the "
+        "source may be purged)",
+    )
+    clone_total_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    clone_total_files: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    clone_done_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    clone_done_files: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
 
 
 class VFolderPermission(SQLModel, table=True):

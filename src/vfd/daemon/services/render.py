@@ -84,7 +84,17 @@ def folder_json(
         "created_at": timestamp(folder.created_at),
         "status_changed_at": timestamp(folder.status_changed_at),
         "scope": folder.scope,
+        "status_reason": folder.status_reason,
     }
+    if folder.clone_source_id is not None:
+        body["clone"] = {
+            "source_id": folder.clone_source_id.hex,
+            "total_bytes": folder.clone_total_bytes,
+            "total_files": folder.clone_total_files,
+            "done_bytes": folder.clone_done_bytes,
+            "done_files": folder.clone_done_files,
+            "error": folder.status_error,
+        }
     if mount_point is not None:
         top = mount_point.rstrip("/")
         views = {view: f"{top}/{view}/{folder.id.hex}" for view in ("rw", "ro")}

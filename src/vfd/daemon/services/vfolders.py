@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from vfd.config import PolicyDefaults
 from vfd.daemon.services import access, audit, hosts, policies
 from vfd.daemon.services.access import Access
 from vfd.daemon.services.context import Caller, Daemon
@@ -23,7 +24,7 @@ from vfd.daemon.services.render import folder_json
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders import layout
 from vfd.folders.layout import Scope
-from vfd.folders.lifecycle import LIVE, TRASHED, check_transition
+from vfd.folders.lifecycle import LIVE, PURGEABLE, TRASHED, check_transition
 from vfd.folders.names import is_automount, validate_name
 from vfd.store.models import (
     InvitationState,
@@ -66,7 +67,8 @@ def backing_path(daemon: Daemon, folder: VFolder) -> Path:
     )
 
 
-def _set_status(session: Session, folder: VFolder, status: VFolderStatus) -> None:
+def set_status(session: Session, folder: VFolder, status: VFolderStatus) -> None:
+    """Move ``folder`` to ``status`` (checked by the status machine) and stamp the time."""
     check_transition(folder.status, status, name=folder.name)
     folder.status = status
     folder.status_changed_at = utcnow()
@@ -82,6 +84,32 @@ def own_folder_count(session: Session, user: User) -> int:
             VFolder.status != VFolderStatus.DELETE_COMPLETE,
         )
     ).one()
+
+
+def check_policy(
+    session: Session, daemon: Daemon, user: User, host: str, *, own: bool
+) -> PolicyDefaults:
+    """The user's policy, after checking that it allows a new folder on ``host`` (``own``: a
+    folder of their own, which counts against ``max_vfolder_count``)."""
+    policy = policies.effective_policy(session, daemon, user)
+    if policy.allowed_hosts and host not in policy.allowed_hosts:
+        raise VfdError(
+            ErrorCode.HOST_NOT_ALLOWED,
+            f"your resource policy does not allow folders on host {host!r}",
+            host=host,
+            allowed=list(policy.allowed_hosts),
+        )
+    if own:
+        count = own_folder_count(session, user)
+        if policy.max_vfolder_count and count >= policy.max_vfolder_count:
+            raise VfdError(
+                ErrorCode.FOLDER_LIMIT_REACHED,
+                f"you have {count} folders (trash included); your limit is "
+                f"{policy.max_vfolder_count}",
+                count=count,
+                limit=policy.max_vfolder_count,
+            )
+    return policy
 
 
 def create(
@@ -111,24 +139,8 @@ def create(
     made: Path | None = None
     try:
         with daemon.naming() as session:
-            policy = policies.effective_policy(session, daemon, user)
-            if policy.allowed_hosts and host not in policy.allowed_hosts:
-                raise VfdError(
-                    ErrorCode.HOST_NOT_ALLOWED,
-                    f"your resource policy does not allow folders on host {host!r}",
-                    host=host,
-                    allowed=list(policy.allowed_hosts),
-                )
+            policy = check_policy(session, daemon, user, host, own=project is None)
             if project is None:
-                count = own_folder_count(session, user)
-                if policy.max_vfolder_count and count >= policy.max_vfolder_count:
-                    raise VfdError(
-                        ErrorCode.FOLDER_LIMIT_REACHED,
-                        f"you have {count} folders (trash included); your limit is "
-                        f"{policy.max_vfolder_count}",
-                        count=count,
-                        limit=policy.max_vfolder_count,
-                    )
                 scope = Scope("user", user.id)
                 uid, gid = user.uid, user.gid
                 sharers = [user]
@@ -290,7 +302,18 @@ def trash(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
     with daemon.naming() as session:
         hit = access.find(session, caller.user, name)
         access.require(hit, Permission.WD, "deleting")
-        _set_status(session, hit.folder, VFolderStatus.DELETE_PENDING)
+        if hit.folder.status in (VFolderStatus.CLONING, VFolderStatus.CLONE_ERROR):
+            raise VfdError(
+                ErrorCode.INVALID_STATUS,
+                f"folder {name!r} is {hit.folder.status.value}: "
+                + (
+                    "cancel the clone first (vfd vfolder clone-cancel)"
+                    if hit.folder.status == VFolderStatus.CLONING
+                    else "it never became ready; purge it instead"
+                ),
+                status=hit.folder.status.value,
+            )
+        set_status(session, hit.folder, VFolderStatus.DELETE_PENDING)
         audit.record(session, caller, "vfolder.trash", name, vfid=hit.folder.id.hex)
     daemon.mountd.detach(hit.folder.id.hex)
     return render(hit, mount_point(daemon))
@@ -302,7 +325,7 @@ def restore(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
         hit = access.find(session, caller.user, name)
         access.require(hit, Permission.WD, "restoring")
         path = backing_path(daemon, hit.folder)
-        _set_status(session, hit.folder, VFolderStatus.READY)
+        set_status(session, hit.folder, VFolderStatus.READY)
         audit.record(session, caller, "vfolder.restore", name, vfid=hit.folder.id.hex)
     folder = hit.folder
     daemon.mountd.attach(folder.id.hex, folder.host, folder.scope, path)
@@ -326,14 +349,14 @@ def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[st
                 name=name,
                 confirm=confirm,
             )
-        if folder.status not in (VFolderStatus.DELETE_PENDING, VFolderStatus.DELETE_ERROR):
+        if folder.status not in PURGEABLE:
             raise VfdError(
                 ErrorCode.INVALID_STATUS,
                 f"folder {name!r} is {folder.status.value}; move it to the trash first",
                 status=folder.status.value,
             )
         path = backing_path(daemon, folder)
-        _set_status(session, folder, VFolderStatus.DELETE_ONGOING)
+        set_status(session, folder, VFolderStatus.DELETE_ONGOING)
         audit.record(session, caller, "vfolder.purge", name, vfid=folder.id.hex)
     try:
         daemon.mountd.purge(folder.id.hex, folder.host, folder.scope, path)
@@ -342,7 +365,7 @@ def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[st
         with daemon.naming() as session:
             row = session.get(VFolder, folder.id)
             assert row is not None
-            _set_status(session, row, VFolderStatus.DELETE_ERROR)
+            set_status(session, row, VFolderStatus.DELETE_ERROR)
             audit.record(session, caller, "vfolder.purge.error", name, error=str(exc))
         if isinstance(exc, VfdError):
             raise
@@ -352,7 +375,7 @@ def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[st
     with daemon.naming() as session:
         row = session.get(VFolder, folder.id)
         assert row is not None
-        _set_status(session, row, VFolderStatus.DELETE_COMPLETE)
+        set_status(session, row, VFolderStatus.DELETE_COMPLETE)
         for perm in session.exec(
             select(VFolderPermission).where(VFolderPermission.vfolder_id == row.id)
         ):
