@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -302,4 +304,44 @@ def test_files_clone_wait_fails_when_the_quota_is_lowered_midway(node: Node) -> 
     assert "Disk quota exceeded" in folder["status_reason"]
     node.cli.ok("admin", "quota", "set", "--user", a, "--files", "0")
     node.cli.ok("vfolder", "purge", new, "--confirm", new, as_=a)
+    assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
+
+
+def daemon_pid(node: Node) -> int:
+    """The pid of the daemon ``vfd up`` runs (one of its children)."""
+    up = node.process.pid
+    children: list[str] = []
+    for task in Path(f"/proc/{up}/task").iterdir():
+        children += (task / "children").read_text().split()
+    for pid in children:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"vfd.daemon" in cmdline:
+            return int(pid)
+    raise AssertionError(f"no daemon among the children {children} of vfd up")
+
+
+def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
+    """mountd keeps copying while the daemon is down; the restarted daemon (``vfd up``
+    restarts it) finds the job again and makes the folder ready."""
+    alice = node.user()
+    a = alice["email"]
+    source = node.folder(alice)
+    fill(node, source, a, files=FILL)
+    new = unique("c")
+    started = node.cli.json("vfolder", "clone", source["name"], new, as_=a)
+    wait_progress(node, started["id"])
+    old = daemon_pid(node)
+    os.kill(old, signal.SIGKILL)
+
+    def settled() -> dict[str, Any] | None:
+        result = node.cli.run("vfolder", "info", new, "--json", as_=a)
+        if result.exit_code != 0:
+            return None  # the daemon is not back yet
+        folder: dict[str, Any] = json.loads(result.stdout)
+        return folder if folder["status"] != "cloning" else None
+
+    folder = wait_until(f"{new} to settle after the daemon's restart", settled)
+    assert daemon_pid(node) != old
+    assert folder["status"] == "ready", folder
+    assert signature(node.backing(source)) == signature(node.backing(folder))
     assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
