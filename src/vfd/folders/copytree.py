@@ -31,6 +31,7 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 FICLONE = 0x40049409
 """``_IOW(0x94, 9, int)`` from ``linux/fs.h``: share the source file's extents (a reflink)."""
@@ -45,6 +46,7 @@ _GONE = (FileNotFoundError, NotADirectoryError)
 """A source entry removed (or replaced) while the copy runs: it is skipped."""
 
 Charge = Callable[[int, int], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,6 +78,15 @@ class _Copier:
         self._charge(nbytes, files)
         self.progress.bytes += nbytes
         self.progress.files += files
+
+    def _create(self, make: Callable[[], T]) -> T:
+        """Charge one inode, then make it; the charge is given back if making it fails."""
+        self.charge(0, 1)
+        try:
+            return make()
+        except BaseException:
+            self.charge(0, -1)
+            raise
 
     # -- the walk ----------------------------------------------------------------------------
 
@@ -128,13 +139,11 @@ class _Copier:
                 target = os.readlink(name, dir_fd=sfd)
             except _GONE:
                 return None
-            self.charge(0, 1)
-            os.symlink(target, name, dir_fd=dfd)
+            self._create(lambda: os.symlink(target, name, dir_fd=dfd))
             os.chown(name, self.uid, self.gid, dir_fd=dfd, follow_symlinks=False)
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
         else:
-            self.charge(0, 1)
-            os.mknod(name, mode, st.st_rdev, dir_fd=dfd)
+            self._create(lambda: os.mknod(name, mode, st.st_rdev, dir_fd=dfd))
             os.chown(name, self.uid, self.gid, dir_fd=dfd, follow_symlinks=False)
             os.chmod(name, stat.S_IMODE(mode), dir_fd=dfd)  # a node just made: not a link
             os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd)
@@ -156,8 +165,7 @@ class _Copier:
                 os.close(child_src)
                 return None
             names = _names(child_src)
-            self.charge(0, 1)
-            os.mkdir(name, 0o700, dir_fd=dfd)  # opened up by _finish, once filled
+            self._create(lambda: os.mkdir(name, 0o700, dir_fd=dfd))  # opened up once filled
             child_dst = os.open(name, _DIR_FLAGS, dir_fd=dfd)
         except BaseException:
             os.close(child_src)
@@ -184,9 +192,10 @@ class _Copier:
             )
             return
         try:
-            src = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=sfd
-            )
+            # O_NONBLOCK: should a FIFO have replaced the file since the stat, the open must
+            # not wait for a writer (reads of regular files ignore the flag)
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+            src = os.open(name, flags, dir_fd=sfd)
         except _GONE:
             return
         except OSError as exc:
@@ -197,12 +206,13 @@ class _Copier:
             st = os.fstat(src)
             if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != key:
                 return  # replaced since the stat
-            self.charge(0, 1)
-            dst = os.open(
-                name,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o600,
-                dir_fd=dfd,
+            dst = self._create(
+                lambda: os.open(
+                    name,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=dfd,
+                )
             )
             try:
                 self._copy_data(src, dst, st.st_size)
