@@ -31,6 +31,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     [workers]                           # threads per kind of blocking work in the daemon
     store = 8
     files = 16
+    mountd_wait = 30.0                  # seconds before a stalled mount answers 503
 
     [plugins.example]                   # one table per plugin, checked by that plugin
     some_key = "value"
@@ -100,6 +101,10 @@ class WorkerLimits:
     """Calls on mountd's control socket (folder lifecycle, quota, rescans)."""
     docker: int = 8
     """The container runtime (sessions)."""
+    mountd_wait: float = 30.0
+    """Seconds a request waits for a call into the ``files`` or ``mountd`` pool (one that
+    blocks on the mount or on mountd) before it answers ``503 mountd_unavailable``, saying
+    that the operation may still complete; the call keeps its thread until it returns."""
 
 
 @dataclass(frozen=True)
@@ -240,10 +245,15 @@ def _parse_workers(value: Any, source: str) -> WorkerLimits:
     if not isinstance(value, dict):
         raise _bad("workers", source, "must be a table")
     known = set(WorkerLimits.__dataclass_fields__)
-    out: dict[str, int] = {}
+    out: dict[str, Any] = {}
     for key, item in value.items():
         if key not in known:
             raise _bad(f"workers.{key}", source, f"unknown key (known: {', '.join(sorted(known))})")
+        if key == "mountd_wait":
+            if isinstance(item, bool) or not isinstance(item, int | float) or not item > 0:
+                raise _bad(f"workers.{key}", source, "must be a positive number of seconds")
+            out[key] = float(item)
+            continue
         if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= 1024:
             raise _bad(f"workers.{key}", source, "must be an integer between 1 and 1024")
         out[key] = item

@@ -13,12 +13,15 @@ long-running work hands it to :meth:`Runtime.spawn` so that it, too, ends with t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import functools
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -26,6 +29,7 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from vfd.config import WorkerLimits
+from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,54 @@ class Runtime:
             for pool, limiter in self._limiters.items()
         }
 
+    async def run_until(
+        self,
+        pool: Pool,
+        deadline: float | None,
+        fn: Callable[P, T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """:meth:`run`, but answer ``mountd_unavailable`` after ``deadline`` seconds (``None``:
+        wait as long as it takes) — for calls that block on the mount or on mountd.
+
+        The call is not abandoned: its thread keeps its slot of ``pool`` until the syscall
+        returns, so the pools stay bounded whatever mountd does; only the request stops
+        waiting. A call still queued for a thread at the deadline never runs; one that
+        finishes after its request gave up is logged (:meth:`call_until` can also clean up
+        what such a call returns).
+        """
+        call = functools.partial(fn, *args, **kwargs)
+        return await self.call_until(pool, deadline, call)
+
+    async def call_until(
+        self,
+        pool: Pool,
+        deadline: float | None,
+        call: Callable[[], T],
+        *,
+        late: Callable[[T], object] | None = None,
+    ) -> T:
+        """``call()`` in a worker thread of ``pool``, waited for at most ``deadline`` seconds
+        (see :meth:`run_until`). When the request stops waiting — the deadline passed, or it
+        was cancelled — while the call runs, ``late`` gets what the call returns once it
+        does, in the same thread (to close a descriptor an open returned, say)."""
+        if deadline is None:
+            return await self.run(pool, call)
+        guarded = _Guarded(call, late, pool)
+        job = asyncio.ensure_future(self.run(pool, guarded))
+        try:
+            return cast(T, await asyncio.wait_for(asyncio.shield(job), deadline))
+        except TimeoutError:
+            if not guarded.give_up():
+                return cast(T, await job)  # it finished just now
+            job.add_done_callback(_retrieve)
+            raise _stalled(pool, deadline, started=guarded.started) from None
+        except asyncio.CancelledError:
+            if guarded.give_up():
+                job.add_done_callback(_retrieve)
+            raise
+
     def spawn(self, name: str, fn: BackgroundTask) -> None:
         """Run ``fn`` as a background task of the daemon: cancelled when the daemon stops; an
         exception it raises is logged and ends that task alone."""
@@ -95,6 +147,100 @@ async def _guarded(name: str, fn: BackgroundTask) -> None:
         await fn()
     except Exception:
         log.exception("background task %s failed", name)
+
+
+class _Guarded(Generic[T]):
+    """A call run by a worker thread that its request may stop waiting for.
+
+    The request (on the event loop) and the thread agree under a lock on who has the result:
+    the request, when the call finished before it gave up; otherwise the thread, which hands
+    it to ``late`` and logs — or skips the call altogether when it had not begun.
+    """
+
+    def __init__(self, call: Callable[[], T], late: Callable[[T], object] | None, pool: Pool):
+        self.call = call
+        self.late = late
+        self.pool = pool
+        self.started = False
+        self._finished = False
+        self._gave_up: float | None = None
+        self._lock = threading.Lock()
+
+    def give_up(self) -> bool:
+        """Stop waiting; False when the call has finished already (its result is there)."""
+        with self._lock:
+            if self._finished:
+                return False
+            self._gave_up = time.monotonic()
+            return True
+
+    def __call__(self) -> T | None:
+        with self._lock:
+            if self._gave_up is not None:
+                return None  # nobody waits: never begun
+            self.started = True
+        try:
+            result = self.call()
+        except BaseException as exc:
+            if self._finish():
+                raise
+            log.warning(
+                "a %s call finished %s after its request gave up: %s",
+                self.pool.value,
+                self._overdue(),
+                exc,
+            )
+            return None
+        if self._finish():
+            return result
+        log.warning(
+            "a %s call finished %s after its request gave up", self.pool.value, self._overdue()
+        )
+        if self.late is not None:
+            try:
+                self.late(result)
+            except Exception:
+                log.exception("cleaning up after a late %s call failed", self.pool.value)
+        return None
+
+    def _finish(self) -> bool:
+        """Mark the call finished; True when its request still waits for the result."""
+        with self._lock:
+            self._finished = True
+            return self._gave_up is None
+
+    def _overdue(self) -> str:
+        assert self._gave_up is not None
+        return f"{time.monotonic() - self._gave_up:.1f} s"
+
+
+def _retrieve(job: asyncio.Future[Any]) -> None:
+    """Consume the outcome of a job nobody awaits any more (no 'never retrieved' noise)."""
+    if not job.cancelled() and job.exception() is not None:
+        log.warning("a call nobody waited for failed: %s", job.exception())
+
+
+def _stalled(pool: Pool, deadline: float, *, started: bool) -> VfdError:
+    if not started:
+        return VfdError(
+            ErrorCode.MOUNTD_UNAVAILABLE,
+            f"no {pool.value} worker came free within {deadline:g} s: every one waits on a "
+            "call to the mount or mountd that has not returned (mountd stalled?); nothing was "
+            "done — `systemctl status vfd-mountd`, and retry",
+            pool=pool.value,
+            waited=deadline,
+            may_complete=False,
+        )
+    what = "the folder's view" if pool is Pool.FILES else "mountd"
+    return VfdError(
+        ErrorCode.MOUNTD_UNAVAILABLE,
+        f"{what} did not answer within {deadline:g} s (mountd stalled or overloaded); the "
+        "operation goes on and may still complete — check its outcome later, and "
+        "`systemctl status vfd-mountd`",
+        pool=pool.value,
+        waited=deadline,
+        may_complete=True,
+    )
 
 
 _current: RunVar[Runtime] = RunVar("vfd_runtime")

@@ -43,14 +43,17 @@ async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 async def run_files(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call a blocking function that touches files through the views (it may block on the
-    mount), in a file worker thread."""
-    return await runtime.current().run(Pool.FILES, fn, *args, **kwargs)
+    mount), in a file worker thread; ``503 mountd_unavailable`` after ``[workers]
+    mountd_wait`` seconds (the call goes on: see :meth:`Runtime.run_until`)."""
+    live = runtime.current()
+    return await live.run_until(Pool.FILES, live.limits.mountd_wait, fn, *args, **kwargs)
 
 
 async def run_mountd(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Call a blocking function that waits on mountd's control socket, in a mountd worker
-    thread."""
-    return await runtime.current().run(Pool.MOUNTD, fn, *args, **kwargs)
+    thread; ``503 mountd_unavailable`` after ``[workers] mountd_wait`` seconds."""
+    live = runtime.current()
+    return await live.run_until(Pool.MOUNTD, live.limits.mountd_wait, fn, *args, **kwargs)
 
 
 JSON = dict[str, Any]
