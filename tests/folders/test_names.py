@@ -8,7 +8,10 @@ from vfd.errors import ErrorCode, VfdError
 from vfd.folders.names import is_automount, validate_name
 
 
-@pytest.mark.parametrize("name", ["data", "my data", "a" * 64, ".local", ".config", "é-ü_1", "x.y"])
+@pytest.mark.parametrize(
+    "name",
+    ["data", "my data", "a" * 64, ".local", ".config", "é-ü_1", "x.y", "日本語", "a\u00a0b", "😀"],
+)
 def test_names_accepts_valid(name: str) -> None:
     assert validate_name(name) == name
 
@@ -27,6 +30,14 @@ def test_names_accepts_valid(name: str) -> None:
         ("tab\there", ErrorCode.INVALID_NAME),
         (" lead", ErrorCode.INVALID_NAME),
         ("trail ", ErrorCode.INVALID_NAME),
+        ("ev\u202eil", ErrorCode.INVALID_NAME),  # RIGHT-TO-LEFT OVERRIDE (Cf)
+        ("a\u200bb", ErrorCode.INVALID_NAME),  # ZERO WIDTH SPACE (Cf)
+        ("a\x85b", ErrorCode.INVALID_NAME),  # NEXT LINE (C1 control, Cc)
+        ("a\ue000b", ErrorCode.INVALID_NAME),  # private use (Co)
+        ("a\ud800b", ErrorCode.INVALID_NAME),  # lone surrogate (Cs)
+        ("a\u0378b", ErrorCode.INVALID_NAME),  # unassigned (Cn)
+        ("a\u2028b", ErrorCode.INVALID_NAME),  # LINE SEPARATOR (Zl)
+        ("a\u2029b", ErrorCode.INVALID_NAME),  # PARAGRAPH SEPARATOR (Zp)
         (".ssh", ErrorCode.RESERVED_NAME),
         (".jupyter", ErrorCode.RESERVED_NAME),
         (".bashrc", ErrorCode.RESERVED_NAME),

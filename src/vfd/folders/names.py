@@ -1,16 +1,20 @@
 """Folder name rules.
 
-A name has 1-64 characters, no ``/``, NUL or control characters, no surrounding whitespace,
-is not ``.`` or ``..``, and is not reserved: names a session's home directory already uses
-(``.ssh``, ``.jupyter``, ``.terminfo``, ``.tmux.conf``), shell start-up files (``.bashrc``,
-``.profile``, ``.bash_profile``, any ``.<word>rc`` / ``.<word>_profile``). ``.local`` and
-``.config`` are allowed: an automount ``.local`` folder keeps pip user installs across sessions.
-A leading dot makes an automount folder.
+A name has 1-64 characters, no ``/``, no surrounding whitespace, is not ``.`` or ``..``, holds
+only characters that show as themselves (:func:`unshown`: no control or format characters —
+bidi overrides such as U+202E would let a name pass for another — no private-use,
+unassigned or surrogate code points, no line or paragraph separators), and is not reserved:
+names a session's home directory already uses (``.ssh``, ``.jupyter``, ``.terminfo``,
+``.tmux.conf``), shell start-up files (``.bashrc``, ``.profile``, ``.bash_profile``, any
+``.<word>rc`` / ``.<word>_profile``). ``.local`` and ``.config`` are allowed: an automount
+``.local`` folder keeps pip user installs across sessions. A leading dot makes an automount
+folder.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from vfd.errors import ErrorCode, VfdError
 
@@ -19,7 +23,18 @@ RESERVED_NAMES = frozenset(
     {".ssh", ".jupyter", ".terminfo", ".tmux.conf", ".profile", ".cache", ".vfd", "lost+found"}
 )
 RESERVED_PATTERNS = (re.compile(r"^\.[a-z0-9]+rc$"), re.compile(r"^\.[a-z0-9]+_profile$"))
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+UNSHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+"""Unicode categories refused in names: control, format (bidi controls, zero-width
+characters), private use, surrogate, unassigned, line and paragraph separators."""
+
+
+def unshown(text: str) -> str | None:
+    """The first character of ``text`` that does not show as itself (see
+    :data:`UNSHOWN_CATEGORIES`), as ``U+XXXX``; None when every character does."""
+    for c in text:
+        if unicodedata.category(c) in UNSHOWN_CATEGORIES:
+            return f"U+{ord(c):04X}"
+    return None
 
 
 def validate_name(name: str) -> str:
@@ -36,9 +51,12 @@ def validate_name(name: str) -> str:
         raise VfdError(ErrorCode.INVALID_NAME, f"{name!r} cannot name a folder", name=name)
     if "/" in name:
         raise VfdError(ErrorCode.INVALID_NAME, "folder name must not contain '/'", name=name)
-    if _CONTROL.search(name):
+    if (bad := unshown(name)) is not None:
         raise VfdError(
-            ErrorCode.INVALID_NAME, "folder name must not contain control characters", name=name
+            ErrorCode.INVALID_NAME,
+            f"folder name must not contain {bad} (control, format, private-use, unassigned "
+            "or separator characters could make it look like another name)",
+            name=name,
         )
     if name != name.strip():
         raise VfdError(

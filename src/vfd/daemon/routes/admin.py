@@ -6,28 +6,41 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import Field
 
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run, run_files
+from vfd.daemon.routes.deps import (
+    INT32_MAX,
+    INT64_MAX,
+    JSON,
+    Body,
+    CallerDep,
+    Choice,
+    DaemonDep,
+    Int32,
+    Int64,
+    run,
+    run_files,
+)
 from vfd.daemon.services import hosts, policies, projects, uploads, users
 from vfd.store.models import UserRole, UserStatus
 
 router = APIRouter(prefix="/v1/admin")
 
-NonNegative = Field(default=0, ge=0)
+MAX_ID = 2**32 - 2
+"""The largest uid or gid (``(uid_t) -1`` means "none" to the kernel)."""
 
 
 class UserCreate(Body):
     email: str
     username: str | None = None
-    uid: int | None = Field(default=None, ge=0)
-    gid: int | None = Field(default=None, ge=0)
+    uid: int | None = Field(default=None, ge=0, le=MAX_ID)
+    gid: int | None = Field(default=None, ge=0, le=MAX_ID)
     role: Choice[UserRole] = UserRole.USER
     resource_policy: str | None = None
 
 
 class UserPatch(Body):
     username: str | None = None
-    uid: int | None = Field(default=None, ge=0)
-    gid: int | None = Field(default=None, ge=0)
+    uid: int | None = Field(default=None, ge=0, le=MAX_ID)
+    gid: int | None = Field(default=None, ge=0, le=MAX_ID)
     role: Choice[UserRole] | None = None
     resource_policy: str | None = None
     status: Choice[UserStatus] | None = None
@@ -41,7 +54,7 @@ class TokenCreate(Body):
 class ProjectCreate(Body):
     name: str
     description: str = ""
-    gid: int | None = Field(default=None, ge=0)
+    gid: int | None = Field(default=None, ge=0, le=MAX_ID)
 
 
 class MemberAdd(Body):
@@ -50,14 +63,14 @@ class MemberAdd(Body):
 
 class PolicyCreate(Body):
     name: str
-    max_vfolder_count: int = NonNegative
-    max_quota_scope_size: int = NonNegative
+    max_vfolder_count: Int32 = Field(default=0, description="0 = unlimited")
+    max_quota_scope_size: Int64 = Field(default=0, description="bytes; 0 = unlimited")
     allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class PolicyPatch(Body):
-    max_vfolder_count: int | None = Field(default=None, ge=0)
-    max_quota_scope_size: int | None = Field(default=None, ge=0)
+    max_vfolder_count: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_quota_scope_size: int | None = Field(default=None, ge=0, le=INT64_MAX)
     allowed_hosts: list[str] | None = None
 
 
@@ -139,7 +152,7 @@ async def admin_hosts(daemon: DaemonDep, caller: CallerDep) -> JSON:
 
 
 class PruneUploads(Body):
-    older_than: int = Field(default=uploads.DEFAULT_AGE, ge=0, description="seconds unwritten")
+    older_than: Int64 = Field(default=uploads.DEFAULT_AGE, description="seconds unwritten")
     dry_run: bool = False
 
 

@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Annotated, Any, ClassVar, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from vfd.daemon import runtime
 from vfd.daemon.identity import get_caller
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.errors import ErrorCode, VfdError
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 def get_daemon(request: Request) -> Daemon:
+    """The daemon serving ``request``, once the request's path and query parameters are known
+    to hold no NUL (every route depends on this; see :func:`refuse_nul`)."""
+    refuse_nul(request)
     daemon: Daemon = request.app.state.daemon
     return daemon
+
+
+def refuse_nul(request: Request) -> None:
+    """``400 invalid_argument`` for a path or query parameter holding NUL (``%00``): no name,
+    email or path can hold one, and PostgreSQL refuses it in text (a lookup would fail)."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for location, key, value in params:
+        if isinstance(value, str) and "\x00" in value:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"{key} must not contain NUL",
+                field=key,
+                location=location,
+            )
 
 
 DaemonDep = Annotated[Daemon, Depends(get_daemon)]
@@ -30,10 +49,60 @@ class Body(BaseModel):
     """A request body: unknown fields and wrong types are refused (400 invalid_argument).
 
     Strict: ``"12"`` is no integer and ``1`` no boolean. Enum fields are declared with
-    :data:`Choice`, which accepts the enum's string values.
+    :data:`Choice`, which accepts the enum's string values. No string may hold NUL or a lone
+    surrogate (``400``, with the code ``text_codes`` gives the field).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    text_codes: ClassVar[Mapping[str, ErrorCode]] = {}
+    """The code that refuses a field's text (default ``invalid_argument``)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse a string holding NUL or a lone surrogate (JSON ``"\\ud800"`` parses to one,
+        which is no Unicode text and could be neither stored nor answered; PostgreSQL refuses
+        NUL in text). A file name whose bytes are not UTF-8 travels in the field's ``_b64``
+        twin (:mod:`vfd.wirenames`)."""
+        field = info.field_name or "body"
+        code = cls.text_codes.get(field, ErrorCode.INVALID_ARGUMENT)
+        for text in _strings(value):
+            if "\x00" in text:
+                raise VfdError(code, f"{field} must not contain NUL", field=field)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise VfdError(
+                    code,
+                    f"{field} is not valid Unicode text (it holds a lone surrogate)",
+                    field=field,
+                ) from None
+        return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value (keys included)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+
+
+INT64_MAX = 2**63 - 1
+"""The largest integer the store holds (``BIGINT``) and the largest file offset or size."""
+INT32_MAX = 2**31 - 1
+"""The largest integer of a plain ``INTEGER`` column (PostgreSQL's ``int4``)."""
+
+Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+"""A count of bytes or files, or seconds: 0 to 2^63-1; larger answers 400 invalid_argument."""
+Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+"""A count kept in an ``INTEGER`` column: 0 to 2^31-1."""
 
 
 async def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

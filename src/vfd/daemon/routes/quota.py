@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import Field
 
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run_mountd
+from vfd.daemon.routes.deps import INT64_MAX, JSON, Body, CallerDep, DaemonDep, run_mountd
 from vfd.daemon.services import quota
 
 router = APIRouter(tags=["quota"])
@@ -19,8 +19,8 @@ class ScopeBody(Body):
 
 
 class SetQuotaBody(ScopeBody):
-    max_bytes: int | None = Field(default=None, ge=0, description="0 = unlimited")
-    max_files: int | None = Field(default=None, ge=0, description="0 = unlimited")
+    max_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX, description="0 = unlimited")
+    max_files: int | None = Field(default=None, ge=0, le=INT64_MAX, description="0 = unlimited")
 
 
 @router.get("/v1/admin/quotas")

@@ -6,12 +6,18 @@ from fastapi import APIRouter
 
 from vfd.daemon.routes.deps import JSON, Body, CallerDep, Choice, DaemonDep, run, run_mountd
 from vfd.daemon.services import vfolders
+from vfd.errors import ErrorCode
 from vfd.store.models import Permission, UsageMode
 
 router = APIRouter(prefix="/v1/vfolders")
 
 
+_NAME_CODES = {"name": ErrorCode.INVALID_NAME}
+
+
 class FolderCreate(Body):
+    text_codes = _NAME_CODES
+
     name: str
     host: str | None = None
     project: str | None = None
@@ -21,6 +27,8 @@ class FolderCreate(Body):
 
 
 class FolderPatch(Body):
+    text_codes = _NAME_CODES
+
     name: str | None = None
     permission: Choice[Permission] | None = None
     cloneable: bool | None = None

@@ -34,13 +34,33 @@ from vfd.errors import ErrorCode, VfdError
 VFD_FSTYPE = "fuse.vfd"
 
 
+_RACED = {
+    errno.ENOENT: ErrorCode.PATH_NOT_FOUND,  # the directory was removed
+    errno.ESTALE: ErrorCode.PATH_NOT_FOUND,  # a mount on the path went away
+    errno.EINVAL: ErrorCode.PATH_NOT_FOUND,  # umount: the mount is gone already
+    errno.EBUSY: ErrorCode.PATH_EXISTS,  # something was mounted there meanwhile
+    errno.ENOTDIR: ErrorCode.NOT_A_DIRECTORY,
+    errno.ELOOP: ErrorCode.INVALID_PATH,
+    errno.EACCES: ErrorCode.PERMISSION_DENIED,
+    errno.EPERM: ErrorCode.PERMISSION_DENIED,
+    errno.ENAMETOOLONG: ErrorCode.NAME_TOO_LONG,
+}
+"""What an OSError met after the target was opened means: the caller (or another call)
+changed the target meanwhile, a 4xx; any other errno is the system's failure (500)."""
+
+
 @contextlib.contextmanager
-def _failing(what: str) -> Iterator[None]:
-    """An unexpected OSError (a mount that went away meanwhile...) as an error saying so."""
+def _failing(what: str, target: str) -> Iterator[None]:
+    """An OSError met while checking, mounting or unmounting ``target`` as an error saying
+    so: a target changed meanwhile (removed, unmounted, mounted on) answers a 4xx."""
     try:
         yield
     except OSError as exc:
-        raise VfdError(ErrorCode.INTERNAL, f"{what}: {exc}") from None
+        code = _RACED.get(exc.errno or 0, ErrorCode.INTERNAL)
+        reason = exc.strerror or str(exc)
+        if code is not ErrorCode.INTERNAL:
+            reason += f" ({target} changed while the daemon worked on it)"
+        raise VfdError(code, f"{what}: {reason}", path=target) from None
 
 
 def _open_target(target: str, *, what: str) -> int:
@@ -65,7 +85,8 @@ def _open_target(target: str, *, what: str) -> int:
             raise VfdError(
                 ErrorCode.NOT_A_DIRECTORY, f"{target} is not a directory", path=target
             ) from None
-        raise VfdError(ErrorCode.INTERNAL, f"cannot open {target}: {exc.strerror}") from None
+        code = _RACED.get(exc.errno or 0, ErrorCode.INTERNAL)
+        raise VfdError(code, f"cannot open {target}: {exc.strerror}", path=target) from None
 
 
 def _not_real(target: str) -> str:
@@ -99,7 +120,7 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
     with bindmount.LOCK:
         fd = _open_target(target, what="make the directory first")
         try:
-            with _failing(f"cannot check {target}"):
+            with _failing(f"cannot check {target}", target):
                 _check_target(daemon, caller, target, fd)
             view, source, _ident = folder_view(daemon, caller, name, ro=ro)
             if not source.is_dir():
@@ -107,7 +128,7 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
                     ErrorCode.MOUNTD_UNAVAILABLE,
                     f"the folder's view {source} is not mounted (is mountd up?)",
                 )
-            with _failing(f"bind mount of {source} on {target} failed"):
+            with _failing(f"bind mount of {source} on {target} failed", target):
                 bindmount.bind(str(source), fd, readonly=view == "ro")
         finally:
             os.close(fd)
@@ -134,9 +155,10 @@ def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
                 raise VfdError(
                     ErrorCode.INVALID_PATH, f"{target} is not an absolute real path"
                 ) from None
-            raise VfdError(ErrorCode.INTERNAL, f"cannot open {target}: {exc.strerror}") from None
+            code = _RACED.get(exc.errno or 0, ErrorCode.INTERNAL)
+            raise VfdError(code, f"cannot open {target}: {exc.strerror}", path=target) from None
         try:
-            with _failing(f"cannot check {target}"):
+            with _failing(f"cannot check {target}", target):
                 if not bindmount.is_mount_root(fd):
                     raise VfdError(
                         ErrorCode.PATH_NOT_FOUND, f"nothing is mounted on {target}", path=target
@@ -156,7 +178,7 @@ def umount(daemon: Daemon, caller: Caller, *, target: str) -> dict[str, Any]:
                         f"{target} holds a folder you cannot reach",
                         path=target,
                     )
-            with _failing(f"umount {target} failed"):
+            with _failing(f"umount {target} failed", target):
                 bindmount.unmount(fd)
         finally:
             os.close(fd)

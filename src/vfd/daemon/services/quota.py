@@ -30,7 +30,9 @@ def resolve_scope(
     project: str | None,
     host: str | None,
 ) -> tuple[str, str]:
-    """``(host, scope)`` from exactly one of a scope string, a user's email, a project's name."""
+    """``(host, scope)`` from exactly one of a scope string, a user's email, a project's name;
+    a scope whose user or project does not exist is ``404 user_not_found`` /
+    ``project_not_found`` (no limits are kept for nobody)."""
     given = [x for x in (scope, user, project) if x]
     if len(given) != 1:
         raise VfdError(
@@ -41,7 +43,16 @@ def resolve_scope(
     host = host or daemon.config.default_host
     daemon.config.host_path(host)  # unknown host -> host_not_found
     if scope:
-        return host, str(Scope.parse(scope))
+        parsed = Scope.parse(scope)
+        if parsed.kind == "user" and session.get(User, parsed.owner) is None:
+            raise VfdError(
+                ErrorCode.USER_NOT_FOUND, f"no user owns scope {parsed}", scope=str(parsed)
+            )
+        if parsed.kind == "project" and session.get(Project, parsed.owner) is None:
+            raise VfdError(
+                ErrorCode.PROJECT_NOT_FOUND, f"no project owns scope {parsed}", scope=str(parsed)
+            )
+        return host, str(parsed)
     if user:
         return host, str(Scope("user", find_user(session, user).id))
     assert project

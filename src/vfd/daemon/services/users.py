@@ -14,6 +14,7 @@ from vfd.daemon.services import audit, policies
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.render import user_json
 from vfd.errors import ErrorCode, VfdError
+from vfd.folders.names import unshown
 from vfd.store.models import ApiToken, User, UserRole, UserStatus
 
 _EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")
@@ -32,7 +33,7 @@ def find_user(session: Session, email: str) -> User:
 
 
 def check_email(email: str) -> str:
-    if len(email) > MAX_EMAIL or not _EMAIL.match(email):
+    if len(email) > MAX_EMAIL or not _EMAIL.match(email) or unshown(email):
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT, f"{email!r} is not an email address", field="email"
         )
@@ -44,6 +45,12 @@ def _check_username(username: str) -> str:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
             f"username must have 1-{MAX_USERNAME} characters without surrounding spaces",
+            field="username",
+        )
+    if (bad := unshown(username)) is not None:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"username must not contain {bad} (a control, format or separator character)",
             field="username",
         )
     return username
@@ -145,10 +152,10 @@ def deactivate_user(daemon: Daemon, caller: Caller, email: str) -> dict[str, Any
 def create_token(daemon: Daemon, caller: Caller, *, email: str, name: str) -> dict[str, Any]:
     """A new bearer token for ``email``; the token itself is returned once and never stored."""
     caller.require_admin()
-    if not name or len(name) > MAX_TOKEN_NAME:
+    if not name or len(name) > MAX_TOKEN_NAME or unshown(name):
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
-            f"token name must have 1-{MAX_TOKEN_NAME} characters",
+            f"token name must have 1-{MAX_TOKEN_NAME} characters that show as themselves",
             field="name",
         )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
