@@ -381,3 +381,70 @@ def test_files_mount_never_enters_a_users_fuse(node: Node, player: Player) -> No
         target = player.owned_dir("t")
         assert player.api.mount(player.folder, target).status == 200
         assert player.api.umount(target).status == 200
+
+
+# Makes and removes the directory "t" in a loop, until the stop file appears or the time is up.
+_REMOVER = r"""
+import json, os, sys, time
+play, stop, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+os.chdir(play)
+made = removed = rounds = 0
+deadline = time.monotonic() + seconds
+print("started", flush=True)
+while True:
+    rounds += 1
+    if rounds % 256 == 0 and (os.path.exists(stop) or time.monotonic() > deadline):
+        break
+    try:
+        os.mkdir("t")
+        made += 1
+    except OSError:
+        pass
+    try:
+        os.rmdir("t")
+        removed += 1
+    except OSError:  # EBUSY: the daemon mounted it
+        pass
+print(json.dumps({"uid": os.getuid(), "made": made, "removed": removed}), flush=True)
+"""
+
+
+def test_files_mount_race_target_removed_is_a_client_error(node: Node, player: Player) -> None:
+    """A target removed between the daemon's open and its mount is the caller's doing: the
+    answer is a 4xx (it was a 500: the mount syscall's ENOENT was taken for a failure of the
+    daemon), and nothing is left mounted."""
+    target = player.play / "t"
+    stop = player.base / "stop"
+    remover = subprocess.Popen(
+        [SYSTEM_PYTHON, "-I", "-c", _REMOVER, str(player.play), str(stop), str(RACE_SECONDS + 30)],
+        user=player.uid,
+        group=player.uid,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert remover.stdout
+    assert remover.stdout.readline().strip() == "started"
+    codes: dict[str | None, int] = {}
+    raced = 0
+    deadline = time.monotonic() + RACE_SECONDS
+    try:
+        for attempt in range(1, RACE_CALLS + 1):
+            answer = player.api.mount(player.folder, target)
+            assert answer.status < 500, answer.body
+            codes[answer.code] = codes.get(answer.code, 0) + 1
+            if answer.status == 200:
+                assert player.api.umount(target).status == 200
+            elif "changed while" in answer.body["error"]["message"]:
+                raced += 1
+            if (attempt >= 20 and raced >= 3) or time.monotonic() > deadline:
+                break
+    finally:
+        stop.touch()
+        out, _ = remover.communicate(timeout=60)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["uid"] == player.uid and remover.returncode == 0
+    assert result["removed"] > 0, result
+    assert set(codes) <= {None, "path_not_found"}, codes
+    assert raced > 0, codes  # the race was met: the directory went away inside the daemon
+    assert not mounts_under(player.base)
