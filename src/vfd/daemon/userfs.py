@@ -315,8 +315,16 @@ class FolderFS:
 
     def move(self, src: str, dst: str) -> dict[str, Any]:
         src_parts, dst_parts = split_path(src), split_path(dst)
-        if not src_parts or not dst_parts:
+        if not src_parts:
             raise VfdError(ErrorCode.INVALID_PATH, "the folder root cannot be moved", path=src)
+        if not dst_parts:
+            raise VfdError(
+                ErrorCode.INVALID_PATH,
+                f"give a destination path for {src} (to move it to the folder's top level, "
+                "name it there)",
+                path=dst,
+                field="dst",
+            )
         if dst_parts[: len(src_parts)] == src_parts:
             raise VfdError(
                 ErrorCode.INVALID_PATH, f"cannot move {src} into itself ({dst})", path=dst

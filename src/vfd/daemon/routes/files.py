@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from vfd.daemon.errors import error_response
-from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, run_files
+from vfd.daemon.routes.deps import INT64_MAX, JSON, Body, CallerDep, DaemonDep, run_files
 from vfd.daemon.services import transfer
 from vfd.daemon.services.files import open_folder
 from vfd.errors import ErrorCode, VfdError
@@ -85,7 +85,14 @@ async def upload_status(
     return await run_files(transfer.upload_status, fs, path, key)
 
 
-@router.put("/upload", response_model=None)
+_OCTETS = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@router.put(
+    "/upload",
+    response_model=None,
+    openapi_extra={"requestBody": {"required": True, "content": _OCTETS}},
+)
 async def upload(
     name: str,
     request: Request,
@@ -93,8 +100,8 @@ async def upload(
     caller: CallerDep,
     path: PathQ,
     key: KeyQ,
-    size: Annotated[int, Query(ge=0, description="the whole file's size")],
-    offset: Annotated[int, Query(ge=0, description="where this body starts")] = 0,
+    size: Annotated[int, Query(ge=0, le=INT64_MAX, description="the whole file's size")],
+    offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="where this body starts")] = 0,
     overwrite: bool = False,
 ) -> JSON | Response:
     """Append the body at ``offset``; when the file reaches ``size`` it appears under ``path``.
@@ -162,14 +169,27 @@ class SourceResponse(StreamingResponse):
             await self.source.aclose()
 
 
+def _header(name: str, doc: str) -> Any:
+    return Header(alias=name, description=doc)
+
+
+RangeH = Annotated[str | None, _header("Range", "bytes=<first>-<last> (RFC 9110 §14.2)")]
+IfRangeH = Annotated[str | None, _header("If-Range", "send the range only for this ETag")]
+IfMatchH = Annotated[str | None, _header("If-Match", "ETags; 412 unless one names the file")]
+IfNoneMatchH = Annotated[str | None, _header("If-None-Match", "ETags; 304 if one names it")]
+
+
 @router.get("/download", response_model=None)
 async def download(
     name: str,
-    request: Request,
     daemon: DaemonDep,
     caller: CallerDep,
     path: PathQ,
     archive: bool = False,
+    range_header: RangeH = None,
+    if_range: IfRangeH = None,
+    if_match: IfMatchH = None,
+    if_none_match: IfNoneMatchH = None,
 ) -> Response:
     """A file's bytes with ``ETag``/``Last-Modified``; ``Range``, ``If-Range``, ``If-Match``
     and ``If-None-Match`` honoured. With ``archive=true``, a tar stream of a path."""
@@ -178,15 +198,21 @@ async def download(
     if archive:
         source = await transfer.open_archive(fs, path)
     else:
-        h = request.headers
-        source = await transfer.open_download(
-            fs,
-            path,
-            range_header=h.get("range"),
-            if_range=h.get("if-range"),
-            if_match=h.get("if-match"),
-            if_none_match=h.get("if-none-match"),
-        )
+        try:
+            source = await transfer.open_download(
+                fs,
+                path,
+                range_header=range_header,
+                if_range=if_range,
+                if_match=if_match,
+                if_none_match=if_none_match,
+            )
+        except VfdError as exc:
+            if exc.code is not ErrorCode.RANGE_NOT_SATISFIABLE:
+                raise
+            refused = error_response(exc)  # RFC 9110 §15.5.17: say the current length
+            refused.headers["Content-Range"] = f"bytes */{exc.details['size']}"
+            return refused
         if source.status == 304:
             return Response(status_code=304, headers=source.headers)
     return SourceResponse(source)

@@ -12,7 +12,10 @@ removes the part file; a body that ends early keeps what was stored for a resume
 **Downloads** carry a strong validator: an ``ETag`` made of the file's device, inode, size,
 mtime and ctime, and ``Last-Modified``. A Range request with ``If-Range`` gets the range only
 while the file is that version, and the whole file (200) otherwise, so a resumed download
-never splices two versions. ``If-Match`` (412 when the file changed) and ``If-None-Match``
+never splices two versions. A ``Range`` in another unit or malformed is ignored (200), a
+range past the end is ``416`` (``Content-Range: bytes */<size>``), and several ranges are
+served as one when they overlap or touch, and ignored otherwise (no multipart answers), as
+RFC 9110 allows. ``If-Match`` (412 when the file changed) and ``If-None-Match``
 (304 when it did not) are honoured too. Directories (and files, on request) travel as a tar
 stream written by a worker thread into a pipe.
 
@@ -230,29 +233,59 @@ def _etag_matches(header: str, etag: str, *, weak: bool) -> bool:
     return any(tag == etag and (weak or not w) for w, tag in _ETAG.findall(header))
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_SPEC = re.compile(r"^(\d*)-(\d*)$")
+_BIG = 10**19
+"""Stands for a position with more digits than any file size has (past 2^63)."""
 
 
-def parse_range(header: str, size: int) -> tuple[int, int]:
-    """``(start, end)`` inclusive for one ``Range: bytes=`` spec, or 416 range_not_satisfiable."""
-    m = _RANGE.match(header.strip())
-    bad = VfdError(
-        ErrorCode.RANGE_NOT_SATISFIABLE,
-        f"range {header!r} does not fit a file of {size} bytes",
-        size=size,
-    )
-    if not m or (not m.group(1) and not m.group(2)):
-        raise bad
-    if not m.group(1):  # suffix: the last N bytes
-        n = int(m.group(2))
-        if n == 0:
-            raise bad
-        return max(size - n, 0), size - 1
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else size - 1
-    if start >= size or end < start:
-        raise bad
-    return start, min(end, size - 1)
+def _position(digits: str) -> int:
+    return int(digits) if len(digits) <= 19 else _BIG
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` inclusive for a ``Range`` header, as RFC 9110 §14 asks: None (send the
+    whole file, 200) for a unit other than ``bytes``, a malformed header, or several ranges
+    that do not merge into one (overlapping or adjacent ranges are served as their union);
+    ``416 range_not_satisfiable`` (``details.size``) when no range overlaps the file."""
+    unit, eq, specs = header.partition("=")
+    if not eq or unit.strip().lower() != "bytes":
+        return None
+    ranges: list[tuple[int, int]] = []
+    parsed = 0
+    for spec in specs.split(","):
+        spec = spec.strip()
+        if not spec:
+            continue  # RFC 9110 §5.6.1: empty list elements are ignored
+        m = _RANGE_SPEC.match(spec)
+        if not m or (not m.group(1) and not m.group(2)):
+            return None
+        parsed += 1
+        if not m.group(1):  # suffix: the last N bytes
+            n = _position(m.group(2))
+            if n > 0 and size > 0:
+                ranges.append((max(size - n, 0), size - 1))
+            continue
+        start = _position(m.group(1))
+        end = _position(m.group(2)) if m.group(2) else _BIG
+        if end < start:
+            return None  # an invalid range-spec makes the whole header invalid
+        if start < size:
+            ranges.append((start, min(end, size - 1)))
+    if not parsed:
+        return None
+    if not ranges:
+        raise VfdError(
+            ErrorCode.RANGE_NOT_SATISFIABLE,
+            f"range {header!r} does not fit a file of {size} bytes",
+            size=size,
+        )
+    ranges.sort()
+    start, end = ranges[0]
+    for s, e in ranges[1:]:
+        if s > end + 1:
+            return None  # disjoint ranges: served whole rather than as multipart
+        end = max(end, e)
+    return start, end
 
 
 class FileSource:
@@ -326,9 +359,11 @@ async def open_download(
         if if_none_match is not None and _etag_matches(if_none_match, etag, weak=True):
             status = 304
         elif range_header and (if_range is None or if_range.strip() == etag):
-            start, end = parse_range(range_header, size)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            wanted = parse_range(range_header, size)
+            if wanted is not None:
+                start, end = wanted
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         if status != 304:
             headers["Content-Length"] = str(end - start + 1)
     except BaseException:
