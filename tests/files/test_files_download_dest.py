@@ -1,10 +1,18 @@
-"""``vfd vfolder download --dest DIR``: a missing DIR is made, and unmade when nothing came."""
+"""``vfd vfolder download --dest DIR``: a missing DIR is made, and unmade when nothing came; a
+directory is unpacked into DIR whole or not at all, with only the links that stay inside it."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from filenode import Node
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
+from vfdcli import run_vfd
+
+VFD = Path(sys.executable).parent / "vfd"
 
 
 def test_files_download_dest_is_made_when_missing(node: Node, tmp_path: Path) -> None:
@@ -46,3 +54,43 @@ def test_files_download_dest_that_is_a_file_is_refused(node: Node, tmp_path: Pat
         "vfolder", "download", name, "x", "--dest", str(plain), code="not_a_directory", as_=a
     )
     assert str(plain) in error["message"]
+
+
+def test_files_download_tree_makes_only_links_that_stay_inside(node: Node, tmp_path: Path) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    name, a = folder["name"], alice["email"]
+    view = node.config.mount_point / "rw" / folder["id"]
+    (view / "tree" / "sub").mkdir(parents=True)  # as a session would, through the view
+    (view / "tree" / "f.txt").write_text("f")
+    for link, target in (
+        ("abs", "/etc/passwd"),
+        ("up", "../../.."),
+        ("sibling", "../other"),
+        ("ok", "f.txt"),
+        ("sub/back", "../f.txt"),
+        ("dangling", "nowhere"),
+    ):
+        os.symlink(target, view / "tree" / link)
+
+    dest = tmp_path / "dest"
+    proc = run_vfd(
+        VFD, "--as", a, "vfolder", "download", name, "tree", "-d", str(dest), env=node.env
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    for skipped in ("tree/abs", "tree/up", "tree/sibling"):
+        assert f"warning: skipped {skipped}: a link " in proc.stderr, proc.stderr
+    tree = dest / "tree"
+    assert sorted(p.name for p in tree.iterdir()) == ["dangling", "f.txt", "ok", "sub"]
+    assert os.readlink(tree / "ok") == "f.txt" and (tree / "ok").read_text() == "f"
+    assert os.readlink(tree / "sub" / "back") == "../f.txt"
+    assert os.readlink(tree / "dangling") == "nowhere"
+    assert sorted(p.name for p in dest.iterdir()) == ["tree"]  # no staging left
+
+    result = node.cli.json("vfolder", "download", name, "tree", "-d", str(tmp_path), as_=a)
+    skipped = {s["path"]: s["reason"] for s in result["downloaded"][0]["skipped"]}
+    assert set(skipped) == {"tree/abs", "tree/up", "tree/sibling"}
+    assert "absolute" in skipped["tree/abs"]
+    # run again: refused up front, nothing merged or staged
+    node.cli.fails("vfolder", "download", name, "tree", "-d", str(dest), code="path_exists", as_=a)
+    assert sorted(p.name for p in dest.iterdir()) == ["tree"]

@@ -5,11 +5,15 @@ This module is the ONE place where what comes back from the wire becomes a ``Vfd
     httpx.ConnectError, missing socket  -> DAEMON_UNAVAILABLE "vfd daemon is not running (...)"
     httpx.TimeoutException              -> DAEMON_UNAVAILABLE "... did not answer within ..."
     any other httpx.TransportError      -> DAEMON_UNAVAILABLE "lost the vfd daemon ..."
+    any other httpx.RequestError        -> INTERNAL "the daemon's answer to ... is unreadable"
     an HTTP error with the JSON shape   -> VfdError.from_json(body)
     an HTTP error without it            -> INTERNAL "daemon answered HTTP <status>: ..."
     a success that is not a JSON object -> INTERNAL "daemon sent a reply that is not JSON ..."
 
-Commands never see an httpx exception.
+Commands never see an httpx exception. Text that cannot travel (an argument whose bytes are
+not UTF-8, given by Python as lone surrogates) is refused before anything is sent:
+INVALID_NAME in a folder name, INVALID_ARGUMENT elsewhere; file paths inside folders are sent
+in the ``_b64`` form of :mod:`vfd.wirenames` by the commands.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
+from vfd import wirenames
 from vfd.errors import ErrorCode, VfdError
 
 ACT_AS_HEADER = "X-Vfd-Act-As"
@@ -36,6 +41,12 @@ def segment(value: str) -> str:
     The server routes on the decoded path, so a ``/`` can never travel inside a segment, and
     ``.``/``..`` would be collapsed by URL normalisation: dots are always percent-encoded.
     """
+    if not wirenames.is_text(value):
+        raise VfdError(
+            ErrorCode.INVALID_NAME,
+            f"'{wirenames.escaped(value)}' cannot name anything: it is not UTF-8 text",
+            name=value,
+        )
     if "/" in value:
         raise VfdError(
             ErrorCode.INVALID_NAME, f"{value!r} cannot name anything: it contains '/'", name=value
@@ -85,6 +96,7 @@ class VfdClient:
         self.socket = socket
         self.timeout = timeout
         headers = {ACT_AS_HEADER: act_as} if act_as else {}
+        _check_text(headers=headers)
         self._probed = False
         self._http = httpx.Client(
             transport=httpx.HTTPTransport(uds=str(socket)),
@@ -129,6 +141,12 @@ class VfdClient:
                 f"{_reason(exc)}",
                 socket=str(self.socket),
             ) from None
+        except httpx.RequestError as exc:  # DecodingError, TooManyRedirects
+            raise VfdError(
+                ErrorCode.INTERNAL,
+                f"the daemon's answer to {method} {path} is unreadable: "
+                f"{exc or type(exc).__name__}",
+            ) from None
 
     def send(
         self,
@@ -144,6 +162,7 @@ class VfdClient:
         """Send one request (a JSON body, or ``content`` streamed from bytes or an iterator);
         return the JSON object answered, or raise a ``VfdError``. ``timeout=None`` waits as
         long as it takes (large uploads)."""
+        _check_text(params=params, json=json, headers=headers)
         with self._mapped(method, path):
             response = self._http.request(
                 method,
@@ -179,6 +198,7 @@ class VfdClient:
     ) -> Iterator[httpx.Response]:
         """A successful response whose body is read as it arrives (downloads); an error
         answer, or a transport failure while reading, raises a ``VfdError``."""
+        _check_text(params=params, headers=headers)
         with (
             self._mapped(method, path),
             self._http.stream(
@@ -231,6 +251,34 @@ class VfdClient:
 
     def delete(self, path: str) -> dict[str, Any]:
         return self.request("DELETE", path)
+
+
+def _check_text(**parts: Any) -> None:
+    """Refuse a request whose text cannot travel: a value with lone surrogates (the bytes of
+    an argument that are not UTF-8) anywhere, or a header value that is not ASCII."""
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{where}.{key}")
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item, where)
+        elif isinstance(value, str):
+            if not wirenames.is_text(value):
+                why = "it is not UTF-8 text"
+            elif where.startswith("headers.") and not value.isascii():
+                why = "a header value must be ASCII"
+            else:
+                return
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"'{wirenames.escaped(value)}' cannot be sent: {why}",
+                field=where.rsplit(".", 1)[-1],
+            )
+
+    for where, value in parts.items():
+        walk(value, where)
 
 
 def _reason(exc: httpx.TransportError) -> str:

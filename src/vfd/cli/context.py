@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from vfd import wirenames
 from vfd.cli.client import VfdClient
 from vfd.cli.output import make_console, print_json
 from vfd.config import Config, load_config
@@ -68,7 +69,8 @@ class CliState:
             return
         rendered = human()
         if isinstance(rendered, str):
-            self.console.print(rendered, highlight=False, markup=False, soft_wrap=True)
+            text = wirenames.readable(rendered)
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def state_of(ctx: typer.Context) -> CliState:

@@ -3,6 +3,10 @@ bind mounts on the node (``vfd mount``, ``vfd umount``).
 
 Everything goes through the daemon, which works on the folder's view in the mount with the
 caller's identity: the caller's permission, quota and Unix permissions apply.
+
+File names are bytes: an argument that is not UTF-8 (``$'name\xff.txt'`` in a shell) is sent
+in the ``_b64`` form of :mod:`vfd.wirenames`, and such names are shown escaped, as ``ls -b``
+shows them (``name\xff.txt``; a backslash shows as ``\\``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from typing import Annotated, Any
 
 import typer
 
+from vfd import wirenames
 from vfd.cli import transfer
 from vfd.cli.client import folder_path
 from vfd.cli.context import JsonOption, use
-from vfd.cli.output import key_values, table
+from vfd.cli.output import key_values, print_warning, table
 from vfd.cli.sizes import format_limit, format_size
 from vfd.errors import ErrorCode, VfdError
 
@@ -37,12 +42,16 @@ def ls(
 ) -> None:
     """List a directory inside a folder (symbolic links are shown, not followed)."""
     cli = use(ctx, json_output)
-    result = cli.client().get(f"{folder_path(name)}/files", params={"path": path})
+    result = cli.client().get(
+        f"{folder_path(name)}/files", params=wirenames.request_fields("path", path)
+    )
 
     def rows() -> list[list[object]]:
         out: list[list[object]] = []
         for e in result["entries"]:
-            shown = f"{e['name']} -> {e['target']}" if e.get("target") else e["name"]
+            shown = wirenames.escaped(wirenames.from_answer(e, "name"))
+            if e.get("target") is not None:
+                shown += " -> " + wirenames.escaped(wirenames.from_answer(e, "target"))
             if e["type"] == "dir":
                 shown += "/"
             out.append(
@@ -72,8 +81,9 @@ def mkdir(
 ) -> None:
     """Make a directory inside a folder."""
     cli = use(ctx, json_output)
-    result = cli.client().post(f"{folder_path(name)}/mkdir", {"path": path, "parents": parents})
-    cli.emit(result, lambda: f"Made {path} in {name}")
+    body = {**wirenames.request_fields("path", path), "parents": parents}
+    result = cli.client().post(f"{folder_path(name)}/mkdir", body)
+    cli.emit(result, lambda: f"Made {wirenames.escaped(path)} in {name}")
 
 
 def upload(
@@ -116,7 +126,10 @@ def download(
     """Download files (resumable) and directories (as an archive, unpacked) from a folder.
 
     An interrupted file download goes on where it stopped when run again, unless the file
-    changed on the daemon meanwhile: then it starts over.
+    changed on the daemon meanwhile: then it starts over. A directory appears in DEST only
+    once it is complete (a failure leaves nothing) and never merges into one that exists;
+    symbolic links in it are made only when they point inside it: others are skipped and
+    listed at the end.
     """
     cli = use(ctx, json_output)
     made = _make_local_dir(dest)
@@ -128,7 +141,14 @@ def download(
                 with contextlib.suppress(OSError):
                     directory.rmdir()
         raise
-    cli.emit(result, lambda: f"Downloaded {len(result['downloaded'])} item(s) to {dest}")
+
+    def human() -> str:
+        for item in result["downloaded"]:
+            for skip in item.get("skipped", ()):
+                print_warning(f"skipped {wirenames.escaped(skip['path'])}: {skip['reason']}")
+        return f"Downloaded {len(result['downloaded'])} item(s) to {dest}"
+
+    cli.emit(result, human)
 
 
 def _make_local_dir(dest: Path) -> list[Path] | None:
@@ -160,8 +180,10 @@ def mv(
 ) -> None:
     """Move or rename a file or directory inside a folder."""
     cli = use(ctx, json_output)
-    result = cli.client().post(f"{folder_path(name)}/move", {"src": src, "dst": dst})
-    cli.emit(result, lambda: f"Moved {src} to {dst} in {name}")
+    body = {**wirenames.request_fields("src", src), **wirenames.request_fields("dst", dst)}
+    result = cli.client().post(f"{folder_path(name)}/move", body)
+    shown_src, shown_dst = wirenames.escaped(src), wirenames.escaped(dst)
+    cli.emit(result, lambda: f"Moved {shown_src} to {shown_dst} in {name}")
 
 
 def rm(
@@ -175,9 +197,8 @@ def rm(
 ) -> None:
     """Remove files (and with -r, directories) inside a folder."""
     cli = use(ctx, json_output)
-    result = cli.client().post(
-        f"{folder_path(name)}/remove", {"paths": paths, "recursive": recursive}
-    )
+    body = {**wirenames.request_list_fields("paths", paths), "recursive": recursive}
+    result = cli.client().post(f"{folder_path(name)}/remove", body)
     cli.emit(result, lambda: f"Removed {len(result['removed'])} path(s) from {name}")
 
 

@@ -4,18 +4,23 @@ Every ``VfdError`` raised by a command (from the daemon, the config, the client)
 :meth:`VfdGroup.invoke`: printed as ``error: <message> [<code>]`` on stderr, or as the JSON
 error shape on stdout under ``--json``, and exit status 1. Usage errors (an unknown option or
 command, a missing argument, a bad value) are printed the same way with the code
-``usage_error`` and keep click's exit status 2. No traceback is ever printed for a VfdError.
+``usage_error`` and keep click's exit status 2. Any other exception escaping a command (a bug,
+or an answer of a shape the command did not expect) is printed the same way with the code
+``internal`` and exit status 1: the CLI never prints a traceback, unless ``VFD_TRACEBACK=1``
+asks for one.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from typer._click.core import Context as ClickContext  # typer vendors click
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup, TyperOption
 
 from vfd import __version__
@@ -69,6 +74,27 @@ class VfdGroup(TyperGroup):
             raise
         except UsageError as exc:
             _usage_failed(exc, ctx.meta.get("vfd.argv", ()))
+        except (ClickException, typer.Exit, typer.Abort, EOFError):
+            raise  # click's own endings (EOFError: a prompt's input ended)
+        except Exception as exc:
+            broken_pipe = isinstance(exc, OSError) and exc.errno == errno.EPIPE
+            if broken_pipe or os.environ.get("VFD_TRACEBACK") == "1":
+                raise  # click quietly ends on a reader gone (`vfd ... | head`)
+            cli = ctx.obj if isinstance(ctx.obj, CliState) else None
+            print_error(_unexpected(exc), as_json=cli is not None and cli.json)
+            raise typer.Exit(1) from None
+
+
+def _unexpected(exc: Exception) -> VfdError:
+    """The error printed for an exception no command expected (no traceback: people get
+    what failed, and ``VFD_TRACEBACK=1`` shows where)."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, KeyError | IndexError | TypeError):
+        what = f"the daemon's answer has an unexpected shape ({what})"
+    return VfdError(
+        ErrorCode.INTERNAL,
+        f"the vfd command failed unexpectedly: {what} (VFD_TRACEBACK=1 shows where)",
+    )
 
 
 def _flags_show_no_type() -> None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from vfd import wirenames
 from vfd.errors import VfdError
 
 
@@ -24,8 +25,9 @@ def make_console() -> Console:
 
 
 def print_json(value: Any) -> None:
-    """``value`` as indented JSON on stdout, one trailing newline."""
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """``value`` as indented JSON on stdout, one trailing newline. A string that is not UTF-8
+    (a local file name) is written as the API writes such names (:mod:`vfd.wirenames`)."""
+    sys.stdout.write(json.dumps(wirenames.json_safe(value), indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
 
 
@@ -35,12 +37,12 @@ def print_error(error: VfdError, *, as_json: bool) -> None:
     if as_json:
         print_json(error.to_json())
     else:
-        sys.stderr.write(f"error: {error.message} [{error.code.value}]\n")
+        sys.stderr.write(f"error: {wirenames.readable(error.message)} [{error.code.value}]\n")
         sys.stderr.flush()
 
 
 def print_warning(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.write(f"warning: {wirenames.readable(message)}\n")
     sys.stderr.flush()
 
 
@@ -83,7 +85,7 @@ def cell_text(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value) or "-"
-    return str(value)
+    return wirenames.readable(str(value))
 
 
 def short_id(value: object) -> str:

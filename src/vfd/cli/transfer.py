@@ -11,15 +11,28 @@ file's ``ETag`` is kept beside it in ``<name>.vfd-part.etag``. An existing part 
 resumed with a Range request under ``If-Range: <etag>``: the daemon sends the rest only if
 the file is still that version, else the whole file, and the part file starts over — so a
 download never joins two versions. A part file without a tag starts over too. Directories
-are downloaded as a tar stream and unpacked with the ``data`` filter (no absolute paths, no
-escapes, no devices).
+are downloaded as a tar stream and unpacked into a hidden staging directory beside the
+destination (``<dest>/.vfd-download-*``), which is renamed into place only when the whole
+archive is in: a failure leaves nothing behind, and an existing ``<dest>/<name>`` is never
+merged into (refused up front). Unpacking never follows or makes anything that leads outside
+the downloaded directory: a symbolic link is recreated only when its target stays inside it
+(a relative target with no way out); links to absolute paths or out through ``..``, and
+special files, are skipped and reported. Beyond that, tarfile's ``data`` filter refuses
+anything that would escape.
+
+File names are bytes throughout: paths that are not UTF-8 travel in the ``_b64`` form of
+:mod:`vfd.wirenames` and local files keep the original bytes in their names.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import posixpath
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +48,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from vfd import wirenames
 from vfd.cli.client import VfdClient, folder_path
 from vfd.errors import ErrorCode, VfdError
 
@@ -129,7 +143,7 @@ def upload(
     base = folder_path(name)
     offsets = _preflight(client, name, items, overwrite=overwrite)
     for d in dirs:
-        client.post(f"{base}/mkdir", {"path": d, "parents": True})
+        client.post(f"{base}/mkdir", {**wirenames.request_fields("path", d), "parents": True})
     done: list[dict[str, Any]] = []
     total = sum(i.size for i in items)
     with _progress(console) as progress:
@@ -137,7 +151,7 @@ def upload(
         for item, offset in zip(items, offsets, strict=True):
             progress.advance(task, offset)
             query = {
-                "path": item.dest,
+                **wirenames.request_fields("path", item.dest),
                 "key": item.key,
                 "size": str(item.size),
                 "offset": str(offset),
@@ -177,16 +191,18 @@ def _preflight(
     base = folder_path(name)
     offsets: list[int] = []
     for item in items:
-        state = client.get(f"{base}/upload", params={"path": item.dest, "key": item.key})
+        params = {**wirenames.request_fields("path", item.dest), "key": item.key}
+        state = client.get(f"{base}/upload", params=params)
         existing = state.get("existing")
+        shown = wirenames.escaped(item.dest)
         if existing == "dir":
             raise VfdError(
-                ErrorCode.IS_A_DIRECTORY, f"{item.dest} is a directory in {name}", path=item.dest
+                ErrorCode.IS_A_DIRECTORY, f"{shown} is a directory in {name}", path=item.dest
             )
         if existing is not None and not overwrite:
             raise VfdError(
                 ErrorCode.PATH_EXISTS,
-                f"{item.dest} already exists in {name} (--overwrite replaces it)",
+                f"{shown} already exists in {name} (--overwrite replaces it)",
                 path=item.dest,
             )
         offset = int(state["offset"])
@@ -207,7 +223,7 @@ def download(
     base = folder_path(name)
     entries = []
     for path in paths:
-        listing = client.get(f"{base}/files", params={"path": path})
+        listing = client.get(f"{base}/files", params=wirenames.request_fields("path", path))
         entries.append((path, listing["type"] == "dir", listing["entries"]))
     results: list[dict[str, Any]] = []
     total = sum(e[2][0]["size"] for e in entries if not e[1])
@@ -260,13 +276,15 @@ def _fetch(
     """Write the file into ``part`` from ``offset`` (resumed only while the daemon's file is
     still version ``etag``, else from 0); where the written bytes began."""
     headers = {"Range": f"bytes={offset}-", "If-Range": etag} if offset else {}
-    with client.stream("GET", f"{base}/download", params={"path": path}, headers=headers) as r:
+    params = wirenames.request_fields("path", path)
+    with client.stream("GET", f"{base}/download", params=params, headers=headers) as r:
         if r.status_code == 206:
             where = r.headers.get("content-range", "")
             if r.headers.get("etag") != etag or not where.startswith(f"bytes {offset}-"):
                 raise VfdError(
                     ErrorCode.INTERNAL,
-                    f"{path}: the daemon resumed another version or place; remove {part}",
+                    f"{wirenames.escaped(path)}: the daemon resumed another version or place; "
+                    f"remove {wirenames.escaped(str(part))}",
                 )
         else:
             offset = 0  # the whole file: a new version, or nothing to resume
@@ -288,17 +306,112 @@ def _fetch(
 def _download_tree(
     client: VfdClient, base: str, path: str, dest: Path, progress: Progress, task: Any
 ) -> dict[str, Any]:
+    """Unpack the archive of directory ``path`` as ``dest/<its name>``: in a staging
+    directory beside it, renamed into place when complete (removed on any failure)."""
+    top = path.strip("/").rsplit("/", 1)[-1] or "folder"
+    final = dest / top
+    if final.exists() or final.is_symlink():
+        raise VfdError(
+            ErrorCode.PATH_EXISTS,
+            f"{wirenames.escaped(str(final))} exists; a directory download never merges into "
+            "one: remove it or choose another --dest",
+            path=str(final),
+        )
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".vfd-download-", dir=dest))
+    except OSError as exc:
+        raise _local_error(exc, dest) from None
+    try:
+        count, skipped = _unpack(client, base, path, staging, top, progress, task)
+        if not (staging / top).is_dir():
+            raise VfdError(
+                ErrorCode.INTERNAL,
+                f"the daemon's archive of {wirenames.escaped(path)} does not hold it",
+            )
+        try:
+            os.rename(staging / top, final)
+        except OSError as exc:
+            raise _local_error(exc, final) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"path": path, "to": str(final), "entries": count, "skipped": skipped}
+
+
+def _unpack(
+    client: VfdClient,
+    base: str,
+    path: str,
+    staging: Path,
+    top: str,
+    progress: Progress,
+    task: Any,
+) -> tuple[int, list[dict[str, str]]]:
+    """Extract the archive of ``path`` into ``staging``; the entries made and those skipped
+    (``{"path", "reason"}``)."""
     reader = _StreamReader()
-    with client.stream("GET", f"{base}/download", params={"path": path, "archive": "true"}) as r:
+    skipped: list[dict[str, str]] = []
+    count = 0
+    params = {**wirenames.request_fields("path", path), "archive": "true"}
+    with client.stream("GET", f"{base}/download", params=params) as r:
         reader.iterator = r.iter_bytes(CHUNK)
         reader.advance = lambda n: progress.advance(task, n)
-        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-            count = 0
-            for member in tar:
-                tar.extract(member, dest, filter="data")
-                count += 1
-    top = path.strip("/").rsplit("/", 1)[-1] or "folder"
-    return {"path": path, "to": str(dest / top), "entries": count}
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    why = _refusal(member, top)
+                    if why is None:
+                        try:
+                            tar.extract(member, staging, filter="data")
+                        except tarfile.FilterError as exc:
+                            why = _FILTER_REASONS.get(type(exc), str(exc))
+                    if why is None:
+                        count += 1
+                    else:
+                        skipped.append({"path": member.name, "reason": why})
+        except tarfile.TarError as exc:
+            raise VfdError(
+                ErrorCode.INTERNAL,
+                f"the daemon's archive of {wirenames.escaped(path)} is unreadable: {exc}",
+            ) from None
+        except OSError as exc:
+            raise _local_error(exc, staging) from None
+    return count, skipped
+
+
+_FILTER_REASONS: dict[type[Exception], str] = {
+    tarfile.AbsoluteLinkError: "a link to an absolute path",
+    tarfile.LinkOutsideDestinationError: "a link leading outside the downloaded directory",
+    tarfile.OutsideDestinationError: "a name leading outside the downloaded directory",
+    tarfile.AbsolutePathError: "an absolute name",
+    tarfile.SpecialFileError: "a special file (device or pipe)",
+}
+
+
+def _refusal(member: tarfile.TarInfo, top: str) -> str | None:
+    """Why ``member`` is not unpacked, or None: it must lie inside ``top`` and, if it is a
+    link, its target must stay inside ``top`` too (such a link is always safe to make)."""
+    name = member.name
+    if name != top and not name.startswith(top + "/"):
+        return f"not inside '{wirenames.escaped(top)}'"
+    if member.issym() or member.islnk():
+        target = member.linkname
+        if posixpath.isabs(target):
+            return f"a link to an absolute path ({wirenames.escaped(target)})"
+        if member.issym():
+            target = posixpath.join(posixpath.dirname(name), target)
+        target = posixpath.normpath(target)
+        if target != top and not target.startswith(top + "/"):
+            shown = wirenames.escaped(member.linkname)
+            return f"a link leading outside '{wirenames.escaped(top)}' ({shown})"
+    return None
+
+
+def _local_error(exc: OSError, where: Path) -> VfdError:
+    """A failure of this machine's file system while downloading into ``where``."""
+    denied = exc.errno in (errno.EACCES, errno.EPERM)
+    code = ErrorCode.PERMISSION_DENIED if denied else ErrorCode.INTERNAL
+    shown = wirenames.escaped(str(exc.filename or where))
+    return VfdError(code, f"{shown}: {exc.strerror or exc}", path=str(where))
 
 
 class _StreamReader:

@@ -20,13 +20,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vfd import wirenames
 from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
 
 
 def error_response(exc: VfdError) -> JSONResponse:
-    return JSONResponse(exc.to_json(), status_code=exc.code.http)
+    return JSONResponse(wirenames.json_safe(exc.to_json()), status_code=exc.code.http)
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from vfd import wirenames
 from vfd.errors import ErrorCode, VfdError
 
 MAX_COMPONENT_BYTES = 255
@@ -139,9 +140,11 @@ def file_type(mode: int) -> str:
 
 
 def entry_json(name: str, st: os.stat_result, target: str | None = None) -> dict[str, Any]:
+    """An entry of the API; a name or link target that is not UTF-8 also travels as
+    ``name_b64``/``target_b64`` (see :mod:`vfd.wirenames`)."""
     mode = st.st_mode
     out: dict[str, Any] = {
-        "name": name,
+        **wirenames.fields("name", name),
         "type": file_type(mode),
         "size": st.st_size,
         "mode": f"{stat.S_IMODE(mode):04o}",
@@ -150,7 +153,7 @@ def entry_json(name: str, st: os.stat_result, target: str | None = None) -> dict
         "mtime": st.st_mtime,
     }
     if target is not None:
-        out["target"] = target
+        out.update(wirenames.fields("target", target))
     return out
 
 

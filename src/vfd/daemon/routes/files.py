@@ -7,11 +7,12 @@ import logging
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
+from vfd import wirenames
 from vfd.daemon.errors import error_response
 from vfd.daemon.routes.deps import INT64_MAX, JSON, Body, CallerDep, DaemonDep, run_files
 from vfd.daemon.services import transfer
@@ -21,58 +22,117 @@ from vfd.errors import ErrorCode, VfdError
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/vfolders/{name}", tags=["files"])
 
-PathQ = Annotated[str, Query(description="path inside the folder; '' or '/' is its root")]
+_PATH_DOC = "path inside the folder; '' or '/' is its root"
+_PATH_B64_DOC = "the path's bytes in base64, for a path that is not UTF-8 (instead of path)"
+
+
+def _query_path(
+    path: Annotated[str | None, Query(description=_PATH_DOC)] = None,
+    path_b64: Annotated[str | None, Query(description=_PATH_B64_DOC)] = None,
+) -> str | None:
+    return wirenames.from_request(path, path_b64, "path")
+
+
+def _root_default(path: Annotated[str | None, Depends(_query_path)]) -> str:
+    return "" if path is None else path
+
+
+def _required(path: Annotated[str | None, Depends(_query_path)]) -> str:
+    if path is None:
+        raise VfdError(ErrorCode.INVALID_ARGUMENT, "missing field 'path'", field="path")
+    return path
+
+
+PathQ = Annotated[str, Depends(_required)]
+"""The request's ``path`` (or ``path_b64``, see :mod:`vfd.wirenames`); required."""
+RootPathQ = Annotated[str, Depends(_root_default)]
+"""The request's ``path`` (or ``path_b64``); the folder root when neither is given."""
 KeyQ = Annotated[str, Query(description="client-chosen upload key, 8-64 of [A-Za-z0-9_-]")]
 
 
 class MkdirBody(Body):
-    path: str
+    path: str | None = None
+    path_b64: str | None = None
     parents: bool = False
 
 
 class MoveBody(Body):
-    src: str
-    dst: str
+    src: str | None = None
+    src_b64: str | None = None
+    dst: str | None = None
+    dst_b64: str | None = None
 
 
 class RemoveBody(Body):
-    paths: list[str]
+    paths: list[str] | None = None
+    paths_b64: list[str] | None = None
     recursive: bool = False
 
 
+def _body_path(text: str | None, b64: str | None, field: str) -> str:
+    """A path field of a body, given as text or as ``<field>_b64`` (:mod:`vfd.wirenames`)."""
+    path = wirenames.from_request(text, b64, field)
+    if path is None:
+        raise VfdError(ErrorCode.INVALID_ARGUMENT, f"missing field {field!r}", field=field)
+    return path
+
+
+def _body_paths(body: RemoveBody) -> list[str]:
+    if body.paths is not None and body.paths_b64 is not None:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT, "give 'paths' or 'paths_b64', not both", field="paths"
+        )
+    if body.paths_b64 is not None:
+        return [wirenames.decode_b64(p, "paths_b64") for p in body.paths_b64]
+    paths = body.paths or []
+    for p in paths:
+        wirenames.from_request(p, None, "paths")
+    return paths
+
+
+def _echo(result: JSON) -> JSON:
+    """``result`` with its ``path`` written as the API writes names (``path_b64`` too when
+    the path is not UTF-8)."""
+    return {**result, **wirenames.fields("path", result["path"])}
+
+
 @router.get("/files")
-async def list_files(name: str, daemon: DaemonDep, caller: CallerDep, path: PathQ = "") -> JSON:
+async def list_files(name: str, daemon: DaemonDep, caller: CallerDep, path: RootPathQ) -> JSON:
     """The entries of a directory (or the one entry of a file), links not followed."""
     fs = await run_files(open_folder, daemon, caller, name, write=False)
     entry = await run_files(fs.stat, path)
     if entry["type"] != "dir":
-        return {"path": path, "type": entry["type"], "entries": [entry]}
-    return {"path": path, "type": "dir", "entries": await run_files(fs.listdir, path)}
+        return _echo({"path": path, "type": entry["type"], "entries": [entry]})
+    return _echo({"path": path, "type": "dir", "entries": await run_files(fs.listdir, path)})
 
 
 @router.post("/mkdir", status_code=201)
 async def mkdir(name: str, body: MkdirBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
     fs = await run_files(open_folder, daemon, caller, name, write=True)
-    return await run_files(fs.mkdir, body.path, parents=body.parents)
+    path = _body_path(body.path, body.path_b64, "path")
+    return await run_files(fs.mkdir, path, parents=body.parents)
 
 
 @router.post("/move")
 async def move(name: str, body: MoveBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    src = _body_path(body.src, body.src_b64, "src")
+    dst = _body_path(body.dst, body.dst_b64, "dst")
     fs = await run_files(open_folder, daemon, caller, name, write=True)
-    return await run_files(fs.move, body.src, body.dst)
+    return await run_files(fs.move, src, dst)
 
 
 @router.post("/remove")
 async def remove(name: str, body: RemoveBody, daemon: DaemonDep, caller: CallerDep) -> JSON:
     """Remove each path in order; stops at the first failure (the ones before it are gone)."""
-    if not body.paths:
+    paths = _body_paths(body)
+    if not paths:
         raise VfdError(ErrorCode.INVALID_ARGUMENT, "name at least one path", field="paths")
     fs = await run_files(open_folder, daemon, caller, name, write=True)
     removed: list[str] = []
-    for path in body.paths:
+    for path in paths:
         await run_files(fs.remove, path, recursive=body.recursive)
         removed.append(path)
-    return {"removed": removed}
+    return wirenames.list_fields("removed", removed)
 
 
 @router.get("/upload")
@@ -82,7 +142,7 @@ async def upload_status(
     """How many bytes of an upload are stored (the offset to resume from), and what is at
     ``path`` now (``existing``), so that a client can refuse before it sends anything."""
     fs = await run_files(open_folder, daemon, caller, name, write=True)
-    return await run_files(transfer.upload_status, fs, path, key)
+    return _echo(await run_files(transfer.upload_status, fs, path, key))
 
 
 _OCTETS = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -115,19 +175,23 @@ async def upload(
     """
     try:
         fs = await run_files(open_folder, daemon, caller, name, write=True)
-        return await transfer.receive_upload(
-            fs,
-            request.stream(),
-            path=path,
-            key=key,
-            size=size,
-            offset=offset,
-            overwrite=overwrite,
+        return _echo(
+            await transfer.receive_upload(
+                fs,
+                request.stream(),
+                path=path,
+                key=key,
+                size=size,
+                offset=offset,
+                overwrite=overwrite,
+            )
         )
     except VfdError as exc:
         return _closing(error_response(exc))
     except ClientDisconnect:
-        log.info("upload of %s into %s: the client went away mid-body", path, name)
+        log.info(
+            "upload of %s into %s: the client went away mid-body", wirenames.escaped(path), name
+        )
         err = VfdError(ErrorCode.INVALID_ARGUMENT, "the request body ended early", path=path)
         return _closing(error_response(err))
 
@@ -144,7 +208,7 @@ async def upload_abort(
 ) -> JSON:
     fs = await run_files(open_folder, daemon, caller, name, write=True)
     await run_files(fs.upload_abort, path, key)
-    return {"path": path, "key": key, "aborted": True}
+    return {**wirenames.fields("path", path), "key": key, "aborted": True}
 
 
 class SourceResponse(StreamingResponse):
@@ -219,4 +283,5 @@ async def download(
 
 
 def _quote(text: str) -> str:
-    return quote(text, safe="")
+    """``text`` percent-encoded from its bytes: a name that is not UTF-8 keeps them."""
+    return quote(wirenames.name_bytes(text), safe="")

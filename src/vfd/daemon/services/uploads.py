@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlmodel import select
 
+from vfd import wirenames
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.userfs import FolderFS, Identity, is_part_name
 from vfd.errors import ErrorCode, VfdError
@@ -62,13 +63,18 @@ def prune_parts(
                     fs.remove(rel, expect=(st.st_dev, st.st_ino))
                 except VfdError as exc:
                     if exc.code is not ErrorCode.PATH_NOT_FOUND:  # gone meanwhile: not counted
-                        log.warning("prune: cannot remove %s in %s: %s", rel, name, exc.message)
+                        log.warning(
+                            "prune: cannot remove %s in %s: %s",
+                            wirenames.escaped(rel),
+                            name,
+                            wirenames.readable(exc.message),
+                        )
                     continue
             removed.append(
                 {
                     "vfolder": name,
                     "host": host,
-                    "path": rel,
+                    **wirenames.fields("path", rel),
                     "bytes": st.st_size,
                     "idle_seconds": int(time.time() - st.st_mtime),
                 }
