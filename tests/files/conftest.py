@@ -1,5 +1,8 @@
 """A whole node for the file-operation tests: ``vfd up`` (mountd + daemon) on a tmp state dir,
-once per module and store backend, with CLI and HTTP clients acting as test users."""
+once per module and store backend, with CLI and HTTP clients acting as test users.
+
+A module may add lines to the node's ``vfd.toml`` with ``NODE_CONFIG = "..."`` (TOML text).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def fuse_missing() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def node(database_url: str) -> Iterator[Node]:
+def node(database_url: str, request: pytest.FixtureRequest) -> Iterator[Node]:
     why = fuse_missing()
     if why:
         if os.environ.get("CI"):
@@ -34,7 +37,8 @@ def node(database_url: str) -> Iterator[Node]:
         pytest.skip(why)
     # a short path: unix socket paths are limited to 107 bytes
     state_dir = Path(tempfile.mkdtemp(prefix="vfd-files-", dir="/tmp"))
-    (state_dir / "vfd.toml").write_text(f"database_url = {json.dumps(database_url)}\n")
+    extra = getattr(request.module, "NODE_CONFIG", "")
+    (state_dir / "vfd.toml").write_text(f"database_url = {json.dumps(database_url)}\n{extra}")
     log = state_dir / "up.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(

@@ -42,7 +42,8 @@ def fast_path_text(mountd: Any) -> str | None:
 
 
 def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Show whether the daemon and mountd answer, their versions, hosts, database, and you.
+    """Show whether the daemon and mountd answer, and you; for admins also versions, hosts,
+    database.
 
     Exits 1, saying why, when the daemon does not answer.
     """
@@ -62,21 +63,24 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     you = f"{identity.get('email')} ({identity.get('role')}, uid {identity.get('uid')})"
     if cli.act_as:
         you += " — acting for this user"
-    cli.emit(
-        result,
-        lambda: key_values(
-            cli.console,
-            [
-                ("daemon", f"answering, version {result.get('version')}, {config.api_socket}"),
-                ("mountd", _mountd_text(result.get("mountd"))),
-                ("fast path", fast_path_text(result.get("mountd"))),
-                ("database", result.get("database")),
-                ("hosts", result.get("hosts")),
-                ("you", you),
-                ("client", f"vfd {__version__}, config {config.config_file or 'built-in'}"),
-            ],
-        ),
-    )
+    rows: list[tuple[str, Any]] = [
+        ("daemon", f"answering, version {result.get('version')}, {config.api_socket}")
+    ]
+    if "mountd" in result:  # the node-wide figures: admins only
+        rows += [
+            ("mountd", _mountd_text(result.get("mountd"))),
+            ("fast path", fast_path_text(result.get("mountd"))),
+            ("database", result.get("database")),
+            ("hosts", result.get("hosts")),
+        ]
+    else:
+        up = result.get("mountd_up")
+        rows.append(("mountd", "answering" if up else _mountd_text(None)))
+    rows += [
+        ("you", you),
+        ("client", f"vfd {__version__}, config {config.config_file or 'built-in'}"),
+    ]
+    cli.emit(result, lambda: key_values(cli.console, rows))
 
 
 def daemon(ctx: typer.Context) -> None:

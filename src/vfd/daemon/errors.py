@@ -1,6 +1,7 @@
 """The one place where failures become HTTP answers.
 
     VfdError                   -> its code's HTTP status, ``VfdError.to_json()``
+                                  (``mountd_unavailable`` is also logged: one warning line)
     RequestValidationError     -> 400 invalid_argument, ``details.field`` names the bad field
     unknown route              -> 404 not_found
     method not allowed         -> 405 method_not_allowed
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def error_response(exc: VfdError) -> JSONResponse:
+    if exc.code is ErrorCode.MOUNTD_UNAVAILABLE:
+        log.warning("answered mountd_unavailable: %s", exc.message)
     return JSONResponse(wirenames.json_safe(exc.to_json()), status_code=exc.code.http)
 
 

@@ -54,18 +54,49 @@ _ERRNO_CODES = {
     errno.ELOOP: ErrorCode.INVALID_PATH,
     errno.ENAMETOOLONG: ErrorCode.NAME_TOO_LONG,
     errno.EINVAL: ErrorCode.INVALID_PATH,
+    # the FUSE connection is gone: mountd was killed or crashed, and the mount is dead
+    errno.ENOTCONN: ErrorCode.MOUNTD_UNAVAILABLE,
+    errno.ECONNABORTED: ErrorCode.MOUNTD_UNAVAILABLE,
 }
+
+VIEWS_GONE = (
+    "the folder views are not mounted: mountd stopped or crashed; "
+    "`systemctl restart vfd-mountd`, or `vfd up` restarts it"
+)
+"""What a file operation answers when the mount is dead or absent."""
 
 
 def os_error(exc: OSError, path: str) -> VfdError:
     """The one translation of an OSError met inside a folder into a VfdError."""
     code = _ERRNO_CODES.get(exc.errno or 0, ErrorCode.INTERNAL)
+    if code is ErrorCode.MOUNTD_UNAVAILABLE:
+        return VfdError(code, VIEWS_GONE, path=path or "/", errno=exc.errno, not_running=True)
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     if code is ErrorCode.QUOTA_EXCEEDED:
         reason = "the folder's quota is exceeded"
     elif code is ErrorCode.READ_ONLY:
         reason = "the folder is read-only for you"
     return VfdError(code, f"{path or '/'}: {reason}", path=path or "/")
+
+
+def view_unavailable(root: str, exc: OSError) -> VfdError:
+    """Why the view ``root`` (``<mount>/<rw|ro>/<vfid>``) cannot be opened: the mount is dead
+    or not there (mountd is not running), or mountd does not serve this folder."""
+    mount_point = os.path.dirname(os.path.dirname(root))
+    dead = exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    if dead or not os.path.ismount(mount_point):
+        return VfdError(
+            ErrorCode.MOUNTD_UNAVAILABLE, VIEWS_GONE, view=root, errno=exc.errno, not_running=True
+        )
+    return VfdError(
+        ErrorCode.MOUNTD_UNAVAILABLE,
+        f"the folder's view {root} is not available ({exc.strerror}): mountd does not serve "
+        "this folder; it loads every ready folder when it starts — `systemctl restart "
+        "vfd-mountd`, or `vfd up` restarts it",
+        view=root,
+        errno=exc.errno,
+        not_running=False,
+    )
 
 
 @dataclass(frozen=True)
@@ -181,10 +212,7 @@ class FolderFS:
         try:
             root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY)
         except OSError as exc:
-            raise VfdError(
-                ErrorCode.MOUNTD_UNAVAILABLE,
-                f"the folder's view {self.root} is not available: {exc.strerror}",
-            ) from None
+            raise view_unavailable(self.root, exc) from None
         try:
             with acting_as(self.ident):
                 yield root_fd

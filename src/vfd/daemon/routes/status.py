@@ -5,24 +5,39 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 import vfd
+from vfd.daemon import runtime
 from vfd.daemon.routes.deps import JSON, CallerDep, DaemonDep, run, run_mountd
 from vfd.daemon.services import users
+from vfd.errors import ErrorCode, VfdError
 
 router = APIRouter()
 
 
 @router.get("/v1/status")
 async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
-    """The daemon's version, store, hosts, mountd health (null when it does not answer;
-    ``fast_path`` in it says whether mountd's low-level fast path is on, and if not, why)."""
-    mountd = await run_mountd(daemon.mountd.health)
-    return {
+    """The daemon's version, whether mountd answers, and the caller's identity; for admins
+    also the node-wide figures: store, hosts, mountd's health (null when it does not answer;
+    ``fast_path`` in it says whether mountd's low-level fast path is on, and if not, why)
+    and the worker pools."""
+    try:
+        mountd = await run_mountd(daemon.mountd.health)
+    except VfdError as exc:  # stalled past [workers] mountd_wait
+        if exc.code is not ErrorCode.MOUNTD_UNAVAILABLE:
+            raise
+        mountd = None
+    answer: JSON = {
         "version": vfd.__version__,
-        "database": daemon.engine.dialect.name,
-        "hosts": sorted(daemon.config.hosts),
-        "mountd": mountd,
+        "mountd_up": mountd is not None,
         "identity": await run(users.whoami, daemon, caller),
     }
+    if caller.is_admin:
+        answer.update(
+            database=daemon.engine.dialect.name,
+            hosts=sorted(daemon.config.hosts),
+            mountd=mountd,
+            workers=runtime.current().busy(),
+        )
+    return answer
 
 
 @router.get("/v1/whoami")
