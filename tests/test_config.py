@@ -166,3 +166,36 @@ def test_config_bad_plugins_and_workers_name_the_key(tmp_path: Path, text: str, 
         load_config(config_file=path, env={})
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert key in info.value.message and str(path) in info.value.message
+
+
+def test_config_limits_default_and_from_file(tmp_path: Path) -> None:
+    limits = load_config(state_dir=tmp_path, env={}).limits
+    assert (limits.peer_connections, limits.backlog, limits.user_files) == (256, 4096, None)
+    assert load_config(config_file=EXAMPLE, env={}).limits == limits  # the example shows them
+    (tmp_path / "vfd.toml").write_text(
+        "[limits]\nuser_files = 3\nheader_timeout = 2\nbody_timeout = 0.5\nbacklog = 128\n"
+    )
+    limits = load_config(state_dir=tmp_path, env={}).limits
+    assert (limits.user_files, limits.header_timeout, limits.body_timeout) == (3, 2.0, 0.5)
+    assert limits.backlog == 128
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "limits = 1\n",
+        "[limits]\nuser_file = 2\n",
+        "[limits]\nuser_files = 0\n",
+        "[limits]\nheader_timeout = 0\n",
+        "[limits]\nbody_timeout = true\n",
+        "[limits]\nkeepalive_timeout = 1.5\n",
+        "[limits]\nbacklog = 70000\n",
+    ],
+)
+def test_config_bad_limits_name_the_key(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(VfdError) as info:
+        load_config(config_file=path, env={})
+    assert info.value.code is ErrorCode.CONFIG_INVALID
+    assert "limits" in info.value.message and str(path) in info.value.message

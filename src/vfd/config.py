@@ -33,6 +33,11 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     files = 16
     mountd_wait = 30.0                  # seconds before a stalled mount answers 503
 
+    [limits]                            # what one user or connection may take of the daemon
+    user_files = 8                      # concurrent files-pool requests per user (429 beyond)
+    peer_connections = 256              # connections per peer uid (unix) or IP (TCP)
+    header_timeout = 30.0
+
     [plugins.example]                   # one table per plugin, checked by that plugin
     some_key = "value"
 
@@ -108,6 +113,40 @@ class WorkerLimits:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """What one user or one connection may take of the daemon (``[limits]``;
+    docs/operations.md "Limits").
+
+    Without these a single local user could hold every worker thread, or every descriptor of
+    the daemon, with requests that never end.
+    """
+
+    user_files: int | None = None
+    """Requests of one user that may use the files pool at once (the next is answered
+    ``429 too_many_requests``); ``None``: half of ``[workers] files``, at least 1."""
+    user_mountd: int | None = None
+    """The same for the mountd pool; ``None``: half of ``[workers] mountd``, at least 1."""
+    retry_after: int = 1
+    """Seconds a ``429`` answer asks the client to wait (``Retry-After``)."""
+    peer_connections: int = 256
+    """Open connections per peer uid on the unix socket, per address on TCP; more are
+    answered ``429`` and closed at once."""
+    header_timeout: float = 30.0
+    """Seconds a connection may take to send a complete request head."""
+    body_timeout: float = 60.0
+    """Seconds a request body may stall (nothing arrives while the daemon waits for it)."""
+    keepalive_timeout: int = 5
+    """Seconds an idle connection is kept open between requests."""
+    backlog: int = 4096
+    """Listen backlog of the API sockets (the kernel caps it at ``net.core.somaxconn``)."""
+
+    def user_cap(self, pool: str, pool_size: int) -> int:
+        """The per-user cap of ``pool`` (``files`` or ``mountd``) for a pool of that size."""
+        cap = self.user_files if pool == "files" else self.user_mountd
+        return cap if cap is not None else max(1, pool_size // 2)
+
+
+@dataclass(frozen=True)
 class Config:
     """The settings every vfd process reads. Built by :func:`load_config`."""
 
@@ -125,6 +164,7 @@ class Config:
     default_policy: PolicyDefaults = field(default_factory=PolicyDefaults)
     fuse: FuseOptions = field(default_factory=FuseOptions)
     workers: WorkerLimits = field(default_factory=WorkerLimits)
+    limits: RequestLimits = field(default_factory=RequestLimits)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     """``[plugins.NAME]`` tables, one per plugin, handed to that plugin unchecked: vfd checks
     its own keys, each plugin its section."""
@@ -145,7 +185,7 @@ class Config:
 _STR_KEYS = {"database_url", "tcp_listen", "default_host", "log_level"}
 _PATH_KEYS = {"mount_point", "api_socket", "mountd_socket"}
 _INT_KEYS = {"default_uid", "default_gid"}
-_TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "plugins"}
+_TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "limits", "plugins"}
 _KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 
@@ -260,6 +300,38 @@ def _parse_workers(value: Any, source: str) -> WorkerLimits:
     return WorkerLimits(**out)
 
 
+_LIMIT_INTS = {
+    "user_files": (1, 1024),
+    "user_mountd": (1, 1024),
+    "retry_after": (1, 3600),
+    "keepalive_timeout": (1, 3600),
+    "peer_connections": (1, 1 << 20),
+    "backlog": (1, 65535),
+}
+_LIMIT_SECONDS = {"header_timeout", "body_timeout"}
+
+
+def _parse_limits(value: Any, source: str) -> RequestLimits:
+    if not isinstance(value, dict):
+        raise _bad("limits", source, "must be a table")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        full = f"limits.{key}"
+        if key in _LIMIT_INTS:
+            low, high = _LIMIT_INTS[key]
+            if isinstance(item, bool) or not isinstance(item, int) or not low <= item <= high:
+                raise _bad(full, source, f"must be an integer between {low} and {high}")
+            out[key] = item
+        elif key in _LIMIT_SECONDS:
+            if isinstance(item, bool) or not isinstance(item, int | float) or not item > 0:
+                raise _bad(full, source, "must be a positive number of seconds")
+            out[key] = float(item)
+        else:
+            known = ", ".join(sorted({*_LIMIT_INTS, *_LIMIT_SECONDS}))
+            raise _bad(full, source, f"unknown key (known: {known})")
+    return RequestLimits(**out)
+
+
 def _parse_plugins(value: Any, source: str) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict):
         raise _bad("plugins", source, "must be a table of [plugins.NAME] tables")
@@ -322,6 +394,7 @@ def load_config(
         state_dir = state_dir.absolute()
     values = _defaults(state_dir)
     policy, fuse, workers = PolicyDefaults(), FuseOptions(), WorkerLimits()
+    limits = RequestLimits()
     plugins: dict[str, dict[str, Any]] = {}
 
     path = find_config_file(config_file, state_dir, env)
@@ -352,6 +425,8 @@ def load_config(
                 fuse = _parse_fuse(value, source)
             elif key == "workers":
                 workers = _parse_workers(value, source)
+            elif key == "limits":
+                limits = _parse_limits(value, source)
             elif key == "plugins":
                 plugins = _parse_plugins(value, source)
             else:
@@ -381,6 +456,7 @@ def load_config(
         default_policy=policy,
         fuse=fuse,
         workers=workers,
+        limits=limits,
         plugins=plugins,
         **values,
     )

@@ -71,12 +71,14 @@ class ErrorCode(enum.Enum):
     FOLDER_IN_USE = ("folder_in_use", 409, _errno.EBUSY)
     NOT_A_DIRECTORY = ("not_a_directory", 409, _errno.ENOTDIR)
     IS_A_DIRECTORY = ("is_a_directory", 409, _errno.EISDIR)
+    NOT_A_REGULAR_FILE = ("not_a_regular_file", 409, _errno.EINVAL)  # a FIFO, socket, device
     DIRECTORY_NOT_EMPTY = ("directory_not_empty", 409, _errno.ENOTEMPTY)
     CROSS_SCOPE = ("cross_scope", 409, _errno.EXDEV)
     UPLOAD_OFFSET_MISMATCH = ("upload_offset_mismatch", 409, _errno.EINVAL)
     PRECONDITION_FAILED = ("precondition_failed", 412, _errno.ESTALE)  # If-Match: it changed
     RANGE_NOT_SATISFIABLE = ("range_not_satisfiable", 416, _errno.EINVAL)
     # capacity
+    TOO_MANY_REQUESTS = ("too_many_requests", 429, _errno.EAGAIN)  # details.retry_after (s)
     QUOTA_EXCEEDED = ("quota_exceeded", 507, _errno.EDQUOT)
     # the system itself
     MOUNTD_UNAVAILABLE = ("mountd_unavailable", 503, _errno.EIO)

@@ -12,12 +12,13 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from vfd.config import WorkerLimits, load_config
+from vfd.config import RequestLimits, WorkerLimits, load_config
 from vfd.daemon import runtime
 from vfd.daemon.app import create_app
 from vfd.daemon.mountlink import MountdLink
 from vfd.daemon.runtime import Pool, Runtime
 from vfd.daemon.services.context import Daemon
+from vfd.errors import ErrorCode, VfdError
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -110,3 +111,52 @@ def test_app_lifespan_runs_background_tasks_and_cancels_them_on_stop(tmp_path: P
         assert events.count("cancelled") == 1
 
     anyio.run(main)
+
+
+def test_runtime_user_caps_refuse_a_users_extra_slow_requests() -> None:
+    """A request's first call into the files (or mountd) pool takes a slot of its user's, held
+    until the request ends; past the cap the call is refused at once (429), while another
+    user, and the same user's store work, go on."""
+    release = threading.Event()
+    limits = RequestLimits(retry_after=3)
+
+    async def request(rt: Runtime, user: str, pool: Pool, calls: int) -> None:
+        with rt.user_slots(user, limits):
+            for _ in range(calls):  # one slot per request, however many calls it makes
+                await rt.run(pool, release.wait, 30.0)
+
+    async def main() -> None:
+        rt = Runtime(WorkerLimits(files=4, mountd=2))
+        async with anyio.create_task_group() as group:
+            for _ in range(2):  # half the pool: bob's cap
+                group.start_soon(request, rt, "bob", Pool.FILES, 2)
+            group.start_soon(request, rt, "bob", Pool.MOUNTD, 1)  # cap 1
+            await _until(lambda: rt.user_load()["files"].get("bob") == 2)
+            await _until(lambda: rt.user_load()["mountd"].get("bob") == 1)
+            with anyio.fail_after(1):
+                for pool in (Pool.FILES, Pool.MOUNTD):
+                    with pytest.raises(VfdError) as info, rt.user_slots("bob", limits):
+                        await rt.run(pool, len, "x")
+                    assert info.value.code is ErrorCode.TOO_MANY_REQUESTS
+                    assert info.value.details["retry_after"] == 3
+                    assert info.value.details["pool"] == pool.value
+                with rt.user_slots("bob", limits):
+                    assert await rt.run(Pool.STORE, len, "abc") == 3  # not capped
+                with rt.user_slots("carol", limits):
+                    assert await rt.run(Pool.FILES, len, "ab") == 2
+                assert await rt.run(Pool.FILES, len, "a") == 1  # no request: background work
+            release.set()
+        assert rt.user_load() == {"files": {}, "mountd": {}}
+
+    try:
+        anyio.run(main)
+    finally:
+        release.set()
+
+
+def test_runtime_user_caps_follow_the_config(tmp_path: Path) -> None:
+    (tmp_path / "vfd.toml").write_text("[workers]\nfiles = 6\n\n[limits]\nuser_mountd = 3\n")
+    config = load_config(state_dir=tmp_path, env={})
+    assert config.limits.user_cap("files", config.workers.files) == 3  # half the pool
+    assert config.limits.user_cap("mountd", config.workers.mountd) == 3
+    assert RequestLimits().user_cap("mountd", 1) == 1  # at least one

@@ -30,7 +30,10 @@ log = logging.getLogger(__name__)
 def error_response(exc: VfdError) -> JSONResponse:
     if exc.code is ErrorCode.MOUNTD_UNAVAILABLE:
         log.warning("answered mountd_unavailable: %s", exc.message)
-    return JSONResponse(wirenames.json_safe(exc.to_json()), status_code=exc.code.http)
+    response = JSONResponse(wirenames.json_safe(exc.to_json()), status_code=exc.code.http)
+    if exc.code is ErrorCode.TOO_MANY_REQUESTS:  # when to come back, in seconds
+        response.headers["Retry-After"] = str(exc.details.get("retry_after", 1))
+    return response
 
 
 def _field(loc: tuple[Any, ...]) -> str:

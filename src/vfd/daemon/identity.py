@@ -25,6 +25,7 @@ import os
 import pwd
 import socket
 import struct
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -215,11 +216,16 @@ def resolve_caller(
     raise AssertionError("unreachable")
 
 
-async def get_caller(request: Request) -> Caller:
-    """FastAPI dependency: the caller of this request."""
+async def get_caller(request: Request) -> AsyncIterator[Caller]:
+    """FastAPI dependency: the caller of this request, resolved in the identity pool.
+
+    Until the request ends (its answer sent, a streamed one included), its work in the slow
+    pools counts against the caller's per-user caps (``Runtime.user_slots``).
+    """
     daemon: Daemon = request.app.state.daemon
     state = request.scope.get("state") or {}
-    return await runtime.current().run(
+    live = runtime.current()
+    caller = await live.run(
         Pool.IDENTITY,
         resolve_caller,
         daemon,
@@ -228,3 +234,5 @@ async def get_caller(request: Request) -> Caller:
         authorization=request.headers.get("authorization"),
         act_as=request.headers.get(ACT_AS_HEADER),
     )
+    with live.user_slots(caller.user.id, daemon.config.limits):
+        yield caller

@@ -5,6 +5,13 @@ Every blocking call of a request runs in a worker thread of the pool for its kin
 on a stalled mount, a mountd that does not answer, docker — can use up its own pool only:
 resolving callers and reading the store go on.
 
+One user cannot take a whole pool either: a request's first call into the ``files`` or
+``mountd`` pool takes one of its caller's slots for that pool (``[limits] user_files`` and
+``user_mountd``, half the pool by default), held until the request ends — its answer streamed
+— and a request that would pass the cap is answered ``429 too_many_requests`` with
+``Retry-After`` at once, instead of queueing behind the caller's own requests without end
+(:meth:`Runtime.user_slots`).
+
 Background work (the systemd watchdog now; the scheduler loop, runtime reconciliation and the
 idle reaper with sessions) runs as tasks of one task group, opened by the application's
 lifespan before ``READY=1`` and cancelled when the daemon stops. A request that starts
@@ -15,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
 import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio
@@ -28,7 +36,7 @@ import anyio.abc
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 
-from vfd.config import WorkerLimits
+from vfd.config import RequestLimits, WorkerLimits
 from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,26 @@ class Pool(enum.StrEnum):
     DOCKER = "docker"  # the container runtime
 
 
+CAPPED = (Pool.FILES, Pool.MOUNTD)
+"""The pools whose use is capped per user (the slow ones)."""
+
+
+class _Slots:
+    """The per-user slots one request holds, and the caps it was given."""
+
+    def __init__(self, user: Hashable, caps: dict[Pool, int], retry_after: int) -> None:
+        self.user = user
+        self.caps = caps
+        self.retry_after = retry_after
+        self.held: set[Pool] = set()
+        self.open = True
+
+
+_request_slots: contextvars.ContextVar[_Slots | None] = contextvars.ContextVar(
+    "vfd_request_slots", default=None
+)
+
+
 class Runtime:
     """Worker pools and the background task group of one running daemon (one event loop)."""
 
@@ -56,11 +84,65 @@ class Runtime:
         self.limits = limits
         self._limiters = {pool: anyio.CapacityLimiter(getattr(limits, pool.value)) for pool in Pool}
         self._group: anyio.abc.TaskGroup | None = None
+        self._in_use: dict[tuple[Pool, Hashable], int] = {}
 
     async def run(self, pool: Pool, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call blocking ``fn`` in a worker thread of ``pool``; waits for a free thread."""
+        """Call blocking ``fn`` in a worker thread of ``pool``; waits for a free thread.
+
+        Inside a request (:meth:`user_slots`), the first call into a capped pool takes a slot
+        of the caller's, or raises ``too_many_requests`` when the caller has none left.
+        """
+        if pool in CAPPED:
+            self._take_slot(pool)
         call = functools.partial(fn, *args, **kwargs)
         return await anyio.to_thread.run_sync(call, limiter=self._limiters[pool])
+
+    @contextlib.contextmanager
+    def user_slots(self, user: Hashable, limits: RequestLimits) -> Iterator[None]:
+        """Count the capped-pool work of the request running in this context (and of the
+        tasks it starts, such as a streamed answer) against ``user``'s caps, until the block
+        ends."""
+        caps = {
+            pool: limits.user_cap(pool.value, getattr(self.limits, pool.value)) for pool in CAPPED
+        }
+        slots = _Slots(user, caps, limits.retry_after)
+        _request_slots.set(slots)
+        try:
+            yield
+        finally:
+            slots.open = False
+            for pool in slots.held:
+                key = (pool, user)
+                self._in_use[key] -= 1
+                if not self._in_use[key]:
+                    del self._in_use[key]
+            slots.held.clear()
+
+    def _take_slot(self, pool: Pool) -> None:
+        slots = _request_slots.get()
+        if slots is None or not slots.open or pool in slots.held:
+            return  # not a request (background work), or it holds its slot already
+        key = (pool, slots.user)
+        used = self._in_use.get(key, 0)
+        cap = slots.caps[pool]
+        if used >= cap:
+            raise VfdError(
+                ErrorCode.TOO_MANY_REQUESTS,
+                f"you have {used} requests in progress that use the {pool.value} workers, "
+                f"the most one user may have; retry when one has finished",
+                pool=pool.value,
+                limit=cap,
+                retry_after=slots.retry_after,
+            )
+        self._in_use[key] = used + 1
+        slots.held.add(pool)
+
+    def user_load(self) -> dict[str, dict[str, int]]:
+        """Per capped pool, the requests holding slots, by user (for status and tests)."""
+        out: dict[str, dict[str, int]] = {pool.value: {} for pool in CAPPED}
+        for (pool, user), count in self._in_use.items():
+            out[pool.value][str(user)] = count
+        return out
 
     def busy(self) -> dict[str, dict[str, float]]:
         """Threads in use and waiting callers per pool (for status and metrics)."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -25,7 +26,7 @@ from vfd import safedirs
 from vfd.config import Config
 from vfd.daemon import systemd
 from vfd.daemon.app import create_app
-from vfd.daemon.identity import PeerCredProtocol
+from vfd.daemon.connections import protocol_class
 from vfd.daemon.mountlink import MountdLink
 from vfd.daemon.runtime import BackgroundTask
 from vfd.daemon.services.context import Daemon
@@ -37,7 +38,37 @@ from vfd.store.db import make_engine, migrate
 log = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT = 10
-BACKLOG = 256
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (systemd starts services
+    with a soft limit of 1024: one user's connections could use them all); the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+            return soft
+        return hard
+    return soft
+
+
+def check_backlog(backlog: int) -> None:
+    """Say when the kernel will cut the listen backlog (``net.core.somaxconn``)."""
+    try:
+        somaxconn = int(SOMAXCONN.read_text())
+    except (OSError, ValueError):
+        return
+    if somaxconn < backlog:
+        log.warning(
+            "listen backlog %d is cut to %d by net.core.somaxconn; raise it "
+            "(sysctl -w net.core.somaxconn=%d) for bursts of connections",
+            backlog,
+            somaxconn,
+            backlog,
+        )
 
 
 def bind_unix(path: Path) -> socket.socket:
@@ -74,7 +105,7 @@ def bind_unix(path: Path) -> socket.socket:
     return sock
 
 
-def bind_tcp(listen: str) -> socket.socket:
+def bind_tcp(listen: str, backlog: int) -> socket.socket:
     """Bind ``HOST:PORT`` (``[v6addr]:PORT`` for IPv6)."""
     host, sep, port_text = listen.rpartition(":")
     host = host.strip("[]")
@@ -86,7 +117,7 @@ def bind_tcp(listen: str) -> socket.socket:
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, int(port_text)), family=family, backlog=BACKLOG)
+        return socket.create_server((host, int(port_text)), family=family, backlog=backlog)
     except OSError as exc:
         raise VfdError(
             ErrorCode.CONFIG_INVALID,
@@ -166,18 +197,20 @@ async def serve_async(config: Config) -> None:
             ) from None
         await asyncio.to_thread(prepare_roots, config)
         if config.tcp_listen:
-            sockets.append(bind_tcp(config.tcp_listen))
+            sockets.append(bind_tcp(config.tcp_listen, config.limits.backlog))
+        check_backlog(config.limits.backlog)
         daemon = Daemon(config=config, engine=engine, mountd=MountdLink(config.mountd_socket))
         uv_config = uvicorn.Config(
             create_app(daemon, background_tasks()),
-            http=PeerCredProtocol,
+            http=protocol_class(config.limits),
             ws="none",
             lifespan="on",
             log_config=None,
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=GRACEFUL_TIMEOUT,
-            backlog=BACKLOG,
+            backlog=config.limits.backlog,
+            timeout_keep_alive=config.limits.keepalive_timeout,
         )
         server = _Server(uv_config)
         await server.serve(sockets=sockets)
@@ -195,6 +228,11 @@ def serve(config: Config) -> None:
     """The daemon's blocking entry point: logging set up, asyncio on uvloop, serve."""
     setup_logging(config.log_level)
     safedirs.prepare_state_dir(config)
-    log.info("vfd daemon starting (store %s)", config.database_url.split("://")[0])
+    fds = raise_fd_limit()
+    log.info(
+        "vfd daemon starting (store %s, open-file limit %d)",
+        config.database_url.split("://")[0],
+        fds,
+    )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_async(config))

@@ -391,20 +391,18 @@ class FolderFS:
                 os.close(dfd)
 
     def open_file(self, path: str, flags: int = os.O_RDONLY) -> tuple[int, os.stat_result]:
-        """An fd on the regular file at ``path`` (the caller closes it) and its stat."""
+        """An fd on the regular file at ``path`` (the caller closes it) and its stat.
+
+        Anything else is refused without waiting on it (:func:`open_regular`): a directory
+        ``is_a_directory``, a FIFO, socket or device ``not_a_regular_file``.
+        """
         with self._parent(path) as (fd, name):
+            ffd = open_regular(name, fd, flags, path)
             try:
-                ffd = os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except OSError as exc:
-                raise os_error(exc, path) from None
-            st = os.fstat(ffd)
-            if not stat.S_ISREG(st.st_mode):
+                return ffd, os.fstat(ffd)
+            except BaseException:
                 os.close(ffd)
-                code = (
-                    ErrorCode.IS_A_DIRECTORY if stat.S_ISDIR(st.st_mode) else ErrorCode.INVALID_PATH
-                )
-                raise VfdError(code, f"{path} is not a regular file", path=path)
-            return ffd, st
+                raise
 
     def walk_files(self) -> list[tuple[str, os.stat_result]]:
         """``(path, lstat)`` of every entry below the root that is not a directory.
@@ -488,11 +486,8 @@ class FolderFS:
                         f"{path} already exists (upload with overwrite to replace it)",
                         path=path,
                     )
-            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                pfd = os.open(part, flags | (os.O_TRUNC if offset == 0 else 0), 0o644, dir_fd=fd)
-            except OSError as exc:
-                raise os_error(exc, path) from None
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if offset == 0 else 0)
+            pfd = open_regular(part, fd, flags, path, what=f"the upload's part file {part}")
             size = os.fstat(pfd).st_size
             if size != offset:
                 os.close(pfd)
@@ -541,6 +536,74 @@ class FolderFS:
                 raise os_error(exc, path) from None
 
 
+_SPECIAL_TYPES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_type(mode: int) -> str | None:
+    """``"a FIFO"``, ``"a socket"``, ... for an inode that is none of a regular file, a
+    directory or a link; ``None`` otherwise."""
+    for test, words in _SPECIAL_TYPES:
+        if test(mode):
+            return words
+    return None
+
+
+def _not_regular(path: str, what: str, kind: str) -> VfdError:
+    return VfdError(
+        ErrorCode.NOT_A_REGULAR_FILE,
+        f"{what} is {kind}, not a regular file",
+        path=path or "/",
+        type=kind.removeprefix("a "),
+    )
+
+
+def open_regular(
+    name: str, dir_fd: int, flags: int, path: str, *, what: str | None = None, mode: int = 0o644
+) -> int:
+    """Open the regular file ``name`` in ``dir_fd`` (links not followed), never blocking.
+
+    A FIFO would block ``open()`` until a writer (or reader) comes, which may be never; a
+    device could do anything. So the type is checked before the open and again on the fd,
+    the open is non-blocking, and only then is ``O_NONBLOCK`` cleared for a regular file.
+    Refusals: ``not_a_regular_file`` (FIFO, socket, device), ``is_a_directory``.
+    """
+    what = what or path or "/"
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass  # made by this open (O_CREAT), or the open says what is missing
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    else:
+        kind = special_type(st.st_mode)
+        if kind is not None:
+            raise _not_regular(path, what, kind)
+    try:
+        fd = os.open(
+            name, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd
+        )
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # swapped for a FIFO without a reader, or a socket
+            raise _not_regular(path, what, "a FIFO or socket") from None
+        raise os_error(exc, path) from None
+    try:
+        fmode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(fmode):
+            raise VfdError(ErrorCode.IS_A_DIRECTORY, f"{what} is a directory", path=path or "/")
+        if not stat.S_ISREG(fmode):
+            raise _not_regular(path, what, special_type(fmode) or "an unknown kind of file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 _UPLOAD_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _PART_PREFIX, _PART_SUFFIX = ".vfd-upload-", ".part"
 
@@ -568,12 +631,15 @@ def is_part_name(name: str) -> bool:
     )
 
 
-def write_tar(fs: FolderFS, path: str, out: BinaryIO) -> None:
+def write_tar(fs: FolderFS, path: str, out: BinaryIO, skipped: list[str] | None = None) -> None:
     """Stream ``path`` (a directory or a file) as a tar archive into ``out``.
 
     The tree is walked with directory fds and ``O_NOFOLLOW``: links are archived as links, and
-    an entry swapped for a link during the walk is skipped, never followed.
+    an entry swapped for a link during the walk is skipped, never followed. FIFOs, sockets and
+    devices are skipped without being opened (a FIFO would block the open); each entry left
+    out that way is added to ``skipped`` as ``"<archive name> (<what it is>)"``.
     """
+    skipped = [] if skipped is None else skipped
     parts = split_path(path)
     base = parts[-1] if parts else "folder"
     with fs._session() as root_fd, tarfile.open(fileobj=out, mode="w|") as tar:
@@ -582,7 +648,7 @@ def write_tar(fs: FolderFS, path: str, out: BinaryIO) -> None:
             if parts:
                 st = os.stat(parts[-1], dir_fd=top, follow_symlinks=False)
                 if not stat.S_ISDIR(st.st_mode):
-                    _tar_entry(tar, top, parts[-1], base, st)
+                    _tar_entry(tar, top, parts[-1], base, st, skipped)
                     return
                 dfd = os.open(parts[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
             else:
@@ -592,12 +658,12 @@ def write_tar(fs: FolderFS, path: str, out: BinaryIO) -> None:
         finally:
             os.close(top)
         try:
-            _tar_dir(tar, dfd, base)
+            _tar_dir(tar, dfd, base, skipped)
         finally:
             os.close(dfd)
 
 
-def _tar_dir(tar: tarfile.TarFile, dfd: int, arcname: str) -> None:
+def _tar_dir(tar: tarfile.TarFile, dfd: int, arcname: str, skipped: list[str]) -> None:
     info = _tarinfo(arcname, os.fstat(dfd))
     tar.addfile(info)
     for name in sorted(os.listdir(dfd)):
@@ -612,23 +678,35 @@ def _tar_dir(tar: tarfile.TarFile, dfd: int, arcname: str) -> None:
             except OSError:
                 continue  # swapped or unreadable: skipped
             try:
-                _tar_dir(tar, sub, child)
+                _tar_dir(tar, sub, child, skipped)
             finally:
                 os.close(sub)
         else:
-            _tar_entry(tar, dfd, name, child, st)
+            _tar_entry(tar, dfd, name, child, st, skipped)
 
 
-def _tar_entry(tar: tarfile.TarFile, dfd: int, name: str, arcname: str, st: os.stat_result) -> None:
-    if stat.S_ISLNK(st.st_mode):
+def _tar_entry(
+    tar: tarfile.TarFile,
+    dfd: int,
+    name: str,
+    arcname: str,
+    st: os.stat_result,
+    skipped: list[str],
+) -> None:
+    kind = special_type(st.st_mode)
+    if kind is not None:
+        skipped.append(f"{arcname} ({kind})")
+    elif stat.S_ISLNK(st.st_mode):
         info = _tarinfo(arcname, st)
         info.type = tarfile.SYMTYPE
         info.linkname = os.readlink(name, dir_fd=dfd)
         tar.addfile(info)
     elif stat.S_ISREG(st.st_mode):
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        except OSError:
+            fd = open_regular(name, dfd, os.O_RDONLY, arcname)
+        except VfdError as exc:
+            if exc.code is ErrorCode.NOT_A_REGULAR_FILE:  # swapped for one meanwhile
+                skipped.append(f"{arcname} (not a regular file)")
             return  # swapped for a link or unreadable: skipped
         with os.fdopen(fd, "rb") as f:
             fst = os.fstat(fd)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -45,6 +46,8 @@ from vfd.daemon import runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.userfs import FolderFS, os_error, write_tar
 from vfd.errors import ErrorCode, VfdError
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 T = TypeVar("T")
@@ -402,11 +405,22 @@ class TarSource:
             raise
 
     def _produce(self, fs: FolderFS, path: str, wfd: int) -> None:
+        skipped: list[str] = []
         try:
             with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
-                write_tar(fs, path, out)
+                write_tar(fs, path, out, skipped)
         except BaseException as exc:  # reported by truncating the stream
             self._failure.append(exc)
+        if skipped:  # FIFOs, sockets, devices: left out, as unreadable entries are
+            more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+            log.info(
+                "archive of %s in %s: left out %d FIFOs, sockets or devices: %s%s",
+                path or "/",
+                fs.root,
+                len(skipped),
+                ", ".join(skipped[:10]),
+                more,
+            )
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while data := await self._reader.read(_read_chunk):
@@ -420,6 +434,13 @@ class TarSource:
 
 
 async def open_archive(fs: FolderFS, path: str) -> TarSource:
-    """A tar stream of ``path``; a path that cannot be read fails here, before any answer."""
-    await _in_thread(functools.partial(fs.stat, path))
+    """A tar stream of ``path``; a path that cannot be read fails here, before any answer,
+    and so does a FIFO, socket or device (``not_a_regular_file``: nothing to archive)."""
+    entry = await _in_thread(functools.partial(fs.stat, path))
+    if entry["type"] == "other":
+        raise VfdError(
+            ErrorCode.NOT_A_REGULAR_FILE,
+            f"{path} is a FIFO, socket or device: nothing to archive",
+            path=path,
+        )
     return TarSource(fs, path)
