@@ -63,14 +63,17 @@ def test_libfuse_layouts_match_the_installed_headers() -> None:
 
 
 def test_libfuse_probe_off_is_off_with_the_reason() -> None:
+    """Turned off, nothing is located, but the status still names the libfuse mapped."""
     internals, status = libfuse.probe("off")
     assert internals is None
+    (path,) = libfuse.mapped_libfuse()
+    major, minor = libfuse.libfuse_version(path)
     assert status.to_json() == {
         "setting": "off",
         "on": False,
         "reason": "turned off (fuse.fast_path = off)",
-        "libfuse": None,
-        "libfuse_version": None,
+        "libfuse": path,
+        "libfuse_version": f"{major}.{minor}",
         "pyfuse3_version": pyfuse3.__version__,
     }
 

@@ -194,6 +194,7 @@ def test_mount_works_on_pyfuse3_public_api_alone(tmp_path: Path) -> None:
         assert status["on"] is False
         assert status["setting"] == "off"
         assert "fuse.fast_path = off" in status["reason"]
+        assert status["libfuse"] and status["libfuse_version"]  # named even when off
         folder = mountd.new_folder(max_bytes=MiB)
         (folder.rw / "d").mkdir()
         (folder.rw / "d" / "f").write_bytes(b"p" * 1000)

@@ -255,24 +255,28 @@ def probe(setting: str) -> tuple[Internals | None, FastPathStatus]:
     """The session's internals and a status saying they are used, or None and why not.
 
     Call after ``pyfuse3.init``. Never raises: an unexpected failure turns the fast path off.
+    The status names the libfuse mapped in mountd and its version even when it is off.
     """
     status = FastPathStatus(setting, False, "", pyfuse3_version=pyfuse3.__version__)
-    if setting == "off":
-        return None, status.off("turned off (fuse.fast_path = off)")
     try:
         libs = mapped_libfuse()
+        why: str | None = None
+        layout: Layout | None = None
         if len(libs) != 1:
-            return None, status.off(f"expected one libfuse3 mapped in mountd, found {libs}")
-        (path,) = libs
-        status = replace(status, libfuse=path)
-        if path.endswith(" (deleted)"):
-            return None, status.off(f"{path}: replaced on disk since mountd started")
-        major, minor = libfuse_version(path)
-        status = replace(status, libfuse_version=f"{major}.{minor}")
-        why = verify(platform.machine(), pyfuse3.__version__, (major, minor))
-        if why is not None:
-            return None, status.off(why)
-        internals = _find(path, LAYOUTS[(major, minor)])
+            why = f"expected one libfuse3 mapped in mountd, found {libs}"
+        elif libs[0].endswith(" (deleted)"):
+            status = replace(status, libfuse=libs[0])
+            why = f"{libs[0]}: replaced on disk since mountd started"
+        else:
+            major, minor = libfuse_version(libs[0])
+            status = replace(status, libfuse=libs[0], libfuse_version=f"{major}.{minor}")
+            why = verify(platform.machine(), pyfuse3.__version__, (major, minor))
+            layout = LAYOUTS.get((major, minor))
+        if setting == "off":
+            return None, status.off("turned off (fuse.fast_path = off)")
+        if why is not None or layout is None or status.libfuse is None:
+            return None, status.off(why or "libfuse is not a verified release")
+        internals = _find(status.libfuse, layout)
     except Exception as exc:
         log.exception("cannot locate pyfuse3's libfuse session")
         return None, status.off(f"cannot locate pyfuse3's libfuse session: {exc}")
