@@ -128,6 +128,27 @@ def test_client_silent_daemon_times_out(sock_path: Path, serve: Callable) -> Non
     answered.set()
     assert error.code is ErrorCode.DAEMON_UNAVAILABLE
     assert "did not answer within 0.3s" in error.message
+    assert "may still complete" not in error.message  # a read changes nothing
+    assert error.details["may_complete"] is False
+
+
+def test_client_change_that_times_out_may_still_complete(sock_path: Path, serve: Callable) -> None:
+    answered = threading.Event()
+
+    def stall(conn: socket.socket) -> None:
+        if _read_request(conn):
+            answered.wait(10)
+
+    serve(stall)
+    with VfdClient(sock_path, timeout=0.3) as client, pytest.raises(VfdError) as caught:
+        client.delete("/v1/vfolders/x")
+    answered.set()
+    error = caught.value
+    assert error.code is ErrorCode.DAEMON_UNAVAILABLE
+    assert error.message.endswith(
+        f"did not answer within 0.3s (socket {sock_path}); the operation may still complete"
+    )
+    assert error.details["may_complete"] is True
 
 
 def test_client_error_shape_becomes_its_code(sock_path: Path, serve: Callable) -> None:

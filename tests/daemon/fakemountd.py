@@ -4,7 +4,7 @@ It answers like mountd does (health, attach, detach, set_limits, purge) so the d
 of the protocol can be tested before and without a FUSE mount; ``purge`` really removes the
 backing tree. ``fail`` maps an op to the error code it answers instead; an op in ``hang`` is
 read and never answered (a busy or stuck mountd) until ``release()``, which then closes those
-connections unanswered.
+connections unanswered — or, with ``release(answer=True)``, answers them first.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class FakeMountd:
         self.hang: set[str] = set()
         self.hung: list[dict[str, Any]] = []
         self._released = threading.Event()
+        self._answers: dict[int, bool] = {}
         self._lock = threading.Lock()
         fake = self
 
@@ -43,8 +44,11 @@ class FakeMountd:
                     if request["op"] in fake.hang:
                         with fake._lock:
                             fake.hung.append(request)
-                        fake._released.wait()
-                        return  # closed without an answer
+                        released = fake._released
+                        released.wait()
+                        if fake._answers.get(id(released)):
+                            self.wfile.write(encode(fake.answer(request)))
+                        return  # closed, answered only when released with ``answer``
                     self.wfile.write(encode(fake.answer(request)))
 
         self.server = socketserver.ThreadingUnixStreamServer(str(path), Handler)
@@ -62,10 +66,12 @@ class FakeMountd:
             assert time.monotonic() < deadline, f"{len(self.hung)} of {count} requests hung"
             time.sleep(0.01)
 
-    def release(self) -> None:
-        """Stop hanging: close the hung connections unanswered; answer every op again."""
+    def release(self, *, answer: bool = False) -> None:
+        """Stop hanging: close the hung connections unanswered (with ``answer``, answer their
+        requests first, as a mountd that was only slow); answer every op again."""
         self.hang.clear()
         released, self._released = self._released, threading.Event()
+        self._answers[id(released)] = answer
         released.set()
 
     def __exit__(self, *exc: object) -> None:

@@ -4,6 +4,8 @@ This module is the ONE place where what comes back from the wire becomes a ``Vfd
 
     httpx.ConnectError, missing socket  -> DAEMON_UNAVAILABLE "vfd daemon is not running (...)"
     httpx.TimeoutException              -> DAEMON_UNAVAILABLE "... did not answer within ..."
+                                           (a change sent: "... may still complete",
+                                           ``details.may_complete``)
     any other httpx.TransportError      -> DAEMON_UNAVAILABLE "lost the vfd daemon ..."
     any other httpx.RequestError        -> INTERNAL "the daemon's answer to ... is unreadable"
     an HTTP error with the JSON shape   -> VfdError.from_json(body)
@@ -128,11 +130,16 @@ class VfdClient:
             yield
         except httpx.ConnectError as exc:
             raise _daemon_down(self.socket, _reason(exc)) from None
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
+            # a change whose request was sent may go on in the daemon after we stop waiting
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            may_complete = sent and method not in ("GET", "HEAD")
             raise VfdError(
                 ErrorCode.DAEMON_UNAVAILABLE,
-                f"vfd daemon did not answer within {self.timeout:g}s (socket {self.socket})",
+                f"vfd daemon did not answer within {self.timeout:g}s (socket {self.socket})"
+                + ("; the operation may still complete" if may_complete else ""),
                 socket=str(self.socket),
+                may_complete=may_complete,
             ) from None
         except httpx.TransportError as exc:
             raise VfdError(

@@ -7,16 +7,19 @@ the daemon checks names, permissions and limits, the CLI only words the result.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from vfd.cli import clone, sharing
 from vfd.cli.client import folder_path
-from vfd.cli.context import JsonOption, use
+from vfd.cli.context import CliState, JsonOption, use
 from vfd.cli.output import key_values, short_id, table
 from vfd.cli.sizes import format_limit, format_size
 from vfd.enums import Permission, UsageMode
+from vfd.errors import ErrorCode, VfdError
 
 app = typer.Typer(
     help="Virtual folders: create, list, share, trash and purge them.",
@@ -256,15 +259,73 @@ def update(
     cli.emit(folder, lambda: f"Updated folder {folder['name']}: {changes}")
 
 
+OUTCOME_WAIT = 60.0
+"""Seconds ``delete`` and ``purge`` follow a folder whose change may still complete (the
+daemon stopped waiting for mountd, or we stopped waiting for the daemon)."""
+OUTCOME_POLL = 0.5
+
+_TRASHED = {"delete-pending", "delete-ongoing", "delete-error"}
+
+
+def _follow(
+    cli: CliState,
+    name: str,
+    exc: VfdError,
+    settled: Callable[[dict[str, Any] | None], bool | None],
+) -> tuple[dict[str, Any] | None, bool]:
+    """After ``exc`` said that a change of folder ``name`` may still complete, poll the folder
+    (``None`` once it is gone) until ``settled`` says it succeeded (True) or failed (False);
+    the folder and the verdict. Raises, saying so, when it is still pending after
+    :data:`OUTCOME_WAIT` seconds."""
+    typer.echo(
+        f"note: {exc.message}; following folder {name} for up to {OUTCOME_WAIT:g}s", err=True
+    )
+    deadline = time.monotonic() + OUTCOME_WAIT
+    while True:
+        try:
+            folder: dict[str, Any] | None = cli.client().get(folder_path(name))
+        except VfdError as err:
+            # gone (purged), or no answer now ({}: unknown)
+            folder = None if err.code is ErrorCode.VFOLDER_NOT_FOUND else {}
+        verdict = settled(folder) if folder != {} else None
+        if verdict is not None:
+            return folder, verdict
+        if time.monotonic() >= deadline:
+            status = (folder or {}).get("status", "unknown")
+            raise VfdError(
+                exc.code,
+                f"{exc.message}; still pending after {OUTCOME_WAIT:g}s (folder {name} is "
+                f"{status}): check `vfd vfolder info {name}`",
+                **{**exc.details, "status": status},
+            )
+        time.sleep(OUTCOME_POLL)
+
+
 @app.command("delete")
 def delete(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> None:
-    """Move a folder to the trash (restore it, or purge it for good)."""
+    """Move a folder to the trash (restore it, or purge it for good).
+
+    When the daemon cannot tell whether it happened (mountd or the daemon did not answer in
+    time), follows the folder for a while and says how it ended.
+    """
     cli = use(ctx, json_output)
-    folder = cli.client().delete(folder_path(name))
+    after = ""
+    try:
+        folder = cli.client().delete(folder_path(name))
+    except VfdError as exc:
+        if not exc.details.get("may_complete"):
+            raise
+
+        def trashed(folder: dict[str, Any] | None) -> bool | None:
+            return True if folder and folder.get("status") in _TRASHED else None
+
+        found, _ = _follow(cli, name, exc, trashed)
+        assert found is not None
+        folder, after = found, " after all"
     cli.emit(
         folder,
         lambda: (
-            f"Moved folder {folder['name']} to the trash; `vfd vfolder restore "
+            f"Moved folder {folder['name']} to the trash{after}; `vfd vfolder restore "
             f"{folder['name']}` brings it back, `vfd vfolder purge {folder['name']} --confirm "
             f"{folder['name']}` deletes it for good"
         ),
@@ -294,17 +355,45 @@ def purge(
     ],
     json_output: JsonOption = False,
 ) -> None:
-    """Delete a trashed folder and its data for good; its name becomes free again."""
+    """Delete a trashed folder and its data for good; its name becomes free again.
+
+    When the daemon cannot tell whether it happened (mountd or the daemon did not answer in
+    time), follows the folder for a while and says how it ended.
+    """
     cli = use(ctx, json_output)
-    result = cli.client().post(f"{folder_path(name)}/purge", {"confirm": confirm})
+    after = ""
+    try:
+        result = cli.client().post(f"{folder_path(name)}/purge", {"confirm": confirm})
+    except VfdError as exc:
+        if not exc.details.get("may_complete"):
+            raise
+        found, purged = _follow(cli, name, exc, _purge_settled)
+        if not purged:
+            raise VfdError(
+                exc.code,
+                f"the purge of folder {name} did not complete after all: it is delete-error "
+                "(the daemon's log says why); purge it again once mountd answers",
+                name=name,
+                status="delete-error",
+            ) from None
+        result, after = {"purged": found or {"name": name}}, " after all"
     folder = result.get("purged") or {}
+    ident = f" (id {folder['id']})" if folder.get("id") else ""
     cli.emit(
         result,
         lambda: (
-            f"Purged folder {folder.get('name', name)} (id {folder.get('id')}); "
+            f"Purged folder {folder.get('name', name)}{ident}{after}; "
             "its data is gone and the name is free"
         ),
     )
+
+
+def _purge_settled(folder: dict[str, Any] | None) -> bool | None:
+    """A purge succeeded once the folder is gone (or ``delete-complete``), failed at
+    ``delete-error``, and is under way before."""
+    if folder is None or folder.get("status") == "delete-complete":
+        return True
+    return False if folder.get("status") == "delete-error" else None
 
 
 sharing.register(app)
