@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -237,3 +238,18 @@ def test_api_load_tcp_connections_per_address_are_capped(vfd_daemon: VfdDaemon) 
             break
         assert resp.status_code == 429 and time.monotonic() < deadline, resp.text
         time.sleep(0.05)
+
+
+def test_api_load_daemon_raises_its_open_file_limit() -> None:
+    """systemd starts services with a soft limit of 1024 descriptors; the daemon takes its
+    hard limit (each connection is one)."""
+    script = (
+        "import resource, sys\n"
+        "from vfd.daemon.server import raise_fd_limit\n"
+        "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "got = raise_fd_limit()\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard), got\n"
+        "assert got == hard\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

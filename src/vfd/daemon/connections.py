@@ -53,6 +53,10 @@ class RateLimitedLog:
         if now - self._last.get(key, -self.interval) < self.interval:
             self._quiet[key] = self._quiet.get(key, 0) + 1
             return
+        if len(self._last) >= 4096:  # forget peers not heard of lately (many TCP addresses)
+            for old in [k for k, t in self._last.items() if now - t >= self.interval]:
+                del self._last[old]
+                self._quiet.pop(old, None)
         self._last[key] = now
         quiet = self._quiet.pop(key, 0)
         suffix = f" ({quiet} more like it not logged)" if quiet else ""
