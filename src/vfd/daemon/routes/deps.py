@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, ClassVar, ParamSpec, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from vfd.daemon import runtime
@@ -18,9 +18,23 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def get_daemon(request: Request) -> Daemon:
+ActAsHeader = Annotated[
+    str | None,
+    Header(alias="X-Vfd-Act-As", description="an administrator acts as the user of this email"),
+]
+AuthorizationHeader = Annotated[
+    str | None, Header(alias="Authorization", description="Bearer <token> (TCP only)")
+]
+
+
+def get_daemon(
+    request: Request, act_as: ActAsHeader = None, authorization: AuthorizationHeader = None
+) -> Daemon:
     """The daemon serving ``request``, once the request's path and query parameters are known
-    to hold no NUL (every route depends on this; see :func:`refuse_nul`)."""
+    to hold no NUL (every route depends on this; see :func:`refuse_nul`).
+
+    ``act_as`` and ``authorization`` are read by :func:`vfd.daemon.identity.get_caller`; they
+    are declared here, where every route gets them, so that the OpenAPI schema shows them."""
     refuse_nul(request)
     daemon: Daemon = request.app.state.daemon
     return daemon
