@@ -127,6 +127,11 @@ def test_mountd_stalled_answers_503_after_the_deadline_and_the_slot_comes_back(
     folder = node.folder(owner)
     name = folder["name"]
     assert client.post(f"/v1/vfolders/{name}/mkdir", json={"path": "d"}).status_code == 201
+    assert client.put(
+        f"/v1/vfolders/{name}/upload",
+        params={"path": "d/f", "key": "b" * 16, "size": "3"},
+        content=b"abc",
+    ).is_success
     pid = _mountd_pid(node)
     assert pid is not None
     with node.http() as admin:
@@ -149,11 +154,30 @@ def test_mountd_stalled_answers_503_after_the_deadline_and_the_slot_comes_back(
             assert WAIT <= took < WAIT + 10, node.log.read_text(errors="replace")[-4000:]
             # the stalled call still holds its thread: the pool stays bounded
             assert files_busy() == 1
+            # uploads and downloads are bounded too (their opens; a late fd is closed)
+            for what, call in {
+                "upload": lambda: client.put(
+                    f"/v1/vfolders/{name}/upload",
+                    params={"path": "d/new", "key": "c" * 16, "size": "3"},
+                    content=b"xyz",
+                ),
+                "download": lambda: client.get(
+                    f"/v1/vfolders/{name}/download", params={"path": "d/f"}
+                ),
+            }.items():
+                started = time.monotonic()
+                resp = call()
+                took = time.monotonic() - started
+                assert resp.status_code == 503, (what, resp.text)
+                assert resp.json()["error"]["details"]["may_complete"] is True, what
+                assert took < WAIT + 10, what
+            assert files_busy() == 3
         finally:
             os.kill(pid, signal.SIGCONT)
         _poll("the files worker coming back", lambda: files_busy() == 0)
     resp = client.get(f"/v1/vfolders/{name}/files", params={"path": "d"})
     assert resp.status_code == 200, resp.text
+    assert client.get(f"/v1/vfolders/{name}/download", params={"path": "d/f"}).content == b"abc"
     log = node.log.read_text(errors="replace")
     assert "answered mountd_unavailable: the folder's view did not answer" in log
     _poll(

@@ -201,6 +201,8 @@ class Runtime:
         except asyncio.CancelledError:
             if guarded.give_up():
                 job.add_done_callback(_retrieve)
+            elif late is not None:  # it finished meanwhile: what it returned is nobody's
+                job.add_done_callback(functools.partial(_late_after, late))
             raise
 
     def spawn(self, name: str, fn: BackgroundTask) -> None:
@@ -294,6 +296,12 @@ class _Guarded(Generic[T]):
     def _overdue(self) -> str:
         assert self._gave_up is not None
         return f"{time.monotonic() - self._gave_up:.1f} s"
+
+
+def _late_after(late: Callable[[Any], object], job: asyncio.Future[Any]) -> None:
+    """Hand what ``job`` returned to ``late``, in a thread (it may block on the mount)."""
+    if not job.cancelled() and job.exception() is None:
+        job.get_loop().run_in_executor(None, late, job.result())
 
 
 def _retrieve(job: asyncio.Future[Any]) -> None:

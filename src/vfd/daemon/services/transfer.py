@@ -76,10 +76,20 @@ def _close_after(job: asyncio.Future[Any], close: Callable[[Any], object]) -> No
     job.add_done_callback(done)
 
 
+async def _bounded(call: Callable[[], T], close: Callable[[T], object] | None = None) -> T:
+    """``call()`` in a worker thread, waited for at most ``[workers] mountd_wait`` seconds
+    (then ``503 mountd_unavailable``; the call goes on, and what it returns late is closed
+    with ``close``). For the calls that begin or end a transfer; reads, writes and closes
+    between them are awaited to their end, so that no descriptor is closed under them."""
+    live = runtime.current()
+    return await live.call_until(Pool.FILES, live.limits.mountd_wait, call, late=close)
+
+
 async def _opened(call: Callable[[], T], close: Callable[[T], object]) -> T:
     """``call()`` (which opens something) in a worker thread. If the caller is cancelled
-    meanwhile, the thread still finishes and what it opened is closed with ``close``."""
-    job = asyncio.ensure_future(_in_thread(call))
+    meanwhile, or the open outlasts ``[workers] mountd_wait``, the thread still finishes and
+    what it opened is closed with ``close``."""
+    job = asyncio.ensure_future(_bounded(call, close))
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
@@ -157,7 +167,7 @@ async def receive_upload(
             await _close(fd)
         if stored < size:
             return {"path": path, "key": key, "offset": stored, "complete": False}
-        entry = await _in_thread(
+        entry = await _bounded(
             functools.partial(fs.upload_complete, path, key, size=size, overwrite=overwrite)
         )
     except VfdError as exc:
@@ -436,7 +446,7 @@ class TarSource:
 async def open_archive(fs: FolderFS, path: str) -> TarSource:
     """A tar stream of ``path``; a path that cannot be read fails here, before any answer,
     and so does a FIFO, socket or device (``not_a_regular_file``: nothing to archive)."""
-    entry = await _in_thread(functools.partial(fs.stat, path))
+    entry = await _bounded(functools.partial(fs.stat, path))
     if entry["type"] == "other":
         raise VfdError(
             ErrorCode.NOT_A_REGULAR_FILE,
