@@ -106,3 +106,7 @@ def test_safedirs_store_file_private_and_tightened(tmp_path: Path, umask_zero: N
     db.chmod(0o640)  # readable by a group on purpose: not unsafe, left alone
     safedirs.ensure_private_file(db)
     assert _mode(db) == 0o640
+    for path in (db, wal):  # readable by every user (an older umask 022): tightened
+        path.chmod(0o644)
+    safedirs.ensure_private_file(db)
+    assert (_mode(db), _mode(wal)) == (0o600, 0o600)

@@ -103,7 +103,8 @@ def ensure_socket_dir(socket_path: Path) -> Path:
 
 def ensure_private_file(path: Path, mode: int = STORE_FILE_MODE) -> None:
     """Create ``path`` empty with ``mode`` unless it exists; tighten it to ``mode`` when any
-    user may write it. For the SQLite store: its ``-wal`` and ``-shm`` files take its mode."""
+    user may read or write it (a group the administrator chose is left alone). For the
+    SQLite store: its ``-wal`` and ``-shm`` files take its mode."""
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
@@ -112,9 +113,9 @@ def ensure_private_file(path: Path, mode: int = STORE_FILE_MODE) -> None:
                 st = os.lstat(candidate)
             except FileNotFoundError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IWOTH:
+            if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IRWXO:
                 log.warning(
-                    "%s was writable by every user (mode %04o); tightening it to %04o",
+                    "%s was open to every user (mode %04o); tightening it to %04o",
                     candidate,
                     stat.S_IMODE(st.st_mode),
                     mode,
