@@ -18,6 +18,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     default_host = "local"
     default_uid = 1000
     default_gid = 1000
+    project_gid_range = [200000, 299999]    # new projects get the lowest free gid in it
 
     [hosts]
     local = "/var/lib/vfd/hosts/local"
@@ -62,6 +63,7 @@ from vfd.errors import ErrorCode, VfdError
 SYSTEM_CONFIG = Path("/etc/vfd/vfd.toml")
 SYSTEM_STATE = Path("/var/lib/vfd")
 SYSTEM_RUN = Path("/run/vfd")
+PROJECT_GID_RANGE = (200000, 299999)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ class Config:
     fuse: FuseOptions = field(default_factory=FuseOptions)
     workers: WorkerLimits = field(default_factory=WorkerLimits)
     limits: RequestLimits = field(default_factory=RequestLimits)
+    project_gid_range: tuple[int, int] = PROJECT_GID_RANGE
+    """The gids given to new projects: the lowest one that no other project and no host group
+    (``getgrgid``) uses (docs/operations.md "Project groups")."""
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     """``[plugins.NAME]`` tables, one per plugin, handed to that plugin unchecked: vfd checks
     its own keys, each plugin its section."""
@@ -186,7 +191,8 @@ _STR_KEYS = {"database_url", "tcp_listen", "default_host", "log_level"}
 _PATH_KEYS = {"mount_point", "api_socket", "mountd_socket"}
 _INT_KEYS = {"default_uid", "default_gid"}
 _TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "limits", "plugins"}
-_KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS
+_RANGE_KEYS = {"project_gid_range"}
+_KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS | _RANGE_KEYS
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -231,6 +237,25 @@ def _check_type(key: str, value: Any, source: str) -> Any:
             raise _bad(key, source, "must be an integer between 0 and 4294967295")
         return value
     raise AssertionError(key)
+
+
+def _parse_gid_range(value: Any, source: str) -> tuple[int, int]:
+    """``[min, max]`` (TOML) or ``"MIN-MAX"`` (environment): a range of gids 1..2^32-2."""
+    if isinstance(value, str):
+        low, sep, high = value.partition("-")
+        value = [int(low), int(high)] if sep and low.isdigit() and high.isdigit() else None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 1 <= value[0] <= value[1] < 2**32 - 1
+    ):
+        raise _bad(
+            "project_gid_range",
+            source,
+            "must be [min, max] with 1 <= min <= max <= 4294967294 (in the environment: MIN-MAX)",
+        )
+    return (value[0], value[1])
 
 
 def _parse_hosts(value: Any, source: str) -> dict[str, Path]:
@@ -395,6 +420,7 @@ def load_config(
     values = _defaults(state_dir)
     policy, fuse, workers = PolicyDefaults(), FuseOptions(), WorkerLimits()
     limits = RequestLimits()
+    gid_range = PROJECT_GID_RANGE
     plugins: dict[str, dict[str, Any]] = {}
 
     path = find_config_file(config_file, state_dir, env)
@@ -429,9 +455,13 @@ def load_config(
                 limits = _parse_limits(value, source)
             elif key == "plugins":
                 plugins = _parse_plugins(value, source)
+            elif key == "project_gid_range":
+                gid_range = _parse_gid_range(value, source)
             else:
                 values[key] = _check_type(key, value, source)
 
+    if "VFD_PROJECT_GID_RANGE" in env:
+        gid_range = _parse_gid_range(env["VFD_PROJECT_GID_RANGE"], "VFD_PROJECT_GID_RANGE")
     if "VFD_FUSE_FAST_PATH" in env:
         fast = _fast_path(env["VFD_FUSE_FAST_PATH"], "fuse.fast_path", "VFD_FUSE_FAST_PATH")
         fuse = dataclasses.replace(fuse, fast_path=fast)
@@ -457,6 +487,7 @@ def load_config(
         fuse=fuse,
         workers=workers,
         limits=limits,
+        project_gid_range=gid_range,
         plugins=plugins,
         **values,
     )

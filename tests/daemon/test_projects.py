@@ -60,9 +60,11 @@ def test_projects_admin_manages_projects_and_members(
         error(admin.post("/v1/admin/projects", json={"name": bad}), 400, "invalid_argument")
 
 
-def test_projects_default_gid_comes_from_config(vfd_daemon: Any, admin: Any) -> None:
+def test_projects_default_gid_comes_from_the_configured_range(vfd_daemon: Any, admin: Any) -> None:
     made = ok(admin.post("/v1/admin/projects", json={"name": unique("proj")}), 201)
-    assert made["gid"] == vfd_daemon.config.default_gid
+    low, high = vfd_daemon.config.project_gid_range
+    assert low <= made["gid"] <= high
+    assert made["gid"] != vfd_daemon.config.default_gid
 
 
 def test_projects_project_folder_is_setgid_and_group_owned(

@@ -182,7 +182,13 @@ def project_create(
         str | None, typer.Option("--description", help="What the project is.")
     ] = None,
     gid: Annotated[
-        int | None, typer.Option("--gid", min=0, help="gid owning the project's folders.")
+        int | None,
+        typer.Option(
+            "--gid",
+            min=0,
+            help="gid owning the project's folders (default: the lowest free one of "
+            "project_gid_range; a host group's gid only if the group has the project's name).",
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -1,7 +1,14 @@
-"""Projects and their members (admin routes)."""
+"""Projects and their members (admin routes).
+
+A project's gid owns its folders (setgid roots) and is added to its members' groups, so it
+must be the project's alone: a new project gets the lowest gid of ``project_gid_range`` that no
+other project and no host group uses; an explicit gid that is a host group's is refused,
+unless that group has the project's name (a project made for an existing host group).
+"""
 
 from __future__ import annotations
 
+import grp
 import re
 from typing import Any
 
@@ -68,17 +75,63 @@ def create_project(
             f"description has more than {MAX_DESCRIPTION} characters",
             field="description",
         )
-    gid = daemon.config.default_gid if gid is None else gid
-    if not 0 <= gid < 2**32 - 1:
-        raise VfdError(ErrorCode.INVALID_ARGUMENT, "gid out of range", field="gid")
-    with daemon.session() as session:
+    if gid is not None:
+        if not 0 <= gid < 2**32 - 1:
+            raise VfdError(ErrorCode.INVALID_ARGUMENT, "gid out of range", field="gid")
+        _check_host_group(gid, name)
+    with daemon.naming() as session:  # serialised: two new projects never get one gid
         if session.exec(select(Project).where(Project.name == name)).first() is not None:
             raise VfdError(ErrorCode.PROJECT_EXISTS, f"project {name!r} exists", project=name)
+        if gid is None:
+            gid = _free_gid(session, daemon.config.project_gid_range)
         project = Project(name=name, description=description, gid=gid)
         session.add(project)
         audit.record(session, caller, "project.create", name, gid=gid)
         session.flush()
         return project_json(project, [])
+
+
+def _host_group(gid: int) -> str | None:
+    """The name of the host group with ``gid``, or None."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def _check_host_group(gid: int, project: str) -> None:
+    """Refuse ``gid`` when a host group other than one named ``project`` has it: its members
+    would reach the project's files, and the project's members theirs."""
+    group = _host_group(gid)
+    if group is not None and group != project:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"gid {gid} is the host group {group!r}; give a gid no host group uses, or leave "
+            "it out to get a free one from project_gid_range (a project may use the host "
+            "group of its own name)",
+            field="gid",
+            gid=gid,
+            group=group,
+        )
+
+
+def _free_gid(session: Session, gid_range: tuple[int, int]) -> int:
+    """The lowest gid of ``gid_range`` that no project and no host group uses."""
+    low, high = gid_range
+    used = set(
+        session.exec(
+            select(Project.gid).where(col(Project.gid) >= low, col(Project.gid) <= high)
+        ).all()
+    )
+    for gid in range(low, high + 1):
+        if gid not in used and _host_group(gid) is None:
+            return gid
+    raise VfdError(
+        ErrorCode.INVALID_ARGUMENT,
+        f"every gid of project_gid_range [{low}, {high}] is taken by a project or a host "
+        "group; widen the range in the configuration, or give a gid",
+        field="gid",
+    )
 
 
 def list_projects(daemon: Daemon, caller: Caller) -> dict[str, Any]:
