@@ -10,27 +10,27 @@ carry many requests, answered in order::
 
 Operations (``result`` shapes):
 
-========== ================================================ ==================================
-op         request fields                                   result
-========== ================================================ ==================================
-health     -                                                {version, mount_point, folders,
-                                                            scopes, pid}
-attach     vfid, host, scope, path                          {vfid, rw, ro} (view paths)
-detach     vfid                                             {vfid}
-set_limits host, scope, max_bytes, max_files                {host, scope, max_bytes, max_files,
-                                                            used_bytes, used_files}
-usage      host, scope                                      same as set_limits
-rescan     host (optional), scope (optional)                {scopes: [{host, scope,
-                                                            before: {bytes, files},
-                                                            after: {bytes, files}}]}
-purge      vfid, host, scope, path                          {vfid, freed_bytes, freed_files}
-clone      vfid, host, scope, path (the new folder),        a clone job: {vfid, src_vfid,
-           src_vfid, src_host, src_scope, src_path          state, total_bytes, total_files,
-                                                            done_bytes, done_files, methods,
-                                                            error, started_at, finished_at}
-clone_status vfid                                           the clone job
-clone_cancel vfid                                           the clone job, once it stopped
-========== ================================================ ==================================
+============ ================================================ ==================================
+op           request fields                                   result
+============ ================================================ ==================================
+health       -                                                {version, mount_point, folders,
+                                                              scopes, pid}
+attach       vfid, host, scope, path                          {vfid, rw, ro} (view paths)
+detach       vfid                                             {vfid}
+set_limits   host, scope, max_bytes, max_files                {host, scope, max_bytes, max_files,
+                                                              used_bytes, used_files}
+usage        host, scope                                      same as set_limits
+rescan       host (optional), scope (optional)                {scopes: [{host, scope,
+                                                              before: {bytes, files},
+                                                              after: {bytes, files}}]}
+purge        vfid, host, scope, path                          {vfid, freed_bytes, freed_files}
+clone        vfid, host, scope, path (the new folder),        a clone job: {vfid, src_vfid,
+             src_vfid, src_host, src_scope, src_path          state, total_bytes, total_files,
+                                                              done_bytes, done_files, methods,
+                                                              error, started_at, finished_at}
+clone_status vfid                                             the clone job
+clone_cancel vfid                                             the clone job, once it stopped
+============ ================================================ ==================================
 
 ``attach`` of a folder already attached is a no-op; ``detach`` of an unknown folder answers
 ``vfolder_not_found``. ``purge`` needs a detached folder: it removes the backing tree and

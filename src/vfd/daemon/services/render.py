@@ -13,6 +13,7 @@ from vfd.store.models import (
     User,
     VFolder,
     VFolderInvitation,
+    VFolderStatus,
 )
 
 
@@ -66,8 +67,9 @@ def folder_json(
     is_owner: bool,
     mount_point: str | None,
 ) -> dict[str, Any]:
-    """A Folder; ``mount_point`` (from mountd's health) adds the ``views`` paths: only the
-    ``ro`` one for a caller with the ``ro`` permission (the ``rw`` view is not theirs)."""
+    """A Folder; ``mount_point`` (from mountd's health) adds the ``views`` paths of a ready
+    folder (no other is in the mount): only the ``ro`` one for a caller with the ``ro``
+    permission (the ``rw`` view is not theirs)."""
     body: dict[str, Any] = {
         "id": folder.id.hex,
         "name": folder.name,
@@ -95,7 +97,7 @@ def folder_json(
             "done_files": folder.clone_done_files,
             "error": folder.status_error,
         }
-    if mount_point is not None:
+    if mount_point is not None and folder.status == VFolderStatus.READY:
         top = mount_point.rstrip("/")
         views = {view: f"{top}/{view}/{folder.id.hex}" for view in ("rw", "ro")}
         if permission == Permission.RO:
