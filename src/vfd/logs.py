@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import TextIO
 
+from vfd import wirenames
+
 # syslog priorities (sd-daemon.h): SD_CRIT 2, SD_ERR 3, SD_WARNING 4, SD_INFO 6, SD_DEBUG 7
 _PRIORITY = (
     (logging.CRITICAL, 2),
@@ -42,7 +44,8 @@ class JournalFormatter(logging.Formatter):
         super().__init__("%(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        # a file name that is not UTF-8 (lone surrogates) would make the write fail
+        text = wirenames.readable(super().format(record))
         prefix = f"<{priority(record.levelno)}>"
         return "\n".join(prefix + line for line in text.splitlines() or [""])
 

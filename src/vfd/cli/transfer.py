@@ -27,16 +27,17 @@ File names are bytes throughout: paths that are not UTF-8 travel in the ``_b64``
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from rich.console import Console
 from rich.progress import (
@@ -53,6 +54,8 @@ from vfd.cli.client import VfdClient, folder_path
 from vfd.errors import ErrorCode, VfdError
 
 CHUNK = 1 << 20
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,23 @@ def _file_chunks(path: Path, offset: int, advance: Any) -> Iterator[bytes]:
             yield chunk
 
 
+def _local_failures(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn`` with failures of this machine's files (a source that cannot be read, a
+    destination that cannot be written) raised as a ``VfdError`` naming the file."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise _local_error(exc, Path(exc.filename or ".")) from None
+
+    return wrapper
+
+
+@_local_failures
 def upload(
     client: VfdClient,
     console: Console,
@@ -210,6 +230,7 @@ def _preflight(
     return offsets
 
 
+@_local_failures
 def download(
     client: VfdClient,
     console: Console,
