@@ -307,17 +307,16 @@ def test_files_clone_wait_fails_when_the_quota_is_lowered_midway(node: Node) -> 
     assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
 
 
-def daemon_pid(node: Node) -> int:
-    """The pid of the daemon ``vfd up`` runs (one of its children)."""
+def child_pid(node: Node, module: bytes) -> int:
+    """The pid of the child of ``vfd up`` running ``python -m <module>``."""
     up = node.process.pid
     children: list[str] = []
     for task in Path(f"/proc/{up}/task").iterdir():
         children += (task / "children").read_text().split()
     for pid in children:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"vfd.daemon" in cmdline:
+        if module in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
             return int(pid)
-    raise AssertionError(f"no daemon among the children {children} of vfd up")
+    raise AssertionError(f"no {module!r} among the children {children} of vfd up")
 
 
 def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
@@ -330,7 +329,7 @@ def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
     new = unique("c")
     started = node.cli.json("vfolder", "clone", source["name"], new, as_=a)
     wait_progress(node, started["id"])
-    old = daemon_pid(node)
+    old = child_pid(node, b"vfd.daemon")
     os.kill(old, signal.SIGKILL)
 
     def settled() -> dict[str, Any] | None:
@@ -341,7 +340,32 @@ def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
         return folder if folder["status"] != "cloning" else None
 
     folder = wait_until(f"{new} to settle after the daemon's restart", settled)
-    assert daemon_pid(node) != old
+    assert child_pid(node, b"vfd.daemon") != old
     assert folder["status"] == "ready", folder
     assert signature(node.backing(source)) == signature(node.backing(folder))
+    assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
+
+
+def test_files_clone_lost_with_mountd_ends_in_clone_error(node: Node) -> None:
+    """mountd dying mid-clone (``vfd up`` restarts it) loses the copy: the folder ends in
+    ``clone-error`` with the reason, is never ready, and purging it leaves the counters exact."""
+    alice = node.user()
+    a = alice["email"]
+    source = node.folder(alice)
+    fill(node, source, a, files=FILL)
+    new = unique("c")
+    started = node.cli.json("vfolder", "clone", source["name"], new, as_=a)
+    wait_progress(node, started["id"])
+    os.kill(child_pid(node, b"vfd.fuse"), signal.SIGKILL)
+
+    def settled() -> dict[str, Any] | None:
+        folder = info(node, new, a)
+        return folder if folder["status"] != "cloning" else None
+
+    folder = wait_until(f"{new} to settle after mountd's restart", settled)
+    assert folder["status"] == "clone-error", folder
+    assert folder["clone"]["error"] == "mountd_unavailable"
+    assert "mountd restarted" in folder["status_reason"]
+    node.wait_ready()  # mountd serves again
+    node.cli.ok("vfolder", "purge", new, "--confirm", new, as_=a)
     assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
