@@ -5,10 +5,12 @@ both of its modes (requests that fit the schema, and requests that break it: wro
 missing fields, out-of-range numbers), as root (an administrator) and as an ordinary user
 (root acting through ``X-Vfd-Act-As``), against a real node (``vfd up``: daemon and mountd),
 so that the file routes reach real mounts: some cases name the caller's real folder, file and
-upload key instead of the generated ones. Any 5xx fails, and so does a traceback or an error
+upload key instead of the generated ones, and some carry a value known to break servers in
+one field (lone surrogates, NUL, bidi controls, 10 KB strings, integers past 64 bits, floats,
+odd ``Range`` headers). Any 5xx fails, and so does a traceback or an error
 line (journald priority 0-3) that the node logs meanwhile.
 
-Bounded: ``VFD_FUZZ_EXAMPLES`` cases per operation, identity and mode (default 8), and no
+Bounded: ``VFD_FUZZ_EXAMPLES`` cases per operation, identity and mode (default 12), and no
 more than ``VFD_FUZZ_SECONDS`` (default 60) per store backend, after which each remaining
 operation still gets a couple of cases so that every route is covered. ``VFD_FUZZ_SEED``
 (default 1) seeds the generation; a failure prints the request to resend and the seed.
@@ -38,7 +40,7 @@ from schemathesis import GenerationMode
 from vfd import mountinfo
 
 SEED = int(os.environ.get("VFD_FUZZ_SEED", "1"))
-EXAMPLES = int(os.environ.get("VFD_FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("VFD_FUZZ_EXAMPLES", "12"))
 SECONDS = float(os.environ.get("VFD_FUZZ_SECONDS", "60"))
 LATE_EXAMPLES = 2
 """Cases per operation, identity and mode once the time is spent."""
@@ -68,8 +70,9 @@ class Run:
     reached: Counter[str] = field(default_factory=Counter)
     waited: float = 0.0
 
-    def send(self, case: Any, who: Identity, pick: int) -> None:
-        """Send one case (``pick`` chooses which real things it names) and check the answer."""
+    def send(self, case: Any, who: Identity, pick: int, hostile: Hostile | None) -> None:
+        """Send one case (``pick`` chooses which real things it names; ``hostile``, a value
+        put in place of one of its fields) and check the answer."""
         if pick < 2 and "name" in case.path_parameters and not _changes_folder(case):
             case.path_parameters["name"] = quote(who.folder, safe="")
         if pick < 2 and "email" in case.path_parameters and case.path.startswith("/v1/vfolders"):
@@ -79,6 +82,8 @@ class Run:
                 case.query["path"] = "f.bin"
             if "key" in case.query:
                 case.query["key"] = KEY
+        if hostile is not None:
+            hostile.apply(case)
         kwargs = case.as_transport_kwargs(base_url="http://vfd")
         headers = {
             k: v
@@ -92,8 +97,9 @@ class Run:
             "headers": headers,
             "params": kwargs.get("params") or None,
         }
-        if "json" in kwargs:
-            request["json"] = kwargs["json"]
+        if "json" in kwargs:  # written here: ASCII escapes keep lone surrogates and NaN
+            request["content"] = json.dumps(kwargs["json"]).encode()
+            headers["Content-Type"] = "application/json"
         elif "data" in kwargs:
             request["content"] = kwargs["data"]
         sent = time.monotonic()
@@ -110,6 +116,75 @@ class Run:
             self.failures.append(
                 f"{resp.status_code} as {who.label}: {_repro(request)}\n  answer: {resp.text[:500]}"
             )
+
+
+HOSTILE_TEXT = (
+    "\ud800",  # a lone surrogate: valid JSON, no Unicode text
+    "\udcff",
+    "a\x00b",
+    "ev\u202eil",  # a bidi override
+    "a\u200bb",  # a zero-width space
+    "\x85\u2028",
+    "x" * 10000,
+    "..",
+    "../../etc",
+    "/",
+    "",
+    " ",
+    "%00",
+    "\U0010ffff",
+)
+HOSTILE_NUMBERS = (2**70, 2**64, 2**63, 2**63 - 1, 2**32, 2**31, -1, -(2**63) - 1, 1e308, 0.5)
+HOSTILE_URL_TEXT = tuple(t for t in HOSTILE_TEXT if "\ud800" not in t and "\udcff" not in t)
+HOSTILE_RANGES = (
+    "bytes=0-" + "9" * 5000,
+    "bytes=" + "9" * 30 + "-",
+    "bytes=5-3",
+    "bytes=0-1,3-4,0-9",
+    "bytes=-0",
+    "bytes=-",
+    "items=0-1",
+    "bytes=0-0,-1",
+)
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A value known to break servers, put in place of one field of a case: a body field, a
+    query or path parameter, or a header (``slot`` picks which one there is)."""
+
+    where: str
+    slot: int
+    value: Any
+
+    def apply(self, case: Any) -> None:
+        if self.where == "body" and isinstance(case.body, dict):
+            keys = sorted(case.body) or ["name"]
+            case.body[keys[self.slot % len(keys)]] = self.value
+        elif self.where == "query" and isinstance(case.query, dict) and case.query:
+            keys = sorted(case.query)
+            case.query[keys[self.slot % len(keys)]] = str(self.value)
+        elif self.where == "path" and case.path_parameters:
+            keys = sorted(case.path_parameters)
+            case.path_parameters[keys[self.slot % len(keys)]] = quote(str(self.value), safe="")
+        elif self.where == "range":
+            case.headers = {**(case.headers or {}), "Range": self.value}
+
+
+def hostile_values() -> st.SearchStrategy[Hostile | None]:
+    """No change (half the time), or one hostile value in one place."""
+    slot = st.integers(0, 7)
+    return st.one_of(
+        st.none(),
+        st.builds(Hostile, st.just("body"), slot, st.sampled_from(HOSTILE_TEXT + HOSTILE_NUMBERS)),
+        st.builds(
+            Hostile, st.just("query"), slot, st.sampled_from(HOSTILE_URL_TEXT + HOSTILE_NUMBERS)
+        ),
+        st.builds(
+            Hostile, st.just("path"), slot, st.sampled_from(HOSTILE_URL_TEXT + HOSTILE_NUMBERS)
+        ),
+        st.builds(Hostile, st.just("range"), slot, st.sampled_from(HOSTILE_RANGES)),
+    )
 
 
 def _changes_folder(case: Any) -> bool:
@@ -173,9 +248,13 @@ def _fuzz(run: Run, op: Any, who: Identity, mode: GenerationMode, examples: int)
         suppress_health_check=list(HealthCheck),
         verbosity=hypothesis.Verbosity.quiet,
     )
-    @hypothesis.given(case=op.as_strategy(generation_mode=mode), pick=st.integers(0, 3))
-    def check(case: Any, pick: int) -> None:
-        run.send(case, who, pick)
+    @hypothesis.given(
+        case=op.as_strategy(generation_mode=mode),
+        pick=st.integers(0, 3),
+        hostile=hostile_values(),
+    )
+    def check(case: Any, pick: int, hostile: Hostile | None) -> None:
+        run.send(case, who, pick, hostile)
 
     try:
         check()
