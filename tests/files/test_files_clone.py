@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import stat
@@ -274,22 +273,9 @@ def test_files_clone_wait_fails_when_the_quota_is_lowered_midway(node: Node) -> 
     source = node.folder(alice)
     fill(node, source, a, files=FILL)
     new = unique("c")
-    vfd = Path(sys.executable).parent / "vfd"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
-    with subprocess.Popen(
-        [str(vfd), "--as", a, "vfolder", "clone", source["name"], new, "--wait"],
-        env={**env, **node.env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as waiting:
+    with clone_waiting(node, a, source["name"], new) as waiting:
         try:
-            with node.http(a) as http:
-                found = wait_until(
-                    f"{new} to appear",
-                    lambda: (r := http.get(f"/v1/vfolders/{new}")).is_success and r,
-                )
-            wait_progress(node, found.json()["id"])
+            wait_progress(node, appeared(node, a, new)["id"])
             used = node.usage(source)["used_files"]
             node.cli.ok("admin", "quota", "set", "--user", a, "--files", str(used))
             out, err = waiting.communicate(timeout=DEADLINE)
@@ -307,6 +293,29 @@ def test_files_clone_wait_fails_when_the_quota_is_lowered_midway(node: Node) -> 
     assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
 
 
+def clone_waiting(node: Node, as_: str, source: str, new: str) -> subprocess.Popen[str]:
+    """``vfd vfolder clone SOURCE NEW --wait`` as a process of its own."""
+    vfd = Path(sys.executable).parent / "vfd"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    return subprocess.Popen(
+        [str(vfd), "--as", as_, "vfolder", "clone", source, new, "--wait"],
+        env={**env, **node.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def appeared(node: Node, as_: str, name: str) -> dict[str, Any]:
+    """The folder ``name`` once the daemon has it."""
+    with node.http(as_) as http:
+        found = wait_until(
+            f"{name} to appear", lambda: (r := http.get(f"/v1/vfolders/{name}")).is_success and r
+        )
+    folder: dict[str, Any] = found.json()
+    return folder
+
+
 def child_pid(node: Node, module: bytes) -> int:
     """The pid of the child of ``vfd up`` running ``python -m <module>``."""
     up = node.process.pid
@@ -321,25 +330,25 @@ def child_pid(node: Node, module: bytes) -> int:
 
 def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
     """mountd keeps copying while the daemon is down; the restarted daemon (``vfd up``
-    restarts it) finds the job again and makes the folder ready."""
+    restarts it) finds the job again and makes the folder ready, and ``--wait`` waits it out."""
     alice = node.user()
     a = alice["email"]
     source = node.folder(alice)
     fill(node, source, a, files=FILL)
     new = unique("c")
-    started = node.cli.json("vfolder", "clone", source["name"], new, as_=a)
-    wait_progress(node, started["id"])
-    old = child_pid(node, b"vfd.daemon")
-    os.kill(old, signal.SIGKILL)
-
-    def settled() -> dict[str, Any] | None:
-        result = node.cli.run("vfolder", "info", new, "--json", as_=a)
-        if result.exit_code != 0:
-            return None  # the daemon is not back yet
-        folder: dict[str, Any] = json.loads(result.stdout)
-        return folder if folder["status"] != "cloning" else None
-
-    folder = wait_until(f"{new} to settle after the daemon's restart", settled)
+    with clone_waiting(node, a, source["name"], new) as waiting:
+        try:
+            wait_progress(node, appeared(node, a, new)["id"])
+            old = child_pid(node, b"vfd.daemon")
+            os.kill(old, signal.SIGKILL)
+            out, err = waiting.communicate(timeout=DEADLINE)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+    # --wait rode out the daemon's absence
+    assert waiting.returncode == 0, (out, err)
+    assert f"Cloned folder {source['name']} into {new}" in out
+    folder = info(node, new, a)
     assert child_pid(node, b"vfd.daemon") != old
     assert folder["status"] == "ready", folder
     assert signature(node.backing(source)) == signature(node.backing(folder))

@@ -29,6 +29,9 @@ from vfd.errors import ErrorCode, VfdError
 
 POLL_INTERVAL = 0.3
 """Seconds between looks at a clone's progress with ``--wait``."""
+DAEMON_GRACE = 60.0
+"""Seconds ``--wait`` keeps asking a daemon that went away (restarting) before giving up; the
+copy itself runs in mountd and goes on either way."""
 
 
 def clone_progress(folder: dict[str, Any]) -> str | None:
@@ -64,9 +67,19 @@ def wait_for_clone(
         task = progress.add_task(
             f"cloning into {folder['name']}", total=clone.get("total_bytes") or None
         )
+    away_since: float | None = None
     while folder.get("status") == VFolderStatus.CLONING.value:
         time.sleep(POLL_INTERVAL)
-        folder = client.get(folder_path(str(folder["name"])))
+        try:
+            folder = client.get(folder_path(str(folder["name"])))
+        except VfdError as exc:
+            if exc.code is not ErrorCode.DAEMON_UNAVAILABLE:
+                raise
+            away_since = away_since or time.monotonic()
+            if time.monotonic() - away_since > DAEMON_GRACE:
+                raise
+            continue
+        away_since = None
         if progress is not None and task is not None:
             clone = folder.get("clone") or {}
             progress.update(
