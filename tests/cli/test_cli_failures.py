@@ -116,6 +116,24 @@ MODES: dict[str, Handler] = {
     "bad-chunks": _send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n"),
 }
 
+EXPECTED = {  # what the error line says (its code, or its words)
+    "html-500": "HTTP 500: <html><h1>Oops</h1></html> [internal]",
+    "empty-502": "HTTP 502: (empty body) [internal]",
+    "bad-json": "not JSON",
+    "json-list": "not JSON",
+    "wrong-shape": "unexpected shape",
+    "error-not-shape": 'HTTP 400: {"error": "boom"} [internal]',
+    "unknown-code": "unknown error code 'brew'",
+    "not-utf8-json": "not JSON",
+    "closed": "[daemon_unavailable]",
+    "reset": "[daemon_unavailable]",
+    "not-http": "[daemon_unavailable]",
+    "bad-status": "[daemon_unavailable]",
+    "short-body": "[daemon_unavailable]",
+    "bad-gzip": "unreadable",
+    "bad-chunks": "[daemon_unavailable]",
+}
+
 WELL_FORMED_200 = {"bad-json", "json-list", "wrong-shape", "not-utf8-json"}
 
 ARCHIVE_MODES: dict[str, Handler] = {
@@ -198,7 +216,9 @@ def test_cli_failures_print_no_traceback(
 ) -> None:
     server, env = fake
     server.handler = MODES[mode]
-    fails_cleanly(run_vfd(vfd_bin, "vfolder", "ls", "f", "sub", env=env))
+    ls = run_vfd(vfd_bin, "vfolder", "ls", "f", "sub", env=env)
+    fails_cleanly(ls)
+    assert EXPECTED[mode] in ls.stderr, ls.stderr
     json_out = run_vfd(vfd_bin, "vfolder", "list", "--json", env=env)
     assert "Traceback" not in json_out.stderr
     if json_out.returncode != 0 or mode not in WELL_FORMED_200:  # `list` tolerates a shape

@@ -76,6 +76,14 @@ def _error_from_response(response: httpx.Response) -> VfdError:
         body = None
     error = VfdError.from_json(body)
     if error is not None:
+        wire = str(body["error"].get("code"))
+        if error.code is ErrorCode.INTERNAL and wire != ErrorCode.INTERNAL.value:
+            return VfdError(  # a newer daemon's code, or no daemon at all
+                ErrorCode.INTERNAL,
+                f"daemon answered HTTP {response.status_code} with the unknown error code "
+                f"{wire!r}: {error.message}",
+                status=response.status_code,
+            )
         return error
     text = response.text.strip().replace("\n", " ")[:200]
     return VfdError(

@@ -89,7 +89,7 @@ def _unexpected(exc: Exception) -> VfdError:
     """The error printed for an exception no command expected (no traceback: people get
     what failed, and ``VFD_TRACEBACK=1`` shows where)."""
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, KeyError | IndexError | TypeError):
+    if isinstance(exc, KeyError | IndexError | TypeError | AttributeError):
         what = f"the daemon's answer has an unexpected shape ({what})"
     return VfdError(
         ErrorCode.INTERNAL,
