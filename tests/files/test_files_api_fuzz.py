@@ -283,10 +283,12 @@ def _stray_vfd_mounts(node: Node) -> list[str]:
 
 
 def _bad_log_lines(text: str) -> list[str]:
+    """Tracebacks and lines logged at error level (``vfd up`` shows journald priorities 0-3
+    as ``error:``)."""
     return [
         line
         for line in text.splitlines()
-        if "Traceback" in line or line[:3] in ("<0>", "<1>", "<2>", "<3>") or " ERROR " in line
+        if "Traceback" in line or " | error: " in line or line[:3] in ("<0>", "<1>", "<2>", "<3>")
     ]
 
 

@@ -51,7 +51,9 @@ RESTART_MIN = 1.0
 RESTART_MAX = 30.0
 STABLE_AFTER = 60.0
 """Seconds a restarted child must stay up for its back-off to start again from RESTART_MIN."""
-_PRIORITY_PREFIX = re.compile(r"^<\d>")
+_PRIORITY_PREFIX = re.compile(r"^<(\d)>")
+_LEVEL_WORDS = {"0": "error: ", "1": "error: ", "2": "error: ", "3": "error: ", "4": "warning: "}
+"""What a forwarded line shows of its journald priority: errors and warnings stand out."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -86,7 +88,9 @@ class Child:
     def _forward(self) -> None:
         assert self.proc.stdout is not None
         for raw in self.proc.stdout:
-            line = _PRIORITY_PREFIX.sub("", raw.rstrip("\n"))
+            line = _PRIORITY_PREFIX.sub(
+                lambda m: _LEVEL_WORDS.get(m.group(1), ""), raw.rstrip("\n")
+            )
             self.tail.append(line)
             with contextlib.suppress(OSError, ValueError):
                 self._sink.write(f"{self.name:>6} | {line}\n")
