@@ -198,22 +198,16 @@ def _mountd_pid(up: Up) -> int | None:
 
 
 def _daemon_pid(up: Up) -> int | None:
-    """The pid of the process serving the API socket (the daemon), from the socket inode."""
-    ino = None
-    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 8 and fields[-1] == str(up.config.api_socket):
-            ino = fields[6]
-    if ino is None:
-        return None
+    """The pid of ``vfd up``'s daemon child (``python -m vfd.daemon``), if it runs."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
-        except OSError:
-            continue
-        if f"socket:[{ino}]" in links and "vfd.daemon" in (proc / "cmdline").read_text():
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        if ppid == up.proc.pid and b"vfd.daemon" in argv:
             return int(proc.name)
     return None
 
