@@ -338,6 +338,9 @@ def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
     new = unique("c")
     with clone_waiting(node, a, source["name"], new) as waiting:
         try:
+            assert waiting.stdout is not None
+            first = waiting.stdout.readline()  # the clone request has been answered
+            assert first.startswith(f"Cloning folder {source['name']} into {new}"), first
             wait_progress(node, appeared(node, a, new)["id"])
             old = child_pid(node, b"vfd.daemon")
             os.kill(old, signal.SIGKILL)
@@ -345,6 +348,7 @@ def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
         finally:
             if waiting.poll() is None:
                 waiting.kill()
+            node.wait_ready()  # the daemon is back, for the next test
     # --wait rode out the daemon's absence
     assert waiting.returncode == 0, (out, err)
     assert f"Cloned folder {source['name']} into {new}" in out

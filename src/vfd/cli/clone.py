@@ -142,10 +142,15 @@ def register(app: typer.Typer) -> None:
             body["usage_mode"] = usage_mode.value
         client = cli.client()
         folder = client.post(f"{folder_path(source)}/clone", body)
+        started = (
+            f"Cloning folder {source} into {folder['name']} (id {folder['id']}); "
+            f"`vfd vfolder info {folder['name']}` shows the progress"
+        )
         if wait:
             if cli.json:
                 folder = wait_for_clone(client, folder, progress=None)
             else:
+                cli.console.print(started, highlight=False, markup=False, soft_wrap=True)
                 with Progress(
                     TextColumn("{task.description}"),
                     BarColumn(),
@@ -162,13 +167,7 @@ def register(app: typer.Typer) -> None:
                 lambda: f"Cloned folder {source} into {folder['name']} ({clone_progress(folder)})",
             )
             return
-        cli.emit(
-            folder,
-            lambda: (
-                f"Cloning folder {source} into {folder['name']} (id {folder['id']}); "
-                f"`vfd vfolder info {folder['name']}` shows the progress"
-            ),
-        )
+        cli.emit(folder, lambda: started)
 
     @app.command("clone-cancel")
     def clone_cancel(
