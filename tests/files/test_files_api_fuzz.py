@@ -85,6 +85,8 @@ class Run:
         if hostile is not None:
             hostile.apply(case)
         kwargs = case.as_transport_kwargs(base_url="http://vfd")
+        if hostile is not None and isinstance(kwargs.get("json"), dict):
+            hostile.apply_body(kwargs["json"])  # after: schemathesis cannot encode a surrogate
         headers = {
             k: v
             for k, v in kwargs.get("headers", {}).items()
@@ -157,11 +159,13 @@ class Hostile:
     slot: int
     value: Any
 
+    def apply_body(self, body: dict[str, Any]) -> None:
+        if self.where == "body":
+            keys = sorted(body) or ["name"]
+            body[keys[self.slot % len(keys)]] = self.value
+
     def apply(self, case: Any) -> None:
-        if self.where == "body" and isinstance(case.body, dict):
-            keys = sorted(case.body) or ["name"]
-            case.body[keys[self.slot % len(keys)]] = self.value
-        elif self.where == "query" and isinstance(case.query, dict) and case.query:
+        if self.where == "query" and isinstance(case.query, dict) and case.query:
             keys = sorted(case.query)
             case.query[keys[self.slot % len(keys)]] = str(self.value)
         elif self.where == "path" and case.path_parameters:
