@@ -8,14 +8,17 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from filenode import Node
 
+from vfd import mountinfo
 from vfd.daemon.userfs import VIEWS_GONE
 from vfd.errors import VfdError
 from vfd.mountctl import MountdClient
@@ -101,6 +104,17 @@ def test_mountd_killed_answers_503_then_works_again_after_vfd_up_restarts_it(
             error = resp.json()["error"]
             assert error["code"] == "mountd_unavailable", (what, error)
             assert error["message"] == VIEWS_GONE, (what, error)
+        # a bind mount of the dead view is refused too (the kernel may still have its
+        # attributes cached: only asking the server tells)
+        target = Path(tempfile.mkdtemp(prefix="vfd-away-", dir="/tmp"))
+        os.chown(target, owner["uid"], owner["gid"])
+        try:
+            resp = client.post(f"/v1/vfolders/{name}/mount", json={"target": str(target)})
+            assert resp.status_code == 503, resp.text
+            assert resp.json()["error"]["message"].startswith(VIEWS_GONE), resp.text
+            assert not mountinfo.mounts_at(target)
+        finally:
+            target.rmdir()
     finally:
         os.kill(node.process.pid, signal.SIGCONT)
     _poll("mountd's restart", lambda: _mountd_pid(node) not in (None, pid))

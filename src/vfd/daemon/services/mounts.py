@@ -29,6 +29,7 @@ from vfd.daemon import bindmount
 from vfd.daemon.services.access import accessible
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.files import folder_view
+from vfd.daemon.userfs import VIEWS_GONE
 from vfd.errors import ErrorCode, VfdError
 
 VFD_FSTYPE = "fuse.vfd"
@@ -114,6 +115,21 @@ def _check_target(daemon: Daemon, caller: Caller, target: str, fd: int) -> None:
         raise VfdError(ErrorCode.DIRECTORY_NOT_EMPTY, f"{target} is not empty", path=target)
 
 
+def _check_view(source: Path) -> None:
+    """Refuse a view mountd does not serve: statfs always reaches the server, so a dead mount
+    (a killed mountd, whose attributes the kernel may still have cached) fails here rather
+    than being bound."""
+    try:
+        os.statvfs(source)
+        if not stat.S_ISDIR(os.stat(source).st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    except OSError as exc:
+        raise VfdError(
+            ErrorCode.MOUNTD_UNAVAILABLE,
+            f"{VIEWS_GONE} ({source}: {os.strerror(exc.errno or errno.EIO)})",
+        ) from None
+
+
 def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -> dict[str, Any]:
     if not target.startswith("/"):
         raise VfdError(ErrorCode.INVALID_PATH, "the target must be an absolute path", path=target)
@@ -123,11 +139,7 @@ def mount(daemon: Daemon, caller: Caller, name: str, *, target: str, ro: bool) -
             with _failing(f"cannot check {target}", target):
                 _check_target(daemon, caller, target, fd)
             view, source, _ident = folder_view(daemon, caller, name, ro=ro)
-            if not source.is_dir():
-                raise VfdError(
-                    ErrorCode.MOUNTD_UNAVAILABLE,
-                    f"the folder's view {source} is not mounted (is mountd up?)",
-                )
+            _check_view(source)
             with _failing(f"bind mount of {source} on {target} failed", target):
                 bindmount.bind(str(source), fd, readonly=view == "ro")
         finally:
