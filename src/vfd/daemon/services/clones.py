@@ -34,7 +34,7 @@ from sqlmodel import col, select
 
 from vfd.daemon import runtime
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import access, audit, hosts, vfolders
+from vfd.daemon.services import access, audit, vfolders
 from vfd.daemon.services.access import Access
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
@@ -120,31 +120,18 @@ def clone(
                 scope=str(scope),
                 clone_source_id=source.id,
             )
-            session.add(folder)
-            scope_row, new_scope = hosts.ensure_scope(
-                session, host, str(scope), policy.max_quota_scope_size
-            )
-            audit.record(
+            made, scope_row, new_scope = vfolders.add_folder(
                 session,
                 caller,
-                "vfolder.clone",
-                target_name,
-                vfid=folder.id.hex,
+                folder,
+                scope,
+                host_root,
+                policy,
+                uid=user.uid,
+                gid=user.gid,
+                action="vfolder.clone",
                 source=source.id.hex,
-                host=host,
             )
-            session.flush()
-            path = layout.folder_path(host_root, scope, folder.id)
-            try:
-                layout.create_folder_dir(path, uid=user.uid, gid=user.gid, project=False)
-            except OSError as exc:
-                log.error("cannot create backing directory %s: %s", path, exc)
-                raise VfdError(
-                    ErrorCode.INTERNAL,
-                    f"cannot create the folder's directory on host {host!r}: {exc.strerror or exc}",
-                    host=host,
-                ) from None
-            made = path
             source_path = _backing(daemon, source)
             limits = (scope_row.max_bytes, scope_row.max_files)
             with _starting_lock:

@@ -30,6 +30,7 @@ from vfd.store.models import (
     InvitationState,
     Ownership,
     Permission,
+    QuotaScope,
     UsageMode,
     User,
     VFolder,
@@ -112,6 +113,48 @@ def check_policy(
     return policy
 
 
+def add_folder(
+    session: Session,
+    caller: Caller,
+    folder: VFolder,
+    folder_scope: Scope,
+    host_root: Path,
+    policy: PolicyDefaults,
+    *,
+    uid: int,
+    gid: int,
+    action: str,
+    **details: str,
+) -> tuple[Path, QuotaScope, bool]:
+    """Add a new folder's row, its quota scope when new and the audit event, then make its
+    backing directory owned by ``uid``/``gid``.
+
+    The directory's path, the scope's row and whether the scope is new. Raises with nothing on
+    disk; the caller's transaction takes the rows back.
+    """
+    session.add(folder)
+    scope_row, new_scope = hosts.ensure_scope(
+        session, folder.host, str(folder_scope), policy.max_quota_scope_size
+    )
+    audit.record(
+        session, caller, action, folder.name, vfid=folder.id.hex, host=folder.host, **details
+    )
+    session.flush()
+    path = layout.folder_path(host_root, folder_scope, folder.id)
+    try:
+        layout.create_folder_dir(
+            path, uid=uid, gid=gid, project=folder.ownership == Ownership.PROJECT
+        )
+    except OSError as exc:
+        log.error("cannot create backing directory %s: %s", path, exc)
+        raise VfdError(
+            ErrorCode.INTERNAL,
+            f"cannot create the folder's directory on host {folder.host!r}: {exc.strerror or exc}",
+            host=folder.host,
+        ) from None
+    return path, scope_row, new_scope
+
+
 def create(
     daemon: Daemon,
     caller: Caller,
@@ -165,31 +208,18 @@ def create(
                 cloneable=cloneable,
                 scope=str(scope),
             )
-            session.add(folder)
-            scope_row, new_scope = hosts.ensure_scope(
-                session, host, str(scope), policy.max_quota_scope_size
-            )
-            audit.record(
+            made, scope_row, new_scope = add_folder(
                 session,
                 caller,
-                "vfolder.create",
-                name,
-                vfid=folder.id.hex,
-                host=host,
+                folder,
+                scope,
+                host_root,
+                policy,
+                uid=uid,
+                gid=gid,
+                action="vfolder.create",
                 scope=str(scope),
             )
-            session.flush()
-            path = layout.folder_path(host_root, scope, folder.id)
-            try:
-                layout.create_folder_dir(path, uid=uid, gid=gid, project=project is not None)
-            except OSError as exc:
-                log.error("cannot create backing directory %s: %s", path, exc)
-                raise VfdError(
-                    ErrorCode.INTERNAL,
-                    f"cannot create the folder's directory on host {host!r}: {exc.strerror or exc}",
-                    host=host,
-                ) from None
-            made = path
             result = Access(folder, Permission.WD, project is None, owner)
             limits = (scope_row.max_bytes, scope_row.max_files)
     except BaseException:
