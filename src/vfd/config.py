@@ -39,8 +39,22 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     peer_connections = 256              # connections per peer uid (unix) or IP (TCP)
     header_timeout = 30.0
 
+    [plugins]
+    block = ["some-plugin"]             # never imported (entry-point or plugin name)
+    trace = false                       # log every hook call with its plugin and duration
+
     [plugins.example]                   # one table per plugin, checked by that plugin
     some_key = "value"
+
+    [sessions]
+    enabled = "auto"                    # "auto": when docker answers; "on": required; "off"
+    docker_url = "unix:///var/run/docker.sock"
+    node = "node-1"                     # this node's name (default: the host name)
+    cpu = 0                             # cpus sessions may use; 0 = all of the machine's
+    memory = 0                          # bytes sessions may use; 0 = all of the machine's
+    scheduler = "fifo"                  # a scheduler some plugin registers
+    stop_timeout = 10.0                 # seconds between SIGTERM and SIGKILL on destroy
+    scratch_dir = "/var/lib/vfd/sessions"   # each session's /home/work
 
     [fuse]
     entry_timeout = 1.0
@@ -149,6 +163,29 @@ class RequestLimits:
 
 
 @dataclass(frozen=True)
+class SessionOptions:
+    """``[sessions]``: the container runtime on this node (docs/sessions.md)."""
+
+    enabled: str = "auto"
+    """``auto`` (sessions when docker answers), ``on`` (docker required), ``off``."""
+    docker_url: str = "unix:///var/run/docker.sock"
+    node: str = ""
+    """This node's name; empty = the host name."""
+    cpu: float = 0.0
+    """CPUs sessions may use on this node; 0 = every CPU of the machine."""
+    memory: int = 0
+    """Bytes sessions may use on this node; 0 = the machine's memory."""
+    scheduler: str = "fifo"
+    stop_timeout: float = 10.0
+    scratch_dir: Path | None = None
+    """Where each session's ``/home/work`` is made; None = ``<state>/sessions``."""
+    schedule_interval: float = 1.0
+    """Seconds between scheduler passes when nothing wakes it sooner."""
+    dotfile_max_size: int = 65536
+    dotfile_max_count: int = 100
+
+
+@dataclass(frozen=True)
 class Config:
     """The settings every vfd process reads. Built by :func:`load_config`."""
 
@@ -173,6 +210,11 @@ class Config:
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     """``[plugins.NAME]`` tables, one per plugin, handed to that plugin unchecked: vfd checks
     its own keys, each plugin its section."""
+    plugin_block: tuple[str, ...] = ()
+    """``[plugins] block``: plugins never imported (by entry-point or plugin name)."""
+    plugin_trace: bool = False
+    """``[plugins] trace``: log every hook call with its plugin and duration."""
+    sessions: SessionOptions = field(default_factory=SessionOptions)
     log_level: str = "info"
 
     def host_path(self, name: str) -> Path:
@@ -190,7 +232,7 @@ class Config:
 _STR_KEYS = {"database_url", "tcp_listen", "default_host", "log_level"}
 _PATH_KEYS = {"mount_point", "api_socket", "mountd_socket"}
 _INT_KEYS = {"default_uid", "default_gid"}
-_TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "limits", "plugins"}
+_TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "limits", "plugins", "sessions"}
 _RANGE_KEYS = {"project_gid_range"}
 _KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS | _RANGE_KEYS
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -357,15 +399,77 @@ def _parse_limits(value: Any, source: str) -> RequestLimits:
     return RequestLimits(**out)
 
 
-def _parse_plugins(value: Any, source: str) -> dict[str, dict[str, Any]]:
+def _parse_plugins(
+    value: Any, source: str
+) -> tuple[dict[str, dict[str, Any]], tuple[str, ...], bool]:
+    """``[plugins]``: ``block`` and ``trace``, and one ``[plugins.NAME]`` table per plugin."""
     if not isinstance(value, dict):
         raise _bad("plugins", source, "must be a table of [plugins.NAME] tables")
     out: dict[str, dict[str, Any]] = {}
+    block: tuple[str, ...] = ()
+    trace = False
     for name, section in value.items():
-        if not isinstance(section, dict):
+        if name == "block":
+            if not isinstance(section, list) or not all(isinstance(b, str) and b for b in section):
+                raise _bad("plugins.block", source, "must be a list of plugin names")
+            block = tuple(section)
+        elif name == "trace":
+            if not isinstance(section, bool):
+                raise _bad("plugins.trace", source, "must be true or false")
+            trace = section
+        elif not isinstance(section, dict):
             raise _bad(f"plugins.{name}", source, "must be a table ([plugins.NAME])")
-        out[name] = section
-    return out
+        else:
+            out[name] = section
+    return out, block, trace
+
+
+_SESSION_NUMBERS = {
+    "cpu": (0.0, 4096.0),
+    "stop_timeout": (0.0, 3600.0),
+    "schedule_interval": (0.01, 3600.0),
+}
+_SESSION_INTS = {
+    "memory": (0, 2**62),
+    "dotfile_max_size": (1, 16 * 2**20),
+    "dotfile_max_count": (1, 100000),
+}
+
+
+def _parse_sessions(value: Any, source: str) -> SessionOptions:
+    if not isinstance(value, dict):
+        raise _bad("sessions", source, "must be a table")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        full = f"sessions.{key}"
+        if key == "enabled":
+            if item not in ("auto", "on", "off"):
+                raise _bad(full, source, 'must be "auto", "on" or "off"')
+            out[key] = item
+        elif key in ("docker_url", "node", "scheduler"):
+            if not isinstance(item, str) or not item or len(item) > 128:
+                raise _bad(full, source, "must be a non-empty string of at most 128 characters")
+            out[key] = item
+        elif key == "scratch_dir":
+            if not isinstance(item, str) or not item.startswith("/"):
+                raise _bad(full, source, "must be an absolute path")
+            out[key] = Path(item)
+        elif key in _SESSION_NUMBERS:
+            low, high = _SESSION_NUMBERS[key]
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                raise _bad(full, source, f"must be a number between {low:g} and {high:g}")
+            if not low <= item <= high:
+                raise _bad(full, source, f"must be between {low:g} and {high:g}")
+            out[key] = float(item)
+        elif key in _SESSION_INTS:
+            low_i, high_i = _SESSION_INTS[key]
+            if isinstance(item, bool) or not isinstance(item, int) or not low_i <= item <= high_i:
+                raise _bad(full, source, f"must be an integer between {low_i} and {high_i}")
+            out[key] = item
+        else:
+            known = ", ".join(sorted({*SessionOptions.__dataclass_fields__}))
+            raise _bad(full, source, f"unknown key (known: {known})")
+    return SessionOptions(**out)
 
 
 def _fast_path(value: Any, key: str, source: str) -> str:
@@ -422,6 +526,9 @@ def load_config(
     limits = RequestLimits()
     gid_range = PROJECT_GID_RANGE
     plugins: dict[str, dict[str, Any]] = {}
+    plugin_block: tuple[str, ...] = ()
+    plugin_trace = False
+    sessions = SessionOptions()
 
     path = find_config_file(config_file, state_dir, env)
     if path is not None:
@@ -454,12 +561,22 @@ def load_config(
             elif key == "limits":
                 limits = _parse_limits(value, source)
             elif key == "plugins":
-                plugins = _parse_plugins(value, source)
+                plugins, plugin_block, plugin_trace = _parse_plugins(value, source)
+            elif key == "sessions":
+                sessions = _parse_sessions(value, source)
             elif key == "project_gid_range":
                 gid_range = _parse_gid_range(value, source)
             else:
                 values[key] = _check_type(key, value, source)
 
+    if env.get("VFD_SESSIONS"):
+        sessions = dataclasses.replace(
+            sessions,
+            enabled=_parse_sessions({"enabled": env["VFD_SESSIONS"]}, "VFD_SESSIONS").enabled,
+        )
+    if sessions.scratch_dir is None:
+        state = SYSTEM_STATE if state_dir is None else state_dir
+        sessions = dataclasses.replace(sessions, scratch_dir=state / "sessions")
     if "VFD_PROJECT_GID_RANGE" in env:
         gid_range = _parse_gid_range(env["VFD_PROJECT_GID_RANGE"], "VFD_PROJECT_GID_RANGE")
     if "VFD_FUSE_FAST_PATH" in env:
@@ -489,5 +606,8 @@ def load_config(
         limits=limits,
         project_gid_range=gid_range,
         plugins=plugins,
+        plugin_block=plugin_block,
+        plugin_trace=plugin_trace,
+        sessions=sessions,
         **values,
     )

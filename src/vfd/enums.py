@@ -61,3 +61,24 @@ class InvitationState(enum.StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     CANCELED = "canceled"
+
+
+class SessionStatus(enum.StrEnum):
+    """A compute session's life; ``vfd.sessions.lifecycle.check_transition`` is the one gate."""
+
+    PENDING = "pending"  # stored, waiting for the scheduler to place it
+    SCHEDULED = "scheduled"  # placed on a node; its resources are held
+    PREPARING = "preparing"  # mounts, dotfiles and the container spec are being made
+    RUNNING = "running"  # its container runs
+    TERMINATING = "terminating"  # asked to stop; its container is being stopped
+    TERMINATED = "terminated"  # its container ended (exit code recorded); final
+    CANCELLED = "cancelled"  # never ran: destroyed while waiting, or vetoed by a plugin; final
+    ERROR = "error"  # could not start, or its container vanished; final
+
+
+class DotfileScope(enum.StrEnum):
+    """Whose sessions a dotfile is written into."""
+
+    USER = "user"  # the owner's sessions
+    PROJECT = "project"  # the sessions of the project's members
+    CLUSTER = "cluster"  # every session

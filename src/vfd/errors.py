@@ -39,6 +39,9 @@ class ErrorCode(enum.Enum):
     CONFIRMATION_MISMATCH = ("confirmation_mismatch", 400, _errno.EINVAL)
     NOT_SHAREABLE = ("not_shareable", 400, _errno.EINVAL)
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405, _errno.EINVAL)
+    INVALID_MOUNT = ("invalid_mount", 400, _errno.EINVAL)  # a bad -m spec or target
+    SESSION_REJECTED = ("session_rejected", 400, _errno.EPERM)  # a plugin refused the request
+    EXCEEDS_CAPACITY = ("exceeds_capacity", 400, _errno.ENOSPC)  # larger than any node
     # identity and permission
     UNAUTHENTICATED = ("unauthenticated", 401, _errno.EACCES)
     PERMISSION_DENIED = ("permission_denied", 403, _errno.EACCES)
@@ -58,6 +61,10 @@ class ErrorCode(enum.Enum):
     SCOPE_NOT_FOUND = ("scope_not_found", 404, _errno.ENOENT)
     PATH_NOT_FOUND = ("path_not_found", 404, _errno.ENOENT)
     TOKEN_NOT_FOUND = ("token_not_found", 404, _errno.ENOENT)
+    SESSION_NOT_FOUND = ("session_not_found", 404, _errno.ENOENT)
+    IMAGE_NOT_FOUND = ("image_not_found", 404, _errno.ENOENT)
+    DOTFILE_NOT_FOUND = ("dotfile_not_found", 404, _errno.ENOENT)
+    PLUGIN_NOT_FOUND = ("plugin_not_found", 404, _errno.ENOENT)
     # conflicts
     VFOLDER_EXISTS = ("vfolder_exists", 409, _errno.EEXIST)
     USER_EXISTS = ("user_exists", 409, _errno.EEXIST)
@@ -68,6 +75,10 @@ class ErrorCode(enum.Enum):
     NOT_A_MEMBER = ("not_a_member", 409, _errno.ENOENT)
     INVITATION_EXISTS = ("invitation_exists", 409, _errno.EEXIST)
     INVALID_STATUS = ("invalid_status", 409, _errno.EBUSY)
+    SESSION_EXISTS = ("session_exists", 409, _errno.EEXIST)  # a live session has that name
+    SESSION_NOT_RUNNING = ("session_not_running", 409, _errno.EINVAL)
+    DOTFILE_EXISTS = ("dotfile_exists", 409, _errno.EEXIST)
+    DOTFILE_LIMIT_REACHED = ("dotfile_limit_reached", 403, _errno.EDQUOT)
     FOLDER_IN_USE = ("folder_in_use", 409, _errno.EBUSY)
     NOT_A_DIRECTORY = ("not_a_directory", 409, _errno.ENOTDIR)
     IS_A_DIRECTORY = ("is_a_directory", 409, _errno.EISDIR)
@@ -83,6 +94,8 @@ class ErrorCode(enum.Enum):
     # the system itself
     MOUNTD_UNAVAILABLE = ("mountd_unavailable", 503, _errno.EIO)
     DAEMON_UNAVAILABLE = ("daemon_unavailable", 503, _errno.ECONNREFUSED)
+    RUNTIME_UNAVAILABLE = ("runtime_unavailable", 503, _errno.EIO)  # docker not reachable
+    PLUGIN_FAILED = ("plugin_failed", 500, _errno.EIO)  # a plugin raised where it may not
     CONFIG_INVALID = ("config_invalid", 500, _errno.EINVAL)
     INTERNAL = ("internal", 500, _errno.EIO)
 

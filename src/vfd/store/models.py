@@ -12,11 +12,23 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from vfd.enums import (
+    DotfileScope as DotfileScope,
+)
 from vfd.enums import (
     InvitationState as InvitationState,
 )
@@ -25,6 +37,9 @@ from vfd.enums import (
 )
 from vfd.enums import (
     Permission as Permission,
+)
+from vfd.enums import (
+    SessionStatus as SessionStatus,
 )
 from vfd.enums import (
     UsageMode as UsageMode,
@@ -200,3 +215,82 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=64)
     target: str = Field(max_length=256)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ComputeSession(SQLModel, table=True):
+    """A compute session: a container with folders mounted (table ``session``).
+
+    Its status moves only through ``vfd.sessions.lifecycle.check_transition``; every move is
+    also a :class:`SessionEvent`. Names are unique per user among live sessions (by checks in
+    code, under the daemon's naming lock).
+    """
+
+    __tablename__ = "session"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(index=True, max_length=64)
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True)
+    uid: int = Field(description="the uid the container runs as")
+    gid: int = Field(description="the primary gid the container runs as")
+    node: str = Field(max_length=128, index=True, description="the node it runs (or ran) on")
+    image: str = Field(max_length=512)
+    command: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    cpu: float = Field(default=1.0, sa_column=Column(Float, nullable=False))
+    memory: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    auto_remove: bool = Field(default=False, description="--rm: container removed at exit")
+    status: SessionStatus = _enum(SessionStatus, SessionStatus.PENDING, index=True)
+    status_reason: str | None = Field(default=None, max_length=1024)
+    status_plugin: str | None = Field(
+        default=None, max_length=128, description="the plugin that vetoed or failed it"
+    )
+    status_changed_at: datetime = _ts(nullable=False)
+    scheduler_verdict: str | None = Field(
+        default=None, max_length=1024, description="why the scheduler has not placed it yet"
+    )
+    container_id: str | None = Field(default=None, max_length=80)
+    exit_code: int | None = Field(default=None)
+    created_at: datetime = _ts(nullable=False)
+    started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    terminated_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class SessionEvent(SQLModel, table=True):
+    """One status change of a session: when, to what, why, and by which plugin."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="session.id", index=True)
+    at: datetime = _ts(nullable=False)
+    status: SessionStatus = _enum(SessionStatus)
+    reason: str | None = Field(default=None, max_length=1024)
+    plugin: str | None = Field(default=None, max_length=128)
+
+
+class SessionMount(SQLModel, table=True):
+    """A folder mounted into a session, at ``target``, through its ``rw`` or ``ro`` view."""
+
+    session_id: uuid.UUID = Field(foreign_key="session.id", primary_key=True)
+    target: str = Field(primary_key=True, max_length=1024)
+    vfolder_id: uuid.UUID = Field(foreign_key="vfolder.id", index=True)
+    name: str = Field(max_length=64, description="the folder's name when the session began")
+    permission: Permission = _enum(Permission)
+    automount: bool = Field(default=False)
+
+
+class Dotfile(SQLModel, table=True):
+    """A file written into ``/home/work`` of sessions at their start.
+
+    ``scope`` is ``user:<uuid hex>``, ``project:<uuid hex>`` or ``cluster``; ``path`` is
+    relative to ``/home/work``.
+    """
+
+    __table_args__ = (UniqueConstraint("scope", "path"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    scope_kind: DotfileScope = _enum(DotfileScope)
+    scope: str = Field(max_length=80, index=True)
+    path: str = Field(max_length=256)
+    mode: int = Field(default=0o644)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)

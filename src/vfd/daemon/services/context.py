@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, text
@@ -13,6 +13,7 @@ from sqlmodel import Session, text
 from vfd.config import Config
 from vfd.daemon.mountlink import MountdLink
 from vfd.errors import ErrorCode, VfdError
+from vfd.plugins.manager import Plugins, build_manager
 from vfd.store.db import session_scope
 from vfd.store.models import User, UserRole
 
@@ -24,11 +25,22 @@ _PG_NAMES_LOCK_KEY = 7263002
 
 @dataclass(frozen=True)
 class Daemon:
-    """State shared by every request: configuration, store engine, mountd link."""
+    """State shared by every request: configuration, store engine, mountd link, plugins."""
 
     config: Config
     engine: Engine
     mountd: MountdLink
+    plugins_: Plugins | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.plugins_ is None:
+            object.__setattr__(self, "plugins_", build_manager(self.config))
+
+    @property
+    def plugins(self) -> Plugins:
+        """The daemon's plugin manager (built with the daemon unless one was given)."""
+        assert self.plugins_ is not None
+        return self.plugins_
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,0 +1,115 @@
+"""A session's status moves, and what plugins see of a session: the one place both are made.
+
+Every status change goes through :func:`transition`: checked by the status machine
+(``vfd.sessions.lifecycle``), stamped, and recorded as a :class:`SessionEvent` in the same
+transaction — so ``vfd session info`` shows the whole history with times and reasons.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Sequence
+
+from sqlmodel import Session, col, select
+
+from vfd.config import Config
+from vfd.errors import ErrorCode, VfdError
+from vfd.plugins.types import MountView, SessionView
+from vfd.sessions.lifecycle import FINAL, check_transition
+from vfd.store.models import (
+    ComputeSession,
+    SessionEvent,
+    SessionMount,
+    SessionStatus,
+    User,
+    utcnow,
+)
+
+
+def node_name(config: Config) -> str:
+    """This node's name: ``[sessions] node``, else the host name."""
+    return config.sessions.node or socket.gethostname()
+
+
+def transition(
+    session: Session,
+    row: ComputeSession,
+    new: SessionStatus,
+    reason: str | None = None,
+    *,
+    plugin: str | None = None,
+) -> None:
+    """Move ``row`` to ``new`` (checked), record why and by which plugin, in ``session``'s
+    transaction. Final statuses stamp ``terminated_at``; ``running`` stamps ``started_at``."""
+    check_transition(row.status, new, name=row.name)
+    now = utcnow()
+    row.status = new
+    row.status_changed_at = now
+    row.status_reason = reason
+    row.status_plugin = plugin
+    if new is SessionStatus.RUNNING:
+        row.started_at = now
+        row.scheduler_verdict = None
+    if new in FINAL:
+        row.terminated_at = now
+        row.scheduler_verdict = None
+    session.add(row)
+    session.add(SessionEvent(session_id=row.id, at=now, status=new, reason=reason, plugin=plugin))
+
+
+def record_created(session: Session, row: ComputeSession) -> None:
+    """The first event of a new session (``pending``)."""
+    session.add(
+        SessionEvent(session_id=row.id, at=row.created_at, status=row.status, reason="requested")
+    )
+
+
+def load(session: Session, session_id: uuid.UUID) -> ComputeSession:
+    """The session ``session_id``, or ``session_not_found``."""
+    row = session.get(ComputeSession, session_id)
+    if row is None:
+        raise VfdError(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}", id=str(session_id))
+    return row
+
+
+def mounts_of(session: Session, session_id: uuid.UUID) -> Sequence[SessionMount]:
+    return session.exec(
+        select(SessionMount)
+        .where(SessionMount.session_id == session_id)
+        .order_by(col(SessionMount.target))
+    ).all()
+
+
+def view_of(session: Session, row: ComputeSession) -> SessionView:
+    """What plugins see of ``row`` (its user's email and its mounts read in ``session``)."""
+    user = session.get(User, row.user_id)
+    mounts = tuple(
+        MountView(
+            folder=m.name,
+            folder_id=m.vfolder_id,
+            target=m.target,
+            permission=m.permission.value,
+            automount=m.automount,
+        )
+        for m in mounts_of(session, row.id)
+    )
+    return SessionView(
+        id=row.id,
+        name=row.name,
+        user_id=row.user_id,
+        user_email=user.email if user is not None else "",
+        uid=row.uid,
+        gid=row.gid,
+        node=row.node,
+        image=row.image,
+        command=tuple(row.command),
+        env=dict(row.env),
+        cpu=row.cpu,
+        memory=row.memory,
+        mounts=mounts,
+        status=row.status.value,
+        created_at=row.created_at,
+        container_id=row.container_id,
+        exit_code=row.exit_code,
+    )

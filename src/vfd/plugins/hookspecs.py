@@ -1,0 +1,108 @@
+"""Every hook vfd calls, with its contract. ``docs/plugin-hooks.md`` has a section per hook;
+``tests/plugins/test_hookspecs_documented.py`` fails when one is missing there or has no
+``test_hook_<name>``.
+
+Hooks are called with keyword arguments on the daemon's event loop. An implementation may
+return an awaitable instead of its value; vfd awaits it. Notification hooks (everything but
+the registration and veto hooks) have their exceptions logged with the plugin's name and
+isolated: the session or folder goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
+
+import pluggy
+
+from vfd.plugins.types import (
+    ContainerContribution,
+    FolderView,
+    SchedulerSpec,
+    SessionRequest,
+    SessionView,
+)
+
+PROJECT = "vfd"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def vfd_configure(sections: Mapping[str, Mapping[str, Any]]) -> Awaitable[None] | None:
+    """Called once when the daemon starts, before any other hook, with every ``[plugins.NAME]``
+    table of the config; a plugin reads its own section. Raising marks the plugin failed
+    (listed by ``vfd plugins``) and unregisters it."""
+
+
+@hookspec
+def vfd_register_schedulers() -> Sequence[SchedulerSpec]:
+    """The schedulers this plugin offers. Called once at start (not awaited: return the
+    list). Two plugins offering one name is an error naming both."""
+    raise NotImplementedError
+
+
+@hookspec
+def vfd_validate_session(request: SessionRequest) -> Awaitable[None] | None:
+    """Check a session request before it is stored. Raise :class:`~vfd.plugins.types.Reject`
+    to refuse it: the request is answered ``400 session_rejected`` with the reason and the
+    plugin's name, and nothing is stored."""
+
+
+@hookspec
+def vfd_container_spec(
+    session: SessionView,
+) -> ContainerContribution | Awaitable[ContainerContribution | None] | None:
+    """What this plugin adds to the session's container (env, mounts, labels, device
+    requests, resource limits), while the session is ``preparing``. Contributions of all
+    plugins are merged; a clash between two is an error naming both (the session ends
+    ``error``). Raising ends the session ``error`` with the plugin's name."""
+
+
+@hookspec
+def vfd_session_before_start(session: SessionView) -> Awaitable[None] | None:
+    """Called when the container is about to start. Raise
+    :class:`~vfd.plugins.types.Reject` to veto: the session ends ``cancelled`` with the reason
+    and the plugin's name recorded (``vfd session info``)."""
+
+
+@hookspec
+def vfd_session_started(session: SessionView) -> Awaitable[None] | None:
+    """Notification: the session is ``running`` (its container started)."""
+
+
+@hookspec
+def vfd_session_before_stop(session: SessionView) -> Awaitable[None] | None:
+    """Notification: the session is asked to stop (``terminating``); its container still
+    runs."""
+
+
+@hookspec
+def vfd_session_stopped(session: SessionView) -> Awaitable[None] | None:
+    """Notification: the session's container ended (``terminated``; ``exit_code`` set)."""
+
+
+@hookspec
+def vfd_session_failed(session: SessionView, reason: str) -> Awaitable[None] | None:
+    """Notification: the session ended ``error`` (could not start, or its container
+    vanished)."""
+
+
+@hookspec
+def vfd_folder_created(folder: FolderView) -> Awaitable[None] | None:
+    """Notification: a folder was created (or a clone of one completed)."""
+
+
+@hookspec
+def vfd_folder_trashed(folder: FolderView) -> Awaitable[None] | None:
+    """Notification: a folder was moved to the trash."""
+
+
+@hookspec
+def vfd_folder_restored(folder: FolderView) -> Awaitable[None] | None:
+    """Notification: a folder was restored from the trash."""
+
+
+@hookspec
+def vfd_folder_purged(folder: FolderView) -> Awaitable[None] | None:
+    """Notification: a folder's data was deleted for good."""
