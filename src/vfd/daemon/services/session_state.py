@@ -10,13 +10,15 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import MountView, SessionView
-from vfd.sessions.lifecycle import FINAL, check_transition
+from vfd.sessions.lifecycle import FINAL, LIVE, check_transition
 from vfd.store.models import (
     ComputeSession,
     SessionEvent,
@@ -113,3 +115,98 @@ def view_of(session: Session, row: ComputeSession) -> SessionView:
         container_id=row.container_id,
         exit_code=row.exit_code,
     )
+
+
+def find(session: Session, user: User, ref: str) -> ComputeSession:
+    """The caller's session named by ``ref``: its id, a unique prefix of its id's hex (at least
+    4 characters, dashes ignored), or the name of one of its live sessions.
+
+    Raises ``session_not_found``, or ``ambiguous_id`` naming the candidates.
+    """
+    ref = ref.strip()
+    mine = select(ComputeSession).where(ComputeSession.user_id == user.id)
+    try:
+        wanted = uuid.UUID(ref)
+    except ValueError:
+        wanted = None
+    if wanted is not None:
+        row = session.exec(mine.where(ComputeSession.id == wanted)).first()
+        if row is not None:
+            return row
+    live = list(LIVE)
+    named = session.exec(
+        mine.where(ComputeSession.name == ref).where(col(ComputeSession.status).in_(live))
+    ).all()
+    if len(named) == 1:
+        return named[0]
+    prefix = ref.replace("-", "").lower()
+    if len(prefix) >= 4 and all(c in "0123456789abcdef" for c in prefix):
+        # uuids are stored natively on PostgreSQL and as hex on SQLite: compare in Python
+        hits = [row for row in session.exec(mine).all() if row.id.hex.startswith(prefix)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise VfdError(
+                ErrorCode.AMBIGUOUS_ID,
+                f"{ref!r} is the start of {len(hits)} session ids; give more of it",
+                ref=ref,
+                candidates=sorted(row.id.hex[:12] for row in hits)[:20],
+            )
+    raise VfdError(ErrorCode.SESSION_NOT_FOUND, f"you have no session {ref!r}", ref=ref)
+
+
+def session_json(session: Session, row: ComputeSession, *, events: bool = False) -> dict[str, Any]:
+    """The Session JSON of the API (docs/api.md "Sessions"); ``events`` adds the history."""
+    user = session.get(User, row.user_id)
+    out: dict[str, Any] = {
+        "id": str(row.id),
+        "short_id": row.id.hex[:8],
+        "name": row.name,
+        "user": user.email if user is not None else None,
+        "status": row.status.value,
+        "status_reason": row.status_reason,
+        "status_plugin": row.status_plugin,
+        "status_changed_at": _iso(row.status_changed_at),
+        "verdict": row.scheduler_verdict,
+        "image": row.image,
+        "command": list(row.command),
+        "env": dict(row.env),
+        "cpu": row.cpu,
+        "memory": row.memory,
+        "node": row.node,
+        "created_at": _iso(row.created_at),
+        "started_at": _iso(row.started_at),
+        "terminated_at": _iso(row.terminated_at),
+        "exit_code": row.exit_code,
+        "container_id": row.container_id,
+        "auto_remove": row.auto_remove,
+        "mounts": [
+            {
+                "folder": m.name,
+                "folder_id": str(m.vfolder_id),
+                "target": m.target,
+                "permission": m.permission.value,
+                "automount": m.automount,
+            }
+            for m in mounts_of(session, row.id)
+        ],
+    }
+    if events:
+        rows = session.exec(
+            select(SessionEvent)
+            .where(SessionEvent.session_id == row.id)
+            .order_by(col(SessionEvent.at), col(SessionEvent.id))
+        ).all()
+        out["events"] = [
+            {"at": _iso(e.at), "status": e.status.value, "reason": e.reason, "plugin": e.plugin}
+            for e in rows
+        ]
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands naive datetimes back
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
