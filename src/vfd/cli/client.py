@@ -11,6 +11,8 @@ This module is the ONE place where what comes back from the wire becomes a ``Vfd
     an HTTP error with the JSON shape   -> VfdError.from_json(body)
     an HTTP error without it            -> INTERNAL "daemon answered HTTP <status>: ..."
     a success that is not a JSON object -> INTERNAL "daemon sent a reply that is not JSON ..."
+    session output (frames): an ERROR frame -> its VfdError; a stream cut before its END
+                             frame -> DAEMON_UNAVAILABLE; bytes that are not frames -> INTERNAL
 
 Commands never see an httpx exception. Text that cannot travel (an argument whose bytes are
 not UTF-8, given by Python as lone surrogates) is refused before anything is sent:
@@ -21,17 +23,21 @@ in the ``_b64`` form of :mod:`vfd.wirenames` by the commands.
 from __future__ import annotations
 
 import contextlib
+import json as json_module
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from vfd import wirenames
 from vfd.errors import ErrorCode, VfdError
+
+if TYPE_CHECKING:
+    from vfd.sessions.frames import Kind
 
 ACT_AS_HEADER = "X-Vfd-Act-As"
 DEFAULT_TIMEOUT = 60.0
@@ -209,21 +215,62 @@ class VfdClient:
         *,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
         timeout: float | httpx._client.UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
     ) -> Iterator[httpx.Response]:
-        """A successful response whose body is read as it arrives (downloads); an error
-        answer, or a transport failure while reading, raises a ``VfdError``."""
-        _check_text(params=params, headers=headers)
+        """A successful response whose body is read as it arrives (downloads, session
+        output); an error answer, or a transport failure while reading, raises a
+        ``VfdError``."""
+        _check_text(params=params, headers=headers, json=json)
         with (
             self._mapped(method, path),
             self._http.stream(
-                method, path, params=params, headers=headers, timeout=timeout
+                method, path, params=params, headers=headers, json=json, timeout=timeout
             ) as response,
         ):
             if response.is_error:
                 response.read()
                 raise _error_from_response(response)
             yield response
+
+    def frames(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> Iterator[tuple[Kind, bytes]]:
+        """The ``STDOUT``/``STDERR`` frames of a session's output (``vfd.sessions.frames``)
+        as they arrive, then the ``END`` frame, last; waits as long as the stream lasts.
+
+        An ``ERROR`` frame raises its ``VfdError``; a stream cut before its ``END`` frame, or
+        bytes that are not frames, raise ``DAEMON_UNAVAILABLE``/``INTERNAL``.
+        """
+        from vfd.sessions.frames import Decoder, Kind
+
+        decoder = Decoder()
+        with self.stream(method, path, params=params, json=json, timeout=None) as response:
+            for chunk in response.iter_bytes():
+                try:
+                    frames = list(decoder.feed(chunk))
+                except ValueError as exc:
+                    raise VfdError(
+                        ErrorCode.INTERNAL,
+                        f"the daemon's answer to {method} {path} is not session output: {exc}",
+                    ) from None
+                for kind, payload in frames:
+                    if kind is Kind.ERROR:
+                        raise _error_from_frame(payload)
+                    yield kind, payload
+                    if kind is Kind.END:
+                        return
+        raise VfdError(
+            ErrorCode.DAEMON_UNAVAILABLE,
+            f"lost the vfd daemon during {method} {path} (socket {self.socket}): "
+            "the output ended before its last frame",
+            socket=str(self.socket),
+        )
 
     def request(
         self,
@@ -266,6 +313,19 @@ class VfdClient:
 
     def delete(self, path: str) -> dict[str, Any]:
         return self.request("DELETE", path)
+
+
+def _error_from_frame(payload: bytes) -> VfdError:
+    """The ``VfdError`` an ``ERROR`` frame carries (the API's error shape)."""
+    try:
+        body = json_module.loads(payload)
+    except ValueError:
+        body = None
+    error = VfdError.from_json(body)
+    if error is None:
+        text = payload.decode(errors="replace")[:200]
+        return VfdError(ErrorCode.INTERNAL, f"the session's output stream failed: {text}")
+    return error
 
 
 def _check_text(**parts: Any) -> None:
