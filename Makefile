@@ -1,24 +1,32 @@
 # vfd — set-up, run and test on Debian 12 as root.
-#   make run    install everything and run vfd in the foreground (vfd up, system paths)
-#   make test   install everything, start PostgreSQL, run ruff, mypy and the whole test suite
+#   make run    install everything and run vfd in the foreground (vfd up, system paths); starts
+#               dockerd when it is installed but not running, so that sessions are on
+#   make test   install everything, start PostgreSQL and dockerd, build the session tests'
+#               image, run ruff, mypy and the whole test suite
+#   make bench-sessions   the session start-up benchmark (benchmarks/session_bench.py)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr fio \
-                postgresql postgresql-client util-linux procps
+                postgresql postgresql-client util-linux procps docker.io busybox-static
 
-.PHONY: run test setup system-deps venv install lint typecheck pytest pytest-fast-path-off bench clean
+.PHONY: run test setup system-deps venv install docker test-image lint typecheck pytest \
+        pytest-fast-path-off bench bench-sessions clean
 
+# Sessions need docker: without it (or when dockerd cannot start here) vfd runs all the same,
+# and `vfd up` says that sessions are off and how to turn them on.
 run: install
+	@scripts/start-docker.sh && scripts/build-test-image.sh || \
+	  echo "make: docker is not available; vfd runs without sessions"
 	$(BIN)/vfd up
 
-test: install
+test: install docker test-image
 	. scripts/start-postgres.sh && $(MAKE) --no-print-directory lint typecheck pytest pytest-fast-path-off
 
 setup: install
 
 system-deps: .stamp-apt
-.stamp-apt:
+.stamp-apt: Makefile
 	@if [ "$$(id -u)" != 0 ]; then echo "make: run as root (apt-get, FUSE mounts)"; exit 1; fi
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -36,6 +44,14 @@ install: venv
 	$(BIN)/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(BIN)/python -c 'import vfd, pyfuse3, fastapi, sqlmodel' || { echo "make: the install is incomplete"; exit 1; }
 	@ln -sf $(CURDIR)/$(BIN)/vfd /usr/local/bin/vfd
+
+# the local docker engine (started when it does not answer) and the image the session tests
+# and the README's examples run (no registry is needed: it is built from busybox-static)
+docker: system-deps
+	scripts/start-docker.sh
+
+test-image: docker
+	scripts/build-test-image.sh
 
 lint:
 	$(BIN)/ruff check src tests benchmarks
@@ -56,6 +72,9 @@ pytest-fast-path-off:
 
 bench: install
 	$(BIN)/python benchmarks/fuse_bench.py
+
+bench-sessions: install test-image
+	$(BIN)/python benchmarks/session_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .stamp-apt build *.egg-info
