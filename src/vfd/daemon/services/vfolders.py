@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from vfd.config import PolicyDefaults
-from vfd.daemon.services import access, audit, hosts, policies
+from vfd.daemon.services import access, audit, hosts, policies, session_mounts
 from vfd.daemon.services.access import Access
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import find_project
@@ -279,6 +279,7 @@ def patch(daemon: Daemon, caller: Caller, name: str, changes: dict[str, Any]) ->
         if new_name is not None and new_name != folder.name:
             access.require(hit, Permission.WD, "renaming")
             validate_name(new_name)
+            session_mounts.refuse_if_mounted(session, folder, caller.user, "rename")
             if is_automount(new_name):
                 if folder.ownership == Ownership.PROJECT:
                     raise VfdError(
@@ -343,6 +344,7 @@ def trash(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
                 ),
                 status=hit.folder.status.value,
             )
+        session_mounts.refuse_if_mounted(session, hit.folder, caller.user, "trash")
         set_status(session, hit.folder, VFolderStatus.DELETE_PENDING)
         audit.record(session, caller, "vfolder.trash", name, vfid=hit.folder.id.hex)
     daemon.mountd.detach(hit.folder.id.hex)
@@ -385,6 +387,7 @@ def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[st
                 f"folder {name!r} is {folder.status.value}; move it to the trash first",
                 status=folder.status.value,
             )
+        session_mounts.refuse_if_mounted(session, folder, caller.user, "purge")
         path = backing_path(daemon, folder)
         set_status(session, folder, VFolderStatus.DELETE_ONGOING)
         audit.record(session, caller, "vfolder.purge", name, vfid=folder.id.hex)
