@@ -17,6 +17,7 @@ from vfd.daemon.routes import (
     files,
     hosts,
     mounts,
+    plugins,
     quota,
     sharing,
     status,
@@ -40,6 +41,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         live = Runtime(daemon.config.workers)
         runtime.install(live)
+        await daemon.plugins.start()
         async with live.running(tasks):
             yield
 
@@ -53,6 +55,6 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
     )
     app.state.daemon = daemon
     errors.install(app)
-    for module in (status, vfolders, clones, sharing, files, mounts, quota, hosts, admin):
+    for module in (status, vfolders, clones, sharing, files, mounts, quota, hosts, admin, plugins):
         app.include_router(module.router)
     return app

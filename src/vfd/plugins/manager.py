@@ -1,26 +1,37 @@
 """The plugin manager of one daemon: built by :func:`build_manager`, never at import.
 
-Built-in plugins (``vfd.plugins.builtin``) are registered exactly as third-party ones: through
-the ``vfd`` entry-point group of the installed ``vfd`` distribution. A plugin that fails to
-import or to configure is listed with its error and left out; one listed in ``[plugins]
-block`` is never imported. The daemon calls hooks only through :class:`Plugins`, which awaits
-implementations that return awaitables, attributes vetoes to their plugin, and isolates
-notification hooks.
+Plugins are found, imported and checked by :mod:`vfd.plugins.loading` (built-ins through the
+``vfd`` distribution's own entry points, exactly as third-party ones). The daemon calls hooks
+only through :class:`Plugins`, which
+
+- calls every implementation on its own, with keyword arguments, and awaits what it returns
+  when that is awaitable;
+- attributes a veto (:class:`~vfd.plugins.types.Reject`) to its plugin;
+- logs and isolates a notification hook that raises (counted in the plugin's listing);
+- with ``[plugins] trace = true``, logs every call with its plugin and duration.
+
+``vfd_configure`` runs once, in :meth:`Plugins.start` (the application's lifespan, before the
+daemon serves); a plugin that raises there is unregistered and listed with its error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
+from pluggy import HookImpl
 
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
-from vfd.plugins import hookspecs
+from vfd.plugins import loading
+from vfd.plugins.loading import Loaded, PluginRecord, describe
 from vfd.plugins.types import (
     ContainerContribution,
     Reject,
@@ -31,6 +42,7 @@ from vfd.plugins.types import (
 )
 
 log = logging.getLogger(__name__)
+trace_log = logging.getLogger("vfd.plugins.trace")
 
 
 class Vetoed(Exception):
@@ -42,32 +54,117 @@ class Vetoed(Exception):
         self.reason = reason
 
 
-@dataclass
-class LoadFailure:
-    """A plugin that could not be loaded, and why."""
-
-    name: str
-    distribution: str | None
-    version: str | None
-    error: str
-
-
-@dataclass
 class Plugins:
     """The hooks of one daemon's plugins, called the way vfd's contracts say."""
 
-    pm: pluggy.PluginManager
-    config: Config
-    failures: list[LoadFailure] = field(default_factory=list)
-    schedulers: dict[str, tuple[str, SchedulerSpec]] = field(default_factory=dict)
-    """Scheduler name -> (plugin name, spec)."""
+    def __init__(self, config: Config, loaded: Loaded) -> None:
+        self.config = config
+        self.loaded = loaded
+        self.trace = config.plugin_trace
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        return self.loaded.pm
+
+    @property
+    def schedulers(self) -> dict[str, tuple[str, SchedulerSpec]]:
+        """Scheduler name -> (plugin name, spec)."""
+        return self.loaded.schedulers
+
+    @property
+    def records(self) -> list[PluginRecord]:
+        """Every plugin found, loaded or failed, in load order."""
+        return list(self.loaded.records.values())
+
+    @property
+    def blocked(self) -> list[str]:
+        return list(self.loaded.blocked)
+
+    # ------------------------------------------------------------------ start and listing
+
+    async def start(self) -> None:
+        """Call every ``vfd_configure`` once (a plugin that raises is unregistered and listed
+        with its error), remember the daemon's loop, and log one line per plugin. Later calls
+        do nothing."""
+        if self._started:
+            return
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        sections = MappingProxyType(
+            {name: MappingProxyType(dict(table)) for name, table in self.config.plugins.items()}
+        )
+        for impl in self._impls("vfd_configure"):
+            try:
+                await self._call(impl, "vfd_configure", {"sections": sections})
+            except Exception as exc:
+                log.error(
+                    "plugin %s failed in vfd_configure: %s", impl.plugin_name, exc, exc_info=exc
+                )
+                self._fail(impl.plugin_name, f"vfd_configure failed: {describe(exc)}")
+        for record in self.records:
+            if record.error is None:
+                log.info(
+                    "plugin %s loaded (%s%s; hooks: %s)",
+                    record.name,
+                    f"{record.distribution} {record.version}" if record.distribution else "given",
+                    ", built in" if record.builtin else "",
+                    ", ".join(record.hooks) or "none",
+                )
+            else:
+                log.warning("plugin %s failed and is left out: %s", record.name, record.error)
+        for name in self.loaded.blocked:
+            log.info("plugin %s blocked by [plugins] block: not imported", name)
+
+    def listing(self) -> dict[str, Any]:
+        """``GET /v1/plugins``: every plugin, the schedulers, the blocked names."""
+        return {
+            "plugins": [record.to_json() for record in self.records],
+            "schedulers": [
+                {"name": name, "plugin": plugin, "description": spec.description}
+                for name, (plugin, spec) in sorted(self.schedulers.items())
+            ],
+            "blocked": self.blocked,
+        }
+
+    def add(self, name: str, plugin: object) -> PluginRecord:
+        """Register ``plugin`` under ``name`` while the daemon runs (tests: one plugin for
+        one test). It is checked as a loaded plugin is; its ``vfd_configure`` is not called.
+        """
+        if name in self.loaded.records:
+            raise ValueError(f"the plugin name {name!r} is taken")
+        record = self.loaded.records[name] = PluginRecord(name, None, None, builtin=False)
+        loading.register(self.loaded, record, plugin)
+        return record
+
+    def remove(self, name: str) -> None:
+        """Unregister plugin ``name`` and forget it (the reverse of :meth:`add`)."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self.loaded.records.pop(name, None)
+        for sched, (plugin, _) in list(self.schedulers.items()):
+            if plugin == name:
+                del self.schedulers[sched]
+
+    def _fail(self, name: str, error: str) -> None:
+        """Leave plugin ``name`` out from now on, listed with ``error``."""
+        self.pm.unregister(name=name)
+        record = self.loaded.records[name]
+        record.error, record.hooks = error, ()
+        for sched, (plugin, _) in list(self.schedulers.items()):
+            if plugin == name:
+                del self.schedulers[sched]
+
+    # ------------------------------------------------------------------ the hooks
 
     async def validate_session(self, request: SessionRequest) -> None:
         """Every ``vfd_validate_session``; a Reject becomes ``session_rejected`` naming the
-        plugin."""
-        for impl in reversed(self.pm.hook.vfd_validate_session.get_hookimpls()):
+        plugin, any other exception ``plugin_failed`` naming it (the request is refused)."""
+        for impl in self._impls("vfd_validate_session"):
             try:
-                await _maybe(impl.function(request=request))
+                await self._call(impl, "vfd_validate_session", {"request": request})
             except Reject as exc:
                 raise VfdError(
                     ErrorCode.SESSION_REJECTED,
@@ -75,48 +172,106 @@ class Plugins:
                     plugin=impl.plugin_name,
                     reason=exc.reason,
                 ) from None
+            except Exception as exc:
+                log.exception("plugin %s failed in vfd_validate_session", impl.plugin_name)
+                raise VfdError(
+                    ErrorCode.PLUGIN_FAILED,
+                    f"plugin {impl.plugin_name} failed checking the session: {describe(exc)}",
+                    plugin=impl.plugin_name,
+                ) from None
 
     async def container_spec(self, session: SessionView) -> list[tuple[str, ContainerContribution]]:
         """Each plugin's contribution to the container, with the plugin's name. A plugin that
-        raises makes this raise ``plugin_failed`` naming it."""
+        raises, or returns something else than a ContainerContribution, makes this raise
+        ``plugin_failed`` naming it."""
         out: list[tuple[str, ContainerContribution]] = []
-        for impl in reversed(self.pm.hook.vfd_container_spec.get_hookimpls()):
+        for impl in self._impls("vfd_container_spec"):
             try:
-                got = await _maybe(impl.function(session=session))
+                got = await self._call(impl, "vfd_container_spec", {"session": session})
             except Exception as exc:
+                log.exception("plugin %s failed in vfd_container_spec", impl.plugin_name)
                 raise VfdError(
                     ErrorCode.PLUGIN_FAILED,
-                    f"plugin {impl.plugin_name} failed to contribute to the container: {exc}",
+                    f"plugin {impl.plugin_name} failed to contribute to the container: "
+                    f"{describe(exc)}",
                     plugin=impl.plugin_name,
-                ) from exc
-            if got is not None:
-                out.append((impl.plugin_name, got))
+                ) from None
+            if got is None:
+                continue
+            if not isinstance(got, ContainerContribution):
+                raise VfdError(
+                    ErrorCode.PLUGIN_FAILED,
+                    f"plugin {impl.plugin_name}: vfd_container_spec returned "
+                    f"{type(got).__name__}, not a ContainerContribution",
+                    plugin=impl.plugin_name,
+                )
+            out.append((impl.plugin_name, got))
         return out
 
     async def before_start(self, session: SessionView) -> None:
         """Every ``vfd_session_before_start``; raises :class:`Vetoed` on the first Reject. A
         plugin raising anything else vetoes too (fail closed), with its error as reason."""
-        for impl in reversed(self.pm.hook.vfd_session_before_start.get_hookimpls()):
+        for impl in self._impls("vfd_session_before_start"):
             try:
-                await _maybe(impl.function(session=session))
+                await self._call(impl, "vfd_session_before_start", {"session": session})
             except Reject as exc:
                 raise Vetoed(impl.plugin_name, exc.reason) from None
             except Exception as exc:
                 log.exception("plugin %s failed in vfd_session_before_start", impl.plugin_name)
-                raise Vetoed(impl.plugin_name, f"the plugin failed: {exc}") from None
+                raise Vetoed(impl.plugin_name, f"the plugin failed: {describe(exc)}") from None
 
     async def notify(self, hook: str, **kwargs: Any) -> None:
         """Call notification hook ``hook`` on every plugin; an exception is logged with the
-        plugin's name and goes no further."""
-        caller = getattr(self.pm.hook, hook)
-        for impl in reversed(caller.get_hookimpls()):
+        plugin's name, counted in its listing, and goes no further."""
+        for impl in self._impls(hook):
             try:
-                await _maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
-            except Exception:
-                log.exception("plugin %s failed in %s (ignored)", impl.plugin_name, hook)
+                await self._call(impl, hook, kwargs)
+            except Exception as exc:
+                log.error(
+                    "plugin %s failed in %s (ignored): %s",
+                    impl.plugin_name,
+                    hook,
+                    exc,
+                    exc_info=exc,
+                )
+                record = self.loaded.records.get(impl.plugin_name)
+                if record is not None:
+                    record.calls_failed += 1
+                    record.last_failure = {
+                        "hook": hook,
+                        "error": describe(exc),
+                        "at": datetime.now(UTC).isoformat(),
+                    }
+
+    def notify_threadsafe(self, hook: str, **kwargs: Any) -> None:
+        """:meth:`notify` from any thread (a service running in a worker thread): scheduled on
+        the daemon's loop, not waited for. Before :meth:`start` (no loop known yet), the
+        hooks run in the calling thread on a loop of their own."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            asyncio.run(self.notify(hook, **kwargs))
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._spawn(hook, kwargs)
+        else:
+            loop.call_soon_threadsafe(self._spawn, hook, kwargs)
+
+    def _spawn(self, hook: str, kwargs: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self.notify(hook, **kwargs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait until the notifications scheduled by :meth:`notify_threadsafe` have run."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def scheduler(self, name: str, options: Mapping[str, Any] | None = None) -> Scheduler:
-        """A new scheduler of the registered ``name``."""
+        """A new scheduler of the registered ``name`` (options: its plugin's section)."""
         try:
             plugin, spec = self.schedulers[name]
         except KeyError:
@@ -128,6 +283,35 @@ class Plugins:
             ) from None
         return spec.factory(options if options is not None else self.config.plugins.get(plugin, {}))
 
+    # ------------------------------------------------------------------ calling one hook
+
+    def _impls(self, hook: str) -> list[HookImpl]:
+        """The implementations of ``hook``, in pluggy's call order (tryfirst first, then the
+        latest registered)."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook)
+        return list(reversed(caller.get_hookimpls()))
+
+    async def _call(self, impl: HookImpl, hook: str, kwargs: Mapping[str, Any]) -> Any:
+        """One implementation, with the keyword arguments it takes; awaited if it returns an
+        awaitable; traced when ``[plugins] trace`` is on."""
+        if not self.trace:
+            return await _maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+        began = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await _maybe(impl.function(**{k: kwargs[k] for k in impl.argnames}))
+        except BaseException as exc:
+            outcome = f"raised {describe(exc)}"
+            raise
+        finally:
+            trace_log.info(
+                "hook %s plugin %s: %.3f ms, %s",
+                hook,
+                impl.plugin_name,
+                (time.perf_counter() - began) * 1000,
+                outcome,
+            )
+
 
 async def _maybe(value: Any) -> Any:
     """``await value`` if it is awaitable (a hook implementation may be a coroutine)."""
@@ -136,36 +320,18 @@ async def _maybe(value: Any) -> Any:
     return value
 
 
-def build_manager(config: Config) -> Plugins:
-    """A plugin manager with vfd's hooks, the built-in plugins and every installed one.
+def build_manager(
+    config: Config,
+    *,
+    entry_points: Iterable[Any] | None = None,
+    plugins: Iterable[tuple[str, object]] = (),
+) -> Plugins:
+    """The plugin manager of a daemon: vfd's hooks, and every plugin of the ``vfd``
+    entry-point group not blocked by ``[plugins] block`` (``entry_points`` replaces those;
+    ``plugins`` adds ``(name, object)`` pairs: ``vfd.plugins.testing`` builds a hermetic
+    manager with ``entry_points=()``).
 
-    (First version: built-ins only; entry points, blocking, failures, trace and
-    ``check_pending`` come next.)
+    Raises ``config_invalid`` when two plugins register one scheduler name (the daemon does
+    not start; the message names both and how to block one).
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    plugins = Plugins(pm=pm, config=config)
-    from vfd.plugins.builtin import fifo
-
-    pm.register(fifo, name="fifo")
-    for plugin_name, specs in _registrations(pm):
-        for spec in specs:
-            if spec.name in plugins.schedulers:
-                other = plugins.schedulers[spec.name][0]
-                raise VfdError(
-                    ErrorCode.CONFIG_INVALID,
-                    f"plugins {other} and {plugin_name} both register a scheduler named "
-                    f"{spec.name!r}",
-                    scheduler=spec.name,
-                    plugins=[other, plugin_name],
-                )
-            plugins.schedulers[spec.name] = (plugin_name, spec)
-    return plugins
-
-
-def _registrations(pm: pluggy.PluginManager) -> list[tuple[str, list[SchedulerSpec]]]:
-    out: list[tuple[str, list[SchedulerSpec]]] = []
-    for impl in reversed(pm.hook.vfd_register_schedulers.get_hookimpls()):
-        specs: Any = impl.function()
-        out.append((impl.plugin_name, list(specs)))
-    return out
+    return Plugins(config, loading.load(config.plugin_block, entry_points, plugins))

@@ -1,0 +1,234 @@
+"""Finding, importing and registering plugins: what :func:`vfd.plugins.manager.build_manager`
+does before the daemon calls any hook.
+
+Every plugin comes from an entry point of the ``vfd`` group — vfd's own built-ins included,
+through the ``vfd`` distribution's entry points — or, in tests, is handed over as an object
+(``vfd.plugins.testing``). Each step that can fail is taken one plugin at a time, and a
+plugin that fails it is recorded with its error and left out; the others go on:
+
+1. blocked (``[plugins] block`` names its entry point or its distribution): never imported;
+2. import (``EntryPoint.load``);
+3. registration with pluggy (a malformed hook implementation, an argument its spec does not
+   have, a hook wrapper — vfd calls each implementation on its own, so wrappers are refused);
+4. ``check_pending`` for that plugin alone: a ``vfd_*`` hook vfd does not know (a typo, or a
+   hook of a newer vfd) is that plugin's load error;
+5. its registration hooks (``vfd_register_schedulers``): what it returns must be a list of
+   :class:`~vfd.plugins.types.SchedulerSpec`.
+
+A scheduler name offered by two plugins is not one plugin's fault: loading stops with an error
+naming both, and the daemon does not start until one of them is blocked.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from vfd.errors import ErrorCode, VfdError
+from vfd.plugins import hookspecs
+from vfd.plugins.types import SchedulerSpec
+
+log = logging.getLogger(__name__)
+
+GROUP = "vfd"
+"""The entry-point group plugins are found in."""
+BUILTIN_DISTRIBUTION = "vfd"
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as ``vfd plugins`` lists it: loaded (``error`` None) or failed."""
+
+    name: str
+    """The name it is registered under: its entry point's name."""
+    distribution: str | None
+    version: str | None
+    builtin: bool
+    hooks: tuple[str, ...] = ()
+    error: str | None = None
+    """Why it was left out (import, registration, configuration); None when loaded."""
+    calls_failed: int = 0
+    """Notification calls that raised since the daemon started (each logged and isolated)."""
+    last_failure: dict[str, str] | None = None
+    """``{"hook", "error", "at"}`` of the latest such call."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": list(self.hooks),
+            "error": self.error,
+            "calls_failed": self.calls_failed,
+            "last_failure": self.last_failure,
+        }
+
+
+@dataclass
+class Loaded:
+    """What loading made: the pluggy manager with every plugin that loaded, a record per
+    plugin (loaded or not), the blocked names, and the schedulers offered."""
+
+    pm: pluggy.PluginManager
+    records: dict[str, PluginRecord] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+    schedulers: dict[str, tuple[str, SchedulerSpec]] = field(default_factory=dict)
+    """Scheduler name -> (plugin name, spec)."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line for a listing: ``Type: message``."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def hooks_of(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
+    """The ``vfd_*`` hooks ``plugin`` implements, sorted."""
+    return tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()))
+
+
+def new_pluggy() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def load(
+    block: Iterable[str],
+    entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    objects: Iterable[tuple[str, object]] = (),
+) -> Loaded:
+    """Load the plugins of ``entry_points`` (default: every installed one of the ``vfd``
+    group), then ``objects`` (``(name, plugin)`` pairs, for tests), skipping blocked names.
+
+    Raises ``config_invalid`` only for a scheduler name two plugins offer.
+    """
+    blocked = {name.strip().lower() for name in block}
+    loaded = Loaded(pm=new_pluggy())
+    if entry_points is None:
+        entry_points = importlib.metadata.entry_points(group=GROUP)
+    for ep in entry_points:
+        dist = ep.dist
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        builtin = dist_name is not None and _norm(dist_name) == BUILTIN_DISTRIBUTION
+        if ep.name.lower() in blocked or (dist_name and _norm(dist_name) in blocked):
+            loaded.blocked.append(ep.name)
+            continue
+        record = PluginRecord(ep.name, dist_name, version, builtin)
+        if ep.name in loaded.records:
+            other = loaded.records[ep.name].distribution
+            record.error = f"the plugin name {ep.name!r} is taken by distribution {other}"
+            loaded.records[f"{ep.name} ({dist_name})"] = record
+            continue
+        loaded.records[ep.name] = record
+        try:
+            plugin = ep.load()
+        except (Exception, SystemExit) as exc:
+            log.debug("plugin %s failed to import", ep.name, exc_info=True)
+            record.error = f"import failed: {describe(exc)}"
+            continue
+        register(loaded, record, plugin)
+    for name, plugin in objects:
+        if name.lower() in blocked:
+            loaded.blocked.append(name)
+            continue
+        if name in loaded.records:
+            raise ValueError(f"the plugin name {name!r} is taken")
+        record = loaded.records[name] = PluginRecord(name, None, None, builtin=False)
+        register(loaded, record, plugin)
+    return loaded
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def register(loaded: Loaded, record: PluginRecord, plugin: object) -> None:
+    """Register ``plugin`` and check it; on any failure it is unregistered again and
+    ``record.error`` says why."""
+    pm = loaded.pm
+    try:
+        pm.register(plugin, name=record.name)
+    except (ValueError, pluggy.PluginValidationError) as exc:
+        record.error = f"cannot register: {describe(exc)}"
+        return
+    try:
+        _check(pm, record.name, plugin)
+        specs = _registrations(pm, record.name)
+    except Exception as exc:
+        pm.unregister(name=record.name)
+        record.error = str(exc) if isinstance(exc, _Invalid) else describe(exc)
+        return
+    for spec in specs:
+        if spec.name in loaded.schedulers:
+            other = loaded.schedulers[spec.name][0]
+            raise VfdError(
+                ErrorCode.CONFIG_INVALID,
+                f"plugins {other} and {record.name} both register a scheduler named "
+                f"{spec.name!r}: block one of them in the config ([plugins] block = "
+                f'["{record.name}"])',
+                scheduler=spec.name,
+                plugins=[other, record.name],
+            )
+    for spec in specs:
+        loaded.schedulers[spec.name] = (record.name, spec)
+    record.hooks = hooks_of(pm, plugin)
+
+
+class _Invalid(Exception):
+    """A plugin's hooks break vfd's rules (the message is the whole story)."""
+
+
+def _check(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
+    """``check_pending`` for ``plugin`` alone, and no wrappers."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            if not caller.has_spec() and not impl.optionalhook:
+                raise _Invalid(
+                    f"unknown hook {caller.name!r} (this vfd has no such hook: "
+                    "a misspelt name, or a plugin made for another vfd version)"
+                )
+            if impl.wrapper or impl.hookwrapper:
+                raise _Invalid(
+                    f"{caller.name}: hook wrappers are not supported (vfd calls each "
+                    "implementation on its own)"
+                )
+
+
+def _registrations(pm: pluggy.PluginManager, name: str) -> list[SchedulerSpec]:
+    """What plugin ``name``'s ``vfd_register_schedulers`` returns, checked."""
+    specs: list[SchedulerSpec] = []
+    for impl in pm.hook.vfd_register_schedulers.get_hookimpls():
+        if impl.plugin_name != name:
+            continue
+        got: Any = impl.function()
+        if inspect.isawaitable(got):
+            if inspect.iscoroutine(got):
+                got.close()
+            raise _Invalid("vfd_register_schedulers must return its list, not an awaitable")
+        if isinstance(got, str | bytes) or not isinstance(got, list | tuple):
+            raise _Invalid(
+                "vfd_register_schedulers must return a list of SchedulerSpec, "
+                f"not {type(got).__name__}"
+            )
+        for spec in got:
+            if not isinstance(spec, SchedulerSpec) or not spec.name or not callable(spec.factory):
+                raise _Invalid(
+                    f"vfd_register_schedulers returned {spec!r}: a SchedulerSpec with a "
+                    "name and a factory was expected"
+                )
+        names = [spec.name for spec in got]
+        if len(set(names)) != len(names):
+            raise _Invalid(f"vfd_register_schedulers returns one name twice: {names}")
+        specs.extend(got)
+    return specs
