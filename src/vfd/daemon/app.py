@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from fastapi import FastAPI
 
 import vfd
-from vfd.daemon import errors, runtime
+from vfd.daemon import errors, runtime, scheduler
 from vfd.daemon.routes import (
     admin,
     clones,
@@ -19,6 +19,7 @@ from vfd.daemon.routes import (
     mounts,
     plugins,
     quota,
+    sessions,
     sharing,
     status,
     vfolders,
@@ -33,9 +34,14 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
 
     Its lifespan installs the daemon's :class:`~vfd.daemon.runtime.Runtime` (worker pools sized
     by ``[workers]``) and runs ``tasks`` in the runtime's task group until the app stops,
-    with the follower of folder clones (``vfd.daemon.services.clones``).
+    with the follower of folder clones (``vfd.daemon.services.clones``) and the scheduler loop
+    (``vfd.daemon.scheduler``).
     """
-    tasks = [*tasks, ("clones", functools.partial(supervise, daemon))]
+    tasks = [
+        *tasks,
+        ("clones", functools.partial(supervise, daemon)),
+        ("scheduler", functools.partial(scheduler.serve, daemon)),
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +61,18 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
     )
     app.state.daemon = daemon
     errors.install(app)
-    for module in (status, vfolders, clones, sharing, files, mounts, quota, hosts, admin, plugins):
+    for module in (
+        status,
+        vfolders,
+        clones,
+        sharing,
+        files,
+        mounts,
+        quota,
+        hosts,
+        admin,
+        sessions,
+        plugins,
+    ):
         app.include_router(module.router)
     return app
