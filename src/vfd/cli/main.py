@@ -24,7 +24,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from typer.core import TyperGroup, TyperOption
 
 from vfd import __version__
-from vfd.cli import admin, files, quota, system, up, uploads, vfolder
+from vfd.cli import admin, files, plugins, quota, system, up, uploads, vfolder
 from vfd.cli.context import CliState, state_of
 from vfd.cli.output import print_error
 from vfd.errors import ErrorCode, VfdError
@@ -185,6 +185,7 @@ admin.app.add_typer(quota.app, name="quota")
 admin.app.add_typer(uploads.app, name="uploads")
 files.register(vfolder.app, app)
 system.register(app)
+plugins.register(app)
 up.register(app)
 
 

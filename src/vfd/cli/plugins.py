@@ -1,0 +1,71 @@
+"""``vfd plugins``: what the daemon's plugin manager loaded, left out and blocked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from vfd.cli.context import JsonOption, use
+from vfd.cli.output import print_warning, table
+
+
+def _origin(plugin: dict[str, Any]) -> str:
+    dist = plugin.get("distribution")
+    if not dist:
+        return "-"
+    text = f"{dist} {plugin.get('version') or ''}".strip()
+    return f"{text} (built in)" if plugin.get("builtin") else text
+
+
+def _state(plugin: dict[str, Any]) -> str:
+    if plugin.get("error"):
+        return f"FAILED: {plugin['error']}"
+    failed = plugin.get("calls_failed") or 0
+    if failed:
+        last = plugin.get("last_failure") or {}
+        return f"loaded; {failed} hook calls failed (last: {last.get('hook')}: {last.get('error')})"
+    return "loaded"
+
+
+def plugins(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List the daemon's plugins: distribution and version, built in or not, the hooks each
+    implements, and why one failed to load; then the schedulers they register and the
+    plugins blocked by the config ([plugins] block).
+
+    A plugin that failed is left out and the daemon goes on serving: its error is shown here
+    and in the daemon's log.
+    """
+    cli = use(ctx, json_output)
+    result = cli.client().get("/v1/plugins")
+
+    def human() -> None:
+        rows = [
+            (p["name"], _origin(p), ", ".join(p.get("hooks") or ()) or "-", _state(p))
+            for p in result.get("plugins") or ()
+        ]
+        table(cli.console, ("PLUGIN", "DISTRIBUTION", "HOOKS", "STATE"), rows, empty="no plugins")
+        schedulers = result.get("schedulers") or ()
+        if schedulers:
+            cli.console.print()
+            table(
+                cli.console,
+                ("SCHEDULER", "PLUGIN", "DESCRIPTION"),
+                [(s["name"], s["plugin"], s.get("description")) for s in schedulers],
+            )
+        blocked = result.get("blocked") or ()
+        if blocked:
+            cli.console.print()
+            cli.console.print(
+                "blocked ([plugins] block, not imported): " + ", ".join(blocked), markup=False
+            )
+        for p in result.get("plugins") or ():
+            if p.get("error"):
+                print_warning(f"plugin {p['name']} is left out: {p['error']}")
+
+    cli.emit(result, human)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plugins`` to the root command."""
+    app.command("plugins")(plugins)
