@@ -34,7 +34,7 @@ from sqlmodel import col, select
 
 from vfd.daemon import runtime
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import access, audit, vfolders
+from vfd.daemon.services import access, audit, folder_events, vfolders
 from vfd.daemon.services.access import Access
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
@@ -275,6 +275,7 @@ def _settle(daemon: Daemon, vfid: uuid.UUID, job: dict[str, Any]) -> None:
         host, scope, path = row.host, row.scope, _backing(daemon, row)
     log.info("clone into %s: %s", vfid.hex, job.get("state"))
     if done:
+        folder_events.announce(daemon, "vfd_folder_created", row)
         daemon.mountd.attach(vfid.hex, host, scope, path)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from vfd.config import PolicyDefaults
-from vfd.daemon.services import access, audit, hosts, policies, session_mounts
+from vfd.daemon.services import access, audit, folder_events, hosts, policies, session_mounts
 from vfd.daemon.services.access import Access
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import find_project
@@ -226,6 +226,7 @@ def create(
         if made is not None:
             layout.remove_folder_dir(made)
         raise
+    folder_events.announce(daemon, "vfd_folder_created", folder)
     daemon.mountd.attach(folder.id.hex, host, str(scope), made)
     if new_scope:
         daemon.mountd.set_limits(host, str(scope), *limits)
@@ -347,6 +348,7 @@ def trash(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
         session_mounts.refuse_if_mounted(session, hit.folder, caller.user, "trash")
         set_status(session, hit.folder, VFolderStatus.DELETE_PENDING)
         audit.record(session, caller, "vfolder.trash", name, vfid=hit.folder.id.hex)
+    folder_events.announce(daemon, "vfd_folder_trashed", hit.folder)
     daemon.mountd.detach(hit.folder.id.hex)
     return render(hit, mount_point(daemon))
 
@@ -360,6 +362,7 @@ def restore(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
         set_status(session, hit.folder, VFolderStatus.READY)
         audit.record(session, caller, "vfolder.restore", name, vfid=hit.folder.id.hex)
     folder = hit.folder
+    folder_events.announce(daemon, "vfd_folder_restored", folder)
     daemon.mountd.attach(folder.id.hex, folder.host, folder.scope, path)
     return render(hit, mount_point(daemon))
 
@@ -424,6 +427,7 @@ def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[st
             session.add(inv)
         audit.record(session, caller, "vfolder.purge.complete", name, vfid=row.id.hex)
         hit.folder = row
+    folder_events.announce(daemon, "vfd_folder_purged", row)
     return {"purged": render(hit, None)}
 
 
