@@ -384,13 +384,13 @@ def purge(daemon: Daemon, caller: Caller, name: str, *, confirm: str) -> dict[st
                 name=name,
                 confirm=confirm,
             )
+        session_mounts.refuse_if_mounted(session, folder, caller.user, "purge")
         if folder.status not in PURGEABLE:
             raise VfdError(
                 ErrorCode.INVALID_STATUS,
                 f"folder {name!r} is {folder.status.value}; move it to the trash first",
                 status=folder.status.value,
             )
-        session_mounts.refuse_if_mounted(session, folder, caller.user, "purge")
         path = backing_path(daemon, folder)
         set_status(session, folder, VFolderStatus.DELETE_ONGOING)
         audit.record(session, caller, "vfolder.purge", name, vfid=folder.id.hex)
