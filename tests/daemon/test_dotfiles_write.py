@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from vfd.daemon.services.dotfiles import (
-    DotfileEntry,
-    check_reserved,
-    normalize_path,
-    parse_mode,
-    write_into,
-)
+from vfd.daemon.services.dotfile_rules import check_reserved, normalize_path, parse_mode
+from vfd.daemon.services.dotfiles import DotfileEntry, write_into
 from vfd.errors import ErrorCode, VfdError
 
 UID, GID = 4321, 4322

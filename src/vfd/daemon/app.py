@@ -14,6 +14,7 @@ from vfd.daemon import errors, runtime, scheduler
 from vfd.daemon.routes import (
     admin,
     clones,
+    dotfiles,
     files,
     hosts,
     mounts,
@@ -73,6 +74,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         admin,
         sessions,
         plugins,
+        dotfiles,
     ):
         app.include_router(module.router)
     return app

@@ -1,46 +1,55 @@
-"""Dotfiles: small files a user, a project's administrators or the cluster's keep in the store,
-written into ``/home/work`` of every session they apply to when it starts.
+"""Dotfiles: small files that users, and administrators for a project or the whole cluster,
+keep in the store; written into ``/home/work`` of the sessions they apply to when they start.
 
 Three scopes, from the widest: ``cluster`` (every session; administrators write, everyone
 reads), ``project`` (the sessions of the project's members; administrators write, members
 read) and ``user`` (the owner's sessions). A session gets the cluster's, then its user's
 projects', then the user's own; a narrower scope's file replaces a wider one's of the same path.
 
-Paths are relative to ``/home/work`` (:func:`normalize_path`); a few are vfd's own and refused
-(:data:`RESERVED_PATHS`), as is a path under one of the user's automount folders, which a
-mount would hide. See docs/dotfiles.md.
+What a request may hold is checked in :mod:`vfd.daemon.services.dotfile_rules`; here a user's
+dotfile under one of their automount folders is refused too (the mount would hide it). See
+docs/dotfiles.md.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import errno
 import os
-import re
 import stat
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlmodel import Session, col, select
 
+from vfd.daemon.services import audit
+from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.dotfile_rules import (
+    DEFAULT_MODE,
+    HOME,
+    check_reserved,
+    decode_data,
+    normalize_path,
+    parse_mode,
+)
+from vfd.daemon.services.projects import find_project, is_member
+from vfd.daemon.services.render import timestamp
 from vfd.errors import ErrorCode, VfdError
-from vfd.folders.names import unshown
+from vfd.folders.names import is_automount
 from vfd.store.models import (
     Dotfile,
+    DotfileScope,
+    Ownership,
     Project,
     ProjectMember,
     User,
+    VFolder,
+    VFolderStatus,
+    utcnow,
 )
 
-HOME = "/home/work"
-MAX_PATH_BYTES = 256
-DEFAULT_MODE = 0o644
-RESERVED_PATHS = frozenset({".ssh/authorized_keys", ".ssh/id_container", ".ssh/id_container.pub"})
-"""Files vfd itself writes into a session's home (the SSH access of sessions)."""
-RESERVED_DIRS = frozenset({".vfd"})
-"""Directories of ``/home/work`` that belong to vfd: nothing under them may be a dotfile."""
-_MODE = re.compile(r"^[0-7]{3,4}$")
+_GONE = (VFolderStatus.DELETE_COMPLETE, VFolderStatus.DELETE_ONGOING)
 
 
 @dataclass(frozen=True)
@@ -50,109 +59,6 @@ class DotfileEntry:
     path: str
     mode: int
     data: bytes
-
-
-# ---------------------------------------------------------------------------- input rules
-
-
-def normalize_path(raw: str) -> str:
-    """``raw`` as a path relative to ``/home/work``, or ``invalid_path`` saying why not.
-
-    A leading ``/home/work/`` or ``~/`` is stripped; any other absolute path, an empty, ``.``
-    or ``..`` component, NUL or a character that does not show as itself, or more than
-    :data:`MAX_PATH_BYTES` bytes is refused.
-    """
-
-    def bad(why: str) -> VfdError:
-        return VfdError(ErrorCode.INVALID_PATH, f"dotfile path {raw!r}: {why}", path=raw)
-
-    path = raw
-    for prefix in (HOME + "/", "~/"):
-        if path.startswith(prefix):
-            path = path[len(prefix) :]
-            break
-    if not path:
-        raise bad("it names no file")
-    if path.startswith("/") or path.startswith("~"):
-        raise bad(f"an absolute path must be under {HOME}")
-    if "\x00" in path:
-        raise bad("it contains NUL")
-    if (char := unshown(path)) is not None:
-        raise bad(f"it contains {char} (control or format characters are not allowed)")
-    try:
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise bad("it is not valid Unicode text") from None
-    if size > MAX_PATH_BYTES:
-        raise bad(f"it has {size} bytes; at most {MAX_PATH_BYTES} are allowed")
-    for part in path.split("/"):
-        if part in ("", ".", ".."):
-            raise bad("empty, '.' and '..' components are not allowed")
-    return path
-
-
-def check_reserved(path: str, automounts: Collection[str] = ()) -> None:
-    """``reserved_name`` when ``path`` is vfd's own or lies under one of ``automounts`` (the
-    owner's automount folder names, mounted over ``/home/work/NAME``)."""
-    first = path.split("/", 1)[0]
-    if path in RESERVED_PATHS or first in RESERVED_DIRS:
-        raise VfdError(
-            ErrorCode.RESERVED_NAME, f"{path!r} is reserved for vfd's own files", path=path
-        )
-    if first in automounts:
-        raise VfdError(
-            ErrorCode.RESERVED_NAME,
-            f"{path!r} would be hidden by your automount folder {first!r}, mounted at "
-            f"{HOME}/{first}; put the file into that folder instead",
-            path=path,
-            folder=first,
-        )
-
-
-def parse_mode(text: str) -> int:
-    """An octal permission string (``"644"``, ``"0755"``) as an int; ``invalid_argument`` for
-    anything else, setuid, setgid and sticky bits included."""
-    if not _MODE.match(text):
-        raise VfdError(
-            ErrorCode.INVALID_ARGUMENT,
-            f"mode {text!r} is not an octal permission such as 644 or 0755",
-            field="mode",
-        )
-    mode = int(text, 8)
-    if mode & ~0o777:
-        raise VfdError(
-            ErrorCode.INVALID_ARGUMENT,
-            f"mode {text!r} has setuid, setgid or sticky bits; only permission bits are allowed",
-            field="mode",
-        )
-    return mode
-
-
-def decode_data(text: str, max_size: int) -> bytes:
-    """The bytes of base64 ``text``; ``invalid_argument`` when it is not base64,
-    ``dotfile_limit_reached`` when they are more than ``max_size``."""
-    if len(text) > 4 * ((max_size + 2) // 3):
-        raise _too_big((len(text) // 4) * 3, max_size)
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise VfdError(
-            ErrorCode.INVALID_ARGUMENT, "data is not valid base64", field="data"
-        ) from None
-    if len(data) > max_size:
-        raise _too_big(len(data), max_size)
-    return data
-
-
-def _too_big(size: int, max_size: int) -> VfdError:
-    return VfdError(
-        ErrorCode.DOTFILE_LIMIT_REACHED,
-        f"a dotfile may hold at most {max_size} bytes ([sessions] dotfile_max_size); "
-        f"this one has {size}",
-        limit="size",
-        max=max_size,
-        size=size,
-    )
 
 
 # ---------------------------------------------------------------------------- sessions
@@ -275,3 +181,246 @@ def _write_error(path: str, exc: OSError) -> VfdError:
     }.get(exc.errno or 0, ErrorCode.INTERNAL)
     why = exc.strerror or str(exc)
     return VfdError(code, f"cannot write dotfile {path!r} into {HOME}: {why}", path=path)
+
+
+# ---------------------------------------------------------------------------- the API
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where a request's dotfiles live: the scope's kind, its stored key, and its project."""
+
+    kind: DotfileScope
+    key: str
+    project: Project | None
+
+
+def _scope(
+    session: Session,
+    caller: Caller,
+    kind: DotfileScope | None,
+    project: str | None,
+    *,
+    write: bool,
+) -> _Scope:
+    """Resolve ``kind``/``project`` (a project alone means the project scope) and check that the
+    caller may read, or ``write``, its dotfiles."""
+    if kind is None:
+        kind = DotfileScope.PROJECT if project is not None else DotfileScope.USER
+    if kind is not DotfileScope.PROJECT:
+        if project is not None:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"a project is named only with the project scope, not {kind.value}",
+                field="project",
+            )
+        if kind is DotfileScope.USER:
+            return _Scope(kind, f"user:{caller.user.id.hex}", None)
+        if write:
+            caller.require_admin()
+        return _Scope(kind, "cluster", None)
+    if project is None:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT, "the project scope needs a project name", field="project"
+        )
+    row = find_project(session, project)
+    if write:
+        caller.require_admin()
+    elif not caller.is_admin and not is_member(session, row, caller.user):
+        raise VfdError(
+            ErrorCode.PERMISSION_DENIED,
+            f"you are not a member of project {project!r}",
+            project=project,
+        )
+    return _Scope(kind, f"project:{row.id.hex}", row)
+
+
+def _json(row: Dotfile, where: _Scope, *, data: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "path": row.path,
+        "mode": f"{row.mode:03o}",
+        "size": len(row.data),
+        "scope": where.kind.value,
+        "project": where.project.name if where.project is not None else None,
+        "updated_at": timestamp(row.updated_at),
+    }
+    if data:
+        out["data"] = base64.b64encode(row.data).decode("ascii")
+    return out
+
+
+def _find(session: Session, where: _Scope, path: str) -> Dotfile:
+    row = session.exec(
+        select(Dotfile).where(Dotfile.scope == where.key, Dotfile.path == path)
+    ).first()
+    if row is None:
+        raise VfdError(
+            ErrorCode.DOTFILE_NOT_FOUND,
+            f"no {where.kind.value} dotfile {path!r}",
+            path=path,
+            scope=where.kind.value,
+        )
+    return row
+
+
+def _automounts(session: Session, user: User) -> set[str]:
+    """The names of ``user``'s automount folders that exist (trashed ones included: they may
+    be restored)."""
+    names = session.exec(
+        select(VFolder.name).where(
+            VFolder.user_id == user.id,
+            VFolder.ownership == Ownership.USER,
+            col(VFolder.status).not_in(list(_GONE)),
+        )
+    ).all()
+    return {name for name in names if is_automount(name)}
+
+
+def _check_place(session: Session, where: _Scope, path: str, max_count: int) -> None:
+    """Refuse a new ``path`` in ``where``: taken, crossing another file's path, or over the
+    count limit."""
+    taken = session.exec(select(Dotfile.path).where(Dotfile.scope == where.key)).all()
+    for other in taken:
+        if other == path:
+            raise VfdError(
+                ErrorCode.DOTFILE_EXISTS,
+                f"a {where.kind.value} dotfile {path!r} exists; update it instead",
+                path=path,
+            )
+        if path.startswith(other + "/"):
+            raise VfdError(
+                ErrorCode.NOT_A_DIRECTORY,
+                f"{path!r} would be under the dotfile {other!r}, which is a file",
+                path=path,
+                conflict=other,
+            )
+        if other.startswith(path + "/"):
+            raise VfdError(
+                ErrorCode.IS_A_DIRECTORY,
+                f"{path!r} is a directory of the dotfile {other!r}",
+                path=path,
+                conflict=other,
+            )
+    if len(taken) >= max_count:
+        raise VfdError(
+            ErrorCode.DOTFILE_LIMIT_REACHED,
+            f"the {where.kind.value} scope has {len(taken)} dotfiles, the most allowed "
+            "([sessions] dotfile_max_count)",
+            limit="count",
+            max=max_count,
+        )
+
+
+def create(
+    daemon: Daemon,
+    caller: Caller,
+    *,
+    path: str,
+    data: str,
+    mode: str = f"{DEFAULT_MODE:o}",
+    scope: DotfileScope | None = None,
+    project: str | None = None,
+) -> dict[str, Any]:
+    """Store a new dotfile; the Dotfile JSON."""
+    options = daemon.config.sessions
+    path = normalize_path(path)
+    bits = parse_mode(mode)
+    content = decode_data(data, options.dotfile_max_size)
+    with daemon.naming() as session:
+        where = _scope(session, caller, scope, project, write=True)
+        user_scope = where.kind is DotfileScope.USER
+        check_reserved(path, _automounts(session, caller.user) if user_scope else ())
+        _check_place(session, where, path, options.dotfile_max_count)
+        row = Dotfile(scope_kind=where.kind, scope=where.key, path=path, mode=bits, data=content)
+        session.add(row)
+        audit.record(session, caller, "dotfile.create", path, scope=where.key, mode=f"{bits:o}")
+        session.flush()
+        return _json(row, where)
+
+
+def list_dotfiles(
+    daemon: Daemon,
+    caller: Caller,
+    *,
+    scope: DotfileScope | None = None,
+    project: str | None = None,
+) -> dict[str, Any]:
+    """The dotfiles of one scope (the caller's own by default), by path."""
+    with daemon.session() as session:
+        where = _scope(session, caller, scope, project, write=False)
+        rows = session.exec(
+            select(Dotfile).where(Dotfile.scope == where.key).order_by(col(Dotfile.path))
+        ).all()
+        return {"dotfiles": [_json(row, where) for row in rows]}
+
+
+def get(
+    daemon: Daemon,
+    caller: Caller,
+    path: str,
+    *,
+    scope: DotfileScope | None = None,
+    project: str | None = None,
+) -> dict[str, Any]:
+    """One dotfile with its content (``data``, base64)."""
+    path = normalize_path(path)
+    with daemon.session() as session:
+        where = _scope(session, caller, scope, project, write=False)
+        return _json(_find(session, where, path), where, data=True)
+
+
+def update(
+    daemon: Daemon,
+    caller: Caller,
+    path: str,
+    *,
+    data: str | None = None,
+    mode: str | None = None,
+    scope: DotfileScope | None = None,
+    project: str | None = None,
+    body_path: str | None = None,
+) -> dict[str, Any]:
+    """Replace a dotfile's content, mode, or both; the Dotfile JSON. ``body_path``, when the
+    body names a path too, must name the same file."""
+    path = normalize_path(path)
+    if body_path is not None and normalize_path(body_path) != path:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"the body's path {body_path!r} is not the path of the request ({path!r}); a "
+            "dotfile is moved by deleting it and creating it again",
+            field="path",
+        )
+    if data is None and mode is None:
+        raise VfdError(ErrorCode.INVALID_ARGUMENT, "give data, mode or both", field="data")
+    bits = parse_mode(mode) if mode is not None else None
+    content = (
+        decode_data(data, daemon.config.sessions.dotfile_max_size) if data is not None else None
+    )
+    with daemon.session() as session:
+        where = _scope(session, caller, scope, project, write=True)
+        row = _find(session, where, path)
+        if bits is not None:
+            row.mode = bits
+        if content is not None:
+            row.data = content
+        row.updated_at = utcnow()
+        session.add(row)
+        audit.record(session, caller, "dotfile.update", path, scope=where.key, mode=f"{row.mode:o}")
+        session.flush()
+        return _json(row, where)
+
+
+def delete(
+    daemon: Daemon,
+    caller: Caller,
+    path: str,
+    *,
+    scope: DotfileScope | None = None,
+    project: str | None = None,
+) -> None:
+    """Remove a dotfile (sessions already started keep their copy)."""
+    path = normalize_path(path)
+    with daemon.session() as session:
+        where = _scope(session, caller, scope, project, write=True)
+        session.delete(_find(session, where, path))
+        audit.record(session, caller, "dotfile.delete", path, scope=where.key)
