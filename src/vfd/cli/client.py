@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json as json_module
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -240,7 +240,7 @@ class VfdClient:
         *,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
-    ) -> Iterator[tuple[Kind, bytes]]:
+    ) -> Generator[tuple[Kind, bytes], None, None]:
         """The ``STDOUT``/``STDERR`` frames of a session's output (``vfd.sessions.frames``)
         as they arrive, then the ``END`` frame, last; waits as long as the stream lasts.
 

@@ -24,7 +24,19 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 from typer.core import TyperGroup, TyperOption
 
 from vfd import __version__
-from vfd.cli import admin, files, plugins, quota, system, up, uploads, vfolder
+from vfd.cli import (
+    admin,
+    files,
+    image,
+    plugins,
+    quota,
+    run,
+    session,
+    system,
+    up,
+    uploads,
+    vfolder,
+)
 from vfd.cli.context import CliState, state_of
 from vfd.cli.output import print_error
 from vfd.errors import ErrorCode, VfdError
@@ -187,6 +199,9 @@ files.register(vfolder.app, app)
 system.register(app)
 plugins.register(app)
 up.register(app)
+run.register(app)
+app.add_typer(session.app, name="session")
+app.add_typer(image.app, name="image")
 
 
 def main() -> None:

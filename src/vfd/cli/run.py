@@ -1,0 +1,205 @@
+"""``vfd run``: start a compute session and, unless detached, follow it as ``docker run`` does.
+
+Without ``-d`` the container's stdout and stderr are written to ours as they come, and the
+command exits with the container's exit code, so ``vfd run IMAGE CMD`` can stand where the
+command would. vfd's own failures exit 125 (the request refused, or the session ended
+``cancelled``/``error``: ``error: session <id> <status>: <reason> [<plugin>]``). The first
+Ctrl-C destroys the session and waits until it stopped (exit 130); a second kills it at once;
+a third stops waiting.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from vfd.cli.client import VfdClient
+from vfd.cli.context import CliState, JsonOption, use
+from vfd.cli.output import print_error
+from vfd.cli.session import (
+    FAILED,
+    INTERRUPTED,
+    EnvOption,
+    command_args,
+    exit_for,
+    follow,
+    parse_env,
+)
+from vfd.cli.sizes import size_option
+from vfd.errors import VfdError
+
+FINAL = ("terminated", "cancelled", "error")
+POLL = 0.2
+
+
+def run(
+    ctx: typer.Context,
+    image: Annotated[
+        str,
+        typer.Argument(
+            help="The image to run (a local image: see `vfd image list`).", show_default=False
+        ),
+    ],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[CMD]...",
+            help="The command and its arguments (everything after IMAGE, options included); "
+            "default: the image's own.",
+            show_default=False,
+        ),
+    ] = None,
+    mount: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mount",
+            "-m",
+            metavar="NAME[:TARGET][:ro]",
+            help="Mount folder NAME at /home/work/NAME, or at TARGET (relative: under "
+            "/home/work); :ro mounts it read-only. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    cpu: Annotated[
+        float | None,
+        typer.Option("--cpu", metavar="N", help="CPUs to reserve and limit it to (default 1)."),
+    ] = None,
+    memory: Annotated[
+        int | None,
+        typer.Option(
+            "--mem",
+            "--memory",
+            metavar="SIZE",
+            parser=size_option,
+            help="Memory limit, e.g. 512m, 2g, 1GiB (default: no limit).",
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            metavar="NAME",
+            help="Name the session (unique among your live sessions; default: a made-up one).",
+        ),
+    ] = None,
+    env: EnvOption = None,
+    remove: Annotated[
+        bool,
+        typer.Option("--rm", help="Remove the container when the session ends."),
+    ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", "-d", help="Print the session's id and name and return at once."),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Run a command in a new session; follow its output and exit with its exit code.
+
+    Options go before IMAGE; everything after IMAGE is the command.
+    With -d: print the session's short id and name (--json: the session) and return.
+    Exit 125: vfd failed (refused, or the session was cancelled or failed).
+    Exit 130: interrupted (Ctrl-C destroyed the session).
+    """
+    cli = use(ctx, json_output)
+    body: dict[str, Any] = {
+        "image": image,
+        "command": command_args(command),
+        "mounts": list(mount or []),
+        "env": parse_env(env),
+        "auto_remove": remove,
+    }
+    if name is not None:
+        body["name"] = name
+    if cpu is not None:
+        body["cpu"] = cpu
+    if memory is not None:
+        body["memory"] = memory
+    try:
+        created = cli.client().post("/v1/sessions", body)
+    except VfdError as exc:
+        raise exit_for(cli, exc) from None
+    if detach:
+        cli.emit(created, lambda: f"{created.get('short_id')} {created.get('name')}")
+        return
+    raise typer.Exit(_follow(cli, created))
+
+
+def _follow(cli: CliState, created: dict[str, Any]) -> int:
+    """Write the session's output until it ends; the exit status of ``vfd run``."""
+    client = cli.client()
+    path = f"/v1/sessions/{created['id']}"
+    try:
+        out = follow(client, "GET", f"{path}/logs", keep=cli.json, params={"follow": "true"})
+    except KeyboardInterrupt:
+        return _interrupted(client, path, str(created.get("short_id")))
+    except VfdError as exc:
+        raise exit_for(cli, exc) from None
+    status, code = out.end.get("status"), out.end.get("exit_code")
+    if status != "terminated" or not isinstance(code, int):
+        code = None
+    if cli.json:
+        try:
+            final = client.get(path)
+        except VfdError as exc:
+            raise exit_for(cli, exc) from None
+        cli.emit({"session": final, **out.as_json(), "exit_code": code}, lambda: None)
+    elif code is None:
+        _say_failed(client, path, created, out.end)
+    return FAILED if code is None else code
+
+
+def _say_failed(client: VfdClient, path: str, created: dict[str, Any], end: dict[str, Any]) -> None:
+    """``error: session <short> <status>: <reason> [<plugin>]`` on stderr."""
+    status, reason = end.get("status"), end.get("reason")
+    plugin = None
+    try:
+        final = client.get(path)
+        plugin = final.get("status_plugin")
+        reason = reason or final.get("status_reason")
+    except VfdError:
+        pass  # the END frame said enough
+    if status == "terminated":
+        reason = reason or "the container ended without an exit code"
+    line = f"error: session {created.get('short_id')} {status}: {reason or 'no reason recorded'}"
+    sys.stderr.write(line + (f" [{plugin}]" if plugin else "") + "\n")
+    sys.stderr.flush()
+
+
+def _interrupted(client: VfdClient, path: str, short: str) -> int:
+    """Ctrl-C while following: destroy the session and wait until it ended (a second Ctrl-C
+    kills it at once, a third stops waiting)."""
+    force = False
+    sys.stderr.write(f"vfd: destroying session {short} (Ctrl-C again to kill it at once)\n")
+    sys.stderr.flush()
+    while True:
+        try:
+            _destroy_and_wait(client, path, force)
+            return INTERRUPTED
+        except KeyboardInterrupt:
+            if force:
+                sys.stderr.write(f"vfd: not waiting; session {short} goes on ending\n")
+                return INTERRUPTED
+            force = True
+            sys.stderr.write(f"vfd: killing session {short}\n")
+            sys.stderr.flush()
+        except VfdError as exc:
+            print_error(exc, as_json=False)
+            return FAILED
+
+
+def _destroy_and_wait(client: VfdClient, path: str, force: bool) -> None:
+    s = client.request("DELETE", path, params={"force": str(force).lower()})
+    while s.get("status") not in FINAL:
+        time.sleep(POLL)
+        s = client.get(path)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to the root command (options before IMAGE; the rest is the command)."""
+    app.command(
+        "run",
+        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+    )(run)

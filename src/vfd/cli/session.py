@@ -1,0 +1,423 @@
+"""``vfd session``: list, inspect, follow, exec into and destroy compute sessions.
+
+Every command names a session as the API accepts it (``docs/sessions.md``): its full id, a
+prefix of at least 4 hex digits (the 8 the tables show are enough), or the name of one of
+your live sessions. Output of a session (``logs``, ``exec``) comes as frames
+(:mod:`vfd.sessions.frames`) and is written as it arrives: the container's stdout to stdout,
+its stderr to stderr, bytes untouched. ``vfd session shell`` lives in :mod:`vfd.cli.shell`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vfd.cli import shell
+from vfd.cli.client import VfdClient, segment
+from vfd.cli.context import CliState, JsonOption, use
+from vfd.cli.output import cell_text, key_values, table
+from vfd.cli.sizes import format_limit
+from vfd.errors import ErrorCode, VfdError
+
+if TYPE_CHECKING:
+    from vfd.sessions.frames import Kind
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+FAILED = 125
+"""Exit status of ``vfd run``/``vfd session exec`` when vfd, not the command, failed (as
+``docker run`` uses it): the request was refused, or the session ended cancelled or error."""
+
+app = typer.Typer(
+    help="Compute sessions: list, inspect, follow, exec into and destroy them.",
+    no_args_is_help=True,
+)
+
+RefArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="The session: its id, a prefix of 4+ hex digits, or the name of a live session.",
+        show_default=False,
+    ),
+]
+
+
+def session_path(ref: str) -> str:
+    """The API path of session ``ref``."""
+    return f"/v1/sessions/{segment(ref)}"
+
+
+def ago(value: object, *, now: datetime | None = None) -> str:
+    """An API time (ISO 8601, or seconds since the epoch) as ``12 seconds ago``; ``-`` for
+    none."""
+    if value is None or value == "":
+        return "-"
+    try:
+        if isinstance(value, int | float):
+            when = datetime.fromtimestamp(value, UTC)
+        else:
+            when = datetime.fromisoformat(str(value))
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 2:
+        return "just now"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def mount_text(mount: dict[str, Any]) -> str:
+    """``folder -> target (rw)``, with ``auto`` for an automount folder."""
+    how = str(mount.get("permission", "?"))
+    if mount.get("automount"):
+        how += ", auto"
+    return f"{mount.get('folder')} -> {mount.get('target')} ({how})"
+
+
+def _cpu_text(cpu: object) -> str:
+    return f"{cpu:g}" if isinstance(cpu, int | float) else cell_text(cpu)
+
+
+SESSION_COLUMNS = ("ID", "NAME", "STATUS", "IMAGE", "CPU", "MEM", "CREATED", "MOUNTS")
+
+
+def session_rows(sessions: list[dict[str, Any]]) -> list[list[object]]:
+    """Rows of the session table; MOUNTS names the folders asked for (``:ro`` when read-only),
+    not the automount ones every session gets."""
+    rows: list[list[object]] = []
+    for s in sessions:
+        mounts = [
+            str(m.get("folder")) + (":ro" if m.get("permission") == "ro" else "")
+            for m in s.get("mounts") or []
+            if not m.get("automount")
+        ]
+        rows.append(
+            [
+                s.get("short_id") or str(s.get("id", ""))[:8],
+                s.get("name"),
+                s.get("status"),
+                s.get("image"),
+                _cpu_text(s.get("cpu")),
+                format_limit(s.get("memory")),
+                ago(s.get("created_at")),
+                mounts,
+            ]
+        )
+    return rows
+
+
+@dataclass
+class Output:
+    """What a stream of frames ended with, and the output kept when asked (``--json``)."""
+
+    end: dict[str, Any]
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+
+    def as_json(self) -> dict[str, Any]:
+        """The output as JSON fields (bytes that are not UTF-8 as ``stdout_b64``...)."""
+        return {
+            "stdout": bytes(self.stdout).decode(errors="surrogateescape"),
+            "stderr": bytes(self.stderr).decode(errors="surrogateescape"),
+        }
+
+
+def write_output(frames: Iterable[tuple[Kind, bytes]], *, keep: bool = False) -> Output:
+    """Write ``STDOUT``/``STDERR`` frames to our stdout/stderr as they come (flushed), or keep
+    them when ``keep``; return with the ``END`` frame's object."""
+    from vfd.sessions.frames import Kind
+
+    out = Output(end={})
+    for kind, payload in frames:
+        if kind is Kind.END:
+            try:
+                end = json.loads(payload)
+            except ValueError:
+                end = None
+            if not isinstance(end, dict):
+                raise VfdError(
+                    ErrorCode.INTERNAL, f"the output ended with an unreadable frame: {payload!r}"
+                )
+            out.end = end
+            return out
+        if keep:
+            (out.stdout if kind is Kind.STDOUT else out.stderr).extend(payload)
+            continue
+        stream = sys.stdout if kind is Kind.STDOUT else sys.stderr
+        stream.flush()
+        stream.buffer.write(payload)
+        stream.buffer.flush()
+    return out
+
+
+def follow(
+    client: VfdClient,
+    method: str,
+    path: str,
+    *,
+    keep: bool,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> Output:
+    """Stream one output request to the end (see :func:`write_output`)."""
+    with contextlib.closing(client.frames(method, path, params=params, json=body)) as frames:
+        return write_output(frames, keep=keep)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", "-a", help="Also list ended sessions (terminated, cancelled, error)."
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """List your sessions, newest first: the live ones, or all with --all."""
+    cli = use(ctx, json_output)
+    result = cli.client().get("/v1/sessions", params={"all": str(all_).lower()})
+    empty = "no sessions" if all_ else "no live sessions (--all lists ended ones)"
+    cli.emit(
+        result,
+        lambda: table(
+            cli.console, SESSION_COLUMNS, session_rows(result.get("sessions", [])), empty=empty
+        ),
+    )
+
+
+def _ending(s: dict[str, Any]) -> str | None:
+    """The line that says why a session was cancelled or failed (who and why), if it was."""
+    if s.get("status") not in ("cancelled", "error"):
+        return None
+    reason = s.get("status_reason") or "no reason recorded"
+    plugin = s.get("status_plugin")
+    by = f" by plugin {plugin}" if plugin else ""
+    return f"{s.get('status')}{by}: {reason}"
+
+
+def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
+    """The ``key  value`` lines of ``vfd session info``."""
+    status = str(s.get("status"))
+    if s.get("status_reason") and _ending(s) is None:
+        status += f" ({s['status_reason']})"
+    pairs: list[tuple[str, object]] = [
+        ("id", s.get("id")),
+        ("name", s.get("name")),
+        ("user", s.get("user")),
+        ("status", _ending(s) or status),
+    ]
+    if s.get("verdict"):
+        pairs.append(("waiting", s.get("verdict")))
+    command = s.get("command") or []
+    pairs += [
+        ("image", s.get("image")),
+        ("command", " ".join(command) if command else "(the image's default)"),
+        ("cpu", _cpu_text(s.get("cpu"))),
+        ("memory", format_limit(s.get("memory"))),
+        ("node", s.get("node")),
+        ("created", _when(s.get("created_at"))),
+        ("started", _when(s.get("started_at"))),
+        ("ended", _when(s.get("terminated_at"))),
+        ("exit code", s.get("exit_code")),
+        ("container", str(s.get("container_id") or "")[:12]),
+        ("auto remove", s.get("auto_remove")),
+    ]
+    env = s.get("env") or {}
+    pairs += [("env", f"{k}={v}") for k, v in sorted(env.items())]
+    mounts = s.get("mounts") or []
+    pairs += [("mount", mount_text(m)) for m in mounts] or [("mounts", "none")]
+    return pairs
+
+
+def _when(value: object) -> str:
+    return "-" if not value else f"{value} ({ago(value)})"
+
+
+def history_rows(events: list[dict[str, Any]]) -> list[list[object]]:
+    return [[e.get("at"), e.get("status"), e.get("reason"), e.get("plugin")] for e in events]
+
+
+@app.command("info")
+def info(ctx: typer.Context, ref: RefArg, json_output: JsonOption = False) -> None:
+    """Show one session: its status and why, resources, mounts, command and status history.
+
+    The history lists every status change with its time, reason and plugin.
+    """
+    cli = use(ctx, json_output)
+    s = cli.client().get(session_path(ref))
+
+    def human() -> None:
+        ending = _ending(s)
+        if ending is not None:
+            cli.console.print(f"{s.get('short_id')} {ending}", style="bold red", markup=False)
+        key_values(cli.console, info_pairs(s))
+        cli.console.print()
+        table(
+            cli.console,
+            ("AT", "STATUS", "REASON", "PLUGIN"),
+            history_rows(s.get("events") or []),
+            title="history",
+            empty="no status history",
+        )
+
+    cli.emit(s, human)
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    ref: RefArg,
+    follow_: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep writing new output until the session ends."),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a session's output: its stdout to stdout, its stderr to stderr.
+
+    With --json: one object (stdout, stderr, and the session's status, exit_code, reason).
+    """
+    cli = use(ctx, json_output)
+    params = {"follow": str(follow_).lower()}
+    try:
+        out = follow(cli.client(), "GET", f"{session_path(ref)}/logs", keep=cli.json, params=params)
+    except KeyboardInterrupt:
+        raise typer.Exit(INTERRUPTED) from None
+    if cli.json:
+        cli.emit({**out.as_json(), **out.end}, lambda: None)
+
+
+def parse_env(values: list[str] | None) -> dict[str, str]:
+    """``-e K=V`` options as a dict; ``-e K`` takes K's value from this environment."""
+    env: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise typer.BadParameter(f"{item!r} is not K=V", param_hint="'-e' / '--env'")
+        if not sep:
+            if key not in os.environ:
+                raise typer.BadParameter(
+                    f"{key} is not set here; give a value with {key}=VALUE",
+                    param_hint="'-e' / '--env'",
+                )
+            value = os.environ[key]
+        env[key] = value
+    return env
+
+
+def command_args(args: list[str] | None) -> list[str]:
+    """The command after the session or image (a first ``--`` only separates it)."""
+    args = list(args or [])
+    return args[1:] if args[:1] == ["--"] else args
+
+
+EnvOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--env",
+        "-e",
+        metavar="K=V",
+        help="Set an environment variable (repeatable); a bare K passes K's value from here.",
+        show_default=False,
+    ),
+]
+
+
+def exit_for(cli: CliState, error: VfdError) -> typer.Exit:
+    """Print ``error`` as every error is printed, and the exit that says vfd failed (125)."""
+    from vfd.cli.output import print_error
+
+    print_error(error, as_json=cli.json)
+    return typer.Exit(FAILED)
+
+
+@app.command(
+    "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
+)
+def exec_(
+    ctx: typer.Context,
+    ref: RefArg,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="-- CMD...",
+            help="The command and its arguments (everything after ID, options included).",
+            show_default=False,
+        ),
+    ] = None,
+    env: EnvOption = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option("--workdir", "-w", metavar="DIR", help="Run in DIR (default: /home/work)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run a command in a running session as its user; exit with the command's exit code.
+
+    Options go before ID; the command's output is written as it comes.
+    With --json: one object (stdout, stderr, exit_code) at the end.
+    Exit 125: vfd failed (no such session, or it does not run).
+    """
+    cli = use(ctx, json_output)
+    argv = command_args(command)
+    if not argv:
+        raise typer.BadParameter("give the command to run after ID", param_hint="CMD")
+    body: dict[str, Any] = {"command": argv, "env": parse_env(env)}
+    if workdir is not None:
+        body["workdir"] = workdir
+    try:
+        out = follow(cli.client(), "POST", f"{session_path(ref)}/exec", keep=cli.json, body=body)
+    except VfdError as exc:
+        raise exit_for(cli, exc) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(INTERRUPTED) from None
+    code = out.end.get("exit_code")
+    if cli.json:
+        cli.emit({**out.as_json(), "exit_code": code}, lambda: None)
+    if not isinstance(code, int):
+        raise exit_for(
+            cli, VfdError(ErrorCode.INTERNAL, f"the command ended without an exit code: {out.end}")
+        )
+    raise typer.Exit(code)
+
+
+@app.command("destroy")
+def destroy(
+    ctx: typer.Context,
+    ref: RefArg,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", "-f", help="Kill the container at once (SIGKILL) instead of SIGTERM first."
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Destroy a session: cancel it while it waits, stop it while it runs; print its status.
+
+    A running container gets SIGTERM, then SIGKILL after the stop timeout (--force: at once).
+    An ended session's kept container (run without --rm) is removed.
+    """
+    cli = use(ctx, json_output)
+    s = cli.client().request("DELETE", session_path(ref), params={"force": str(force).lower()})
+    cli.emit(s, lambda: f"Session {s.get('short_id')} ({s.get('name')}) is {s.get('status')}")
+
+
+app.command("shell")(shell.shell)
