@@ -175,6 +175,12 @@ class VFolder(SQLModel, table=True):
     clone_total_files: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     clone_done_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     clone_done_files: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    share_gid: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, nullable=True, unique=True),
+        description="a user folder's own group, given when it is first shared rw "
+        "(docs/storage.md 'Folders shared rw'); project folders use the project's gid",
+    )
 
 
 class VFolderPermission(SQLModel, table=True):
