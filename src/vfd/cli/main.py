@@ -26,6 +26,7 @@ from typer.core import TyperGroup, TyperOption
 from vfd import __version__
 from vfd.cli import (
     admin,
+    dotfile,
     files,
     image,
     plugins,
@@ -202,6 +203,7 @@ up.register(app)
 run.register(app)
 app.add_typer(session.app, name="session")
 app.add_typer(image.app, name="image")
+app.add_typer(dotfile.app, name="dotfile")
 
 
 def main() -> None:
