@@ -1,0 +1,195 @@
+"""Adoption at daemon start: the sessions this node had live when its daemon stopped, matched
+with the containers docker still has.
+
+Containers outlive the daemon (they are docker's children, not vfd's), so a restarted daemon
+picks up where the last one left:
+
+- a session ``running`` or ``terminating`` whose container still runs is adopted: its watcher
+  starts again (a ``terminating`` one is asked to stop again);
+- one whose container exited meanwhile ends ``terminated`` with the exit code and the reason
+  "exited while the daemon was down";
+- one whose container is gone ends ``error`` ("its container vanished while the daemon was
+  down");
+- a session caught ``preparing`` is adopted when its container was started, else ends
+  ``error`` (its launch was cut short) and what the launch made is removed;
+- a container labelled with this node whose session is unknown, or final with ``auto_remove``,
+  is removed.
+
+It runs once, as a task of the daemon's task group; :func:`wait_adopted` lets the scheduler
+start new sessions only after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import uuid
+from dataclasses import dataclass
+
+import anyio
+from anyio.lowlevel import RunVar
+from sqlmodel import col, select
+
+from vfd.daemon import containers, launcher, runtime, workdir
+from vfd.daemon.runtime import Pool
+from vfd.daemon.services import session_state
+from vfd.daemon.services.context import Daemon
+from vfd.enums import SessionStatus as S
+from vfd.errors import VfdError
+from vfd.store.models import ComputeSession
+
+log = logging.getLogger(__name__)
+
+DOWN = "while the daemon was down"
+_done: RunVar[anyio.Event] = RunVar("vfd_adopted")
+
+
+def _event() -> anyio.Event:
+    try:
+        return _done.get()
+    except LookupError:
+        event = anyio.Event()
+        _done.set(event)
+        return event
+
+
+async def wait_adopted() -> None:
+    """Return once this daemon's adoption pass has run (or found sessions off)."""
+    await _event().wait()
+
+
+@dataclass(frozen=True)
+class _Live:
+    id: uuid.UUID
+    status: S
+    container_id: str | None
+
+
+def _live_sessions(daemon: Daemon) -> list[_Live]:
+    node = session_state.node_name(daemon.config)
+    statuses = [S.PREPARING, S.RUNNING, S.TERMINATING]
+    with daemon.session() as session:
+        rows = session.exec(
+            select(ComputeSession)
+            .where(ComputeSession.node == node)
+            .where(col(ComputeSession.status).in_(statuses))
+        ).all()
+        return [_Live(r.id, r.status, r.container_id) for r in rows]
+
+
+def _removable(daemon: Daemon, session_ids: list[str]) -> set[str]:
+    """Of these ``vfd.session`` label values: those whose session is unknown or final with
+    ``auto_remove``."""
+    out: set[str] = set()
+    with daemon.session() as session:
+        for raw in session_ids:
+            try:
+                row = session.get(ComputeSession, uuid.UUID(raw))
+            except ValueError:
+                row = None
+            if row is None or (
+                row.auto_remove and row.status in (S.TERMINATED, S.CANCELLED, S.ERROR)
+            ):
+                out.add(raw)
+    return out
+
+
+def _adopt_preparing(daemon: Daemon, session_id: uuid.UUID) -> bool:
+    with daemon.session() as session:
+        row = session_state.load(session, session_id)
+        if row.status is not S.PREPARING:
+            return False
+        session_state.transition(session, row, S.RUNNING, f"its container started {DOWN}")
+        return True
+
+
+async def adopt(daemon: Daemon) -> None:
+    """The adoption pass (see the module's docstring). Never raises: a failure is logged."""
+    try:
+        await _adopt(daemon)
+    except Exception:
+        log.exception("adopting this node's sessions failed")
+    finally:
+        _event().set()
+
+
+async def _adopt(daemon: Daemon) -> None:
+    if daemon.config.sessions.enabled == "off":
+        return
+    why = await containers.available(daemon)
+    if why is not None:
+        log.warning("not adopting sessions: %s", why)
+        return
+    live = runtime.current()
+    url = daemon.config.sessions.docker_url
+    node = session_state.node_name(daemon.config)
+    sessions = await live.run(Pool.STORE, _live_sessions, daemon)
+    adopted = 0
+    for item in sessions:
+        seen = None
+        if item.container_id is not None:
+            seen = await live.run(Pool.DOCKER, containers.state, url, item.container_id)
+        if item.status is S.PREPARING:
+            if (
+                seen is not None
+                and seen.running
+                and await live.run(Pool.STORE, _adopt_preparing, daemon, item.id)
+            ):
+                _follow(daemon, item.id, seen.id)
+                adopted += 1
+                continue
+            if item.container_id is not None:
+                with contextlib.suppress(VfdError):
+                    await live.run(Pool.DOCKER, containers.remove, url, item.container_id)
+            await launcher.vanished(daemon, item.id, f"its start was cut short {DOWN}")
+            continue
+        if seen is None:
+            await launcher.vanished(daemon, item.id, f"its container vanished {DOWN}")
+        elif seen.running:
+            _follow(daemon, item.id, seen.id)
+            if item.status is S.TERMINATING:
+                timeout = daemon.config.sessions.stop_timeout
+                live.spawn(
+                    f"stop {item.id}",
+                    functools.partial(
+                        live.run, Pool.DOCKER, containers.stop, url, seen.id, timeout
+                    ),
+                )
+            adopted += 1
+        else:
+            await launcher.ended(
+                daemon,
+                item.id,
+                seen.id,
+                seen,
+                reason=f"exited {DOWN} (exit code {seen.exit_code})",
+            )
+    known = {str(item.id) for item in sessions}
+    found = await live.run(Pool.DOCKER, containers.node_containers, url, node)
+    strays = [c for c in found if c.labels.get("vfd.session") not in known]
+    removable = await live.run(
+        Pool.STORE, _removable, daemon, [c.labels.get("vfd.session", "") for c in strays]
+    )
+    for stray in strays:
+        if stray.labels.get("vfd.session", "") in removable:
+            log.info("removing container %s: no live session of this node", stray.id[:12])
+            with contextlib.suppress(VfdError):
+                await live.run(Pool.DOCKER, containers.remove, url, stray.id)
+            raw = stray.labels.get("vfd.session", "")
+            with contextlib.suppress(ValueError):
+                await live.run(Pool.FILES, workdir.remove_work, daemon.config, uuid.UUID(raw))
+    if sessions or strays:
+        log.info(
+            "adopted %d running session(s) of node %s; %d ended %s",
+            adopted,
+            node,
+            len(sessions) - adopted,
+            DOWN,
+        )
+
+
+def _follow(daemon: Daemon, session_id: uuid.UUID, container_id: str) -> None:
+    runtime.current().spawn(
+        f"watch {session_id}", functools.partial(launcher.watch, daemon, session_id, container_id)
+    )
