@@ -10,16 +10,18 @@ from collections.abc import AsyncIterator, Iterable
 from fastapi import FastAPI
 
 import vfd
-from vfd.daemon import errors, runtime, scheduler
+from vfd.daemon import errors, reconcile, runtime, scheduler
 from vfd.daemon.routes import (
     admin,
     clones,
     dotfiles,
     files,
     hosts,
+    images,
     mounts,
     plugins,
     quota,
+    session_io,
     sessions,
     sharing,
     status,
@@ -35,12 +37,14 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
 
     Its lifespan installs the daemon's :class:`~vfd.daemon.runtime.Runtime` (worker pools sized
     by ``[workers]``) and runs ``tasks`` in the runtime's task group until the app stops,
-    with the follower of folder clones (``vfd.daemon.services.clones``) and the scheduler loop
+    with the follower of folder clones (``vfd.daemon.services.clones``), the adoption of the
+    sessions a previous daemon left running (``vfd.daemon.reconcile``) and the scheduler loop
     (``vfd.daemon.scheduler``).
     """
     tasks = [
         *tasks,
         ("clones", functools.partial(supervise, daemon)),
+        ("adopt", functools.partial(reconcile.adopt, daemon)),
         ("scheduler", functools.partial(scheduler.serve, daemon)),
     ]
 
@@ -73,6 +77,8 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         hosts,
         admin,
         sessions,
+        session_io,
+        images,
         plugins,
         dotfiles,
     ):
