@@ -140,6 +140,25 @@ class GuardedProtocol(PeerCredProtocol):
             return
         self._watch()
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """Hand the connection to the WebSocket protocol: this protocol's timers stop for
+        good, and the peer's connection slot is released when the WebSocket's connection is
+        lost (this protocol hears nothing more of it)."""
+        self._upgraded = True
+        self._cancel_timers()
+        super().handle_websocket_upgrade(event)
+        ws = self.transport.get_protocol()
+        if ws is self or not getattr(self, "_admitted", False):
+            return
+        self._admitted = False
+        guard, peer, lost = self.guard, self.peer, ws.connection_lost
+
+        def connection_lost(exc: Exception | None) -> None:
+            guard.release(peer)
+            lost(exc)
+
+        ws.connection_lost = connection_lost  # type: ignore[method-assign]
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         if getattr(self, "_admitted", False):
@@ -184,7 +203,7 @@ class GuardedProtocol(PeerCredProtocol):
 
     def _watch(self) -> None:
         """Arm or cancel the timers for what the connection waits for now."""
-        if self.transport.is_closing():
+        if self.transport.is_closing() or getattr(self, "_upgraded", False):
             self._cancel_timers()
             return
         limits = self.guard.limits

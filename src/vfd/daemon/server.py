@@ -203,7 +203,7 @@ async def serve_async(config: Config) -> None:
         uv_config = uvicorn.Config(
             create_app(daemon, background_tasks()),
             http=protocol_class(config.limits),
-            ws="none",
+            ws="websockets-sansio",  # the session shell (peer credentials reach it too)
             lifespan="on",
             log_config=None,
             proxy_headers=False,
