@@ -84,9 +84,9 @@ class Loaded:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception as one line for a listing: ``Type: message``."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """An exception as one line for a listing: ``Type: message`` (its lines joined)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def hooks_of(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
