@@ -287,7 +287,7 @@ async def destroy(
         if status in FINAL:
             await launcher.remove_kept(daemon, session_id)
         else:
-            await launcher.stop(daemon, session_id, force=force)
+            await launcher.stop(daemon, session_id, force=force, by=caller.actor.email)
     scheduler.wake()
     return await live.run(Pool.STORE, _json_of, daemon, session_id)
 

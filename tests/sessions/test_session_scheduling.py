@@ -1,0 +1,145 @@
+"""The scheduler loop with the fifo scheduler on a node of 2 cpus: sessions start in order
+while they fit, the others wait with the reason stored, and start when capacity comes free."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from sessionnode import SessionNode
+
+NODE_CONFIG = """
+[sessions]
+cpu = 2
+"""
+
+SLEEP = ["sleep", "1000"]
+
+
+def error(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    body = answer.json()["error"]
+    assert body["code"] == code, body
+    details: dict[str, Any] = body["details"]
+    return details
+
+
+def start(node: SessionNode, email: str, name: str, cpu: float) -> dict[str, Any]:
+    with node.http(email) as http:
+        answer = http.post(
+            "/v1/sessions",
+            json={"image": "vfd-test/busybox:latest", "command": SLEEP, "name": name, "cpu": cpu},
+        )
+        assert answer.status_code == 201, answer.text
+        out: dict[str, Any] = answer.json()
+        return out
+
+
+def destroy(node: SessionNode, email: str, ref: str) -> dict[str, Any]:
+    with node.http(email) as http:
+        answer = http.delete(f"/v1/sessions/{ref}", params={"force": "true"})
+        assert answer.status_code == 200, answer.text
+        out: dict[str, Any] = answer.json()
+        return out
+
+
+def wait_verdict(node: SessionNode, email: str, ref: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll a pending session until the scheduler has stored why it waits."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        seen = node.session(ref, email)
+        if seen["verdict"]:
+            assert seen["status"] == "pending", seen
+            return seen
+        time.sleep(0.1)
+    pytest.fail(f"no verdict on session {ref} within {timeout}s: {seen}")
+
+
+@pytest.fixture
+def email(node: SessionNode, image: str) -> str:
+    out: str = node.user()["email"]
+    return out
+
+
+def test_session_scheduling_third_waits_for_capacity_then_starts(
+    node: SessionNode, email: str
+) -> None:
+    a, b, c = (start(node, email, name, 1) for name in ("a", "b", "c"))
+    for ref in (a, b):
+        node.wait_status(ref["id"], {"running"}, as_=email)
+    waiting = wait_verdict(node, email, c["id"])
+    assert node.node_name in waiting["verdict"]
+    assert "1 cpu asked, 0 free" in waiting["verdict"]
+    assert node.session(c["id"], email)["status"] == "pending"
+    destroy(node, email, "a")
+    running = node.wait_status(c["id"], {"running"}, as_=email)
+    assert running["verdict"] is None
+    assert [e["status"] for e in running["events"]][:2] == ["pending", "scheduled"]
+    for ref in ("b", "c"):
+        destroy(node, email, ref)
+    for ref in (a, b, c):
+        node.wait_status(ref["id"], {"terminated"}, as_=email)
+
+
+def test_session_scheduling_no_overtaking_in_fifo(node: SessionNode, email: str) -> None:
+    big = start(node, email, "big", 1.5)
+    node.wait_status(big["id"], {"running"}, as_=email)
+    head = start(node, email, "head", 1)
+    small = start(node, email, "small", 0.5)  # would fit, but comes after head
+    assert "lacks" in wait_verdict(node, email, head["id"])["verdict"]
+    assert "waiting behind session head" in wait_verdict(node, email, small["id"])["verdict"]
+    destroy(node, email, "big")
+    for ref in (head, small):
+        node.wait_status(ref["id"], {"running"}, as_=email)
+    for ref in ("head", "small"):
+        destroy(node, email, ref)
+    for ref in (big, head, small):
+        node.wait_status(ref["id"], {"terminated"}, as_=email)
+
+
+def test_session_scheduling_destroy_pending_cancels_with_events_in_order(
+    node: SessionNode, email: str
+) -> None:
+    full = start(node, email, "full", 2)
+    node.wait_status(full["id"], {"running"}, as_=email)
+    queued = start(node, email, "queued", 1)
+    wait_verdict(node, email, queued["id"])
+    gone = destroy(node, email, "queued")
+    assert gone["status"] == "cancelled"
+    assert gone["status_reason"].startswith("destroyed by ")
+    assert gone["verdict"] is None and gone["terminated_at"] is not None
+    assert gone["started_at"] is None and gone["container_id"] is None
+    shown = node.session(queued["id"], email)
+    events = shown["events"]
+    assert [(e["status"], e["reason"]) for e in events] == [
+        ("pending", "requested"),
+        ("cancelled", gone["status_reason"]),
+    ]
+    times = [datetime.fromisoformat(e["at"]) for e in events]
+    assert times == sorted(times) and times[0].tzinfo is not None
+    assert datetime.fromisoformat(shown["terminated_at"]) == times[-1]
+    again = destroy(node, email, queued["id"])  # harmless
+    assert again["status"] == "cancelled" and len(node.session(queued["id"], email)["events"]) == 2
+    with node.http(email) as http:  # its name is free again
+        assert http.get("/v1/sessions/queued").status_code == 404
+    destroy(node, email, "full")
+    node.wait_status(full["id"], {"terminated"}, as_=email)
+
+
+def test_session_scheduling_refuses_what_the_node_can_never_hold(
+    node: SessionNode, email: str
+) -> None:
+    with node.http(email) as http:
+        answer = http.post("/v1/sessions", json={"image": "vfd-test/busybox:latest", "cpu": 2.5})
+        details = error(answer, 400, "exceeds_capacity")
+        assert (details["resource"], details["asked"], details["capacity"]) == ("cpu", 2.5, 2)
+        assert "2.5 cpu" in answer.json()["error"]["message"]
+        assert http.get("/v1/sessions", params={"all": "true"}).json() == {"sessions": []}
+    whole = start(node, email, "whole", 2)  # exactly the node's capacity fits
+    node.wait_status(whole["id"], {"running"}, as_=email)
+    destroy(node, email, "whole")
+    node.wait_status(whole["id"], {"terminated"}, as_=email)
