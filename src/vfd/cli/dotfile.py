@@ -195,10 +195,15 @@ def update(
 ) -> None:
     """Replace a dotfile's content from stdin (or --file), its mode with --perm, or both.
 
-    With --perm, no --file and stdin a terminal, only the mode changes."""
+    With --perm and nothing on stdin (a terminal, or empty), only the mode changes."""
     cli = use(ctx, json_output)
     where = _scope(ctx, project, cluster)
-    data = _given(file) if perm is not None else _content(file)
+    if perm is None:
+        data: bytes | None = _content(file)
+    else:
+        data = _given(file)
+        if file is None and not data:
+            data = None  # nothing on stdin: the mode alone changes
     body: dict[str, Any] = dict(where)
     if data is not None:
         body["data"] = base64.b64encode(data).decode()
