@@ -6,7 +6,9 @@ processes with the same embedded defaults (SQLite, the host ``local``, one FUSE 
 under another directory, so it is the faithful equivalent of a fresh ``make run`` that leaves
 the machine's own vfd alone. The examples' ``vfd`` is the virtualenv's console script, first on
 ``PATH`` (as ``/usr/local/bin/vfd`` links to it), with ``VFD_STATE_DIR`` pointing it at this
-node.
+node. The sessions' examples need docker and the image ``make run`` builds: this test builds
+it too (``scripts/build-test-image.sh``), and its one setting of its own, a node name
+(``[sessions] node``), lets it remove the containers those examples keep.
 
 Which blocks run is read from README.md itself, so the two cannot drift: a fenced ``sh`` block
 right after a ``<!-- readme-test: run -->`` line runs; one after ``<!-- readme-test: skip
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,6 +36,9 @@ import pytest
 from vfdcli import Cli
 
 from vfd import mountinfo
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "sessions"))
+from sessionnode import build_image, docker_missing, remove_containers
 
 README = Path(__file__).parents[2] / "README.md"
 UP_TIMEOUT = 90.0
@@ -130,13 +136,16 @@ def test_readme_has_examples_and_skips_only_what_it_must() -> None:
         assert "[--" not in command and "<" not in command.replace("<<", ""), line
 
 
-def _fuse_missing() -> str | None:
+def _missing() -> str | None:
     if not Path("/dev/fuse").exists():
         return "/dev/fuse is missing"
     if shutil.which("fusermount3") is None:
         return "fusermount3 is not installed (apt-get install fuse3)"
     if os.geteuid() != 0:
         return "the README's examples are run as root (as `make run`)"
+    docker = docker_missing()
+    if docker is not None:
+        return f"the README's session examples need docker: {docker}"
     return None
 
 
@@ -146,6 +155,9 @@ class Node:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.log = state_dir.parent / "up.log"
+        self.node_name = f"readme-{secrets.token_hex(4)}"
+        state_dir.mkdir()
+        (state_dir / "vfd.toml").write_text(f'[sessions]\nnode = "{self.node_name}"\n')
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
@@ -194,12 +206,13 @@ def scratch() -> Iterator[Path]:
 
 
 def test_readme_examples_run_as_written_on_a_fresh_node(scratch: Path) -> None:
-    why = _fuse_missing()
+    why = _missing()
     if why is not None:
         if os.environ.get("CI"):
-            pytest.fail(f"the README test needs FUSE and root in CI: {why}")
+            pytest.fail(f"the README test needs FUSE, docker and root in CI: {why}")
         print(f"README examples not run: {why}")
         pytest.skip(why)
+    build_image()
     blocks = readme_blocks(README.read_text())
     script = scratch / "readme.sh"
     script.write_text(script_of(blocks))
@@ -228,6 +241,7 @@ def test_readme_examples_run_as_written_on_a_fresh_node(scratch: Path) -> None:
         )
     finally:
         node.stop()
+        remove_containers(node.node_name)
     if done.returncode != 0:
         pytest.fail(_failure(done.stdout, done.returncode) + f"\n--- vfd up:\n{_tail(node)}")
     assert not re.search(r"readme-test: README.md line \d+ failed", done.stdout), done.stdout
