@@ -1,5 +1,5 @@
-"""Writing dotfiles into a session's home (``dotfiles.write_into``) on a real directory, and the
-input rules of paths and modes (no daemon)."""
+"""What a session gets (``dotfiles.for_session`` on a real store) and how it is written into its
+home (``dotfiles.write_into`` on a real directory); the input rules of paths and modes."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from vfd.daemon.services.dotfile_rules import check_reserved, normalize_path, parse_mode
-from vfd.daemon.services.dotfiles import DotfileEntry, write_into
+from vfd.daemon.services.dotfiles import DotfileEntry, for_session, write_into
 from vfd.errors import ErrorCode, VfdError
+from vfd.store.db import make_engine, migrate, session_scope
+from vfd.store.models import Dotfile, DotfileScope, Project, ProjectMember, User
 
 UID, GID = 4321, 4322
 
@@ -149,3 +153,46 @@ def test_dotfiles_parse_mode_refuses(text: str) -> None:
     with pytest.raises(VfdError) as caught:
         parse_mode(text)
     assert caught.value.code is ErrorCode.INVALID_ARGUMENT
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'vfd.db'}")
+    migrate(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _put(session: Session, scope: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    kind = DotfileScope(scope.partition(":")[0])
+    session.add(Dotfile(scope_kind=kind, scope=scope, path=path, mode=mode, data=data))
+
+
+def test_dotfiles_for_session_layers_scopes(store: Engine) -> None:
+    with session_scope(store) as session:
+        user = User(email="u@x.y", username="u", uid=UID, gid=GID)
+        other = User(email="o@x.y", username="o", uid=UID + 1, gid=GID)
+        alpha = Project(name="alpha", gid=7001)
+        beta = Project(name="beta", gid=7002)
+        session.add_all([user, other, alpha, beta])
+        session.flush()
+        session.add(ProjectMember(project_id=alpha.id, user_id=user.id))
+        session.add(ProjectMember(project_id=beta.id, user_id=user.id))
+        _put(session, "cluster", ".bashrc", b"cluster", 0o600)
+        _put(session, "cluster", ".profile", b"cluster")
+        _put(session, "cluster", ".config", b"a file")  # yields to alpha's .config/tool
+        _put(session, "cluster", "data/x", b"under a mount")
+        _put(session, f"project:{alpha.id.hex}", ".profile", b"alpha")
+        _put(session, f"project:{alpha.id.hex}", ".config/tool", b"alpha")
+        _put(session, f"project:{beta.id.hex}", ".profile", b"beta")
+        _put(session, f"user:{user.id.hex}", ".bashrc", b"mine", 0o640)
+        _put(session, f"user:{other.id.hex}", ".vimrc", b"not mine")
+        session.flush()
+        entries = for_session(session, user, mount_targets=["/home/work/data", "/opt/x"])
+    assert entries == [
+        DotfileEntry(".bashrc", 0o640, b"mine"),
+        DotfileEntry(".config/tool", 0o644, b"alpha"),
+        DotfileEntry(".profile", 0o644, b"beta"),
+    ]
