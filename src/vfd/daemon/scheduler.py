@@ -26,10 +26,11 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
-from vfd.daemon import capacity, runtime
+from vfd.daemon import capacity, containers, runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import session_state
 from vfd.daemon.services.context import Daemon
+from vfd.errors import VfdError
 from vfd.plugins.types import Capacity, Decision, PendingSession, Scheduler
 from vfd.store.models import ComputeSession, SessionStatus
 
@@ -109,6 +110,10 @@ class _Queue:
     capacity: Capacity
 
 
+def _all_wait(queue: _Queue, why: str) -> Decision:
+    return Decision(waiting={p.id: why for p in queue.pending})
+
+
 class _Loop:
     """One daemon's scheduler state: the scheduler object and the last failure logged."""
 
@@ -141,18 +146,20 @@ class _Loop:
         queue = await live.run(Pool.STORE, self._read)
         if not queue.pending:
             return
-        from vfd.daemon import containers
-
         reason = await containers.available(self.daemon)
         if reason is not None:
-            waiting = {
-                p.id: f"sessions cannot start on node {self.node}: {reason}" for p in queue.pending
-            }
-            await live.run(Pool.STORE, self._write, Decision(waiting=waiting), queue)
+            why = f"sessions cannot start on node {self.node}: {reason}"
+            await live.run(Pool.STORE, self._write, _all_wait(queue, why), queue)
             return
-        if self._scheduler is None:
-            self._scheduler = self.daemon.plugins.scheduler(self.name)
-        decision = self._scheduler.decide(list(queue.pending), queue.capacity)
+        try:
+            if self._scheduler is None:
+                self._scheduler = self.daemon.plugins.scheduler(self.name)
+            decision = self._scheduler.decide(list(queue.pending), queue.capacity)
+        except Exception as exc:
+            told = exc.message if isinstance(exc, VfdError) else f"{type(exc).__name__}: {exc}"
+            why = f"scheduler {self.name} failed: {told} (tried again every {self._interval():g} s)"
+            await live.run(Pool.STORE, self._write, _all_wait(queue, why), queue)
+            raise
         placed = await live.run(Pool.STORE, self._write, decision, queue)
         for session_id in placed:
             self._launch(session_id)

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from vfd.daemon import capacity, runtime, scheduler
+from vfd.daemon import capacity, containers, runtime, scheduler
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import audit, session_state
 from vfd.daemon.services.context import Caller, Daemon
@@ -128,8 +128,6 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
     JSON. Nothing is stored when any check refuses it."""
     check_ask(ask)
     live = runtime.current()
-    from vfd.daemon import containers
-
     reason = await containers.available(daemon)
     if reason is not None:
         raise VfdError(ErrorCode.RUNTIME_UNAVAILABLE, f"sessions cannot run: {reason}")
