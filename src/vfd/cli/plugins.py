@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from vfd.cli.context import JsonOption, use
-from vfd.cli.output import print_warning, table
+from vfd.cli.output import table
 
 
 def _origin(plugin: dict[str, Any]) -> str:
@@ -20,12 +20,22 @@ def _origin(plugin: dict[str, Any]) -> str:
 
 def _state(plugin: dict[str, Any]) -> str:
     if plugin.get("error"):
-        return f"FAILED: {plugin['error']}"
+        return "FAILED"
     failed = plugin.get("calls_failed") or 0
-    if failed:
-        last = plugin.get("last_failure") or {}
-        return f"loaded; {failed} hook calls failed (last: {last.get('hook')}: {last.get('error')})"
-    return "loaded"
+    return f"loaded, {failed} calls failed" if failed else "loaded"
+
+
+def _problems(plugins: list[dict[str, Any]]) -> list[str]:
+    """One line per plugin left out (why) or whose notifications failed (the latest)."""
+    lines = []
+    for p in plugins:
+        if p.get("error"):
+            lines.append(f"{p['name']}: left out: {p['error']}")
+        elif p.get("last_failure"):
+            last = p["last_failure"]
+            when, error = last.get("at"), last.get("error")
+            lines.append(f"{p['name']}: {last.get('hook')} failed at {when}: {error}")
+    return lines
 
 
 def plugins(ctx: typer.Context, json_output: JsonOption = False) -> None:
@@ -59,9 +69,11 @@ def plugins(ctx: typer.Context, json_output: JsonOption = False) -> None:
             cli.console.print(
                 "blocked ([plugins] block, not imported): " + ", ".join(blocked), markup=False
             )
-        for p in result.get("plugins") or ():
-            if p.get("error"):
-                print_warning(f"plugin {p['name']} is left out: {p['error']}")
+        problems = _problems(list(result.get("plugins") or ()))
+        if problems:
+            cli.console.print()
+            for line in problems:
+                cli.console.print(line, markup=False, soft_wrap=True)
 
     cli.emit(result, human)
 
