@@ -135,7 +135,8 @@ def test_session_mounts_plan_automount_only_ready_dot_folders(engine: Engine) ->
         with pytest.raises(VfdError) as caught:
             resolve_mounts(session, alice, ["plain:/home/linuxbrew/.linuxbrew/x"])
         assert caught.value.code is ErrorCode.INVALID_MOUNT
-        assert ".linuxbrew (automount" in caught.value.message
+        assert "where your automount folder '.linuxbrew' goes" in caught.value.message
+        assert caught.value.details["spec"] == "plain:/home/linuxbrew/.linuxbrew/x"
 
 
 def test_session_mounts_plan_in_use_for_every_live_status_only(engine: Engine) -> None:

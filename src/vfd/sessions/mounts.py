@@ -18,7 +18,7 @@ Every refusal is an ``invalid_mount`` VfdError that names the spec and says why.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from vfd.enums import Permission
@@ -162,9 +162,10 @@ def reserved(path: str) -> str | None:
     return None
 
 
-def check_overlaps(mounts: Iterable[tuple[str, str]]) -> None:
-    """Refuse when a target equals or lies inside another; ``mounts`` are ``(spec, target)``
-    pairs, the spec being what the error names (an automount folder's name for those).
+def check_overlaps(mounts: Iterable[tuple[str, str]], *, automount: Collection[str] = ()) -> None:
+    """Refuse when a target equals or lies inside another. ``mounts`` are ``(spec, target)``
+    pairs; an automount folder comes as ``(its name, its target)`` with its name in
+    ``automount``, and a clash with it is blamed on the spec that asked for the other target.
 
     Linear in the number of mounts times the depth of their targets.
     """
@@ -172,11 +173,32 @@ def check_overlaps(mounts: Iterable[tuple[str, str]]) -> None:
     pairs = list(mounts)
     for spec, target in pairs:
         if target in seen:
-            raise refuse(spec, f"{target} is also the target of {seen[target]!r}")
+            raise _overlap(seen[target], target, spec, target, automount)
         seen[target] = spec
     for spec, target in pairs:
         parent = target
         while (cut := parent.rfind("/")) > 0:
             parent = parent[:cut]
             if parent in seen:
-                raise refuse(spec, f"{target} lies inside {parent}, the target of {seen[parent]!r}")
+                raise _overlap(seen[parent], parent, spec, target, automount)
+
+
+def _overlap(
+    outer_spec: str, outer: str, inner_spec: str, inner: str, automount: Collection[str]
+) -> VfdError:
+    """The refusal of ``inner`` (``inner_spec``'s target) equal to or inside ``outer``."""
+    if (inner_spec in automount) != (outer_spec in automount):
+        if inner_spec in automount:
+            spec, folder = outer_spec, inner_spec
+            clash = f"its target {outer} " + ("is" if inner == outer else f"holds {inner},")
+        else:
+            spec, folder = inner_spec, outer_spec
+            clash = f"its target {inner} " + ("is" if inner == outer else f"lies inside {outer},")
+        return refuse(
+            spec,
+            f"{clash} where your automount folder {folder!r} goes; choose another target, "
+            f"or mount {folder!r} elsewhere (-m {folder}:TARGET)",
+        )
+    if inner == outer:
+        return refuse(inner_spec, f"{inner} is also the target of {outer_spec!r}")
+    return refuse(inner_spec, f"{inner} lies inside {outer}, the target of {outer_spec!r}")

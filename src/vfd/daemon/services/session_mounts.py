@@ -87,8 +87,8 @@ def resolve_mounts(session: Session, user: User, specs: Sequence[str]) -> list[P
         target = mounts.resolve_target(f"{name} (automount)", mounts.default_target(name))
         view = Permission.RW if hit.permission.allows(Permission.RW) else Permission.RO
         planned.append(PlannedMount(hit.folder, name, target, view, automount=True))
-        labels.append((f"{name} (automount; -m {name}:TARGET mounts it elsewhere)", target))
-    mounts.check_overlaps(labels)
+        labels.append((name, target))
+    mounts.check_overlaps(labels, automount={p.name for p in planned if p.automount})
     return planned
 
 
