@@ -41,9 +41,19 @@ def fast_path_text(mountd: Any) -> str | None:
     return f"off: {fast.get('reason')} ({libs})"
 
 
+def sessions_text(sessions: Any) -> str | None:
+    """Whether sessions run on this node: on (and the node's name), or off and how to turn
+    them on (None when the daemon does not say)."""
+    if not isinstance(sessions, dict):
+        return None
+    if sessions.get("on"):
+        return f"on (node {sessions.get('node')})"
+    return f"off: {sessions.get('reason')}"
+
+
 def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show whether the daemon and mountd answer, and you; for admins also versions, hosts,
-    database.
+    database, and whether sessions run here (and if not, why).
 
     Exits 1, saying why, when the daemon does not answer.
     """
@@ -70,6 +80,7 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
         rows += [
             ("mountd", _mountd_text(result.get("mountd"))),
             ("fast path", fast_path_text(result.get("mountd"))),
+            ("sessions", sessions_text(result.get("sessions"))),
             ("database", result.get("database")),
             ("hosts", result.get("hosts")),
         ]

@@ -2,8 +2,9 @@
 
 Starts ``python -m vfd.fuse`` and waits until it answers ``health`` (skipped, with a warning,
 where FUSE cannot work), then ``python -m vfd.daemon`` and waits until ``/v1/status`` answers;
-prints where everything is; forwards both logs to stderr prefixed with the process name. On
-Ctrl-C or SIGTERM it stops the daemon, then mountd (which unmounts), and exits 0.
+prints where everything is, and whether sessions run (if not, why and how to turn them on);
+forwards both logs to stderr prefixed with the process name. On Ctrl-C or SIGTERM it stops
+the daemon, then mountd (which unmounts), and exits 0.
 
 It supervises, as systemd would with ``Restart=on-failure``: a child that dies after it came
 up is restarted on its own, with back-off (1 s, doubling to 30 s; reset once it has stayed up
@@ -41,6 +42,7 @@ from vfd import mountinfo, safedirs
 from vfd.cli.client import VfdClient
 from vfd.cli.context import state_of
 from vfd.cli.output import print_warning
+from vfd.cli.system import sessions_text
 from vfd.config import Config, load_config
 from vfd.errors import ErrorCode, VfdError
 from vfd.mountctl import MountdClient
@@ -173,6 +175,21 @@ def _daemon_ready(config: Config) -> bool:
     return True
 
 
+def _sessions_line(config: Config) -> str | None:
+    """What the daemon says of sessions on this node: on, or off with how to turn them on
+    (None when it does not say: not an admin's view)."""
+    try:
+        with VfdClient(config.api_socket, timeout=30.0) as client:
+            answer = client.get("/v1/status")
+    except VfdError:
+        return None
+    sessions = answer.get("sessions")
+    text = sessions_text(sessions)
+    if isinstance(sessions, dict) and not sessions.get("on") and sessions.get("enabled") != "off":
+        text = f"{text}; they start once docker answers, without a restart"
+    return text
+
+
 def _default_state_dir() -> Path | None:
     """Without ``--state-dir``: system paths as root, else a directory in the user's home."""
     if os.geteuid() == 0:
@@ -181,7 +198,7 @@ def _default_state_dir() -> Path | None:
     return Path(base) / "vfd"
 
 
-def _banner(config: Config, mountd: bool) -> str:
+def _banner(config: Config, mountd: bool, sessions: str | None) -> str:
     client = "vfd"
     if config.state_dir is not None:
         client += f" --state-dir {config.state_dir}"
@@ -191,6 +208,7 @@ def _banner(config: Config, mountd: bool) -> str:
         f"  mount point    {config.mount_point if mountd else '(none: mountd not running)'}",
         f"  database       {config.database_url}",
         f"  storage hosts  {', '.join(f'{n}={p}' for n, p in config.hosts.items())}",
+        f"  sessions       {sessions or '(unknown: the daemon did not say)'}",
         f"  clients        {client} vfolder list",
     ]
     if config.state_dir is not None:
@@ -322,7 +340,7 @@ def up(
             )
             services.append(daemon)
             if daemon.start(stop, start_timeout):
-                typer.echo(_banner(config, mountd=why_not is None))
+                typer.echo(_banner(config, why_not is None, _sessions_line(config)))
         while not stop.is_set():
             for service in services:
                 service.supervise(stop, start_timeout)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 import vfd
-from vfd.daemon import runtime
+from vfd.daemon import containers, runtime
 from vfd.daemon.routes.deps import JSON, CallerDep, DaemonDep, run, run_mountd
 from vfd.daemon.services import users
+from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
 
 router = APIRouter()
@@ -17,8 +18,9 @@ router = APIRouter()
 async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
     """The daemon's version, whether mountd answers, and the caller's identity; for admins
     also the node-wide figures: store, hosts, mountd's health (null when it does not answer;
-    ``fast_path`` in it says whether mountd's low-level fast path is on, and if not, why)
-    and the worker pools."""
+    ``fast_path`` in it says whether mountd's low-level fast path is on, and if not, why),
+    the worker pools, and whether sessions may run on this node (``sessions``: ``on``, the
+    ``reason`` they are off and how to turn them on, ``[sessions] enabled``, the ``node``)."""
     try:
         mountd = await run_mountd(daemon.mountd.health)
     except VfdError as exc:  # stalled past [workers] mountd_wait
@@ -31,11 +33,18 @@ async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
         "identity": await run(users.whoami, daemon, caller),
     }
     if caller.is_admin:
+        off = await containers.available(daemon)
         answer.update(
             database=daemon.engine.dialect.name,
             hosts=sorted(daemon.config.hosts),
             mountd=mountd,
             workers=runtime.current().busy(),
+            sessions={
+                "on": off is None,
+                "reason": off,
+                "enabled": daemon.config.sessions.enabled,
+                "node": node_name(daemon.config),
+            },
         )
     return answer
 
