@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sessionnode import SessionNode
+from sessionnode import SessionNode, start_node, stop_node
 
 NODE_CONFIG = """
 [sessions]
@@ -143,3 +143,18 @@ def test_session_scheduling_refuses_what_the_node_can_never_hold(
     node.wait_status(whole["id"], {"running"}, as_=email)
     destroy(node, email, "whole")
     node.wait_status(whole["id"], {"terminated"}, as_=email)
+
+
+def test_session_scheduling_a_failing_scheduler_is_told_and_the_loop_goes_on(image: str) -> None:
+    broken = start_node('[sessions]\nscheduler = "nosuch"\n')
+    try:
+        email = broken.user()["email"]
+        first = start(broken, email, "first", 1)
+        told = wait_verdict(broken, email, first["id"])["verdict"]
+        assert "nosuch" in told and "no plugin registers a scheduler" in told
+        second = start(broken, email, "second", 1)  # later passes still run
+        assert wait_verdict(broken, email, second["id"])["verdict"] == told
+        assert broken.log.read_text().count("scheduler pass failed") == 1  # not once a pass
+        assert destroy(broken, email, "first")["status"] == "cancelled"
+    finally:
+        stop_node(broken)
