@@ -24,6 +24,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from vfd.daemon import containers, output, runtime
+from vfd.daemon.errors import error_response
 from vfd.daemon.identity import ACT_AS_HEADER, PEER_KEY, VIA_KEY, resolve_caller
 from vfd.daemon.routes.deps import Body, CallerDep, DaemonDep, run
 from vfd.daemon.runtime import Pool
@@ -270,7 +271,8 @@ async def _ws_caller(websocket: WebSocket, daemon: Daemon) -> Caller:
 async def shell(websocket: WebSocket, ref: str) -> None:
     """An interactive shell in the running session (``/bin/bash``, else ``/bin/sh``), as its
     uid:gid: binary messages carry the TTY's bytes; a text ``{"resize": [cols, rows]}``
-    resizes it; closed with 1000 and reason ``{"exit_code": N}`` when the shell exits."""
+    resizes it; closed with 1000 and reason ``{"exit_code": N}`` when the shell exits. A
+    refusal (no such session, not running) is an HTTP answer in the error shape."""
     daemon: Daemon = websocket.app.state.daemon
     live = runtime.current()
     try:
@@ -295,10 +297,19 @@ async def shell(websocket: WebSocket, ref: str) -> None:
             )
         )
     except VfdError as exc:
-        await websocket.close(code=4000 + exc.code.http, reason=_reason(exc))
+        await _refuse(websocket, exc)
         return
     await websocket.accept()
     await _bridge(websocket, daemon, started)
+
+
+async def _refuse(websocket: WebSocket, exc: VfdError) -> None:
+    """Answer the upgrade with the error's HTTP status and JSON body (the error shape), or —
+    when the server cannot — close with ``4000 + status`` and the code in the reason."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(error_response(exc))
+    else:
+        await websocket.close(code=4000 + exc.code.http, reason=_reason(exc))
 
 
 def _reason(exc: VfdError) -> str:
