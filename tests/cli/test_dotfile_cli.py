@@ -81,7 +81,7 @@ def test_dotfile_cli_refusals(cli: Cli, email: str) -> None:
     bad_mode = feed(cli, b"x", "dotfile", "create", ".m", "--perm", "4755", as_=email)
     assert bad_mode.exit_code == 1 and "[invalid_argument]" in bad_mode.stderr
     too_big = feed(cli, b"x" * 1025, "dotfile", "create", ".big", "--json", as_=email)
-    assert json.loads(too_big.stdout)["error"]["code"] == "dotfile_limit_reached"
+    assert json.loads(too_big.stdout)["error"]["code"] == "invalid_argument"
     assert feed(cli, b"x", "dotfile", "create", ".once", as_=email).exit_code == 0
     again = feed(cli, b"x", "dotfile", "create", ".once", as_=email)
     assert again.exit_code == 1 and "[dotfile_exists]" in again.stderr

@@ -142,12 +142,10 @@ def test_dotfiles_api_refuses_bad_bodies(user: httpx.Client) -> None:
 def test_dotfiles_api_size_and_count_limits(user: httpx.Client) -> None:
     ok(user.post("/v1/dotfiles", json=body("full", b"x" * MAX_SIZE)), 201)
     for data in (b"x" * (MAX_SIZE + 1), b"x" * (10 * MAX_SIZE)):
-        details = error(
-            user.post("/v1/dotfiles", json=body("big", data)), 403, "dotfile_limit_reached"
-        )
-        assert (details["limit"], details["max"]) == ("size", MAX_SIZE)
+        details = error(user.post("/v1/dotfiles", json=body("big", data)), 400, "invalid_argument")
+        assert (details["field"], details["max"]) == ("data", MAX_SIZE)
     big = {"data": b64(b"x" * (MAX_SIZE + 1))}
-    error(user.put("/v1/dotfiles/full", json=big), 403, "dotfile_limit_reached")
+    error(user.put("/v1/dotfiles/full", json=big), 400, "invalid_argument")
     for i in range(1, MAX_COUNT):
         ok(user.post("/v1/dotfiles", json=body(f"f{i}")), 201)
     details = error(user.post("/v1/dotfiles", json=body("one-more")), 403, "dotfile_limit_reached")

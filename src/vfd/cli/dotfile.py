@@ -104,9 +104,9 @@ def _read(stream: BinaryIO, what: str) -> bytes:
     data = stream.read(MAX_READ + 1)
     if len(data) > MAX_READ:
         raise VfdError(
-            ErrorCode.DOTFILE_LIMIT_REACHED,
+            ErrorCode.INVALID_ARGUMENT,
             f"{what} holds more than {format_size(MAX_READ)}, more than any dotfile may",
-            limit="size",
+            field="data",
         )
     return data
 

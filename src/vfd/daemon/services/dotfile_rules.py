@@ -96,8 +96,8 @@ def parse_mode(text: str) -> int:
 
 
 def decode_data(text: str, max_size: int) -> bytes:
-    """The bytes of base64 ``text``; ``invalid_argument`` when it is not base64,
-    ``dotfile_limit_reached`` when they are more than ``max_size``."""
+    """The bytes of base64 ``text``; ``invalid_argument`` when it is not base64 or they are
+    more than ``max_size`` (``details.max``)."""
     if len(text) > 4 * ((max_size + 2) // 3):
         raise _too_big((len(text) // 4) * 3, max_size)
     try:
@@ -113,10 +113,10 @@ def decode_data(text: str, max_size: int) -> bytes:
 
 def _too_big(size: int, max_size: int) -> VfdError:
     return VfdError(
-        ErrorCode.DOTFILE_LIMIT_REACHED,
+        ErrorCode.INVALID_ARGUMENT,
         f"a dotfile may hold at most {max_size} bytes ([sessions] dotfile_max_size); "
         f"this one has {size}",
-        limit="size",
+        field="data",
         max=max_size,
         size=size,
     )
