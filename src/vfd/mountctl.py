@@ -71,6 +71,7 @@ OPS = (
     "clone",
     "clone_status",
     "clone_cancel",
+    "share",
 )
 NOT_RUNNING_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED})
 """``connect()`` errors that prove nobody listens on the socket path."""

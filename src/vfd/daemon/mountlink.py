@@ -153,6 +153,22 @@ class MountdLink:
         """A clone job; ``not_found`` when mountd has none (it restarted)."""
         return self._call("clone_status", vfid=vfid)
 
+    def share(self, vfid: str, gid: int) -> None:
+        """Make a folder group-shared with ``gid`` (its root and every entry; a tree walk).
+
+        When mountd is provably not running it does so itself at start (from the folder's
+        ``share_gid``); any other failure is raised (``mountd_unavailable`` when it did not
+        answer), so that nobody is given ``rw`` on a folder that would refuse their writes.
+        A folder mountd does not serve (not attached) is left alone: it is shared at attach.
+        """
+        try:
+            self._call("share", timeout=self.purge_timeout, vfid=vfid, gid=gid)
+        except VfdError as exc:
+            if proves_not_running(exc):
+                log.debug("mountd share skipped: %s (it shares at start)", exc)
+            elif exc.code is not ErrorCode.VFOLDER_NOT_FOUND:
+                raise
+
     def clone_cancel(self, vfid: str) -> dict[str, Any]:
         """Stop a clone job; the job once its copy stopped."""
         return self._call("clone_cancel", vfid=vfid)

@@ -50,6 +50,7 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     },
     "clone_status": {"vfid": (str, True)},
     "clone_cancel": {"vfid": (str, True)},
+    "share": {"vfid": (str, True), "gid": (int, True)},
 }
 assert set(FIELDS) == set(OPS)
 
@@ -82,6 +83,7 @@ class Service(Protocol):
     ) -> dict[str, Any]: ...
     async def clone_status(self, *, vfid: str) -> dict[str, Any]: ...
     async def clone_cancel(self, *, vfid: str) -> dict[str, Any]: ...
+    async def share(self, *, vfid: str, gid: int) -> dict[str, Any]: ...
 
 
 def _bad(message: str, **details: Any) -> VfdError:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyfuse3
 
-from vfd.fuse import attrs
+from vfd.fuse import attrs, groups
 from vfd.fuse.guard import handler, quiet
 from vfd.fuse.inodes import RO_ID, ROOT_ID, RW_ID, SYNTHETIC, Inode, View
 from vfd.fuse.registry import Registry
@@ -144,17 +144,21 @@ class OpsBase(pyfuse3.Operations):
             twin.stale = True
             self.reg.notifier.invalidate_inode(twin.id)
 
-    def own(self, parent: Inode, name: bytes, uid: int, gid: int) -> None:
-        """Give a new entry to the caller (mountd creates it as root).
+    def own(self, parent: Inode, name: bytes, uid: int, gid: int) -> int | None:
+        """Give a new entry to the caller (mountd creates it as root); the folder's group
+        when the folder is group-shared (``vfd.fuse.groups``), which the entry then gets.
 
         In a set-group-ID directory the group stays the directory's (as the backing file
         system already set it), like a native create.
         """
-        if parent.mode & stat.S_ISGID:
+        shared = groups.folder_group(parent.folder)
+        if shared is not None:
+            gid = shared
+        elif parent.mode & stat.S_ISGID:
             gid = -1
-        if uid == 0 and gid in (-1, 0):
-            return
-        os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
+        if uid != 0 or gid not in (-1, 0):
+            os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
+        return shared
 
     def negative(self) -> pyfuse3.EntryAttributes:
         if self.entry_timeout > 0:

@@ -22,7 +22,7 @@ import stat
 import pyfuse3
 import trio
 
-from vfd.fuse import syscalls
+from vfd.fuse import groups, syscalls
 from vfd.fuse.guard import handler, quiet
 from vfd.fuse.inodes import Inode, View
 from vfd.fuse.ops_base import FileHandle, OpsBase, proc_path
@@ -131,11 +131,16 @@ class FileOps(OpsBase):
         return info, self.entry(inode, os.fstat(inode.fd))
 
     def _own_new_file(self, parent: Inode, fd: int, perm: int, ctx: pyfuse3.RequestContext) -> None:
-        gid = -1 if parent.mode & stat.S_ISGID else ctx.gid
+        """Give the new file to the caller; in a group-shared folder also the folder's group
+        and ``g = u`` (``vfd.fuse.groups``)."""
+        shared = groups.folder_group(parent.folder)
+        gid = shared if shared is not None else -1 if parent.mode & stat.S_ISGID else ctx.gid
         if ctx.uid == 0 and gid in (-1, 0):
             return
         os.fchown(fd, ctx.uid, gid)
-        if perm & (stat.S_ISUID | stat.S_ISGID):
+        if shared is not None:
+            os.fchmod(fd, groups.shared_mode(stat.S_IFREG | perm))
+        elif perm & (stat.S_ISUID | stat.S_ISGID):
             os.fchmod(fd, perm)  # chown cleared them
 
     @handler

@@ -15,7 +15,7 @@ import stat
 
 import pyfuse3
 
-from vfd.fuse import syscalls
+from vfd.fuse import groups, syscalls
 from vfd.fuse.guard import handler
 from vfd.fuse.inodes import Folder, Inode, View
 from vfd.fuse.ops_base import OpsBase, proc_path
@@ -45,8 +45,11 @@ class NameOps(OpsBase):
     def _new_entry(
         self, parent: Inode, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        self.own(parent, name, ctx.uid, ctx.gid)
+        shared = self.own(parent, name, ctx.uid, ctx.gid)
         inode, st = self.child(parent, name)
+        if shared is not None and groups.apply(inode.fd, shared):
+            st = os.fstat(inode.fd)
+            inode.mode = st.st_mode
         self.entry_changed(parent, name)
         return self.entry(inode, st)
 
@@ -165,10 +168,15 @@ class NameOps(OpsBase):
     ) -> pyfuse3.EntryAttributes:
         node = self.mutable(inode)
         handle_fd = self.handle_fd(fh)
+        shared = groups.folder_group(node.folder)
+        if shared is not None and fields.update_gid and attr.st_gid != shared:
+            raise pyfuse3.FUSEError(errno.EPERM)  # the folder's entries keep its group
         if fields.update_size:
             self._truncate(node, attr.st_size, handle_fd)
         if fields.update_mode:
             mode = stat.S_IMODE(attr.st_mode)
+            if shared is not None:
+                mode = groups.shared_mode(stat.S_IFMT(node.mode) | mode)
             if handle_fd is not None:
                 os.fchmod(handle_fd, mode)
             elif not stat.S_ISLNK(node.mode):

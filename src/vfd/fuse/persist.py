@@ -28,6 +28,8 @@ class FolderRow:
     host: str
     scope: str
     path: Path
+    share_gid: int | None = None
+    """A user folder's own group once shared ``rw`` (``vfd.fuse.groups``)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ def load(engine: Engine, config: Config) -> tuple[list[FolderRow], list[ScopeRow
                 layout.folder_path(
                     config.hosts[vf.host], layout.Scope.parse(vf.scope), uuid.UUID(vf.id.hex)
                 ),
+                vf.share_gid,
             )
             for vf in s.exec(select(VFolder).where(VFolder.status == VFolderStatus.READY))
             if vf.host in config.hosts

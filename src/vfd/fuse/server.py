@@ -25,7 +25,7 @@ import trio
 from vfd import mountinfo, safedirs
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse import hooks, libfuse, persist
+from vfd.fuse import groups, hooks, libfuse, persist
 from vfd.fuse.control import serve_control
 from vfd.fuse.inodes import InodeTable
 from vfd.fuse.loop import serve_requests
@@ -133,7 +133,10 @@ async def run(config: Config) -> None:
     service.load_scopes(scope_rows)
     for row in folder_rows:
         try:
-            registry.attach(row.vfid, row.host, row.scope, row.path)
+            folder = registry.attach(row.vfid, row.host, row.scope, row.path)
+            if row.share_gid is not None and groups.folder_group(folder) != row.share_gid:
+                # shared rw while mountd was down: bring it under the rule before serving it
+                await trio.to_thread.run_sync(groups.share_tree, folder.fd, row.share_gid)
         except (VfdError, OSError) as exc:
             log.error("folder %s cannot be served: %s", row.vfid, exc)
     result = await service.rescan()

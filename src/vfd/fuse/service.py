@@ -19,7 +19,7 @@ from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders import layout
 from vfd.folders.quota import Limits, Usage, scan_scope, scan_trees
-from vfd.fuse import persist
+from vfd.fuse import groups, persist
 from vfd.fuse.clone import CloneJobs
 from vfd.fuse.guard import COUNTS
 from vfd.fuse.libfuse import FastPathStatus
@@ -160,6 +160,24 @@ class MountdService:
 
     async def clone_cancel(self, *, vfid: str) -> dict[str, Any]:
         return await self.clones.cancel(vfid=vfid)
+
+    async def share(self, *, vfid: str, gid: int) -> dict[str, Any]:
+        """Make an attached folder group-shared with ``gid`` (``vfd.fuse.groups``): its root
+        and every existing entry get the group and ``g = u``. Idempotent."""
+        folder = self.reg.folders.get(check_vfid(vfid))
+        if folder is None:
+            raise VfdError(ErrorCode.VFOLDER_NOT_FOUND, f"folder {vfid} is not attached", vfid=vfid)
+        if not 0 < gid < 2**32 - 1:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT, f"gid {gid} cannot be a folder's group", field="gid"
+            )
+        changed = await trio.to_thread.run_sync(groups.share_tree, folder.fd, gid)
+        for inode in list(self.reg.table.by_id.values()):
+            if inode.folder is folder:  # the kernel checks permissions on cached attributes
+                self.reg.notifier.invalidate_inode(inode.id)
+        await self.reg.notifier.drain()
+        log.info("folder %s shared with group %d: %d entries changed", vfid, gid, changed)
+        return {"vfid": vfid, "gid": gid, "changed": changed}
 
     # -- the store -----------------------------------------------------------------------
 

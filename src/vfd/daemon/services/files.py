@@ -14,13 +14,15 @@ from sqlmodel import Session, col, select
 
 from vfd.daemon.services.access import find, require
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.session_groups import folder_groups
 from vfd.daemon.userfs import FolderFS, Identity
 from vfd.errors import ErrorCode, VfdError
-from vfd.store.models import Permission, Project, ProjectMember, User, VFolderStatus
+from vfd.store.models import Permission, Project, ProjectMember, User, VFolder, VFolderStatus
 
 
-def identity_of(session: Session, user: User) -> Identity:
-    """The filesystem identity of ``user``: uid, gid and the gids of their projects."""
+def identity_of(session: Session, user: User, folder: VFolder | None = None) -> Identity:
+    """The filesystem identity of ``user``: uid, gid, the gids of their projects and, working
+    on ``folder``, the folder's group as a session mounting it gets (``session_groups``)."""
     gids = session.exec(
         select(Project.gid).where(
             col(Project.id).in_(
@@ -28,7 +30,8 @@ def identity_of(session: Session, user: User) -> Identity:
             )
         )
     ).all()
-    return Identity(user.uid, user.gid, tuple(sorted({user.gid, *gids})))
+    shared = folder_groups(session, user, [folder.id]) if folder is not None else []
+    return Identity(user.uid, user.gid, tuple(sorted({user.gid, *gids, *shared})))
 
 
 def folder_view(
@@ -47,7 +50,7 @@ def folder_view(
             )
         if write:
             require(access, Permission.RW, "writing to")
-        ident = identity_of(session, caller.user)
+        ident = identity_of(session, caller.user, access.folder)
     view = "rw" if access.permission.allows(Permission.RW) and not ro else "ro"
     return view, daemon.config.mount_point / view / access.folder.id.hex, ident
 

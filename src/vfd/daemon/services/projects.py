@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from vfd.daemon.services import access, audit
+from vfd.daemon.services import access, audit, folder_groups
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.render import project_json
 from vfd.daemon.services.users import find_user
@@ -118,11 +118,7 @@ def _check_host_group(gid: int, project: str) -> None:
 def _free_gid(session: Session, gid_range: tuple[int, int]) -> int:
     """The lowest gid of ``gid_range`` that no project and no host group uses."""
     low, high = gid_range
-    used = set(
-        session.exec(
-            select(Project.gid).where(col(Project.gid) >= low, col(Project.gid) <= high)
-        ).all()
-    )
+    used = folder_groups.used_gids(session, low, high)  # shared user folders draw from it too
     for gid in range(low, high + 1):
         if gid not in used and _host_group(gid) is None:
             return gid

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, col, or_, select
 
-from vfd.daemon.services import access, audit
+from vfd.daemon.services import access, audit, folder_groups
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import is_member
 from vfd.daemon.services.render import invitation_json
@@ -195,7 +195,14 @@ def _resolve_invitation(session: Session, caller: Caller, given: str) -> VFolder
 
 
 def accept(daemon: Daemon, caller: Caller, invitation_id: str) -> dict[str, Any]:
-    """Accept an invitation: the folder joins the caller's folders (its name must be free)."""
+    """Accept an invitation: the folder joins the caller's folders (its name must be free).
+
+    An ``rw`` invitation first makes the folder group-shared (``folder_groups.share_rw``)."""
+    with daemon.session() as session:
+        inv = _my_invitation(session, caller, invitation_id)
+        rw_folder = inv.vfolder_id if inv.permission.allows(Permission.RW) else None
+    if rw_folder is not None:
+        folder_groups.share_rw(daemon, rw_folder)
     with daemon.naming() as session:
         inv = _my_invitation(session, caller, invitation_id)
         folder = session.get(VFolder, inv.vfolder_id)
@@ -257,7 +264,14 @@ def set_member(
     daemon: Daemon, caller: Caller, name: str, email: str, *, permission: Permission
 ) -> dict[str, Any]:
     """Project folder: override a member's permission (admins). User folder: change what an
-    invited user may do (owner)."""
+    invited user may do (owner); raising them to ``rw`` first makes the folder group-shared
+    (``folder_groups.share_rw``)."""
+    if permission.allows(Permission.RW):
+        with daemon.session() as session:
+            hit = access.find(session, caller.user, name)
+            own_folder = hit.folder.id if hit.is_owner else None
+        if own_folder is not None:
+            folder_groups.share_rw(daemon, own_folder)
     with daemon.session() as session:
         hit = access.find(session, caller.user, name)
         folder = hit.folder
