@@ -40,7 +40,7 @@ def test_example_adds_env_to_every_container(vfd_plugins: Make) -> None:
     hooks = vfd_plugins(("example", ExamplePlugin()))
     [(name, contribution)] = hooks.container_spec(session_view())
     assert name == "example"
-    assert dict(contribution.env) == {"VFD_EXAMPLE": "1"}
+    assert dict(contribution.env) == {"EXAMPLE_PLUGIN": "1"}
     hooks = vfd_plugins(
         ("example", ExamplePlugin()), sections={"example": {"env": {"TEAM": "physics"}}}
     )
@@ -58,6 +58,11 @@ def test_example_bad_config_fails_the_plugin(vfd_plugins: Make) -> None:
         "glob patterns"
     )
     assert hooks.container_spec(session_view()) == []  # left out
+
+
+def test_example_refuses_env_vfd_sets(vfd_plugins: Make) -> None:
+    hooks = vfd_plugins(("example", ExamplePlugin()), sections={"example": {"env": {"VFD_X": "1"}}})
+    assert "['VFD_X'] are set by vfd" in (hooks.record("example").error or "")
 
 
 def test_example_works_beside_vfd_builtins(vfd_plugins: Make) -> None:

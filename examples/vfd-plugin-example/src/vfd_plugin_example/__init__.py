@@ -4,7 +4,7 @@
 
       [plugins.example]
       deny_images = ["untrusted/*", "*:latest"]   # glob patterns (fnmatch) on the image name
-      env = { VFD_EXAMPLE = "1" }                  # added to every container (this is the default)
+      env = { EXAMPLE_PLUGIN = "1" }              # added to every container (the default)
 
 - ``vfd_session_before_start`` vetoes a session whose image matches a ``deny_images`` pattern:
   the session ends ``cancelled`` and ``vfd session info`` shows the reason with this plugin's
@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from vfd.plugins import ContainerContribution, Reject, SessionView, hookimpl
 
-DEFAULT_ENV = {"VFD_EXAMPLE": "1"}
+DEFAULT_ENV = {"EXAMPLE_PLUGIN": "1"}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ExamplePlugin:
@@ -43,9 +45,13 @@ class ExamplePlugin:
             raise ValueError("[plugins.example] deny_images must be a list of glob patterns")
         env = mine.get("env", DEFAULT_ENV)
         if not isinstance(env, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, str) for k, v in env.items()
+            isinstance(k, str) and ENV_NAME.fullmatch(k) and isinstance(v, str)
+            for k, v in env.items()
         ):
-            raise ValueError("[plugins.example] env must be a table of strings")
+            raise ValueError('[plugins.example] env must be a table of NAME = "value"')
+        taken = sorted(k for k in env if k == "HOME" or k.startswith("VFD_"))
+        if taken:
+            raise ValueError(f"[plugins.example] env: {taken} are set by vfd (HOME, VFD_*)")
         self.deny_images = tuple(deny)
         self.env = dict(env)
 
