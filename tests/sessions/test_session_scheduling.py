@@ -3,13 +3,22 @@ while they fit, the others wait with the reason stored, and start when capacity 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
+from runtimekit import daemon_pid, wait_until
 from sessionnode import SessionNode, start_node, stop_node
+from sqlmodel import Session
+
+from vfd.daemon.services import session_state
+from vfd.store.db import make_engine
+from vfd.store.models import SessionStatus
 
 NODE_CONFIG = """
 [sessions]
@@ -158,3 +167,48 @@ def test_session_scheduling_a_failing_scheduler_is_told_and_the_loop_goes_on(ima
         assert destroy(broken, email, "first")["status"] == "cancelled"
     finally:
         stop_node(broken)
+
+
+def _left_scheduled(node: SessionNode, session_id: str) -> None:
+    """Place a pending session as the scheduler does, without launching it: what a daemon
+    that stopped right after placing it leaves in the store."""
+    engine = make_engine(node.config.database_url)
+    try:
+        with Session(engine) as session:
+            row = session_state.load(session, uuid.UUID(session_id))
+            session_state.transition(session, row, SessionStatus.SCHEDULED, "placed by a test")
+            session.commit()
+    finally:
+        engine.dispose()
+
+
+def _restarted(node: SessionNode, old: int) -> int:
+    def new_pid() -> int | None:
+        try:
+            pid = daemon_pid(node)
+        except OSError:
+            return None
+        return pid if pid != old else None
+
+    pid: int = wait_until("the daemon restarted by vfd up", new_pid, 60)
+    return pid
+
+
+def test_session_scheduling_sessions_left_scheduled_are_launched_at_start(
+    node: SessionNode, email: str
+) -> None:
+    full = start(node, email, "full2", 2)
+    node.wait_status(full["id"], {"running"}, as_=email)
+    queued = start(node, email, "queued2", 1)
+    wait_verdict(node, email, queued["id"])
+    _left_scheduled(node, queued["id"])
+    old = daemon_pid(node)
+    os.kill(old, signal.SIGKILL)
+    _restarted(node, old)
+    running = node.wait_status(queued["id"], {"running"}, as_=email)
+    statuses = [e["status"] for e in running["events"]]
+    assert statuses == ["pending", "scheduled", "preparing", "running"]
+    for ref in ("full2", "queued2"):
+        destroy(node, email, ref)
+    for ref in (full, queued):
+        node.wait_status(ref["id"], {"terminated"}, as_=email)
