@@ -56,7 +56,7 @@ def shell(
 
     cli = use(ctx, False)
     try:
-        if not os.isatty(sys.stdin.fileno()):
+        if not _is_terminal(sys.stdin):
             raise VfdError(
                 ErrorCode.INVALID_ARGUMENT,
                 "vfd session shell needs a terminal, and stdin is not one "
@@ -70,6 +70,13 @@ def shell(
     except VfdError as exc:
         raise exit_for(cli, exc) from None
     raise typer.Exit(code if code is not None else FAILED)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return os.isatty(stream.fileno())
+    except (OSError, ValueError):  # no file descriptor at all
+        return False
 
 
 def _connect(socket: Path, path: str, act_as: str | None) -> Any:
