@@ -68,7 +68,7 @@ def test_session_cli_help_run_takes_everything_after_image_as_the_command() -> N
     assert params["image"] == "img"
     assert params["command"] == ["sh", "-c", "exit 3", "-d", "--help"]
     assert params["remove"] is True and params["detach"] is False
-    assert params["mount"] == ("f1",)
+    assert params["mount"] == ["f1"]
 
 
 def test_session_cli_help_mem_takes_sizes() -> None:
