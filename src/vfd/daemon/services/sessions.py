@@ -35,6 +35,18 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NAME_MAX = 64
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 IMAGE_MAX = 512
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?"
+IMAGE_RE = re.compile(
+    _DOMAIN
+    + _COMPONENT
+    + rf"(?:/{_COMPONENT})*"
+    + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    + r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+"""An image reference as docker reads one (``[registry[:port]/]path[:tag][@digest]``, paths
+in lower case), or an image id (``sha256:<hex>``, or its hex)."""
 MIN_MEMORY = 6 * 2**20
 """docker's smallest memory limit."""
 MIN_CPU = 0.01
@@ -61,10 +73,11 @@ def check_ask(ask: SessionAsk) -> None:
     """Refuse a request whose fields are wrong (``invalid_argument`` / ``invalid_name`` with
     ``details.field``), whatever the node."""
     image = ask.image
-    if not image or len(image) > IMAGE_MAX or any(c.isspace() or c == "\x00" for c in image):
+    if not image or len(image) > IMAGE_MAX or not IMAGE_RE.fullmatch(image):
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
-            f"image must be 1 to {IMAGE_MAX} characters without spaces or NUL",
+            f"image: {image[:80]!r} is no image reference ([REGISTRY/]NAME[:TAG][@DIGEST], "
+            f"NAME in lower case, at most {IMAGE_MAX} characters) or image id",
             field="image",
         )
     for arg in ask.command:
