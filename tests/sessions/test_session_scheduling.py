@@ -3,8 +3,10 @@ while they fit, the others wait with the reason stored, and start when capacity 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -16,6 +18,7 @@ from runtimekit import daemon_pid, wait_until
 from sessionnode import SessionNode, start_node, stop_node
 from sqlmodel import Session
 
+from vfd.daemon import scheduler
 from vfd.daemon.services import session_state
 from vfd.store.db import make_engine
 from vfd.store.models import SessionStatus
@@ -212,3 +215,22 @@ def test_session_scheduling_sessions_left_scheduled_are_launched_at_start(
         destroy(node, email, ref)
     for ref in (full, queued):
         node.wait_status(ref["id"], {"terminated"}, as_=email)
+
+
+def test_session_scheduling_wake_works_from_the_loop_and_from_worker_threads() -> None:
+    async def woken() -> None:
+        event = asyncio.Event()
+        scheduler._wakers.add(asyncio.get_running_loop(), event)
+        try:
+            scheduler.wake()
+            assert event.is_set()
+            event.clear()
+            thread = threading.Thread(target=scheduler.wake)
+            thread.start()
+            thread.join()
+            await asyncio.wait_for(event.wait(), 10)
+        finally:
+            scheduler._wakers.remove(event)
+
+    asyncio.run(woken())
+    scheduler.wake()  # no loop serves: nothing to do, no error

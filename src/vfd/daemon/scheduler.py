@@ -17,6 +17,7 @@ a daemon that stopped) are launched again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -65,8 +66,9 @@ class _Wakers:
         for loop, event in events:
             if loop is here:
                 event.set()
-            elif not loop.is_closed():
-                loop.call_soon_threadsafe(event.set)
+            else:
+                with contextlib.suppress(RuntimeError):  # that loop has just closed
+                    loop.call_soon_threadsafe(event.set)
 
 
 _wakers = _Wakers()
