@@ -30,15 +30,17 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def vfd_configure(sections: Mapping[str, Mapping[str, Any]]) -> Awaitable[None] | None:
-    """Called once when the daemon starts, before any other hook, with every ``[plugins.NAME]``
-    table of the config; a plugin reads its own section. Raising marks the plugin failed
-    (listed by ``vfd plugins``) and unregisters it."""
+    """Called once when the daemon starts (before it serves, before any other hook but
+    ``vfd_register_schedulers``, which is collected as the plugin loads), with every
+    ``[plugins.NAME]`` table of the config; a plugin reads its own section. Raising marks the
+    plugin failed (listed by ``vfd plugins``) and unregisters it."""
 
 
 @hookspec
 def vfd_register_schedulers() -> Sequence[SchedulerSpec]:
-    """The schedulers this plugin offers. Called once at start (not awaited: return the
-    list). Two plugins offering one name is an error naming both."""
+    """The schedulers this plugin offers. Called once, as the plugin loads (not awaited:
+    return the list). A malformed answer fails the plugin; two plugins offering one name is an
+    error naming both, and the daemon does not start until one is blocked."""
     raise NotImplementedError
 
 
