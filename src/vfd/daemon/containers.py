@@ -332,10 +332,11 @@ class Stream:
     and, for an interactive exec, its input. :meth:`abort` may be called from any thread: it
     shuts the socket down so that a read blocked in another thread returns at once."""
 
-    def __init__(self, sock: socket.socket, keep: Any, *, tty: bool) -> None:
+    def __init__(self, sock: socket.socket, keep: Any, owner: Any, *, tty: bool) -> None:
         self.sock = sock
         self.tty = tty
         self._keep = keep  # the HTTP response that owns the socket: closed with it
+        self._owner = owner  # the stream's own API client (its connection is nobody else's)
         self._closed = False
         self._lock = threading.Lock()
         self._reading = False
@@ -404,6 +405,8 @@ class Stream:
     def _release(self) -> None:
         with contextlib.suppress(Exception):
             self._keep.close()
+        with contextlib.suppress(Exception):
+            self._owner.close()
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -416,30 +419,47 @@ def _raw_socket(thing: Any) -> socket.socket:
     return sock
 
 
+def _stream_client(url: str) -> Any:
+    """An API client of its own for one stream: a stream's connection is never returned to a
+    shared pool (closing it could not hurt another call), and it has no read timeout (a
+    followed log may be quiet for hours)."""
+    version = client(url).api.api_version
+    return docker.APIClient(base_url=url, version=version, timeout=None)
+
+
 def open_logs(url: str, container_id: str, *, follow: bool) -> Stream:
     """The container's output (stdout and stderr kept apart), from its start."""
-    api = client(url).api
-    with translated(f"container {container_id[:12]}"):
+    api = _stream_client(url)
+    with _closing_on_error(api), translated(f"container {container_id[:12]}"):
         response = api._get(
             api._url("/containers/{0}/logs", container_id),
             params={"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 0},
             stream=True,
         )
         api._raise_for_status(response)
-    raw = response.raw
-    fp = getattr(getattr(raw, "_fp", None), "fp", None)
-    sock = _raw_socket(getattr(fp, "raw", None))
+        raw = response.raw
+        fp = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = _raw_socket(getattr(fp, "raw", None))
     if response.headers.get("Transfer-Encoding", "").lower() == "chunked":
-        return _ChunkedStream(raw, sock, response)
-    return Stream(sock, response, tty=False)
+        return _ChunkedStream(raw, sock, response, api)
+    return Stream(sock, response, api, tty=False)
+
+
+@contextlib.contextmanager
+def _closing_on_error(api: Any) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        api.close()
+        raise
 
 
 class _ChunkedStream(Stream):
     """A log stream sent with chunked transfer encoding: read through the HTTP response (which
     undoes the chunking); the socket is only used to abort."""
 
-    def __init__(self, raw: Any, sock: socket.socket, keep: Any) -> None:
-        super().__init__(sock, keep, tty=False)
+    def __init__(self, raw: Any, sock: socket.socket, keep: Any, owner: Any) -> None:
+        super().__init__(sock, keep, owner, tty=False)
         self._raw = raw
 
     def _exactly(self, n: int) -> bytes | None:
@@ -469,8 +489,8 @@ def exec_open(
     tty: bool,
 ) -> Exec:
     """Start ``command`` in the running container; its output (and input when ``tty``)."""
-    api = client(url).api
-    with translated(f"container {container_id[:12]}"):
+    api = _stream_client(url)
+    with _closing_on_error(api), translated(f"container {container_id[:12]}"):
         made = api.exec_create(
             container_id,
             list(command),
@@ -484,8 +504,9 @@ def exec_open(
         )
         exec_id = str(made["Id"])
         sock = api.exec_start(exec_id, tty=tty, socket=True)
+        raw = _raw_socket(sock)
     response = getattr(sock, "_response", None)
-    return Exec(id=exec_id, stream=Stream(_raw_socket(sock), response, tty=tty))
+    return Exec(id=exec_id, stream=Stream(raw, response, api, tty=tty))
 
 
 def exec_state(url: str, exec_id: str) -> tuple[bool, int | None, int]:
