@@ -107,8 +107,25 @@ def client(url: str) -> docker.DockerClient:
 
 
 def ping(url: str) -> None:
+    if url.startswith("unix://"):
+        _probe_unix(url.removeprefix("unix://"))
     with translated(f"docker at {url}"):
         client(url).ping()
+
+
+def _probe_unix(path: str) -> None:
+    """Connect to docker's socket ourselves first: docker-py leaves the socket of a failed
+    connect to the garbage collector."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(path)
+        except OSError as exc:
+            raise VfdError(
+                ErrorCode.RUNTIME_UNAVAILABLE,
+                f"docker does not answer at unix://{path} ({exc.strerror or exc}); "
+                "apt-get install docker.io; start dockerd",
+            ) from None
 
 
 _available: dict[str, tuple[float, str | None]] = {}
