@@ -204,6 +204,18 @@ def test_files_shared_rw_folder_group_survives_a_second_share(node: Node) -> Non
     other = node.folder(a)
     share_rw(node, a, other["name"], b)
     assert root_group(node, other) != gid
+    # the gid is the folder's alone: new projects do not get it, nor may they take it
+    project = node.cli.json("admin", "project", "create", f"p{os.urandom(3).hex()}")
+    assert project["gid"] not in (gid, root_group(node, other))
+    node.cli.fails(
+        "admin",
+        "project",
+        "create",
+        f"p{os.urandom(3).hex()}",
+        "--gid",
+        str(gid),
+        code="invalid_argument",
+    )
 
 
 def test_files_shared_rw_raising_an_invitee_to_rw_shares_the_folder(node: Node) -> None:

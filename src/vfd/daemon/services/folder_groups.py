@@ -57,6 +57,11 @@ def used_gids(session: Session, low: int, high: int) -> set[int]:
     return {*projects, *(g for g in folders if g is not None)}
 
 
+def held_by_folder(session: Session, gid: int) -> bool:
+    """Whether a user folder has ``gid`` as its own group (a project may not take it)."""
+    return session.exec(select(VFolder.id).where(VFolder.share_gid == gid)).first() is not None
+
+
 def free_gid(session: Session, gid_range: tuple[int, int]) -> int:
     """The lowest gid of ``gid_range`` that no project, no folder and no host group uses."""
     low, high = gid_range

@@ -84,6 +84,13 @@ def create_project(
             raise VfdError(ErrorCode.PROJECT_EXISTS, f"project {name!r} exists", project=name)
         if gid is None:
             gid = _free_gid(session, daemon.config.project_gid_range)
+        elif folder_groups.held_by_folder(session, gid):
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"gid {gid} is the group of a folder shared rw; give another gid",
+                field="gid",
+                gid=gid,
+            )
         project = Project(name=name, description=description, gid=gid)
         session.add(project)
         audit.record(session, caller, "project.create", name, gid=gid)
