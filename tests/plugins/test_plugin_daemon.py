@@ -215,6 +215,7 @@ def test_plugins_trace_logs_hook_calls(daemon: Any) -> None:
     line = next(x for x in daemon.log().splitlines() if wanted in x and "traced" in x)
     assert "ms, raised RuntimeError: cannot announce traced" in line
     assert "hook vfd_configure plugin cfg: " in daemon.log()
+    assert "hook vfd_register_schedulers plugin lifo: " in daemon.log()
 
 
 def test_plugins_scheduler_clash_stops_the_daemon(

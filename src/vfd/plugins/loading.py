@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ from vfd.plugins import hookspecs
 from vfd.plugins.types import SchedulerSpec
 
 log = logging.getLogger(__name__)
+trace_log = logging.getLogger("vfd.plugins.trace")
 
 GROUP = "vfd"
 """The entry-point group plugins are found in."""
@@ -81,6 +83,8 @@ class Loaded:
     blocked: list[str] = field(default_factory=list)
     schedulers: dict[str, tuple[str, SchedulerSpec]] = field(default_factory=dict)
     """Scheduler name -> (plugin name, spec)."""
+    trace: bool = False
+    """``[plugins] trace``: log the registration calls too."""
 
 
 def describe(exc: BaseException) -> str:
@@ -104,6 +108,8 @@ def load(
     block: Iterable[str],
     entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
     objects: Iterable[tuple[str, object]] = (),
+    *,
+    trace: bool = False,
 ) -> Loaded:
     """Load the plugins of ``entry_points`` (default: every installed one of the ``vfd``
     group), then ``objects`` (``(name, plugin)`` pairs, for tests), skipping blocked names.
@@ -111,7 +117,7 @@ def load(
     Raises ``config_invalid`` only for a scheduler name two plugins offer.
     """
     blocked = {name.strip().lower() for name in block}
-    loaded = Loaded(pm=new_pluggy())
+    loaded = Loaded(pm=new_pluggy(), trace=trace)
     if entry_points is None:
         entry_points = importlib.metadata.entry_points(group=GROUP)
     for ep in entry_points:
@@ -162,7 +168,7 @@ def register(loaded: Loaded, record: PluginRecord, plugin: object) -> None:
         return
     try:
         _check(pm, record.name, plugin)
-        specs = _registrations(pm, record.name)
+        specs = _registrations(pm, record.name, loaded.trace)
     except Exception as exc:
         pm.unregister(name=record.name)
         record.error = str(exc) if isinstance(exc, _Invalid) else describe(exc)
@@ -205,13 +211,20 @@ def _check(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
                 )
 
 
-def _registrations(pm: pluggy.PluginManager, name: str) -> list[SchedulerSpec]:
+def _registrations(pm: pluggy.PluginManager, name: str, trace: bool) -> list[SchedulerSpec]:
     """What plugin ``name``'s ``vfd_register_schedulers`` returns, checked."""
     specs: list[SchedulerSpec] = []
     for impl in pm.hook.vfd_register_schedulers.get_hookimpls():
         if impl.plugin_name != name:
             continue
+        began = time.perf_counter()
         got: Any = impl.function()
+        if trace:
+            trace_log.info(
+                "hook vfd_register_schedulers plugin %s: %.3f ms, ok",
+                name,
+                (time.perf_counter() - began) * 1000,
+            )
         if inspect.isawaitable(got):
             if inspect.iscoroutine(got):
                 got.close()

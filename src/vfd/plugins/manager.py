@@ -334,4 +334,5 @@ def build_manager(
     Raises ``config_invalid`` when two plugins register one scheduler name (the daemon does
     not start; the message names both and how to block one).
     """
-    return Plugins(config, loading.load(config.plugin_block, entry_points, plugins))
+    loaded = loading.load(config.plugin_block, entry_points, plugins, trace=config.plugin_trace)
+    return Plugins(config, loaded)
