@@ -35,9 +35,11 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +121,8 @@ class Bench:
             views.append(folder["views"]["rw"])
         self.binds = [f"{views[0]}:/home/work/f1", f"{views[1]}:/home/work/f2"]
         self.same_flags: list[str] = []
+        self.home = tempfile.mkdtemp(prefix="vfd-bench-home-", dir="/tmp")
+        """``/home/work`` of the ``docker same`` containers."""
 
     def session(self, ref: str) -> dict[str, Any]:
         with self.node.http() as http:
@@ -169,7 +173,7 @@ class Bench:
                 sys.exit(f"session_bench: session {ref} not running after 120 s: {seen}")
             time.sleep(0.005)
         if probe:
-            self.same_flags = _flags_of(seen["container_id"])
+            self.same_flags = _flags_of(seen["container_id"], self.home)
         phases = _phases(_events(seen), wall, None)
         gone = subprocess.run(
             [VFD, "session", "destroy", "--force", ref], capture_output=True, env=self.env
@@ -180,8 +184,9 @@ class Bench:
         return took, phases
 
 
-def _flags_of(container: str) -> list[str]:
-    """``docker run`` options that make a container like ``container`` (a vfd session's)."""
+def _flags_of(container: str, home: str) -> list[str]:
+    """``docker run`` options that make a container like ``container`` (a vfd session's), with
+    ``home`` in place of its scratch ``/home/work``."""
     raw = subprocess.run(
         ["docker", "inspect", container], capture_output=True, text=True, check=True
     ).stdout
@@ -190,7 +195,12 @@ def _flags_of(container: str) -> list[str]:
     flags: list[str] = []
     for m in info.get("Mounts", []):
         if m.get("Type") == "bind":
-            flags += ["-v", f"{m['Source']}:{m['Destination']}{'' if m.get('RW') else ':ro'}"]
+            source = m["Source"]
+            if m["Destination"] == "/home/work":  # the session's scratch: gone with it
+                source = home
+                ids = [int(x) for x in (conf.get("User") or "0").split(":")]
+                os.chown(home, ids[0], ids[-1])
+            flags += ["-v", f"{source}:{m['Destination']}{'' if m.get('RW') else ':ro'}"]
     if conf.get("User"):
         flags += ["--user", conf["User"]]
     if conf.get("WorkingDir"):
@@ -203,6 +213,12 @@ def _flags_of(container: str) -> list[str]:
             flags += ["--label", f"{key}=bench-{value}" if key == "vfd.node" else f"{key}={value}"]
     if host.get("Init"):
         flags.append("--init")
+    flags += [f"--cap-drop={c}" for c in host.get("CapDrop") or []]
+    flags += [f"--cap-add={c}" for c in host.get("CapAdd") or []]
+    if host.get("PidsLimit"):
+        flags += ["--pids-limit", str(host["PidsLimit"])]
+    if host.get("ReadonlyRootfs"):
+        flags.append("--read-only")
     for opt in host.get("SecurityOpt") or []:
         flags += ["--security-opt", opt]
     if host.get("NanoCpus"):
@@ -258,7 +274,11 @@ def main() -> None:
         extra += f"schedule_interval = {args.schedule_interval}\n"
     node = start_node(extra)
     try:
-        report(Bench(node, args.image), args.runs, args.json, args.schedule_interval)
+        bench = Bench(node, args.image)
+        try:
+            report(bench, args.runs, args.json, args.schedule_interval)
+        finally:
+            shutil.rmtree(bench.home, ignore_errors=True)
     finally:
         stop_node(node)
 
