@@ -188,25 +188,36 @@ def _wait_exit(pid: int, fd: int, seen: bytearray, timeout: float = 60) -> int:
     pytest.fail(f"vfd session shell did not exit: {bytes(seen)!r}")
 
 
-def test_session_cli_shell_through_a_terminal(node: SessionNode, user: dict[str, Any]) -> None:
-    e = user["email"]
-    short, _ = detached(node, e, IMAGE, "sleep", "300")
-    node.wait_status(short, {"running"}, as_=e)
-    argv = vfd_argv(e, "session", "shell", short)
+def _shell(node: SessionNode, email: str, ref: str, typed: bytes | None) -> tuple[int, bytes]:
+    """``vfd session shell REF`` on a pseudo-terminal; type ``typed`` after the prompt; the
+    exit status and everything the terminal showed."""
+    argv = vfd_argv(email, "session", "shell", ref)
     env = {**os.environ, **node.env}
     pid, fd = pty.fork()
     if pid == 0:  # the child: vfd on the pseudo-terminal
         os.execve(argv[0], argv, env)
     seen = bytearray()
     try:
-        _read_until(fd, b"$ ", seen)  # the shell's prompt
-        os.write(fd, b"id -u; exit 7\n")
-        code = _wait_exit(pid, fd, seen)
+        if typed is not None:
+            _read_until(fd, b"$ ", seen)  # the shell's prompt
+            os.write(fd, typed)
+        return _wait_exit(pid, fd, seen), bytes(seen)
     finally:
         os.close(fd)
-    assert code == 7, bytes(seen)
+
+
+def test_session_cli_shell_through_a_terminal(node: SessionNode, user: dict[str, Any]) -> None:
+    e = user["email"]
+    short, _ = detached(node, e, IMAGE, "sleep", "300")
+    node.wait_status(short, {"running"}, as_=e)
+    code, seen = _shell(node, e, short, b"id -u; exit 7\n")
+    assert code == 7, seen
     assert str(user["uid"]).encode() in seen
     node.run("session", "destroy", "--force", short, as_=e)
+    node.wait_status(short, FINAL, as_=e)
+    code, seen = _shell(node, e, short, None)
+    assert code == 125, seen
+    assert b"[session_not_running]" in seen
 
 
 def test_session_cli_shell_refuses_without_a_terminal(

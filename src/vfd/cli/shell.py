@@ -64,6 +64,13 @@ def shell(
             )
         # the ordinary client resolves the reference and words a missing daemon or session
         found = cli.client().get(session_path(ref))
+        if found.get("status") != "running":
+            raise VfdError(
+                ErrorCode.SESSION_NOT_RUNNING,
+                f"session {found.get('short_id')} ({found.get('name')}) is "
+                f"{found.get('status')}, not running",
+                status=found.get("status"),
+            )
         code = interact(
             cli.config().api_socket, f"{session_path(str(found['id']))}/shell", cli.act_as
         )
@@ -104,7 +111,7 @@ def _refused(exc: Exception, socket: Path) -> VfdError:
             body = json.loads(response.body or b"")
         except ValueError:
             body = None
-        error = VfdError.from_json(body)
+        error = VfdError.from_json(body) or _close_error(body)
         if error is not None:
             return error
         return VfdError(
@@ -214,7 +221,7 @@ def _exit_code(ended: BaseException | None, ws: ClientConnection) -> int | None:
         said = json.loads(reason) if reason else None
     except ValueError:
         said = None
-    error = VfdError.from_json(said)
+    error = VfdError.from_json(said) or _close_error(said)
     if error is not None:
         raise error
     if code == 1000 and isinstance(said, dict) and isinstance(said.get("exit_code"), int):
@@ -223,3 +230,10 @@ def _exit_code(ended: BaseException | None, ws: ClientConnection) -> int | None:
         ErrorCode.DAEMON_UNAVAILABLE,
         f"the shell's connection closed without an exit code (code {code}: {reason or '-'})",
     )
+
+
+def _close_error(said: Any) -> VfdError | None:
+    """The error a refusal's close reason names (``{"code", "message"}``, docs/api.md)."""
+    if isinstance(said, dict) and isinstance(said.get("code"), str) and "message" in said:
+        return VfdError(ErrorCode.from_wire(said["code"]), str(said["message"]))
+    return None
