@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtimekit import daemon_pid, logs, start, wait_until
+from runtimekit import daemon_pid, logs, read_frames, start, wait_until
 from sessionnode import SessionNode
 
 NODE_CONFIG = "[sessions]\nstop_timeout = 3\n"
@@ -92,3 +92,67 @@ def _new_daemon(node: SessionNode, old: int) -> bool:
         return daemon_pid(node) != old
     except OSError:
         return False
+
+
+def _child_pid(node: SessionNode, module: bytes) -> int:
+    """The pid of the child of ``vfd up`` running ``python -m <module>``."""
+    children: list[str] = []
+    for task in Path(f"/proc/{node.process.pid}/task").iterdir():
+        children += (task / "children").read_text().split()
+    for pid in children:
+        if module in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            return int(pid)
+    raise AssertionError(f"no {module!r} among the children {children} of vfd up")
+
+
+def _exec(node: SessionNode, email: str, ref: str, script: str) -> tuple[bytes, bytes, int]:
+    with node.http(email) as http:
+        answer = http.post(f"/v1/sessions/{ref}/exec", json={"command": ["sh", "-c", script]})
+    out, err, end = read_frames(answer.content)
+    assert end is not None
+    return out, err, end["exit_code"]
+
+
+def test_runtime_adopt_mountd_restart_leaves_stale_mounts(node: SessionNode) -> None:
+    """mountd restarted under a running session: its folder binds answer ENOTCONN ("Transport
+    endpoint is not connected") from then on, its own /home/work is untouched, and the
+    session's history says what happened; a new session sees the folder again."""
+    user = node.user()
+    email = user["email"]
+    folder = node.folder(user)["name"]
+    made = start(node, email, ["sleep", "1000"], mounts=[folder], cpu=0.1)
+    node.wait_status(made["id"], {"running"}, as_=email)
+    target = f"/home/work/{folder}"
+    assert _exec(node, email, made["id"], f"echo hi > {target}/x; cat {target}/x")[0] == b"hi\n"
+    os.kill(_child_pid(node, b"vfd.fuse"), signal.SIGKILL)
+    wait_until("mountd back", lambda: _restarted(node))
+    script = f"cat {target}/x; r=$?; echo ok > /home/work/y; exit $r"
+    _, err, code = _exec(node, email, made["id"], script)
+    assert code != 0 and b"Transport endpoint is not connected" in err, err
+    assert _exec(node, email, made["id"], "cat /home/work/y")[0] == b"ok\n"
+    stale = wait_until(
+        "the stale-mounts event",
+        lambda: [
+            e
+            for e in node.session(made["id"], email)["events"]
+            if (e["reason"] or "").startswith("its folder mounts are stale since mountd restarted")
+        ],
+    )
+    assert stale[0]["status"] == "running" and "destroy it and run it again" in stale[0]["reason"]
+    again = start(node, email, ["cat", f"{target}/x"], mounts=[folder], cpu=0.1)
+    ended = node.wait_status(again["id"], {"terminated", "error"}, as_=email)
+    assert ended["exit_code"] == 0, ended
+    assert logs(node, email, again["id"])[0] == b"hi\n"
+    assert not [
+        e for e in node.session(again["id"], email)["events"] if "stale" in (e["reason"] or "")
+    ]
+    with node.http(email) as http:
+        assert http.delete(f"/v1/sessions/{made['id']}", params={"force": "true"}).is_success
+
+
+def _restarted(node: SessionNode) -> bool:
+    try:
+        node.wait_ready()
+    except BaseException:
+        return False
+    return "mountd restarted" in node.log.read_text()

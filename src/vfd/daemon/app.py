@@ -45,6 +45,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         *tasks,
         ("clones", functools.partial(supervise, daemon)),
         ("adopt", functools.partial(reconcile.adopt, daemon)),
+        ("mountd-watch", functools.partial(reconcile.watch_mountd, daemon)),
         ("scheduler", functools.partial(scheduler.serve, daemon)),
     ]
 

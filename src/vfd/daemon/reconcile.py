@@ -17,6 +17,12 @@ picks up where the last one left:
 
 It runs once, as a task of the daemon's task group; :func:`wait_adopted` lets the scheduler
 start new sessions only after it.
+
+A second task, :func:`watch_mountd`, notices mountd restarts: the FUSE connection behind the
+folder binds of running containers is then gone for good (they read ``ENOTCONN``,
+"Transport endpoint is not connected"; docker cannot re-bind a running container), so each
+running session of this node that mounts folders and started before mountd gets an event
+saying so — ``vfd session info`` shows it.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 from anyio.lowlevel import RunVar
@@ -37,7 +46,7 @@ from vfd.daemon.services import session_state
 from vfd.daemon.services.context import Daemon
 from vfd.enums import SessionStatus as S
 from vfd.errors import VfdError
-from vfd.store.models import ComputeSession
+from vfd.store.models import ComputeSession, SessionEvent, SessionMount, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +202,93 @@ def _follow(daemon: Daemon, session_id: uuid.UUID, container_id: str) -> None:
     runtime.current().spawn(
         f"watch {session_id}", functools.partial(launcher.watch, daemon, session_id, container_id)
     )
+
+
+# -- mountd restarts ----------------------------------------------------------------------
+
+MOUNTD_POLL = 2.0
+"""Seconds between looks at mountd's pid."""
+STALE = "its folder mounts are stale since mountd restarted at"
+
+
+def process_start(pid: int) -> datetime | None:
+    """When process ``pid`` of this host started (None when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    ticks = int(fields[19])  # field 22 of stat(5), counted after "pid (comm)"
+    return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+
+
+def _mark_stale(daemon: Daemon, since: datetime) -> int:
+    """Record the stale-mounts event on this node's running sessions with folder mounts that
+    started before ``since`` (once per session); how many were marked."""
+    node = session_state.node_name(daemon.config)
+    reason = f"{STALE} {since.isoformat(timespec='seconds')}; destroy it and run it again"
+    marked = 0
+    with daemon.session() as session:
+        rows = session.exec(
+            select(ComputeSession)
+            .where(ComputeSession.node == node)
+            .where(col(ComputeSession.status).in_([S.RUNNING, S.TERMINATING]))
+        ).all()
+        for row in rows:
+            started = row.started_at
+            if started is None:
+                continue
+            if started.tzinfo is None:
+                started = started.replace(tzinfo=UTC)
+            if started >= since:
+                continue
+            if (
+                session.exec(select(SessionMount).where(SessionMount.session_id == row.id)).first()
+                is None
+            ):
+                continue
+            seen = session.exec(
+                select(SessionEvent)
+                .where(SessionEvent.session_id == row.id)
+                .where(col(SessionEvent.reason).startswith(STALE))
+            ).first()
+            if seen is not None:
+                continue
+            session.add(
+                SessionEvent(session_id=row.id, at=utcnow(), status=row.status, reason=reason)
+            )
+            marked += 1
+    return marked
+
+
+async def watch_mountd(daemon: Daemon) -> None:
+    """Each time mountd's pid changes (and once at start), mark the running sessions whose
+    folder binds predate it (see the module's docstring). Runs until the daemon stops."""
+    if daemon.config.sessions.enabled == "off":
+        return
+    live = runtime.current()
+    last: int | None = None
+    while True:
+        health = await live.run(Pool.MOUNTD, daemon.mountd.health)
+        pid = (health or {}).get("pid")
+        if isinstance(pid, int) and pid != last:
+            since = await live.run(Pool.FILES, process_start, pid)
+            if since is not None:
+                try:
+                    marked = await live.run(Pool.STORE, _mark_stale, daemon, since)
+                except Exception:
+                    log.exception("marking sessions with stale folder mounts failed")
+                else:
+                    last = pid
+                    if marked:
+                        log.warning(
+                            "mountd restarted at %s: %d running session(s) have stale folder "
+                            "mounts",
+                            since.isoformat(timespec="seconds"),
+                            marked,
+                        )
+        await anyio.sleep(MOUNTD_POLL)
