@@ -57,20 +57,34 @@ def session_path(ref: str) -> str:
     return f"/v1/sessions/{segment(ref)}"
 
 
-def ago(value: object, *, now: datetime | None = None) -> str:
-    """An API time (ISO 8601, or seconds since the epoch) as ``12 seconds ago``; ``-`` for
-    none."""
-    if value is None or value == "":
-        return "-"
+def _parse_time(value: object) -> datetime | None:
+    """An API time (ISO 8601, or seconds since the epoch), aware; None when it is not one."""
     try:
         if isinstance(value, int | float):
             when = datetime.fromtimestamp(value, UTC)
         else:
             when = datetime.fromisoformat(str(value))
     except (ValueError, OverflowError, OSError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def clock(value: object) -> str:
+    """An API time in this machine's zone, to the second: ``2026-12-01 03:58:26 UTC``."""
+    when = _parse_time(value)
+    if when is None:
+        return cell_text(value)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def ago(value: object, *, now: datetime | None = None) -> str:
+    """An API time (ISO 8601, or seconds since the epoch) as ``12 seconds ago``; ``-`` for
+    none."""
+    if value is None or value == "":
+        return "-"
+    when = _parse_time(value)
+    if when is None:
         return str(value)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
     if seconds < 2:
         return "just now"
@@ -247,11 +261,11 @@ def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
 
 
 def _when(value: object) -> str:
-    return "-" if not value else f"{value} ({ago(value)})"
+    return "-" if not value else f"{clock(value)} ({ago(value)})"
 
 
 def history_rows(events: list[dict[str, Any]]) -> list[list[object]]:
-    return [[e.get("at"), e.get("status"), e.get("reason"), e.get("plugin")] for e in events]
+    return [[clock(e.get("at")), e.get("status"), e.get("reason"), e.get("plugin")] for e in events]
 
 
 @app.command("info")
