@@ -19,16 +19,9 @@ import typer
 from vfd.cli.client import VfdClient
 from vfd.cli.context import CliState, JsonOption, use
 from vfd.cli.output import print_error
-from vfd.cli.session import (
-    FAILED,
-    INTERRUPTED,
-    EnvOption,
-    command_args,
-    exit_for,
-    follow,
-    parse_env,
-)
+from vfd.cli.session import EnvOption, command_args, parse_env
 from vfd.cli.sizes import size_option
+from vfd.cli.streams import FAILED, INTERRUPTED, exit_for, follow
 from vfd.errors import VfdError
 
 FINAL = ("terminated", "cancelled", "error")

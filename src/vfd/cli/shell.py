@@ -52,7 +52,8 @@ def shell(
     Needs a terminal; Ctrl-C, Ctrl-D and Ctrl-Z go to the shell.
     Exit 125: vfd failed (no such session, it does not run, the daemon went away).
     """
-    from vfd.cli.session import FAILED, exit_for, session_path
+    from vfd.cli.session import session_path
+    from vfd.cli.streams import FAILED, exit_for
 
     cli = use(ctx, False)
     try:
