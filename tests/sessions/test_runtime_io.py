@@ -17,6 +17,9 @@ from websockets.sync.client import unix_connect
 
 from vfd.sessions import frames
 
+PEER_CONNECTIONS = 6
+NODE_CONFIG = f"[limits]\npeer_connections = {PEER_CONNECTIONS}\n"
+
 
 def _running(node: SessionNode, email: str, command: list[str]) -> dict:
     made = start(node, email, command)
@@ -160,5 +163,27 @@ def test_runtime_io_clients_that_leave_release_everything(node: SessionNode) -> 
     wait_until("the exec killed", lambda: _processes_in(s["container_id"], "sleep 777") == 0)
     wait_until("the shell killed", lambda: _processes_in(s["container_id"], "sleep 778") == 0)
     wait_fds_back(pid, baseline)
+    with node.http(user["email"]) as http:
+        assert http.delete(f"/v1/sessions/{s['id']}", params={"force": "true"}).is_success
+
+
+def test_runtime_io_shells_release_their_connection_slot(node: SessionNode) -> None:
+    """A WebSocket is an upgraded HTTP connection: it counts against ``[limits]
+    peer_connections`` while open, and gives its slot back when closed — more shells than
+    the cap, one after another, all open."""
+    user = node.user()
+    s = _running(node, user["email"], ["sleep", "1000"])
+    for n in range(PEER_CONNECTIONS + 3):
+        with unix_connect(
+            str(node.config.api_socket),
+            _shell_uri(s["id"]),
+            additional_headers={"X-Vfd-Act-As": user["email"]},
+        ) as ws:
+            ws.send(f"exit {n}\n".encode())
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=30)
+        assert closed.value.rcvd is not None
+        assert json.loads(closed.value.rcvd.reason) == {"exit_code": n}
     with node.http(user["email"]) as http:
         assert http.delete(f"/v1/sessions/{s['id']}", params={"force": "true"}).is_success
