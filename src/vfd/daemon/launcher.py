@@ -56,6 +56,13 @@ class _Prepared:
 
 _wakers: dict[uuid.UUID, anyio.Event] = {}
 """The watcher of each session followed by this daemon, woken when the session is stopped."""
+_launching: set[uuid.UUID] = set()
+"""Sessions this daemon is preparing now."""
+
+
+def followed(session_id: uuid.UUID) -> bool:
+    """Whether this daemon prepares or watches ``session_id`` already (adoption skips it)."""
+    return session_id in _launching or session_id in _wakers
 
 
 def _url(daemon: Daemon) -> str:
@@ -66,6 +73,14 @@ async def launch(daemon: Daemon, session_id: uuid.UUID) -> None:
     """Prepare and start ``session_id`` (``scheduled``); a no-op for a session that is not.
 
     Never raises for a session-level failure: the session ends ``error`` or ``cancelled``."""
+    _launching.add(session_id)
+    try:
+        await _launch(daemon, session_id)
+    finally:
+        _launching.discard(session_id)
+
+
+async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
     live = runtime.current()
     prepared = await live.run(Pool.STORE, _begin, daemon, session_id)
     if prepared is None:
@@ -127,6 +142,8 @@ async def launch(daemon: Daemon, session_id: uuid.UUID) -> None:
         _wake_scheduler()
         return
     await daemon.plugins.notify("vfd_session_started", session=view)
+    _wakers.setdefault(session_id, anyio.Event())
+    _launching.discard(session_id)
     await watch(daemon, session_id, container_id)
 
 

@@ -136,6 +136,8 @@ async def _adopt(daemon: Daemon) -> None:
     sessions = await live.run(Pool.STORE, _live_sessions, daemon)
     adopted = 0
     for item in sessions:
+        if launcher.followed(item.id):
+            continue  # placed and started by this daemon meanwhile
         seen = None
         if item.container_id is not None:
             seen = await live.run(Pool.DOCKER, containers.state, url, item.container_id)
