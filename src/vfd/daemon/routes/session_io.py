@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/sessions/{ref}", tags=["sessions"])
 
-FOLLOW_POLL = 0.2
-"""Seconds between looks at a followed session that has no container yet or is ending."""
+FOLLOW_POLL = (0.02, 0.5)
+"""Seconds between looks at a followed session that has no container yet or is ending: the
+first, doubling up to the second (a short session is followed closely, a long wait cheaply)."""
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -116,8 +117,10 @@ async def logs(
 async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[bytes]:
     live = runtime.current()
     try:
-        while follow and seen.container_id is None and seen.status not in FINAL:
-            await anyio.sleep(FOLLOW_POLL)  # not started yet: wait for its container
+        delay = FOLLOW_POLL[0]
+        while follow and seen.status in (S.PENDING, S.SCHEDULED, S.PREPARING):
+            await anyio.sleep(delay)  # not started yet: wait for its container to run
+            delay = min(FOLLOW_POLL[1], delay * 2)
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
         streamed = False
         saved = seen.status in FINAL and await live.run(
@@ -137,8 +140,10 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
                 streamed = True
                 async for piece in _pump(stream):
                     yield piece
+        delay = FOLLOW_POLL[0]
         while follow and seen.status not in FINAL:
-            await anyio.sleep(FOLLOW_POLL)  # its container ended; the watcher ends the session
+            await anyio.sleep(delay)  # its container ended; the watcher ends the session
+            delay = min(FOLLOW_POLL[1], delay * 2)
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
         if not streamed:
             source = output.read_saved(daemon, seen.id)
