@@ -163,3 +163,25 @@ def test_lifecycle_veto_is_attributed_to_its_plugin(engine: Engine) -> None:
         assert (shown["status_reason"], shown["status_plugin"]) == ("image denied", "deny")
         assert shown["events"][-1]["plugin"] == "deny"
         assert shown["started_at"] is None and shown["terminated_at"] is not None
+
+
+def test_lifecycle_transition_is_a_compare_and_set_on_the_stored_status(engine: Engine) -> None:
+    """Two writers that read the same status: the second one's move is refused, not applied
+    over the first (a destroy cancelling a session the launcher is starting, say)."""
+    row = _stored(engine)
+    with Session(engine) as first, Session(engine) as second:
+        mine = session_state.load(first, row.id)
+        theirs = session_state.load(second, row.id)
+        assert mine.status is theirs.status is S.PENDING
+        session_state.transition(first, mine, S.CANCELLED, "destroyed")
+        first.commit()
+        with pytest.raises(VfdError) as caught:
+            session_state.transition(second, theirs, S.SCHEDULED, "placed")
+        assert caught.value.code is ErrorCode.INVALID_STATUS
+        assert caught.value.details["status"] == "cancelled"
+        second.rollback()
+    with Session(engine) as session:
+        current = session_state.load(session, row.id)
+        assert current.status is S.CANCELLED
+        events = session.exec(select(SessionEvent).where(SessionEvent.session_id == row.id)).all()
+        assert [e.status for e in events] == [S.PENDING, S.CANCELLED]

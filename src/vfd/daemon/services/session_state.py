@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from vfd.config import Config
@@ -43,19 +44,45 @@ def transition(
     plugin: str | None = None,
 ) -> None:
     """Move ``row`` to ``new`` (checked), record why and by which plugin, in ``session``'s
-    transaction. Final statuses stamp ``terminated_at``; ``running`` stamps ``started_at``."""
+    transaction. Final statuses stamp ``terminated_at``; ``running`` stamps ``started_at``.
+
+    The move is a compare-and-set on the stored status: when another transaction (a destroy,
+    the launcher, the scheduler of another node) moved the session since ``row`` was read,
+    nothing is written and ``invalid_status`` is raised with the status it has now — so no
+    two writers can both act on one status.
+    """
     check_transition(row.status, new, name=row.name)
     now = utcnow()
-    row.status = new
-    row.status_changed_at = now
-    row.status_reason = reason
-    row.status_plugin = plugin
+    session.flush()
+    values: dict[str, Any] = {
+        "status": new,
+        "status_changed_at": now,
+        "status_reason": reason,
+        "status_plugin": plugin,
+    }
     if new is SessionStatus.RUNNING:
-        row.started_at = now
-        row.scheduler_verdict = None
+        values.update(started_at=now, scheduler_verdict=None)
     if new in FINAL:
-        row.terminated_at = now
-        row.scheduler_verdict = None
+        values.update(terminated_at=now, scheduler_verdict=None)
+    moved = session.execute(
+        update(ComputeSession)
+        .where(col(ComputeSession.id) == row.id)
+        .where(col(ComputeSession.status) == row.status)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(moved, "rowcount", 1) != 1:
+        old = row.status
+        session.refresh(row)
+        raise VfdError(
+            ErrorCode.INVALID_STATUS,
+            f"session {row.name!r} is {row.status.value} now (it was {old.value}); it cannot "
+            f"become {new.value}",
+            status=row.status.value,
+            wanted=new.value,
+        )
+    for key, value in values.items():
+        setattr(row, key, value)
     session.add(row)
     session.add(SessionEvent(session_id=row.id, at=now, status=new, reason=reason, plugin=plugin))
 
