@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from vfd.daemon.services.access import find, require
 from vfd.daemon.services.context import Caller, Daemon
-from vfd.daemon.services.session_groups import folder_groups
+from vfd.daemon.services.folder_groups import group_of
 from vfd.daemon.userfs import FolderFS, Identity
 from vfd.errors import ErrorCode, VfdError
 from vfd.store.models import Permission, Project, ProjectMember, User, VFolder, VFolderStatus
@@ -22,7 +22,8 @@ from vfd.store.models import Permission, Project, ProjectMember, User, VFolder, 
 
 def identity_of(session: Session, user: User, folder: VFolder | None = None) -> Identity:
     """The filesystem identity of ``user``: uid, gid, the gids of their projects and, working
-    on ``folder``, the folder's group as a session mounting it gets (``session_groups``)."""
+    on ``folder`` (which the caller checked the user reaches), the folder's group, as a
+    session mounting it gets (``session_groups``)."""
     gids = session.exec(
         select(Project.gid).where(
             col(Project.id).in_(
@@ -30,8 +31,9 @@ def identity_of(session: Session, user: User, folder: VFolder | None = None) -> 
             )
         )
     ).all()
-    shared = folder_groups(session, user, [folder.id]) if folder is not None else []
-    return Identity(user.uid, user.gid, tuple(sorted({user.gid, *gids, *shared})))
+    shared = group_of(session, folder) if folder is not None else None
+    extra = () if shared is None else (shared,)
+    return Identity(user.uid, user.gid, tuple(sorted({user.gid, *gids, *extra})))
 
 
 def folder_view(
