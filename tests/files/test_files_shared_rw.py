@@ -236,6 +236,21 @@ def test_files_shared_rw_raising_an_invitee_to_rw_shares_the_folder(node: Node) 
     ok(sh(node, folder, b, "echo b >> f", groups=(gid,)))
 
 
+def test_files_shared_rw_accepted_while_in_the_trash_is_applied_on_restore(node: Node) -> None:
+    a, b = node.user(), node.user()
+    folder = node.folder(a)
+    ok(sh(node, folder, a, "echo a > f"))
+    inv = node.cli.json(
+        "vfolder", "invite", folder["name"], b["email"], "--permission", "rw", as_=a["email"]
+    )
+    node.cli.ok("vfolder", "delete", folder["name"], as_=a["email"])
+    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=b["email"])
+    node.cli.ok("vfolder", "restore", folder["name"], as_=a["email"])
+    gid = root_group(node, folder)
+    assert mode_gid(node, folder, "f") == (0o664, gid)
+    ok(sh(node, folder, b, "echo b >> f", groups=(gid,)))
+
+
 def _poll(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

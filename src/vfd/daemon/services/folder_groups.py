@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import grp
 import logging
+import os
+import stat
 import uuid
+from pathlib import Path
 
 from sqlmodel import Session, col, select
 
@@ -102,3 +105,26 @@ def share_rw(daemon: Daemon, folder_id: uuid.UUID) -> int | None:
     if ready:
         daemon.mountd.share(vfid, gid)
     return gid
+
+
+def reshare(daemon: Daemon, folder: VFolder, backing: Path) -> None:
+    """After ``folder`` was attached again (restored): make it group-shared if it got its
+    group while it was away (an ``rw`` invitation accepted while it was in the trash).
+
+    A notification like the attach before it: when mountd does not answer it is logged, and
+    mountd shares the folder when it starts.
+    """
+    gid = folder.share_gid
+    if gid is None:
+        return
+    try:
+        st = os.stat(backing)
+    except OSError as exc:
+        log.warning("folder %s: cannot check its group: %s", folder.id.hex, exc)
+        return
+    if st.st_mode & stat.S_ISGID and st.st_gid == gid:
+        return
+    try:
+        daemon.mountd.share(folder.id.hex, gid)
+    except VfdError as exc:
+        log.warning("mountd share of %s: %s (it shares at start)", folder.id.hex, exc)

@@ -16,7 +16,15 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from vfd.config import PolicyDefaults
-from vfd.daemon.services import access, audit, folder_events, hosts, policies, session_mounts
+from vfd.daemon.services import (
+    access,
+    audit,
+    folder_events,
+    folder_groups,
+    hosts,
+    policies,
+    session_mounts,
+)
 from vfd.daemon.services.access import Access
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import find_project
@@ -364,6 +372,7 @@ def restore(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
     folder = hit.folder
     folder_events.announce(daemon, "vfd_folder_restored", folder)
     daemon.mountd.attach(folder.id.hex, folder.host, folder.scope, path)
+    folder_groups.reshare(daemon, folder, path)
     return render(hit, mount_point(daemon))
 
 
