@@ -293,15 +293,16 @@ async def ended(
     """End a session whose container ``seen`` has exited (``reason``: instead of the usual
     one)."""
     live = runtime.current()
-    await save_output(daemon, session_id, container_id)
     done = await live.run(Pool.STORE, _record_exit, daemon, session_id, seen, reason)
+    _wake_scheduler()
+    # the output is saved before the container can go: until then, logs read it from docker
+    await save_output(daemon, session_id, container_id)
     if done is not None:
         await daemon.plugins.notify("vfd_session_stopped", session=done[0])
         if done[1]:
             with contextlib.suppress(VfdError):
                 await live.run(Pool.DOCKER, containers.remove, _url(daemon), container_id)
     await live.run(Pool.FILES, workdir.remove_work, daemon.config, session_id)
-    _wake_scheduler()
 
 
 def exit_reason(row: ComputeSession, seen: containers.ContainerState) -> str:

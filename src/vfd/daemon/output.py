@@ -64,17 +64,20 @@ async def save_output(daemon: Daemon, session_id: uuid.UUID, container_id: str) 
 
 
 def _write(daemon: Daemon, session_id: uuid.UUID, kept: list[tuple[int, bytes]], cut: int) -> None:
+    """Write the file whole, then rename it into place: a reader sees all of it or none."""
     parent = workdir.open_session_dir(daemon.config, session_id, create=True)
     try:
-        fd = os.open(workdir.OUTPUT, _FILE_FLAGS, 0o600, dir_fd=parent)
+        partial = workdir.OUTPUT + ".partial"
+        fd = os.open(partial, _FILE_FLAGS, 0o600, dir_fd=parent)
+        with os.fdopen(fd, "wb") as out:
+            if cut:
+                note = f"[vfd: the first {cut} bytes of this session's output were not kept]\n"
+                out.write(frames.encode(frames.Kind.STDERR, note.encode()))
+            for kind, data in kept:
+                out.write(frames.encode(frames.Kind(kind), data))
+        os.rename(partial, workdir.OUTPUT, src_dir_fd=parent, dst_dir_fd=parent)
     finally:
         os.close(parent)
-    with os.fdopen(fd, "wb") as out:
-        if cut:
-            note = f"[vfd: the first {cut} bytes of this session's output were not kept]\n"
-            out.write(frames.encode(frames.Kind.STDERR, note.encode()))
-        for kind, data in kept:
-            out.write(frames.encode(frames.Kind(kind), data))
 
 
 def read_saved(daemon: Daemon, session_id: uuid.UUID) -> Iterator[bytes]:

@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/sessions/{ref}", tags=["sessions"])
 
 FOLLOW_POLL = (0.02, 0.5)
-"""Seconds between looks at a followed session that has no container yet or is ending: the
-first, doubling up to the second (a short session is followed closely, a long wait cheaply)."""
+"""Seconds between looks at a followed session that waits for the scheduler: the first,
+doubling up to the second (a long wait is followed cheaply)."""
+FOLLOW_CLOSE = 0.03
+"""Seconds between looks at a followed session about to run (preparing) or to end (its
+container exited): moments that last well under a second, followed closely."""
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -120,7 +123,8 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
         delay = FOLLOW_POLL[0]
         while follow and seen.status in (S.PENDING, S.SCHEDULED, S.PREPARING):
             await anyio.sleep(delay)  # not started yet: wait for its container to run
-            delay = min(FOLLOW_POLL[1], delay * 2)
+            cap = FOLLOW_CLOSE if seen.status is S.PREPARING else FOLLOW_POLL[1]
+            delay = min(cap, delay * 2)
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
         streamed = False
         saved = seen.status in FINAL and await live.run(
@@ -140,10 +144,8 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
                 streamed = True
                 async for piece in _pump(stream):
                     yield piece
-        delay = FOLLOW_POLL[0]
         while follow and seen.status not in FINAL:
-            await anyio.sleep(delay)  # its container ended; the watcher ends the session
-            delay = min(FOLLOW_POLL[1], delay * 2)
+            await anyio.sleep(FOLLOW_CLOSE)  # its container ended; the watcher ends the session
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
         if not streamed:
             source = output.read_saved(daemon, seen.id)
