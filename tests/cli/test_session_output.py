@@ -290,3 +290,20 @@ def test_shell_refuses_without_a_terminal(fake: FakeDaemon, vfd: Callable[..., R
     assert result.exit_code == 125
     assert "needs a terminal" in result.stderr and "[invalid_argument]" in result.stderr
     assert fake.requests == []
+
+
+def test_run_json_prints_output_and_the_ended_session(
+    fake: FakeDaemon, vfd: Callable[..., Result]
+) -> None:
+    fake.json("POST", "/v1/sessions", SESSION, 201)
+    fake.frames("GET", LOGS, encode(Kind.STDOUT, b"hi\n"), _ended("terminated", 2))
+    ended = {**SESSION, "status": "terminated", "exit_code": 2}
+    fake.json("GET", f"/v1/sessions/{SID}", ended)
+    result = vfd("run", "--json", "img", "sh", "-c", "echo hi; exit 2")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "session": ended,
+        "stdout": "hi\n",
+        "stderr": "",
+        "exit_code": 2,
+    }

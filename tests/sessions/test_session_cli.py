@@ -22,6 +22,7 @@ import pytest
 from sessionnode import IMAGE, SessionNode
 
 FINAL = {"terminated", "cancelled", "error"}
+NODE_CONFIG = "[sessions]\nmemory = 1073741824\n"  # 1 GiB for sessions on every machine
 
 
 @pytest.fixture
@@ -309,3 +310,29 @@ def test_session_cli_ctrl_c_destroys_the_followed_session(
     listed = json.loads(node.run("session", "list", "--all", "--json", as_=e).stdout)["sessions"]
     [session] = [s for s in listed if s["name"] == "interrupted"]
     assert session["status"] == "terminated"  # it stopped before vfd run exited
+
+
+def test_session_cli_info_shows_why_a_session_waits_and_how_it_ended(
+    node: SessionNode, user: dict[str, Any]
+) -> None:
+    e = user["email"]
+    big, _ = detached(node, e, "--mem", "800m", IMAGE, "sleep", "300")
+    node.wait_status(big, {"running"}, as_=e)
+    small, _ = detached(node, e, "--name", "waiter", "--mem", "500m", IMAGE, "true")
+    waiting = node.wait_status(small, {"pending"}, as_=e)
+    deadline = time.monotonic() + 60
+    while not waiting["verdict"] and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll interval
+        waiting = node.session(small, as_=e)
+    assert waiting["status"] == "pending" and waiting["verdict"], waiting
+    info = node.run("session", "info", "waiter", as_=e)
+    assert info.returncode == 0, info.stderr
+    assert f"waiting {waiting['verdict']}" in " ".join(info.stdout.split())
+
+    destroyed = node.run("session", "destroy", "waiter", as_=e)
+    assert destroyed.stdout.strip() == f"Session {small} (waiter) is cancelled"
+    info = node.run("session", "info", small, as_=e)
+    first = info.stdout.splitlines()[0]
+    assert first.startswith(f"{small} cancelled: destroyed by "), info.stdout  # who did it
+    node.run("session", "destroy", "--force", big, as_=e)
+    node.wait_status(big, FINAL, as_=e)

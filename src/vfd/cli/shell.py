@@ -12,6 +12,7 @@ process) and restored on every way out: the shell's end, an error, a lost daemon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -172,7 +173,8 @@ def _session(ws: ClientConnection) -> int | None:
         except BaseException as exc:  # handed to the main thread
             closed.append(exc)
         finally:
-            os.write(wake_w, b"x")
+            with contextlib.suppress(OSError):  # the main thread gave up and closed it
+                os.write(wake_w, b"x")
 
     def on_winch(signum: int, frame: object) -> None:
         os.write(wake_w, b"w")
@@ -185,10 +187,13 @@ def _session(ws: ClientConnection) -> int | None:
         ws.send(json.dumps({"resize": _size()}))
         receiver.start()
         reading = True
-        while receiver.is_alive():
+        while True:
             ready, _, _ = select.select([stdin, wake_r] if reading else [wake_r], [], [])
             if wake_r in ready:
-                if b"w" in os.read(wake_r, 64):
+                woken = os.read(wake_r, 64)
+                if b"x" in woken:
+                    break  # the receiver ended: the server closed
+                if b"w" in woken:
                     ws.send(json.dumps({"resize": _size()}))
                 continue
             data = os.read(stdin, 65536)
