@@ -7,13 +7,16 @@ is what a person sees: the exit status, stdout apart from stderr, the tables and
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -219,6 +222,33 @@ def test_session_cli_shell_through_a_terminal(node: SessionNode, user: dict[str,
     code, seen = _shell(node, e, short, None)
     assert code == 125, seen
     assert b"[session_not_running]" in seen
+
+
+def test_session_cli_shell_follows_the_terminal_size(
+    node: SessionNode, user: dict[str, Any]
+) -> None:
+    e = user["email"]
+    short, _ = detached(node, e, IMAGE, "sleep", "300")
+    node.wait_status(short, {"running"}, as_=e)
+    argv = vfd_argv(e, "session", "shell", short)
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(argv[0], argv, {**os.environ, **node.env})
+    seen = bytearray()
+    try:
+        _read_until(fd, b"$ ", seen)
+        # a new size on the terminal: the kernel sends vfd SIGWINCH, vfd tells the daemon
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        deadline = time.monotonic() + 30
+        while b"33 101" not in seen and time.monotonic() < deadline:
+            os.write(fd, b"stty size\n")
+            _read_until(fd, b"$ ", seen := bytearray(), timeout=30)
+        assert b"33 101" in seen, bytes(seen)
+        os.write(fd, b"exit 0\n")
+        assert _wait_exit(pid, fd, seen) == 0
+    finally:
+        os.close(fd)
+    node.run("session", "destroy", "--force", short, as_=e)
 
 
 def test_session_cli_shell_refuses_without_a_terminal(
