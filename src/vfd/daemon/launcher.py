@@ -88,9 +88,7 @@ async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
     container_id: str | None = None
     try:
         spec = await build_spec(daemon, prepared.view, prepared.binds, prepared.groups)
-        fd = await live.run(
-            Pool.FILES, workdir.make_work, daemon.config, session_id, prepared.uid, prepared.gid
-        )
+        fd = await _make_home(daemon, session_id, prepared)
         try:
             await live.run(Pool.FILES, _write_dotfiles, fd, prepared)
         finally:
@@ -145,6 +143,22 @@ async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
     _wakers.setdefault(session_id, anyio.Event())
     _launching.discard(session_id)
     await watch(daemon, session_id, container_id)
+
+
+async def _make_home(daemon: Daemon, session_id: uuid.UUID, prepared: _Prepared) -> int:
+    """The session's fresh ``/home/work`` on the host (a directory fd), or a plain reason."""
+    try:
+        return await runtime.current().run(
+            Pool.FILES, workdir.make_work, daemon.config, session_id, prepared.uid, prepared.gid
+        )
+    except OSError as exc:
+        where = exc.filename or workdir.scratch_root(daemon.config)
+        raise VfdError(
+            ErrorCode.INTERNAL,
+            f"cannot make its home directory ({where}: {exc.strerror or exc}); "
+            "check [sessions] scratch_dir",
+            path=str(where),
+        ) from None
 
 
 class _Withdrawn(Exception):
@@ -238,7 +252,16 @@ async def _cleanup(daemon: Daemon, session_id: uuid.UUID, container_id: str | No
     if container_id is not None:
         with contextlib.suppress(VfdError):
             await live.run(Pool.DOCKER, containers.remove, _url(daemon), container_id)
-    await live.run(Pool.FILES, workdir.remove_work, daemon.config, session_id)
+    await remove_home(daemon, session_id)
+
+
+async def remove_home(daemon: Daemon, session_id: uuid.UUID) -> None:
+    """Remove the session's home directory on the host; a failure is logged, never raised
+    (it must not keep a session from ending)."""
+    try:
+        await runtime.current().run(Pool.FILES, workdir.remove_work, daemon.config, session_id)
+    except Exception:
+        log.exception("cannot remove the home directory of session %s", session_id)
 
 
 # -- following a running container --------------------------------------------------------
@@ -302,7 +325,7 @@ async def ended(
         if done[1]:
             with contextlib.suppress(VfdError):
                 await live.run(Pool.DOCKER, containers.remove, _url(daemon), container_id)
-    await live.run(Pool.FILES, workdir.remove_work, daemon.config, session_id)
+    await remove_home(daemon, session_id)
 
 
 def exit_reason(row: ComputeSession, seen: containers.ContainerState) -> str:
@@ -333,7 +356,7 @@ async def vanished(daemon: Daemon, session_id: uuid.UUID, reason: str) -> None:
     failed = await live.run(Pool.STORE, fail_live, daemon, session_id, reason)
     if failed is not None:
         await daemon.plugins.notify("vfd_session_failed", session=failed, reason=reason)
-    await live.run(Pool.FILES, workdir.remove_work, daemon.config, session_id)
+    await remove_home(daemon, session_id)
     _wake_scheduler()
 
 

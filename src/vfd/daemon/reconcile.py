@@ -40,7 +40,7 @@ import anyio
 from anyio.lowlevel import RunVar
 from sqlmodel import col, select
 
-from vfd.daemon import containers, launcher, runtime, workdir
+from vfd.daemon import containers, launcher, runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import session_state
 from vfd.daemon.services.context import Daemon
@@ -189,7 +189,7 @@ async def _adopt(daemon: Daemon) -> None:
                 await live.run(Pool.DOCKER, containers.remove, url, stray.id)
             raw = stray.labels.get("vfd.session", "")
             with contextlib.suppress(ValueError):
-                await live.run(Pool.FILES, workdir.remove_work, daemon.config, uuid.UUID(raw))
+                await launcher.remove_home(daemon, uuid.UUID(raw))
     if sessions or strays:
         log.info(
             "adopted %d running session(s) of node %s; %d ended %s",
