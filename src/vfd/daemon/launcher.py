@@ -82,11 +82,11 @@ async def launch(daemon: Daemon, session_id: uuid.UUID) -> None:
 
 async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
     live = runtime.current()
-    prepared = await live.run(Pool.STORE, _begin, daemon, session_id)
-    if prepared is None:
+    if not await live.run(Pool.STORE, _begin, daemon, session_id):
         return
     container_id: str | None = None
     try:
+        prepared = await live.run(Pool.STORE, _gather, daemon, session_id)
         spec = await build_spec(daemon, prepared.view, prepared.binds, prepared.groups)
         fd = await _make_home(daemon, session_id, prepared)
         try:
@@ -165,12 +165,20 @@ class _Withdrawn(Exception):
     """The session left ``preparing`` (destroyed) while its launch was under way."""
 
 
-def _begin(daemon: Daemon, session_id: uuid.UUID) -> _Prepared | None:
+def _begin(daemon: Daemon, session_id: uuid.UUID) -> bool:
+    """``scheduled`` -> ``preparing``; False for a session that is not scheduled (any more)."""
     with daemon.session() as session:
         row = session.get(ComputeSession, session_id)
         if row is None or row.status is not S.SCHEDULED:
-            return None
+            return False
         session_state.transition(session, row, S.PREPARING, "preparing its container")
+        return True
+
+
+def _gather(daemon: Daemon, session_id: uuid.UUID) -> _Prepared:
+    """What preparing needs of the store: the view, binds, groups, dotfiles."""
+    with daemon.session() as session:
+        row = session_state.load(session, session_id)
         user = session.get(User, row.user_id)
         if user is None:
             raise VfdError(ErrorCode.USER_NOT_FOUND, "the session's user is gone")
@@ -186,7 +194,6 @@ def _begin(daemon: Daemon, session_id: uuid.UUID) -> _Prepared | None:
         ]
         groups = session_groups.groups_for(session, user, mounts)
         entries = dotfiles.for_session(session, user, mount_targets=[m.target for m in mounts])
-        session.flush()
         view = session_state.view_of(session, row)
         return _Prepared(
             view=view,
