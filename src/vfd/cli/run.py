@@ -114,6 +114,9 @@ def run(
         created = cli.client().post("/v1/sessions", body)
     except VfdError as exc:
         raise exit_for(cli, exc) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("vfd: interrupted; the session may have been made (vfd session list)\n")
+        raise typer.Exit(INTERRUPTED) from None
     if detach:
         cli.emit(created, lambda: f"{created.get('short_id')} {created.get('name')}")
         return

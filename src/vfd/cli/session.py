@@ -19,7 +19,7 @@ from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
 from vfd.cli.output import cell_text, key_values, table
 from vfd.cli.sizes import format_limit
-from vfd.cli.streams import INTERRUPTED, exit_for, follow
+from vfd.cli.streams import FAILED, INTERRUPTED, exit_for, follow
 from vfd.errors import ErrorCode, VfdError
 
 app = typer.Typer(
@@ -324,11 +324,13 @@ def exec_(
     code = out.end.get("exit_code")
     if cli.json:
         cli.emit({**out.as_json(), "exit_code": code}, lambda: None)
-    if not isinstance(code, int):
-        raise exit_for(
-            cli, VfdError(ErrorCode.INTERNAL, f"the command ended without an exit code: {out.end}")
-        )
-    raise typer.Exit(code)
+    if isinstance(code, int):
+        raise typer.Exit(code)
+    if cli.json:  # the object printed says it
+        raise typer.Exit(FAILED)
+    raise exit_for(
+        cli, VfdError(ErrorCode.INTERNAL, f"the command ended without an exit code: {out.end}")
+    )
 
 
 @app.command("destroy")
