@@ -211,7 +211,13 @@ def test_run_cancelled_session_names_the_plugin(
 
 
 def test_run_usage_errors_exit_2(fake: FakeDaemon, vfd: Callable[..., Result]) -> None:
-    for args in (["--mem", "lots", "img"], ["-e", "=x", "img"], ["--cpu", "many", "img"], []):
+    for args in (
+        ["--mem", "lots", "img"],
+        ["-e", "=x", "img"],
+        ["--cpu", "many", "img"],
+        ["--bogus", "img"],
+        [],
+    ):
         result = vfd("run", *args)
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith("error: ") and "[usage_error]" in result.stderr

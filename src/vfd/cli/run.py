@@ -197,5 +197,5 @@ def register(app: typer.Typer) -> None:
     """Add ``run`` to the root command (options before IMAGE; the rest is the command)."""
     app.command(
         "run",
-        context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+        context_settings={"allow_interspersed_args": False},
     )(run)

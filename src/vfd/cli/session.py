@@ -281,9 +281,7 @@ EnvOption = Annotated[
 ]
 
 
-@app.command(
-    "exec", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
-)
+@app.command("exec", context_settings={"allow_interspersed_args": False})
 def exec_(
     ctx: typer.Context,
     ref: RefArg,
