@@ -40,7 +40,6 @@ AVAILABLE_TTL = 5.0
 """Seconds :func:`available` keeps its answer (a request storm must not ping docker each)."""
 STREAM_THREADS = 256
 """Threads that may sit in long stream reads at once (followed logs, exec output, shells)."""
-STOPPED_BY_VFD = 137  # 128 + SIGKILL: the exit code docker reports for a killed container
 
 
 @contextlib.contextmanager
@@ -152,11 +151,6 @@ async def available(daemon: Daemon) -> str | None:
         )
     _available[url] = (time.monotonic(), reason)
     return reason
-
-
-def forget_availability() -> None:
-    """Drop the cached answers of :func:`available` (docker was seen failing)."""
-    _available.clear()
 
 
 # -- images -------------------------------------------------------------------------------

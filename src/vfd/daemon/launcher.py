@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import anyio
 
 from vfd.daemon import containers, runtime, workdir
-from vfd.daemon.containers import Bind, ContainerSpec
+from vfd.daemon.containers import Bind
 from vfd.daemon.output import save_output
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import dotfiles, session_groups, session_state
@@ -51,7 +51,6 @@ class _Prepared:
     binds: list[Bind]
     groups: list[int]
     dotfiles: list[DotfileEntry]
-    auto_remove: bool
 
 
 _wakers: dict[uuid.UUID, anyio.Event] = {}
@@ -202,7 +201,6 @@ def _gather(daemon: Daemon, session_id: uuid.UUID) -> _Prepared:
             binds=binds,
             groups=groups,
             dotfiles=list(entries),
-            auto_remove=row.auto_remove,
         )
 
 
@@ -455,6 +453,3 @@ def _kept_container(daemon: Daemon, session_id: uuid.UUID) -> str | None:
         if row.status not in (S.TERMINATED, S.CANCELLED, S.ERROR):
             return None
         return row.container_id
-
-
-__all__ = ["ContainerSpec", "launch", "remove_kept", "stop", "wake_watcher", "watch"]
