@@ -89,6 +89,23 @@ def test_session_cli_run_keeps_stdout_and_stderr_apart(
     assert done.stderr == b"err\nhello\n"
 
 
+def test_session_cli_run_prints_a_last_line_without_newline(
+    node: SessionNode, user: dict[str, Any]
+) -> None:
+    """docker's followed log stream may drop a last partial line; vfd run never does."""
+    for _ in range(5):
+        done = node.run(
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "sleep 0.5; echo out; printf x; printf y >&2",
+            as_=user["email"],
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, "out\nx", "y")
+
+
 def test_session_cli_run_unknown_image_exits_125_with_the_code(
     node: SessionNode, user: dict[str, Any]
 ) -> None:

@@ -23,6 +23,7 @@ from vfd.sessions import frames
 log = logging.getLogger(__name__)
 
 MAX_SAVED = 4 << 20
+CUT_NOTE = b"[vfd: the first "
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -71,8 +72,8 @@ def _write(daemon: Daemon, session_id: uuid.UUID, kept: list[tuple[int, bytes]],
         fd = os.open(partial, _FILE_FLAGS, 0o600, dir_fd=parent)
         with os.fdopen(fd, "wb") as out:
             if cut:
-                note = f"[vfd: the first {cut} bytes of this session's output were not kept]\n"
-                out.write(frames.encode(frames.Kind.STDERR, note.encode()))
+                note = CUT_NOTE + f"{cut} bytes of this session's output were not kept]\n".encode()
+                out.write(frames.encode(frames.Kind.STDERR, note))
             for kind, data in kept:
                 out.write(frames.encode(frames.Kind(kind), data))
         os.rename(partial, workdir.OUTPUT, src_dir_fd=parent, dst_dir_fd=parent)

@@ -142,11 +142,18 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
                     raise
             else:
                 streamed = True
+                sent = {frames.Kind.STDOUT: 0, frames.Kind.STDERR: 0}
                 async for piece in _pump(stream):
+                    sent[frames.Kind(piece[0])] += len(piece) - frames.HEADER.size
                     yield piece
         while follow and seen.status not in FINAL:
             await anyio.sleep(FOLLOW_CLOSE)  # its container ended; the watcher ends the session
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
+        if streamed and follow:
+            # docker's followed log stream can drop a last line without a newline: send what
+            # a full read of the ended container has past what was streamed
+            async for piece in _rest(daemon, seen, sent):
+                yield piece
         if not streamed:
             source = output.read_saved(daemon, seen.id)
             while (part := await live.run(Pool.FILES, _next, source)) is not None:
@@ -158,6 +165,45 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
 
 def _next(source: Iterator[bytes]) -> bytes | None:
     return next(source, None)
+
+
+async def _rest(daemon: Daemon, seen: _Seen, sent: dict[frames.Kind, int]) -> AsyncIterator[bytes]:
+    """The output of the ended session past ``sent`` bytes of each stream: read whole from
+    its container, or from the saved output once the container is gone."""
+    live = runtime.current()
+    chunks: list[tuple[frames.Kind, bytes]] = []
+    try:
+        stream = await containers.stream_read(
+            lambda: containers.open_logs(_url(daemon), str(seen.container_id), follow=False)
+        )
+    except VfdError as exc:
+        if exc.code is not ErrorCode.SESSION_NOT_RUNNING:
+            raise
+        for _ in range(40):  # removed: the watcher saved the output first, or is writing it
+            if await live.run(Pool.FILES, output.has_saved, daemon, seen.id):
+                break
+            await anyio.sleep(0.05)
+        decoder = frames.Decoder()
+        source = output.read_saved(daemon, seen.id)
+        while (part := await live.run(Pool.FILES, _next, source)) is not None:
+            chunks.extend(decoder.feed(part))
+        if chunks and chunks[0][1].startswith(output.CUT_NOTE):
+            return  # the saved output was cut (it starts with a note): offsets do not hold
+    else:
+        try:
+            while (chunk := await containers.stream_read(stream.read)) is not None:
+                chunks.append((frames.Kind(chunk[0]), chunk[1]))
+        finally:
+            stream.close()
+    skip = dict(sent)
+    for kind, data in chunks:
+        if kind not in skip:
+            continue
+        if skip[kind] >= len(data):
+            skip[kind] -= len(data)
+            continue
+        yield frames.encode(kind, data[skip[kind] :])
+        skip[kind] = 0
 
 
 # -- exec ---------------------------------------------------------------------------------
