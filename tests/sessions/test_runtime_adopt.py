@@ -49,6 +49,23 @@ def test_runtime_adopt_after_the_daemon_restarts(node: SessionNode) -> None:
     node.stop()
     _docker("stop", "-t", "10", running[exits["id"]]["container_id"])
     _docker("rm", "-f", running[vanishes["id"]]["container_id"])
+    # a container of this node's name that this store never made: not vfd's to remove
+    foreign = subprocess.run(
+        [
+            "docker",
+            "create",
+            "--label",
+            f"vfd.node={node.node_name}",
+            "--label",
+            "vfd.session=00000000-0000-4000-8000-000000000000",
+            "vfd-test/busybox:latest",
+            "true",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip()
     _restart_up(node)
 
     ended = node.wait_status(exits["id"], {"terminated"}, as_=email)
@@ -63,6 +80,10 @@ def test_runtime_adopt_after_the_daemon_restarts(node: SessionNode) -> None:
         assert http.delete(f"/v1/sessions/{survivor['id']}").is_success
     stopped = node.wait_status(survivor["id"], {"terminated"}, as_=email)
     assert stopped["status_reason"].startswith("stopped (destroyed by ")
+    kept = subprocess.run(["docker", "inspect", foreign], capture_output=True, timeout=60)
+    assert kept.returncode == 0, "a container of no session of this store was removed"
+    assert "belongs to no session of this store" in node.log.read_text()
+    _docker("rm", "-f", foreign)
 
 
 def logs_of_running(node: SessionNode, email: str, ref: str) -> bytes:

@@ -25,7 +25,8 @@ import pytest
 from sessionnode import IMAGE, SessionNode
 
 FINAL = {"terminated", "cancelled", "error"}
-NODE_CONFIG = "[sessions]\nmemory = 1073741824\n"  # 1 GiB for sessions on every machine
+# 1 GiB for sessions on every machine; cpus overcommitted (more than the machine has)
+NODE_CONFIG = "[sessions]\nmemory = 1073741824\ncpu = 4096\n"
 
 
 @pytest.fixture
@@ -104,6 +105,19 @@ def test_session_cli_run_prints_a_last_line_without_newline(
             as_=user["email"],
         )
         assert (done.returncode, done.stdout, done.stderr) == (0, "out\nx", "y")
+
+
+def test_session_cli_run_more_cpus_than_the_machine_is_refused(
+    node: SessionNode, user: dict[str, Any]
+) -> None:
+    """[sessions] cpu may overcommit the node, but no one container gets more cpus than the
+    machine has: refused before anything is stored, not failed by docker later."""
+    more = str((os.cpu_count() or 1) + 1)
+    done = node.run("run", "--rm", "--cpu", more, IMAGE, "true", as_=user["email"])
+    assert done.returncode == 125, done.stderr
+    assert "[exceeds_capacity]" in done.stderr and "machine" in done.stderr, done.stderr
+    listed = json.loads(node.run("session", "list", "--all", "--json", as_=user["email"]).stdout)
+    assert not [s for s in listed["sessions"] if s["cpu"] == float(more)]
 
 
 def test_session_cli_run_unknown_image_exits_125_with_the_code(

@@ -77,6 +77,19 @@ def check_fits(config: Config, cpu: float, memory: int) -> None:
             capacity=have_cpu,
             node=node,
         )
+    machine = os.cpu_count() or 1
+    if cpu > machine + 1e-9:
+        # [sessions] cpu may overcommit the node, but one container cannot have more cpus
+        # than the machine has (docker refuses it)
+        raise VfdError(
+            ErrorCode.EXCEEDS_CAPACITY,
+            f"{cpu:g} cpu asked, but the machine of node {node} has {machine} cpus: one "
+            "session cannot have more",
+            resource="cpu",
+            asked=cpu,
+            capacity=float(machine),
+            node=node,
+        )
     have_memory = total_memory(config)
     if memory > have_memory:
         raise VfdError(

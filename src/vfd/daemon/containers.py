@@ -244,7 +244,7 @@ def create(url: str, spec: ContainerSpec) -> str:
         host["memswap_limit"] = spec.mem_limit
     if spec.device_requests:
         host["device_requests"] = [docker.types.DeviceRequest(**r) for r in spec.device_requests]
-    with translated(f"image {spec.image}"):
+    with translated(f"the container of image {spec.image}"):
         made = client(url).containers.create(
             spec.image,
             command=list(spec.command) or None,

@@ -12,8 +12,9 @@ picks up where the last one left:
   down");
 - a session caught ``preparing`` is adopted when its container was started, else ends
   ``error`` (its launch was cut short) and what the launch made is removed;
-- a container labelled with this node whose session is unknown, or final with ``auto_remove``,
-  is removed.
+- a container labelled with this node whose session is final with ``auto_remove`` is removed;
+  one whose session this store does not know is left alone and logged (another vfd sharing
+  the node name and the docker engine may own it: removing it would end someone's work).
 
 It runs once, as a task of the daemon's task group; :func:`wait_adopted` lets the scheduler
 start new sessions only after it.
@@ -88,8 +89,8 @@ def _live_sessions(daemon: Daemon) -> list[_Live]:
 
 
 def _removable(daemon: Daemon, session_ids: list[str]) -> set[str]:
-    """Of these ``vfd.session`` label values: those whose session is unknown or final with
-    ``auto_remove``."""
+    """Of these ``vfd.session`` label values: those whose session is final with
+    ``auto_remove``. Unknown ones are logged and kept."""
     out: set[str] = set()
     with daemon.session() as session:
         for raw in session_ids:
@@ -97,9 +98,13 @@ def _removable(daemon: Daemon, session_ids: list[str]) -> set[str]:
                 row = session.get(ComputeSession, uuid.UUID(raw))
             except ValueError:
                 row = None
-            if row is None or (
-                row.auto_remove and row.status in (S.TERMINATED, S.CANCELLED, S.ERROR)
-            ):
+            if row is None:
+                log.warning(
+                    "a container labelled vfd.session=%s on this node belongs to no session of "
+                    "this store; left alone (`docker rm -f` it if it is a leftover)",
+                    raw[:64],
+                )
+            elif row.auto_remove and row.status in (S.TERMINATED, S.CANCELLED, S.ERROR):
                 out.add(raw)
     return out
 
