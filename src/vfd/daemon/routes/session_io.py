@@ -23,7 +23,7 @@ import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from vfd.daemon import containers, output, runtime
+from vfd.daemon import containers, launcher, output, runtime
 from vfd.daemon.errors import error_response
 from vfd.daemon.identity import ACT_AS_HEADER, PEER_KEY, VIA_KEY, resolve_caller
 from vfd.daemon.routes.deps import Body, CallerDep, DaemonDep, run
@@ -146,6 +146,8 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
                 async for piece in _pump(stream):
                     sent[frames.Kind(piece[0])] += len(piece) - frames.HEADER.size
                     yield piece
+                if follow:  # a followed stream ends with the container: end the session now
+                    launcher.wake_watcher(seen.id)
         while follow and seen.status not in FINAL:
             await anyio.sleep(FOLLOW_CLOSE)  # its container ended; the watcher ends the session
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
