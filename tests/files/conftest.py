@@ -9,22 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filenode import Node
-
-
-def fuse_missing() -> str | None:
-    if not Path("/dev/fuse").exists():
-        return "/dev/fuse is missing"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (apt-get install fuse3)"
-    return None
+from filenode import Node, fuse_missing
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +29,7 @@ def node(database_url: str, request: pytest.FixtureRequest) -> Iterator[Node]:
     state_dir = Path(tempfile.mkdtemp(prefix="vfd-files-", dir="/tmp"))
     extra = getattr(request.module, "NODE_CONFIG", "")
     (state_dir / "vfd.toml").write_text(f"database_url = {json.dumps(database_url)}\n{extra}")
-    log = state_dir / "up.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "vfd"), "--state-dir", str(state_dir), "up"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            # VFD_FUSE_FAST_PATH passes: CI runs these tests again with mountd's fast path off
-            env={
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("VFD_") or k == "VFD_FUSE_FAST_PATH"
-            },
-        )
-    n = Node(state_dir, process, log)
+    n = Node.launch(state_dir)
     try:
         n.wait_ready()
         yield n

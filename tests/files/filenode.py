@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
 
 from vfd.config import Config, load_config
+from vfd.errors import VfdError
 from vfd.mountctl import MountdClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "cli"))
@@ -23,8 +27,46 @@ from vfdcli import Cli
 START_TIMEOUT = 90.0
 
 
+def fuse_missing() -> str | None:
+    """Why FUSE cannot be used here, or None."""
+    if not Path("/dev/fuse").exists():
+        return "/dev/fuse is missing"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (apt-get install fuse3)"
+    return None
+
+
+def poll(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait until ``condition()`` holds; fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{what} did not happen in {timeout}s")
+
+
 class Node:
     """A running ``vfd up`` and ways to talk to it."""
+
+    @classmethod
+    def launch(cls, state_dir: Path) -> Self:
+        """Start ``vfd up`` on ``state_dir`` (its ``vfd.toml`` written), logging to ``up.log``
+        there; call ``wait_ready`` next."""
+        log = state_dir / "up.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "vfd"), "--state-dir", str(state_dir), "up"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # VFD_FUSE_FAST_PATH passes: CI runs the tests again with mountd's fast path off
+                env={
+                    k: v
+                    for k, v in os.environ.items()
+                    if not k.startswith("VFD_") or k == "VFD_FUSE_FAST_PATH"
+                },
+            )
+        return cls(state_dir, process, log)
 
     def __init__(self, state_dir: Path, process: subprocess.Popen[bytes], log: Path) -> None:
         self.state_dir = state_dir
@@ -54,6 +96,25 @@ class Node:
         created: dict[str, Any] = self.cli.json("vfolder", "create", name, as_=owner["email"])
         return created
 
+    def share(
+        self,
+        owner: dict[str, Any],
+        name: str,
+        guest: dict[str, Any],
+        permission: str = "rw",
+    ) -> None:
+        """Invite ``guest`` to ``owner``'s folder ``name`` and accept as ``guest``."""
+        inv = self.cli.json(
+            "vfolder",
+            "invite",
+            name,
+            guest["email"],
+            "--permission",
+            permission,
+            as_=owner["email"],
+        )
+        self.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=guest["email"])
+
     def backing(self, folder: dict[str, Any]) -> Path:
         """The backing directory of a folder (for checks only: tests never write there
         unless they simulate an out-of-band change)."""
@@ -65,6 +126,15 @@ class Node:
     def usage(self, folder: dict[str, Any]) -> dict[str, Any]:
         with MountdClient(self.config.mountd_socket) as client:
             return client.call("usage", host=folder["host"], scope=folder["scope"])
+
+    def mountd_pid(self) -> int | None:
+        """mountd's pid, or None while it does not answer."""
+        try:
+            with MountdClient(self.config.mountd_socket, timeout=5) as mountd:
+                pid: int = mountd.call("health")["pid"]
+                return pid
+        except VfdError:
+            return None
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

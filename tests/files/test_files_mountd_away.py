@@ -10,40 +10,19 @@ import os
 import signal
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from filenode import Node
+from filenode import Node, poll
 
 from vfd import mountinfo
 from vfd.daemon.userfs import VIEWS_GONE
-from vfd.errors import VfdError
-from vfd.mountctl import MountdClient
 
 WAIT = 1.5
 NODE_CONFIG = f"[workers]\nmountd_wait = {WAIT}\n"
-TIMEOUT = 60.0
-
-
-def _poll(what: str, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen in {TIMEOUT}s")
-
-
-def _mountd_pid(node: Node) -> int | None:
-    try:
-        with MountdClient(node.config.mountd_socket, timeout=5) as mountd:
-            pid: int = mountd.call("health")["pid"]
-            return pid
-    except VfdError:
-        return None
 
 
 def _mount_dead(node: Node) -> bool:
@@ -92,13 +71,13 @@ def test_mountd_killed_answers_503_then_works_again_after_vfd_up_restarts_it(
         params={"path": "kept.txt", "key": "a" * 16, "size": "4"},
         content=b"data",
     ).is_success
-    pid = _mountd_pid(node)
+    pid = node.mountd_pid()
     assert pid is not None
     # hold vfd up (the supervisor) so that it cannot restart mountd while we look
     os.kill(node.process.pid, signal.SIGSTOP)
     try:
         os.kill(pid, signal.SIGKILL)
-        _poll("the mount going dead", lambda: _mount_dead(node))
+        poll("the mount going dead", lambda: _mount_dead(node))
         for what, resp in _calls(client, name).items():
             assert resp.status_code == 503, (what, resp.status_code, resp.text)
             error = resp.json()["error"]
@@ -117,8 +96,8 @@ def test_mountd_killed_answers_503_then_works_again_after_vfd_up_restarts_it(
             target.rmdir()
     finally:
         os.kill(node.process.pid, signal.SIGCONT)
-    _poll("mountd's restart", lambda: _mountd_pid(node) not in (None, pid))
-    _poll(
+    poll("mountd's restart", lambda: node.mountd_pid() not in (None, pid))
+    poll(
         "the file calls working again",
         lambda: client.get(f"/v1/vfolders/{name}/files", params={"path": ""}).is_success,
     )
@@ -146,7 +125,7 @@ def test_mountd_stalled_answers_503_after_the_deadline_and_the_slot_comes_back(
         params={"path": "d/f", "key": "b" * 16, "size": "3"},
         content=b"abc",
     ).is_success
-    pid = _mountd_pid(node)
+    pid = node.mountd_pid()
     assert pid is not None
     with node.http() as admin:
 
@@ -188,13 +167,13 @@ def test_mountd_stalled_answers_503_after_the_deadline_and_the_slot_comes_back(
             assert files_busy() == 3
         finally:
             os.kill(pid, signal.SIGCONT)
-        _poll("the files worker coming back", lambda: files_busy() == 0)
+        poll("the files worker coming back", lambda: files_busy() == 0)
     resp = client.get(f"/v1/vfolders/{name}/files", params={"path": "d"})
     assert resp.status_code == 200, resp.text
     assert client.get(f"/v1/vfolders/{name}/download", params={"path": "d/f"}).content == b"abc"
     log = node.log.read_text(errors="replace")
     assert "answered mountd_unavailable: the folder's view did not answer" in log
-    _poll(
+    poll(
         "the late call's log line",
         lambda: "a files call finished" in node.log.read_text(errors="replace"),
     )

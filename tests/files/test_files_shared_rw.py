@@ -14,16 +14,10 @@ import os
 import signal
 import stat
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from filenode import Node
-
-from vfd.errors import VfdError
-from vfd.mountctl import MountdClient
+from filenode import Node, poll
 
 CHANGED_BY_OTHER = "written by a, then by b"
 
@@ -73,20 +67,13 @@ def root_group(node: Node, folder: dict[str, Any]) -> int:
     return st.st_gid
 
 
-def share_rw(node: Node, owner: dict[str, Any], name: str, guest: dict[str, Any]) -> None:
-    inv = node.cli.json(
-        "vfolder", "invite", name, guest["email"], "--permission", "rw", as_=owner["email"]
-    )
-    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=guest["email"])
-
-
 def test_files_shared_rw_invited_user_changes_what_the_owner_wrote(node: Node) -> None:
     a, b = node.user(), node.user()
     folder = node.folder(a)
     # before sharing: a's own files, with a's umask (0755 / 0644)
     ok(sh(node, folder, a, "mkdir -p old/sub && echo old > old/f && ln -s f old/link"))
     assert mode_gid(node, folder, "old") == (0o755, a["gid"])
-    share_rw(node, a, folder["name"], b)
+    node.share(a, folder["name"], b)
     gid = root_group(node, folder)
     lo, hi = node.config.project_gid_range
     assert lo <= gid <= hi and gid not in (a["gid"], b["gid"])
@@ -126,7 +113,7 @@ def test_files_shared_rw_project_members_change_each_others_files(node: Node) ->
 def test_files_shared_rw_chmod_keeps_group_equal_to_owner(node: Node) -> None:
     a, b = node.user(), node.user()
     folder = node.folder(a)
-    share_rw(node, a, folder["name"], b)
+    node.share(a, folder["name"], b)
     gid = root_group(node, folder)
     g = (gid,)
     ok(sh(node, folder, a, "umask 077; echo s > secret && mkdir priv", groups=g))
@@ -143,11 +130,8 @@ def test_files_shared_rw_chmod_keeps_group_equal_to_owner(node: Node) -> None:
 def test_files_shared_rw_gives_no_write_to_others(node: Node) -> None:
     a, b, stranger, reader = node.user(), node.user(), node.user(), node.user()
     folder = node.folder(a)
-    share_rw(node, a, folder["name"], b)
-    inv = node.cli.json(
-        "vfolder", "invite", folder["name"], reader["email"], "--permission", "ro", as_=a["email"]
-    )
-    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=reader["email"])
+    node.share(a, folder["name"], b)
+    node.share(a, folder["name"], reader, "ro")
     gid = root_group(node, folder)
     ok(sh(node, folder, a, "mkdir d && echo a > d/f", groups=(gid,)))
     # without the folder's group (a user the folder was never shared with): no write
@@ -170,7 +154,7 @@ def test_files_shared_rw_upload_by_invited_user_and_quota_of_the_folder(
     a, b = node.user(), node.user()
     folder = node.folder(a)
     ok(sh(node, folder, a, "mkdir inbox"))
-    share_rw(node, a, folder["name"], b)
+    node.share(a, folder["name"], b)
     gid = root_group(node, folder)
     before = node.usage(folder)["used_bytes"]
     src = tmp_path / "report.txt"
@@ -197,12 +181,12 @@ def test_files_shared_rw_upload_by_invited_user_and_quota_of_the_folder(
 def test_files_shared_rw_folder_group_survives_a_second_share(node: Node) -> None:
     a, b, c = node.user(), node.user(), node.user()
     folder = node.folder(a)
-    share_rw(node, a, folder["name"], b)
+    node.share(a, folder["name"], b)
     gid = root_group(node, folder)
-    share_rw(node, a, folder["name"], c)
+    node.share(a, folder["name"], c)
     assert root_group(node, folder) == gid
     other = node.folder(a)
-    share_rw(node, a, other["name"], b)
+    node.share(a, other["name"], b)
     assert root_group(node, other) != gid
     # the gid is the folder's alone: new projects do not get it, nor may they take it
     project = node.cli.json("admin", "project", "create", f"p{os.urandom(3).hex()}")
@@ -251,39 +235,21 @@ def test_files_shared_rw_accepted_while_in_the_trash_is_applied_on_restore(node:
     ok(sh(node, folder, b, "echo b >> f", groups=(gid,)))
 
 
-def _poll(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen in {timeout}s")
-
-
-def _mountd_pid(node: Node) -> int | None:
-    try:
-        with MountdClient(node.config.mountd_socket, timeout=5) as mountd:
-            pid: int = mountd.call("health")["pid"]
-            return pid
-    except VfdError:
-        return None
-
-
 def test_files_shared_rw_while_mountd_is_down_is_applied_at_its_start(node: Node) -> None:
     """Last in the module: it kills mountd (``vfd up`` starts it again)."""
     a, b = node.user(), node.user()
     folder = node.folder(a)
     ok(sh(node, folder, a, "mkdir d && echo a > d/f"))
-    pid = _mountd_pid(node)
+    pid = node.mountd_pid()
     assert pid is not None
     os.kill(node.process.pid, signal.SIGSTOP)  # vfd up must not restart mountd meanwhile
     try:
         os.kill(pid, signal.SIGKILL)
-        _poll("mountd's end", lambda: _mountd_pid(node) is None)
-        share_rw(node, a, folder["name"], b)  # recorded; mountd shares when it starts
+        poll("mountd's end", lambda: node.mountd_pid() is None)
+        node.share(a, folder["name"], b)  # recorded; mountd shares when it starts
     finally:
         os.kill(node.process.pid, signal.SIGCONT)
-    _poll("mountd's restart", lambda: _mountd_pid(node) not in (None, pid))
+    poll("mountd's restart", lambda: node.mountd_pid() not in (None, pid))
     gid = root_group(node, folder)
     assert mode_gid(node, folder, "d/f") == (0o664, gid)
     ok(sh(node, folder, b, "echo b >> d/f && touch d/g", groups=(gid,)))
