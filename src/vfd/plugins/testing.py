@@ -54,19 +54,9 @@ def session_view(**overrides: Any) -> SessionView:
     """A :class:`SessionView` of a running session of ``vfd-test/busybox:latest``; any field
     may be given."""
     fields: dict[str, Any] = {
+        **_asked(),
         "id": uuid.uuid4(),
-        "name": "test-session",
-        "user_id": uuid.uuid4(),
-        "user_email": "user@example.org",
-        "uid": 1000,
-        "gid": 1000,
         "node": "test-node",
-        "image": "vfd-test/busybox:latest",
-        "command": ("true",),
-        "env": {},
-        "cpu": 1.0,
-        "memory": 0,
-        "mounts": (),
         "status": "preparing",
         "created_at": datetime.now(UTC),
     }
@@ -76,7 +66,15 @@ def session_view(**overrides: Any) -> SessionView:
 
 def session_request(**overrides: Any) -> SessionRequest:
     """A :class:`SessionRequest` as ``vfd run IMAGE true`` makes it; any field may be given."""
-    fields: dict[str, Any] = {
+    fields = _asked()
+    fields.update(overrides)
+    return SessionRequest(**fields)
+
+
+def _asked() -> dict[str, Any]:
+    """The fields of a session that ``vfd run vfd-test/busybox:latest true`` asks for (the
+    defaults of :func:`session_request`, and of :func:`session_view` as far as they go)."""
+    return {
         "user_id": uuid.uuid4(),
         "user_email": "user@example.org",
         "uid": 1000,
@@ -89,8 +87,6 @@ def session_request(**overrides: Any) -> SessionRequest:
         "memory": 0,
         "mounts": (),
     }
-    fields.update(overrides)
-    return SessionRequest(**fields)
 
 
 def folder_view(**overrides: Any) -> FolderView:
