@@ -4,7 +4,8 @@
   so it cannot report a folder's quota for ``df``.
 * ``fallocate`` — pyfuse3 has none, so glibc's ``posix_fallocate`` falls back to writing a
   byte per block, which passes the quota check one block at a time instead of failing at
-  once with EDQUOT.
+  once with EDQUOT, and every other mode fails. The modes offered and their quota rule are
+  ``vfd.fuse.falloc``'s.
 * ``readdir`` (without "plus") — pyfuse3 only offers readdirplus and turns off the kernel's
   choice between the two, so listing names (``ls``, ``os.listdir``) looked up and stat'ed
   every entry. With plain readdir and ``READDIRPLUS_AUTO`` the kernel asks for attributes

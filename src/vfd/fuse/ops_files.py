@@ -22,7 +22,7 @@ import stat
 import pyfuse3
 import trio
 
-from vfd.fuse import groups, syscalls
+from vfd.fuse import falloc, groups, syscalls
 from vfd.fuse.guard import handler, quiet
 from vfd.fuse.inodes import Inode, View
 from vfd.fuse.ops_base import FileHandle, OpsBase, proc_path
@@ -188,23 +188,25 @@ class FileOps(OpsBase):
         of.unsure = False
 
     def fallocate_sync(self, ino: int, mode: int, offset: int, length: int) -> int:
-        """``fallocate`` (installed by ``vfd.fuse.hooks``): growth is reserved first, so
-        ``posix_fallocate`` past the limit fails with EDQUOT and allocates nothing. Only
-        plain allocation and punching holes are offered."""
-        if mode not in (0, syscalls.FALLOC_PUNCH_HOLE):
-            # KEEP_SIZE would hold disk space that the apparent size does not show
-            return errno.EOPNOTSUPP
+        """``fallocate`` (installed by ``vfd.fuse.hooks``); its errno, 0 on success.
+
+        The modes and their quota rule are ``vfd.fuse.falloc``'s: growth is reserved before
+        the call (EDQUOT allocates nothing; given back when the call fails), a collapse's
+        shrinking is released after it. The size is then re-read from the backing file so
+        the counters follow what the file system did.
+        """
         try:
             node = self.mutable(ino)
-        except pyfuse3.FUSEError as exc:
+            if stat.S_ISDIR(node.mode):
+                return errno.EISDIR
+            of = self.reg.open_files.get(node.key)
+            disk = os.fstat(node.fd).st_size
+            size = of.size if of is not None else disk
+            eff = falloc.effect(mode, offset, length, size, disk)
+            if eff.grow:
+                node.folder.usage.reserve(eff.grow)
+        except falloc.Refused as exc:
             return exc.errno
-        of = self.reg.open_files.get(node.key)
-        end = offset + length
-        try:
-            old = of.size if of is not None else os.fstat(node.fd).st_size
-            grow = end - old if not mode & syscalls.FALLOC_FL_KEEP_SIZE and end > old else 0
-            if grow:
-                node.folder.usage.reserve(grow)
         except (pyfuse3.FUSEError, OSError) as exc:
             return exc.errno or errno.EIO
         try:
@@ -214,11 +216,17 @@ class FileOps(OpsBase):
             finally:
                 os.close(fd)
         except OSError as exc:
-            if grow:
-                node.folder.usage.release(grow)
+            if eff.grow:
+                node.folder.usage.release(eff.grow)
             return exc.errno or errno.EIO
-        if grow and of is not None:
-            of.size = end
+        if eff.shrink:
+            node.folder.usage.release(eff.shrink)
+        if of is not None:
+            of.size += eff.grow - eff.shrink
+            if eff.grow or eff.shrink:
+                of.unsure = True  # a write in flight may overlap: settle on the real size
+                if not of.inflight:
+                    self._resync(of, node.fd)
         self.data_changed(node)
         return 0
 

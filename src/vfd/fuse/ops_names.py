@@ -18,9 +18,12 @@ import pyfuse3
 from vfd.fuse import groups, syscalls
 from vfd.fuse.guard import handler
 from vfd.fuse.inodes import Folder, Inode, View
-from vfd.fuse.ops_base import OpsBase, proc_path
+from vfd.fuse.ops_base import O_PATH_FLAGS, OpsBase, proc_path
 
-RENAME_FLAGS = pyfuse3.RENAME_EXCHANGE | pyfuse3.RENAME_NOREPLACE
+RENAME_WHITEOUT = 4
+"""``renameat2`` flag: leave a whiteout (a 0/0 character device, as overlayfs reads it) at
+the old name. pyfuse3 does not name it; the value is ``<linux/fs.h>``'s."""
+RENAME_FLAGS = pyfuse3.RENAME_EXCHANGE | pyfuse3.RENAME_NOREPLACE | RENAME_WHITEOUT
 
 
 class NameOps(OpsBase):
@@ -151,9 +154,26 @@ class NameOps(OpsBase):
                 moved = os.stat(name_old, dir_fd=src.fd, follow_symlinks=False)
                 if (moved.st_dev, moved.st_ino) == (replaced.st_dev, replaced.st_ino):
                     replaced = None  # two names of one inode: rename does nothing
-        syscalls.renameat2(src.fd, name_old, dst.fd, name_new, flags)
+        whiteout = bool(flags & RENAME_WHITEOUT)
+        if whiteout:
+            src.folder.usage.reserve(0, 1)  # the whiteout is a new inode (EDQUOT: no rename)
+        try:
+            syscalls.renameat2(src.fd, name_old, dst.fd, name_new, flags)
+        except BaseException:
+            if whiteout:
+                src.folder.usage.release(0, 1)
+            raise
         if replaced is not None:
             self.freed(dst.folder, replaced)
+        if whiteout:
+            # made by mountd (root): the caller's, and under the group rule, as a mknod is
+            shared = self.own(src, name_old, ctx.uid, ctx.gid)
+            if shared is not None:
+                fd = os.open(name_old, O_PATH_FLAGS, dir_fd=src.fd)
+                try:
+                    groups.apply(fd, shared)
+                finally:
+                    os.close(fd)
         self.entry_changed(src, name_old)
         self.entry_changed(dst, name_new)
 

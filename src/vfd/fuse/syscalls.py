@@ -79,11 +79,8 @@ _fallocate = _libc.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _fallocate.restype = ctypes.c_int
 
-FALLOC_FL_KEEP_SIZE = 0x01
-FALLOC_FL_PUNCH_HOLE = 0x02
-FALLOC_PUNCH_HOLE = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE
-
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
-    """``fallocate(2)`` with any mode (``os.posix_fallocate`` knows only mode 0)."""
+    """``fallocate(2)`` with any mode (``os.posix_fallocate`` knows only mode 0; the modes
+    are in ``vfd.fuse.falloc``)."""
     _check(_fallocate(fd, mode, offset, length))
