@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 from typer.testing import CliRunner
+from vfdcli import run_vfd
 
 from vfd.cli.main import app
 
@@ -81,3 +83,18 @@ def test_session_cli_help_exec_command_after_id() -> None:
     assert params["ref"] == "abcd" and params["workdir"] == "/tmp"
     assert params["command"] == ["--", "ls", "-la"]  # the first `--` is dropped when sent
     assert _parse(("session", "exec"), ["abcd", "ls", "-la"])["command"] == ["ls", "-la"]
+
+
+@pytest.mark.parametrize("cpu", ["nan", "inf", "-inf", "many"])
+def test_session_cli_help_run_cpu_not_a_finite_number_is_a_usage_error(
+    cpu: str, vfd_bin: Path, tmp_path: Path
+) -> None:
+    """``--cpu nan`` is refused by the CLI as bad input (exit 2), not sent on to fail in the
+    client's JSON encoder as an internal error."""
+    done = run_vfd(
+        vfd_bin, "run", "--cpu", cpu, "img", "true", env={"VFD_STATE_DIR": str(tmp_path)}
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "--cpu" in done.stderr, done.stderr
+    assert done.stderr.rstrip().endswith("[usage_error]"), done.stderr
+    assert "internal" not in done.stderr

@@ -10,6 +10,7 @@ a third stops waiting.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import Annotated, Any
@@ -26,6 +27,18 @@ from vfd.errors import VfdError
 
 FINAL = ("terminated", "cancelled", "error")
 POLL = 0.2
+
+
+def _cpu_option(text: str) -> float:
+    """Typer ``parser=`` for ``--cpu``: a finite number (``nan`` and ``inf`` are usage errors;
+    the daemon judges the range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{text!r} is not a number of cpus, e.g. 1, 0.5 or 4")
+    return value
 
 
 def run(
@@ -58,7 +71,12 @@ def run(
     ] = None,
     cpu: Annotated[
         float | None,
-        typer.Option("--cpu", metavar="N", help="CPUs to reserve and limit it to (default 1)."),
+        typer.Option(
+            "--cpu",
+            metavar="N",
+            parser=_cpu_option,
+            help="CPUs to reserve and limit it to (default 1).",
+        ),
     ] = None,
     memory: Annotated[
         int | None,
