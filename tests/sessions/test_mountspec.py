@@ -164,3 +164,28 @@ def test_mountspec_siblings_do_not_overlap() -> None:
 def test_mountspec_overlap_check_is_linear() -> None:
     many = [(f"f{i}", f"/home/work/f{i}") for i in range(20000)]
     check_overlaps(many)
+
+
+@pytest.mark.parametrize(
+    ("spec", "read_only"),
+    [
+        ("f1", "f1:ro"),
+        ("f1:rw", "f1:ro"),
+        ("f1:data", "f1:data:ro"),
+        ("f1:/data:rw", "f1:/data:ro"),
+        ("f1:ro:rw", "f1:ro:ro"),
+        ("rw", "rw:ro"),
+        ("f1:ro", "f1:ro"),
+    ],
+)
+def test_mountspec_read_only_spec_mounts_the_same_target(spec: str, read_only: str) -> None:
+    """The spec the "read-only for you" refusal suggests is a valid spec of the same folder
+    and target (``-m f1:rw`` suggests ``f1:ro``, not ``f1:rw:ro``)."""
+    parsed = parse(spec)
+    assert parsed.read_only_spec() == read_only
+    again = parse(read_only)
+    assert (again.name, again.target, again.permission) == (
+        parsed.name,
+        parsed.target,
+        Permission.RO,
+    )

@@ -82,6 +82,14 @@ class MountSpec:
     explicit_target: bool
     """TARGET was given (otherwise it is the folder's default place)."""
 
+    def read_only_spec(self) -> str:
+        """This spec asking the read-only view (``f1:rw`` -> ``f1:ro``, ``f1:x`` -> ``f1:x:ro``),
+        as the refusal of ``rw`` on a folder the user may only read suggests it."""
+        if self.permission is Permission.RO:
+            return self.spec
+        base = self.spec.removesuffix(":rw")
+        return f"{base}:ro"
+
 
 def refuse(spec: str, why: str) -> VfdError:
     """The ``invalid_mount`` error for ``spec``."""

@@ -68,7 +68,8 @@ def resolve_mounts(session: Session, user: User, specs: Sequence[str]) -> list[P
         if spec.permission is Permission.RW and not hit.permission.allows(Permission.RW):
             raise VfdError(
                 ErrorCode.PERMISSION_DENIED,
-                f"folder {spec.name!r} is read-only for you; mount it with :ro (-m {spec.spec}:ro)",
+                f"folder {spec.name!r} is read-only for you; "
+                f"mount it with :ro (-m {spec.read_only_spec()})",
                 spec=spec.spec,
                 name=spec.name,
                 permission=hit.permission.value,
