@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 import pytest
@@ -26,6 +26,8 @@ from vfdcli import Cli
 
 START_TIMEOUT = 90.0
 
+T = TypeVar("T")
+
 
 def fuse_missing() -> str | None:
     """Why FUSE cannot be used here, or None."""
@@ -36,14 +38,16 @@ def fuse_missing() -> str | None:
     return None
 
 
-def poll(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Wait until ``condition()`` holds; fail saying ``what`` did not happen."""
+def wait_until(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """Poll ``check`` until it returns something true; that value. Fails saying ``what`` did
+    not happen in ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return
+        value = check()
+        if value:
+            return value
         time.sleep(0.05)
-    pytest.fail(f"{what} did not happen in {timeout}s")
+    pytest.fail(f"timed out waiting for {what} ({timeout}s)")
 
 
 class Node:
@@ -96,6 +100,15 @@ class Node:
         created: dict[str, Any] = self.cli.json("vfolder", "create", name, as_=owner["email"])
         return created
 
+    def project(self, *members: dict[str, Any]) -> dict[str, Any]:
+        """A new project (the name is unique) with ``members`` in it."""
+        made: dict[str, Any] = self.cli.json(
+            "admin", "project", "create", f"p{secrets.token_hex(3)}"
+        )
+        for user in members:
+            self.cli.ok("admin", "project", "add-member", made["name"], user["email"])
+        return made
+
     def share(
         self,
         owner: dict[str, Any],
@@ -126,6 +139,16 @@ class Node:
     def usage(self, folder: dict[str, Any]) -> dict[str, Any]:
         with MountdClient(self.config.mountd_socket) as client:
             return client.call("usage", host=folder["host"], scope=folder["scope"])
+
+    def child_pid(self, module: bytes) -> int:
+        """The pid of the child of ``vfd up`` running ``python -m <module>``."""
+        children: list[str] = []
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            children += (task / "children").read_text().split()
+        for pid in children:
+            if module in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                return int(pid)
+        raise AssertionError(f"no {module!r} among the children {children} of vfd up")
 
     def mountd_pid(self) -> int | None:
         """mountd's pid, or None while it does not answer."""

@@ -8,11 +8,10 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from filenode import Node
+from filenode import Node, wait_until
 from vfdcli import unique
 
 from vfd.errors import ErrorCode, VfdError
@@ -28,21 +27,14 @@ def info(node: Node, name: str, as_: str) -> dict[str, Any]:
     return folder
 
 
-def wait_until(what: str, check: Any, timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def wait_settled(node: Node, name: str, as_: str) -> dict[str, Any]:
-    return wait_until(  # type: ignore[no-any-return]
-        f"{name} to leave cloning",
-        lambda: (f := info(node, name, as_))["status"] != "cloning" and f,
-    )
+    """The folder ``name`` once it has left ``cloning``."""
+
+    def settled() -> dict[str, Any] | None:
+        folder = info(node, name, as_)
+        return folder if folder["status"] != "cloning" else None
+
+    return wait_until(f"{name} to leave cloning", settled, DEADLINE)
 
 
 def signature(root: Path) -> dict[str, tuple[object, ...]]:
@@ -234,7 +226,7 @@ def wait_progress(node: Node, vfid: str) -> dict[str, Any]:
                 return None
         return job if job["done_files"] > 0 else None
 
-    job: dict[str, Any] = wait_until(f"progress of {vfid}", started)
+    job: dict[str, Any] = wait_until(f"progress of {vfid}", started, DEADLINE)
     assert job["state"] == "running", "the source was too small to catch the copy midway"
     return job
 
@@ -310,22 +302,12 @@ def appeared(node: Node, as_: str, name: str) -> dict[str, Any]:
     """The folder ``name`` once the daemon has it."""
     with node.http(as_) as http:
         found = wait_until(
-            f"{name} to appear", lambda: (r := http.get(f"/v1/vfolders/{name}")).is_success and r
+            f"{name} to appear",
+            lambda: (r := http.get(f"/v1/vfolders/{name}")).is_success and r,
+            DEADLINE,
         )
     folder: dict[str, Any] = found.json()
     return folder
-
-
-def child_pid(node: Node, module: bytes) -> int:
-    """The pid of the child of ``vfd up`` running ``python -m <module>``."""
-    up = node.process.pid
-    children: list[str] = []
-    for task in Path(f"/proc/{up}/task").iterdir():
-        children += (task / "children").read_text().split()
-    for pid in children:
-        if module in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-            return int(pid)
-    raise AssertionError(f"no {module!r} among the children {children} of vfd up")
 
 
 def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
@@ -342,7 +324,7 @@ def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
             first = waiting.stdout.readline()  # the clone request has been answered
             assert first.startswith(f"Cloning folder {source['name']} into {new}"), first
             wait_progress(node, appeared(node, a, new)["id"])
-            old = child_pid(node, b"vfd.daemon")
+            old = node.child_pid(b"vfd.daemon")
             os.kill(old, signal.SIGKILL)
             out, err = waiting.communicate(timeout=DEADLINE)
         finally:
@@ -353,7 +335,7 @@ def test_files_clone_survives_a_daemon_crash(node: Node) -> None:
     assert waiting.returncode == 0, (out, err)
     assert f"Cloned folder {source['name']} into {new}" in out
     folder = info(node, new, a)
-    assert child_pid(node, b"vfd.daemon") != old
+    assert node.child_pid(b"vfd.daemon") != old
     assert folder["status"] == "ready", folder
     assert signature(node.backing(source)) == signature(node.backing(folder))
     assert node.cli.json("admin", "quota", "rescan", "--user", a)["drifted"] == 0
@@ -369,13 +351,8 @@ def test_files_clone_lost_with_mountd_ends_in_clone_error(node: Node) -> None:
     new = unique("c")
     started = node.cli.json("vfolder", "clone", source["name"], new, as_=a)
     wait_progress(node, started["id"])
-    os.kill(child_pid(node, b"vfd.fuse"), signal.SIGKILL)
-
-    def settled() -> dict[str, Any] | None:
-        folder = info(node, new, a)
-        return folder if folder["status"] != "cloning" else None
-
-    folder = wait_until(f"{new} to settle after mountd's restart", settled)
+    os.kill(node.child_pid(b"vfd.fuse"), signal.SIGKILL)
+    folder = wait_settled(node, new, a)
     assert folder["status"] == "clone-error", folder
     assert folder["clone"]["error"] == "mountd_unavailable"
     assert "mountd restarted" in folder["status_reason"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from filenode import Node, poll
+from filenode import Node, wait_until
 
 from vfd import mountinfo
 from vfd.daemon.userfs import VIEWS_GONE
@@ -77,7 +77,7 @@ def test_mountd_killed_answers_503_then_works_again_after_vfd_up_restarts_it(
     os.kill(node.process.pid, signal.SIGSTOP)
     try:
         os.kill(pid, signal.SIGKILL)
-        poll("the mount going dead", lambda: _mount_dead(node))
+        wait_until("the mount going dead", lambda: _mount_dead(node))
         for what, resp in _calls(client, name).items():
             assert resp.status_code == 503, (what, resp.status_code, resp.text)
             error = resp.json()["error"]
@@ -96,8 +96,8 @@ def test_mountd_killed_answers_503_then_works_again_after_vfd_up_restarts_it(
             target.rmdir()
     finally:
         os.kill(node.process.pid, signal.SIGCONT)
-    poll("mountd's restart", lambda: node.mountd_pid() not in (None, pid))
-    poll(
+    wait_until("mountd's restart", lambda: node.mountd_pid() not in (None, pid))
+    wait_until(
         "the file calls working again",
         lambda: client.get(f"/v1/vfolders/{name}/files", params={"path": ""}).is_success,
     )
@@ -167,13 +167,13 @@ def test_mountd_stalled_answers_503_after_the_deadline_and_the_slot_comes_back(
             assert files_busy() == 3
         finally:
             os.kill(pid, signal.SIGCONT)
-        poll("the files worker coming back", lambda: files_busy() == 0)
+        wait_until("the files worker coming back", lambda: files_busy() == 0)
     resp = client.get(f"/v1/vfolders/{name}/files", params={"path": "d"})
     assert resp.status_code == 200, resp.text
     assert client.get(f"/v1/vfolders/{name}/download", params={"path": "d/f"}).content == b"abc"
     log = node.log.read_text(errors="replace")
     assert "answered mountd_unavailable: the folder's view did not answer" in log
-    poll(
+    wait_until(
         "the late call's log line",
         lambda: "a files call finished" in node.log.read_text(errors="replace"),
     )

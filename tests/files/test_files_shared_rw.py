@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from filenode import Node, poll
+from filenode import Node, wait_until
 
 CHANGED_BY_OTHER = "written by a, then by b"
 
@@ -93,10 +93,8 @@ def test_files_shared_rw_invited_user_changes_what_the_owner_wrote(node: Node) -
 
 def test_files_shared_rw_project_members_change_each_others_files(node: Node) -> None:
     a, b = node.user(), node.user()
-    project = f"p{os.urandom(3).hex()}"
-    created = node.cli.json("admin", "project", "create", project)
-    for user in (a, b):
-        node.cli.ok("admin", "project", "add-member", project, user["email"])
+    created = node.project(a, b)
+    project = created["name"]
     folder = node.cli.json("vfolder", "create", f"{project}-data", "--project", project)
     gid = root_group(node, folder)
     assert gid == created["gid"]
@@ -189,7 +187,7 @@ def test_files_shared_rw_folder_group_survives_a_second_share(node: Node) -> Non
     node.share(a, other["name"], b)
     assert root_group(node, other) != gid
     # the gid is the folder's alone: new projects do not get it, nor may they take it
-    project = node.cli.json("admin", "project", "create", f"p{os.urandom(3).hex()}")
+    project = node.project()
     assert project["gid"] not in (gid, root_group(node, other))
     node.cli.fails(
         "admin",
@@ -245,11 +243,11 @@ def test_files_shared_rw_while_mountd_is_down_is_applied_at_its_start(node: Node
     os.kill(node.process.pid, signal.SIGSTOP)  # vfd up must not restart mountd meanwhile
     try:
         os.kill(pid, signal.SIGKILL)
-        poll("mountd's end", lambda: node.mountd_pid() is None)
+        wait_until("mountd's end", lambda: node.mountd_pid() is None)
         node.share(a, folder["name"], b)  # recorded; mountd shares when it starts
     finally:
         os.kill(node.process.pid, signal.SIGCONT)
-    poll("mountd's restart", lambda: node.mountd_pid() not in (None, pid))
+    wait_until("mountd's restart", lambda: node.mountd_pid() not in (None, pid))
     gid = root_group(node, folder)
     assert mode_gid(node, folder, "d/f") == (0o664, gid)
     ok(sh(node, folder, b, "echo b >> d/f && touch d/g", groups=(gid,)))
