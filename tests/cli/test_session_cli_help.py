@@ -98,3 +98,24 @@ def test_session_cli_help_run_cpu_not_a_finite_number_is_a_usage_error(
     assert done.stderr.startswith("error: ") and "--cpu" in done.stderr, done.stderr
     assert done.stderr.rstrip().endswith("[usage_error]"), done.stderr
     assert "internal" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("session", "info", ""),
+        ("session", "logs", ""),
+        ("session", "exec", "", "--", "true"),
+        ("session", "destroy", ""),
+    ],
+    ids=lambda args: args[1],
+)
+def test_session_cli_help_empty_id_names_no_session(
+    args: tuple[str, ...], vfd_bin: Path, tmp_path: Path
+) -> None:
+    """An empty ID is a usage error, before any request: it made the path ``/v1/sessions/``,
+    which the daemon answers with a redirect, and the CLI failed on its empty body."""
+    done = run_vfd(vfd_bin, *args, env={"VFD_STATE_DIR": str(tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert "an empty ID names no session" in done.stderr, done.stderr
+    assert done.stderr.rstrip().endswith("[usage_error]"), done.stderr

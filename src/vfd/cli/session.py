@@ -27,10 +27,22 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+EMPTY_REF = "an empty ID names no session: give its id, a prefix of 4+ hex digits, or its name"
+
+
+def _ref_argument(text: str) -> str:
+    """Typer ``parser=`` for ID: an empty one is a usage error (as a path it would name the
+    session collection, not a session)."""
+    if not text:
+        raise typer.BadParameter(EMPTY_REF)
+    return text
+
+
 RefArg = Annotated[
     str,
     typer.Argument(
         metavar="ID",
+        parser=_ref_argument,
         help="The session: its id, a prefix of 4+ hex digits, or the name of a live session.",
         show_default=False,
     ),
@@ -39,6 +51,8 @@ RefArg = Annotated[
 
 def session_path(ref: str) -> str:
     """The API path of session ``ref``."""
+    if not ref:
+        raise VfdError(ErrorCode.INVALID_NAME, EMPTY_REF, ref=ref)
     return f"/v1/sessions/{segment(ref)}"
 
 
