@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from vfd import __version__
+import vfd
 from vfd.cli.context import JsonOption, state_of, use
 from vfd.cli.output import key_values
 from vfd.errors import ErrorCode, VfdError
@@ -89,7 +89,7 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
         rows.append(("mountd", "answering" if up else _mountd_text(None)))
     rows += [
         ("you", you),
-        ("client", f"vfd {__version__}, config {config.config_file or 'built-in'}"),
+        ("client", f"vfd {vfd.__version__}, config {config.config_file or 'built-in'}"),
     ]
     cli.emit(result, lambda: key_values(cli.console, rows))
 
