@@ -339,6 +339,7 @@ class DataRunner:
         off = rng.randrange(size)
         data = rng.randbytes(rng.randint(1, min(64 * 1024, size - off)))
         self.note(n, f"mapwrite f{i} off={off} len={len(data)} size={size}")
+        self.verify(i, whole=False)  # mmap needs the size the shadow says
         with mmap.mmap(self.fds[i], size) as m:
             m[off : off + len(data)] = data
             m.flush()
@@ -499,6 +500,8 @@ class DataRunner:
             self._compare(i, "mapped read", 0, self._mapped(i))
 
     def _store(self, i: int, off: int, data: bytes) -> None:
+        if not data:
+            return  # nothing written: a file does not grow to the offset
         s = self.shadow[i]
         if off > len(s):
             s.extend(bytes(off - len(s)))
