@@ -1,5 +1,5 @@
-"""Helpers of the runtime tests: start a session over the API, read its frames, look at its
-container with the docker CLI, and count the daemon's descriptors."""
+"""Helpers of the runtime tests: look at a session's container with the docker CLI, and count
+the daemon's descriptors (the session API's calls are in ``sessionapi``)."""
 
 from __future__ import annotations
 
@@ -8,51 +8,11 @@ import os
 import socket
 import struct
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from sessionnode import IMAGE, SessionNode
-
-from vfd.sessions import frames
-
-
-def start(node: SessionNode, email: str, command: list[str], **body: Any) -> dict[str, Any]:
-    """POST /v1/sessions; the new session's JSON."""
-    with node.http(email) as http:
-        answer = http.post("/v1/sessions", json={"image": IMAGE, "command": command, **body})
-    assert answer.status_code == 201, answer.text
-    created: dict[str, Any] = answer.json()
-    return created
-
-
-def run_to_end(node: SessionNode, email: str, command: list[str], **body: Any) -> dict[str, Any]:
-    made = start(node, email, command, **body)
-    return node.wait_status(made["id"], {"terminated", "error", "cancelled"}, as_=email)
-
-
-def read_frames(data: bytes) -> tuple[bytes, bytes, dict[str, Any] | None]:
-    """(stdout, stderr, END payload) of a complete frame stream."""
-    out, err, end = bytearray(), bytearray(), None
-    decoder = frames.Decoder()
-    for kind, payload in decoder.feed(data):
-        if kind is frames.Kind.STDOUT:
-            out += payload
-        elif kind is frames.Kind.STDERR:
-            err += payload
-        elif kind is frames.Kind.END:
-            end = json.loads(payload)
-        else:
-            raise AssertionError(f"error frame: {payload!r}")
-    assert decoder.pending == 0, "the stream was cut"
-    return bytes(out), bytes(err), end
-
-
-def logs(node: SessionNode, email: str, ref: str) -> tuple[bytes, bytes, dict[str, Any] | None]:
-    with node.http(email) as http:
-        answer = http.get(f"/v1/sessions/{ref}/logs")
-    assert answer.status_code == 200, answer.text
-    return read_frames(answer.content)
+from filenode import wait_until
+from sessionnode import SessionNode
 
 
 def inspect(container_id: str) -> dict[str, Any] | None:
@@ -64,16 +24,6 @@ def inspect(container_id: str) -> dict[str, Any] | None:
         return None
     found: dict[str, Any] = json.loads(done.stdout)[0]
     return found
-
-
-def wait_until(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def daemon_pid(node: SessionNode) -> int:

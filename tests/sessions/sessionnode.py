@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "files"))
-from filenode import Node
+from filenode import Node, fuse_missing
 
 REPO = Path(__file__).parents[2]
 IMAGE = "vfd-test/busybox:latest"
@@ -35,14 +35,6 @@ def docker_missing() -> str | None:
     ok = subprocess.run(["docker", "info"], capture_output=True, timeout=60)
     if ok.returncode != 0:
         return "dockerd is not running (start it: dockerd &)"
-    return None
-
-
-def fuse_missing() -> str | None:
-    if not Path("/dev/fuse").exists():
-        return "/dev/fuse is missing"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (apt-get install fuse3)"
     return None
 
 
@@ -61,12 +53,19 @@ def build_image() -> str:
     return IMAGE
 
 
-def remove_containers(node_name: str) -> None:
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=vfd.node={node_name}"],
+def containers_labelled(label: str, check: bool = True) -> list[str]:
+    """The ids of the containers, running or not, labelled ``label`` (``key=value``)."""
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"],
         capture_output=True,
         text=True,
-    ).stdout.split()
+        check=check,
+    )
+    return found.stdout.split()
+
+
+def remove_containers(node_name: str) -> None:
+    ids = containers_labelled(f"vfd.node={node_name}", check=False)
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
@@ -91,6 +90,10 @@ class SessionNode(Node):
             timeout=kw.pop("timeout", 120),
             **kw,
         )
+
+    def containers(self) -> list[str]:
+        """The ids of this node's containers, running or not."""
+        return containers_labelled(f"vfd.node={self.node_name}")
 
     def session(self, ref: str, as_: str | None = None) -> dict[str, Any]:
         with self.http(as_) as http:
@@ -124,19 +127,7 @@ def start_node(extra_config: str = "", database_url: str | None = None) -> Sessi
     else:
         text += f'\n[sessions]\nnode = "{node_name}"\nenabled = "on"\n'
     (state_dir / "vfd.toml").write_text(text)
-    log = state_dir / "up.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "vfd"), "--state-dir", str(state_dir), "up"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith("VFD_") or k == "VFD_FUSE_FAST_PATH"
-            },
-        )
-    node = SessionNode(state_dir, process, log)
+    node = SessionNode.launch(state_dir)
     node.node_name = node_name
     try:
         node.wait_ready()

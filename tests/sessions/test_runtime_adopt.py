@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtimekit import daemon_pid, logs, read_frames, start, wait_until
+from filenode import wait_until
+from runtimekit import daemon_pid
+from sessionapi import logs, read_frames, start
 from sessionnode import SessionNode
 
 NODE_CONFIG = "[sessions]\nstop_timeout = 3\n"
@@ -115,17 +117,6 @@ def _new_daemon(node: SessionNode, old: int) -> bool:
         return False
 
 
-def _child_pid(node: SessionNode, module: bytes) -> int:
-    """The pid of the child of ``vfd up`` running ``python -m <module>``."""
-    children: list[str] = []
-    for task in Path(f"/proc/{node.process.pid}/task").iterdir():
-        children += (task / "children").read_text().split()
-    for pid in children:
-        if module in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
-            return int(pid)
-    raise AssertionError(f"no {module!r} among the children {children} of vfd up")
-
-
 def _exec(node: SessionNode, email: str, ref: str, script: str) -> tuple[bytes, bytes, int]:
     with node.http(email) as http:
         answer = http.post(f"/v1/sessions/{ref}/exec", json={"command": ["sh", "-c", script]})
@@ -145,7 +136,7 @@ def test_runtime_adopt_mountd_restart_leaves_stale_mounts(node: SessionNode) -> 
     node.wait_status(made["id"], {"running"}, as_=email)
     target = f"/home/work/{folder}"
     assert _exec(node, email, made["id"], f"echo hi > {target}/x; cat {target}/x")[0] == b"hi\n"
-    os.kill(_child_pid(node, b"vfd.fuse"), signal.SIGKILL)
+    os.kill(node.child_pid(b"vfd.fuse"), signal.SIGKILL)
     wait_until("mountd back", lambda: _restarted(node))
     script = f"cat {target}/x; r=$?; echo ok > /home/work/y; exit $r"
     _, err, code = _exec(node, email, made["id"], script)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 
-from runtimekit import inspect, logs, run_to_end, scratch, start, wait_until
+from filenode import wait_until
+from runtimekit import inspect, scratch
+from sessionapi import logs, run_to_end, start
 from sessionnode import SessionNode
 
 STOP_TIMEOUT = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-from runtimekit import run_to_end
+from sessionapi import run_to_end
 from sessionnode import SessionNode
 
 NODE_CONFIG = '[sessions]\nscratch_dir = "/dev/null/sessions"\n'

@@ -10,7 +10,9 @@ import subprocess
 
 import httpx
 import pytest
-from runtimekit import daemon_pid, fd_count, read_frames, start, wait_fds_back, wait_until
+from filenode import wait_until
+from runtimekit import daemon_pid, fd_count, wait_fds_back
+from sessionapi import read_frames, start
 from sessionnode import SessionNode
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import unix_connect

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sessionapi import destroy, post, refused, start
 from sessionnode import SessionNode
 from sqlmodel import Session, select
 
@@ -21,39 +22,11 @@ from vfd.store.models import ComputeSession, SessionStatus, User
 SLEEP = ["sleep", "1000"]
 
 
-def error(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    body = answer.json()["error"]
-    assert body["code"] == code, body
-    details: dict[str, Any] = body["details"]
-    return details
-
-
-def create(node: SessionNode, email: str, **body: Any) -> httpx.Response:
-    with node.http(email) as http:
-        return http.post("/v1/sessions", json=body)
-
-
-def made(node: SessionNode, email: str, **body: Any) -> dict[str, Any]:
-    answer = create(node, email, **body)
-    assert answer.status_code == 201, answer.text
-    out: dict[str, Any] = answer.json()
-    return out
-
-
 def sessions_of(node: SessionNode, email: str) -> list[dict[str, Any]]:
     with node.http(email) as http:
         answer = http.get("/v1/sessions", params={"all": "true"})
         assert answer.status_code == 200, answer.text
         out: list[dict[str, Any]] = answer.json()["sessions"]
-        return out
-
-
-def destroy(node: SessionNode, email: str, ref: str, force: bool = True) -> dict[str, Any]:
-    with node.http(email) as http:
-        answer = http.delete(f"/v1/sessions/{ref}", params={"force": str(force).lower()})
-        assert answer.status_code == 200, answer.text
-        out: dict[str, Any] = answer.json()
         return out
 
 
@@ -66,7 +39,7 @@ def email(node: SessionNode) -> str:
 def test_session_api_create_answers_a_pending_session_that_then_runs(
     node: SessionNode, image: str, email: str
 ) -> None:
-    got = made(node, email, image=image, command=SLEEP, env={"GREETING": "hi"}, cpu=0.5)
+    got = start(node, email, SLEEP, env={"GREETING": "hi"}, cpu=0.5)
     assert got["status"] == "pending"
     assert got["name"].startswith("busybox-") and len(got["name"]) == len("busybox-") + 4
     assert got["short_id"] == uuid.UUID(got["id"]).hex[:8]
@@ -141,7 +114,7 @@ def test_session_api_create_refusals_store_nothing(
         )
         for k, v in body.items()
     }
-    details = error(create(node, email, **sent), status, code)
+    details = refused(post(node, email, **sent), status, code)["details"]
     if field:
         assert details["field"] == field
     if code == "exceeds_capacity":
@@ -153,17 +126,16 @@ def test_session_api_create_refusals_store_nothing(
 def test_session_api_names_are_unique_among_live_sessions_only(
     node: SessionNode, image: str, email: str
 ) -> None:
-    first = made(node, email, image=image, command=SLEEP, name="dup", cpu=0.1)
-    details = error(
-        create(node, email, image=image, command=SLEEP, name="dup"), 409, "session_exists"
-    )
+    first = start(node, email, SLEEP, name="dup", cpu=0.1)
+    answer = post(node, email, image=image, command=SLEEP, name="dup")
+    details = refused(answer, 409, "session_exists")["details"]
     assert details["name"] == "dup"
     other = node.user()["email"]  # another user may use the name
-    theirs = made(node, other, image=image, command=["true"], name="dup", cpu=0.1)
+    theirs = start(node, other, ["true"], name="dup", cpu=0.1)
     assert len(sessions_of(node, email)) == 1
     destroy(node, email, "dup")
     node.wait_status(first["id"], {"terminated", "cancelled"}, as_=email)
-    again = made(node, email, image=image, command=["true"], name="dup", cpu=0.1)
+    again = start(node, email, ["true"], name="dup", cpu=0.1)
     assert again["id"] != first["id"]
     with node.http(email) as http:  # the name now means the live one
         assert http.get("/v1/sessions/dup").json()["id"] == again["id"]
@@ -174,9 +146,9 @@ def test_session_api_names_are_unique_among_live_sessions_only(
 def test_session_api_list_is_the_callers_newest_first_live_unless_all(
     node: SessionNode, image: str, email: str
 ) -> None:
-    waited = made(node, email, image=image, command=["true"], cpu=0.1)
+    waited = start(node, email, ["true"], cpu=0.1)
     node.wait_status(waited["id"], {"terminated"}, as_=email)
-    live = made(node, email, image=image, command=SLEEP, cpu=0.1)
+    live = start(node, email, SLEEP, cpu=0.1)
     node.user()  # someone else's session is never listed
     with node.http(email) as http:
         shown = http.get("/v1/sessions").json()["sessions"]
@@ -184,7 +156,7 @@ def test_session_api_list_is_the_callers_newest_first_live_unless_all(
         every = http.get("/v1/sessions", params={"all": "true"}).json()["sessions"]
         assert [s["id"] for s in every] == [live["id"], waited["id"]]
         assert "events" not in every[0]
-        error(http.get("/v1/sessions", params={"all": "maybe"}), 400, "invalid_argument")
+        refused(http.get("/v1/sessions", params={"all": "maybe"}), 400, "invalid_argument")
     destroy(node, email, live["id"])
 
 
@@ -223,19 +195,19 @@ def test_session_api_refs_by_id_prefix_and_live_name(
     ]
     _insert(node, email, ids)
     with node.http(email) as http:
-        details = error(http.get(f"/v1/sessions/{head[:4]}"), 400, "ambiguous_id")
+        details = refused(http.get(f"/v1/sessions/{head[:4]}"), 400, "ambiguous_id")["details"]
         assert sorted(details["candidates"]) == sorted(i.hex[:12] for i in ids)
         assert http.get(f"/v1/sessions/{head}a").json()["id"] == str(ids[0])
         assert http.get(f"/v1/sessions/{ids[1]}").json()["id"] == str(ids[1])
         assert http.get(f"/v1/sessions/{ids[1].hex.upper()}").json()["id"] == str(ids[1])
-        error(http.get(f"/v1/sessions/{head[:3]}"), 404, "session_not_found")  # too short
-        error(http.get("/v1/sessions/old0"), 404, "session_not_found")  # ended: no name
-        error(http.get(f"/v1/sessions/{uuid.uuid4()}"), 404, "session_not_found")
+        refused(http.get(f"/v1/sessions/{head[:3]}"), 404, "session_not_found")  # too short
+        refused(http.get("/v1/sessions/old0"), 404, "session_not_found")  # ended: no name
+        refused(http.get(f"/v1/sessions/{uuid.uuid4()}"), 404, "session_not_found")
     other = node.user()["email"]  # someone else's session is not found by anyone else
     with node.http(other) as http:
-        error(http.get(f"/v1/sessions/{ids[0]}"), 404, "session_not_found")
-        error(http.delete(f"/v1/sessions/{ids[0]}"), 404, "session_not_found")
-    live = made(node, email, image=image, command=SLEEP, name="by-name", cpu=0.1)
+        refused(http.get(f"/v1/sessions/{ids[0]}"), 404, "session_not_found")
+        refused(http.delete(f"/v1/sessions/{ids[0]}"), 404, "session_not_found")
+    live = start(node, email, SLEEP, name="by-name", cpu=0.1)
     with node.http(email) as http:
         assert http.get("/v1/sessions/by-name").json()["id"] == live["id"]
         assert http.get(f"/v1/sessions/{live['short_id']}").json()["id"] == live["id"]
@@ -245,7 +217,7 @@ def test_session_api_refs_by_id_prefix_and_live_name(
 def test_session_api_destroy_of_an_ended_session_is_harmless(
     node: SessionNode, image: str, email: str
 ) -> None:
-    got = made(node, email, image=image, command=["true"], cpu=0.1)
+    got = start(node, email, ["true"], cpu=0.1)
     ended = node.wait_status(got["id"], {"terminated"}, as_=email)
     for _ in range(2):
         again = destroy(node, email, got["id"], force=False)
@@ -270,8 +242,8 @@ def test_session_api_runtime_unavailable_says_how_to_enable(
 ) -> None:
     with _sessions_off(vfd_daemon_factory) as http:
         answer = http.post("/v1/sessions", json={"image": "vfd-test/busybox:latest"})
-        details = error(answer, 503, "runtime_unavailable")
-        assert 'enabled = "off"' in answer.json()["error"]["message"]
-        assert details is not None
-        error(http.post("/v1/sessions", json={"image": ""}), 400, "invalid_argument")
+        error = refused(answer, 503, "runtime_unavailable")
+        assert 'enabled = "off"' in error["message"]
+        assert error["details"] is not None
+        refused(http.post("/v1/sessions", json={"image": ""}), 400, "invalid_argument")
         assert http.get("/v1/sessions", params={"all": "true"}).json() == {"sessions": []}

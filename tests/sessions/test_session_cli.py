@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sessionnode import IMAGE, SessionNode
+from sessionnode import IMAGE, SessionNode, containers_labelled
 
 FINAL = {"terminated", "cancelled", "error"}
 # 1 GiB for sessions on every machine; cpus overcommitted (more than the machine has)
@@ -44,16 +44,6 @@ def detached(node: SessionNode, email: str, *args: str) -> tuple[str, str]:
     assert done.returncode == 0, done.stderr
     short, name = done.stdout.split()
     return short, name
-
-
-def containers_of(session_id: str) -> list[str]:
-    found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=vfd.session={session_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return found.stdout.split()
 
 
 def test_session_cli_run_exits_with_the_commands_code(
@@ -139,12 +129,12 @@ def test_session_cli_rm_leaves_no_container(node: SessionNode, user: dict[str, A
     assert kept.returncode == 0, kept.stderr
     listed = json.loads(node.run("session", "list", "--all", "--json", as_=e).stdout)["sessions"]
     by_name = {s["name"]: s for s in listed}
-    assert containers_of(by_name["gone"]["id"]) == []
-    assert containers_of(by_name["kept"]["id"]) != []
+    assert containers_labelled(f"vfd.session={by_name['gone']['id']}") == []
+    assert containers_labelled(f"vfd.session={by_name['kept']['id']}") != []
     # destroying an ended session removes the container it kept
     destroyed = node.run("session", "destroy", by_name["kept"]["short_id"], as_=e)
     assert destroyed.returncode == 0, destroyed.stderr
-    assert containers_of(by_name["kept"]["id"]) == []
+    assert containers_labelled(f"vfd.session={by_name['kept']['id']}") == []
 
 
 def test_session_cli_detached_then_logs_follow(node: SessionNode, user: dict[str, Any]) -> None:

@@ -7,70 +7,22 @@ container saw from the session's logs or from the folder afterwards.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
+import httpx
 import pytest
+from sessionapi import FINAL, destroy, post, refused, run_sh, start
 from sessionnode import IMAGE, SessionNode
 
 from vfd.mountctl import MountdClient
-from vfd.sessions.frames import Decoder, Kind
 
-FINAL = {"terminated", "cancelled", "error"}
 KiB = 1024
 MiB = 1024 * KiB
 
 
-def post(node: SessionNode, email: str, mounts: list[str], script: str) -> Any:
+def post_sh(node: SessionNode, email: str, mounts: list[str], script: str) -> httpx.Response:
     """``POST /v1/sessions`` of ``sh -c script`` with ``mounts``; the raw answer."""
-    body = {"image": IMAGE, "command": ["sh", "-c", script], "mounts": mounts}
-    with node.http(email) as http:
-        return http.post("/v1/sessions", json=body)
-
-
-def start(node: SessionNode, email: str, mounts: list[str], script: str) -> dict[str, Any]:
-    answer = post(node, email, mounts, script)
-    assert answer.status_code == 201, answer.text
-    session: dict[str, Any] = answer.json()
-    return session
-
-
-def logs(node: SessionNode, email: str, ref: str) -> tuple[str, str, dict[str, Any]]:
-    """The session's stdout, stderr and END frame."""
-    with node.http(email) as http:
-        answer = http.get(f"/v1/sessions/{ref}/logs")
-    assert answer.status_code == 200, answer.text
-    out, err, end = b"", b"", {}
-    for kind, payload in Decoder().feed(answer.content):
-        if kind is Kind.STDOUT:
-            out += payload
-        elif kind is Kind.STDERR:
-            err += payload
-        elif kind is Kind.END:
-            end = json.loads(payload)
-        else:
-            pytest.fail(f"error frame in the logs of {ref}: {payload!r}")
-    return out.decode(), err.decode(), end
-
-
-def run(
-    node: SessionNode, email: str, mounts: list[str], script: str
-) -> tuple[dict[str, Any], str, str]:
-    """Run ``sh -c script`` to its end; the final session, its stdout and its stderr."""
-    session = start(node, email, mounts, script)
-    ended = node.wait_status(session["id"], FINAL, as_=email, timeout=120)
-    out, err, _ = logs(node, email, session["id"])
-    assert ended["status"] == "terminated", (ended, out, err)
-    return ended, out, err
-
-
-def refused(answer: Any, status: int, code: str) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    error: dict[str, Any] = answer.json()["error"]
-    assert error["code"] == code, error
-    return error
+    return post(node, email, image=IMAGE, command=["sh", "-c", script], mounts=mounts)
 
 
 def download(node: SessionNode, email: str, folder: str, path: str, dest: Path) -> bytes:
@@ -79,23 +31,13 @@ def download(node: SessionNode, email: str, folder: str, path: str, dest: Path) 
     return (dest / Path(path).name).read_bytes()
 
 
-def containers(node: SessionNode) -> list[str]:
-    found = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=vfd.node={node.node_name}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return found.stdout.split()
-
-
 def test_session_mounts_rw_folder_persists_owned_by_the_user(
     node: SessionNode, tmp_path: Path
 ) -> None:
     alice = node.user()
     a = alice["email"]
     folder = node.folder(alice, "f1")
-    ended, out, err = run(
+    ended, out, err = run_sh(
         node,
         a,
         ["f1"],
@@ -134,7 +76,7 @@ def test_session_mounts_write_past_quota_is_edquot(node: SessionNode) -> None:
     a = alice["email"]
     node.folder(alice, "f1")
     node.cli.ok("admin", "quota", "set", "--user", a, "--bytes", str(MiB))
-    _, out, err = run(
+    _, out, err = run_sh(
         node,
         a,
         ["f1"],
@@ -157,7 +99,7 @@ def test_session_mounts_df_shows_the_quota(node: SessionNode) -> None:
     a = alice["email"]
     node.folder(alice, "f1")
     node.cli.ok("admin", "quota", "set", "--user", a, "--bytes", str(64 * MiB))
-    _, out, err = run(node, a, ["f1"], "df -P /home/work/f1 | tail -1")
+    _, out, err = run_sh(node, a, ["f1"], "df -P /home/work/f1 | tail -1")
     size_kib = int(out.split()[1])
     assert size_kib == 64 * MiB // KiB, (out, err)
 
@@ -167,30 +109,29 @@ def test_session_mounts_ro_gives_erofs(node: SessionNode) -> None:
     a, b = alice["email"], bob["email"]
     node.folder(alice, "mine")
     shared = node.folder(alice)["name"]
-    inv = node.cli.json("vfolder", "invite", shared, b, "--permission", "ro", as_=a)
-    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=b)
+    node.share(alice, shared, bob, "ro")
 
-    ended, out, err = run(
+    ended, out, err = run_sh(
         node, a, ["mine:ro"], "ls /home/work/mine; touch /home/work/mine/x; echo rc=$?"
     )
     assert "Read-only file system" in err, (out, err)
     assert "rc=1" in out
     assert ended["mounts"][0]["permission"] == "ro"
 
-    ended, out, err = run(
+    ended, out, err = run_sh(
         node, b, [f"{shared}:in:ro"], "ls /home/work/in; echo x > /home/work/in/x; echo rc=$?"
     )
     assert "Read-only file system" in err, (out, err)
     assert "rc=0" not in out
 
-    before = containers(node)
-    error = refused(post(node, b, [f"{shared}:in"], "true"), 403, "permission_denied")
+    before = node.containers()
+    error = refused(post_sh(node, b, [f"{shared}:in"], "true"), 403, "permission_denied")
     assert "read-only for you; mount it with :ro" in error["message"]
-    error = refused(post(node, b, [f"{shared}:rw"], "true"), 403, "permission_denied")
+    error = refused(post_sh(node, b, [f"{shared}:rw"], "true"), 403, "permission_denied")
     with node.http(b) as http:
         mine = http.get("/v1/sessions", params={"all": "true"}).json()["sessions"]
     assert len(mine) == 1  # only the ro session above
-    assert containers(node) == before
+    assert node.containers() == before
 
 
 def test_session_mounts_no_other_folder_is_visible(node: SessionNode) -> None:
@@ -205,7 +146,7 @@ def test_session_mounts_no_other_folder_is_visible(node: SessionNode) -> None:
         + "; ".join(f"test -e '{p}' && echo 'VISIBLE {p}'" for p in probes)
         + "; true"
     )
-    _, out, _ = run(node, a, ["a1"], script)
+    _, out, _ = run_sh(node, a, ["a1"], script)
     listing, mountinfo, probed = out.split("---\n")
     names = listing.split()
     assert [n for n in names if not n.startswith(".")] == ["a1"], out
@@ -224,7 +165,7 @@ def test_session_mounts_bad_targets_refused_and_nothing_stored(node: SessionNode
     node.folder(alice, "g")
     node.folder(alice, "gone")
     node.cli.ok("vfolder", "delete", "gone", as_=a)
-    before = containers(node)
+    before = node.containers()
     for mounts, why in [
         (["f:/proc"], "reserved"),
         (["f:/etc/x"], "reserved"),
@@ -239,14 +180,14 @@ def test_session_mounts_bad_targets_refused_and_nothing_stored(node: SessionNode
         (["f:x", "g:x"], "also the target"),
         (["f", "g:f"], "also the target"),
     ]:
-        error = refused(post(node, a, mounts, "true"), 400, "invalid_mount")
+        error = refused(post_sh(node, a, mounts, "true"), 400, "invalid_mount")
         assert why in error["message"], (mounts, error)
-    refused(post(node, a, ["nosuch"], "true"), 404, "vfolder_not_found")
-    error = refused(post(node, a, ["gone"], "true"), 409, "invalid_status")
+    refused(post_sh(node, a, ["nosuch"], "true"), 404, "vfolder_not_found")
+    error = refused(post_sh(node, a, ["gone"], "true"), 409, "invalid_status")
     assert "trash" in error["message"]
     with node.http(a) as http:
         assert http.get("/v1/sessions", params={"all": "true"}).json()["sessions"] == []
-    assert containers(node) == before
+    assert node.containers() == before
 
 
 def test_session_mounts_automount_folders(node: SessionNode, tmp_path: Path) -> None:
@@ -254,7 +195,7 @@ def test_session_mounts_automount_folders(node: SessionNode, tmp_path: Path) -> 
     a = alice["email"]
     for name in ("f", ".local", ".linuxbrew"):
         node.folder(alice, name)
-    ended, out, err = run(
+    ended, out, err = run_sh(
         node,
         a,
         ["f"],
@@ -271,7 +212,7 @@ def test_session_mounts_automount_folders(node: SessionNode, tmp_path: Path) -> 
     assert download(node, a, ".linuxbrew", "b", tmp_path / "2") == b"b\n"
 
     # named in the request: mounted as asked, once
-    ended, out, err = run(
+    ended, out, err = run_sh(
         node, a, [".linuxbrew:ro"], "touch /home/linuxbrew/.linuxbrew/c; echo rc=$?"
     )
     assert "Read-only file system" in err
@@ -282,14 +223,14 @@ def test_session_mounts_automount_folders(node: SessionNode, tmp_path: Path) -> 
     }
 
     # their targets take part in the overlap check
-    error = refused(post(node, a, ["f:/home/linuxbrew"], "true"), 400, "invalid_mount")
+    error = refused(post_sh(node, a, ["f:/home/linuxbrew"], "true"), 400, "invalid_mount")
     assert ".linuxbrew" in error["message"]
-    ended, out, err = run(node, a, ["f:/home/linuxbrew", ".linuxbrew:/opt/brew"], "echo ok")
+    ended, out, err = run_sh(node, a, ["f:/home/linuxbrew", ".linuxbrew:/opt/brew"], "echo ok")
     assert out == "ok\n", err
 
     # trashed dot-folders are not mounted
     node.cli.ok("vfolder", "delete", ".local", as_=a)
-    ended, out, err = run(node, a, [], "test -e /home/work/.local; echo rc=$?")
+    ended, out, err = run_sh(node, a, [], "test -e /home/work/.local; echo rc=$?")
     assert out == "rc=1\n", err
     assert [m["folder"] for m in ended["mounts"]] == [".linuxbrew"]
 
@@ -301,10 +242,9 @@ def test_session_mounts_folder_in_use_cannot_be_renamed_trashed_or_purged(
     a, b = alice["email"], bob["email"]
     node.folder(alice, "busy")
     shared = node.folder(alice)["name"]
-    inv = node.cli.json("vfolder", "invite", shared, b, "--permission", "rw", as_=a)
-    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=b)
-    own = start(node, a, ["busy"], "sleep 600")
-    other = start(node, b, [shared], "sleep 600")
+    node.share(alice, shared, bob)
+    own = start(node, a, ["sleep", "600"], mounts=["busy"])
+    other = start(node, b, ["sleep", "600"], mounts=[shared])
     node.wait_status(own["id"], {"running"}, as_=a)
     node.wait_status(other["id"], {"running"}, as_=b)
 
@@ -327,10 +267,8 @@ def test_session_mounts_folder_in_use_cannot_be_renamed_trashed_or_purged(
         assert http.patch("/v1/vfolders/busy", json={"cloneable": True}).status_code == 200
         assert http.get("/v1/vfolders/busy").json()["status"] == "ready"
 
-    with node.http(a) as http:
-        assert http.delete(f"/v1/sessions/{own['id']}", params={"force": "true"}).is_success
-    with node.http(b) as http:
-        assert http.delete(f"/v1/sessions/{other['id']}", params={"force": "true"}).is_success
+    destroy(node, a, own["id"])
+    destroy(node, b, other["id"])
     node.wait_status(own["id"], FINAL, as_=a)
     node.wait_status(other["id"], FINAL, as_=b)
 

@@ -12,9 +12,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
-from runtimekit import daemon_pid, wait_until
+from filenode import wait_until
+from runtimekit import daemon_pid
+from sessionapi import destroy, refused, start
 from sessionnode import SessionNode, start_node, stop_node
 from sqlmodel import Session
 
@@ -31,33 +32,6 @@ cpu = 2
 SLEEP = ["sleep", "1000"]
 
 
-def error(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    body = answer.json()["error"]
-    assert body["code"] == code, body
-    details: dict[str, Any] = body["details"]
-    return details
-
-
-def start(node: SessionNode, email: str, name: str, cpu: float) -> dict[str, Any]:
-    with node.http(email) as http:
-        answer = http.post(
-            "/v1/sessions",
-            json={"image": "vfd-test/busybox:latest", "command": SLEEP, "name": name, "cpu": cpu},
-        )
-        assert answer.status_code == 201, answer.text
-        out: dict[str, Any] = answer.json()
-        return out
-
-
-def destroy(node: SessionNode, email: str, ref: str) -> dict[str, Any]:
-    with node.http(email) as http:
-        answer = http.delete(f"/v1/sessions/{ref}", params={"force": "true"})
-        assert answer.status_code == 200, answer.text
-        out: dict[str, Any] = answer.json()
-        return out
-
-
 def wait_verdict(node: SessionNode, email: str, ref: str, timeout: float = 30) -> dict[str, Any]:
     """Poll a pending session until the scheduler has stored why it waits."""
     deadline = time.monotonic() + timeout
@@ -71,6 +45,18 @@ def wait_verdict(node: SessionNode, email: str, ref: str, timeout: float = 30) -
     pytest.fail(f"no verdict on session {ref} within {timeout}s: {seen}")
 
 
+def full_and_queued(
+    node: SessionNode, email: str, full: str, queued: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Session ``full`` running on all 2 cpus, and session ``queued`` (1 cpu) waiting for
+    them with the scheduler's verdict stored."""
+    running = start(node, email, SLEEP, name=full, cpu=2)
+    node.wait_status(running["id"], {"running"}, as_=email)
+    waiting = start(node, email, SLEEP, name=queued, cpu=1)
+    wait_verdict(node, email, waiting["id"])
+    return running, waiting
+
+
 @pytest.fixture
 def email(node: SessionNode, image: str) -> str:
     out: str = node.user()["email"]
@@ -80,7 +66,7 @@ def email(node: SessionNode, image: str) -> str:
 def test_session_scheduling_third_waits_for_capacity_then_starts(
     node: SessionNode, email: str
 ) -> None:
-    a, b, c = (start(node, email, name, 1) for name in ("a", "b", "c"))
+    a, b, c = (start(node, email, SLEEP, name=name, cpu=1) for name in ("a", "b", "c"))
     for ref in (a, b):
         node.wait_status(ref["id"], {"running"}, as_=email)
     waiting = wait_verdict(node, email, c["id"])
@@ -98,10 +84,10 @@ def test_session_scheduling_third_waits_for_capacity_then_starts(
 
 
 def test_session_scheduling_no_overtaking_in_fifo(node: SessionNode, email: str) -> None:
-    big = start(node, email, "big", 1.5)
+    big = start(node, email, SLEEP, name="big", cpu=1.5)
     node.wait_status(big["id"], {"running"}, as_=email)
-    head = start(node, email, "head", 1)
-    small = start(node, email, "small", 0.5)  # would fit, but comes after head
+    head = start(node, email, SLEEP, name="head", cpu=1)
+    small = start(node, email, SLEEP, name="small", cpu=0.5)  # would fit, but comes after head
     assert "lacks" in wait_verdict(node, email, head["id"])["verdict"]
     assert "waiting behind session head" in wait_verdict(node, email, small["id"])["verdict"]
     destroy(node, email, "big")
@@ -116,10 +102,7 @@ def test_session_scheduling_no_overtaking_in_fifo(node: SessionNode, email: str)
 def test_session_scheduling_destroy_pending_cancels_with_events_in_order(
     node: SessionNode, email: str
 ) -> None:
-    full = start(node, email, "full", 2)
-    node.wait_status(full["id"], {"running"}, as_=email)
-    queued = start(node, email, "queued", 1)
-    wait_verdict(node, email, queued["id"])
+    full, queued = full_and_queued(node, email, "full", "queued")
     gone = destroy(node, email, "queued")
     assert gone["status"] == "cancelled"
     assert gone["status_reason"].startswith("destroyed by ")
@@ -147,11 +130,12 @@ def test_session_scheduling_refuses_what_the_node_can_never_hold(
 ) -> None:
     with node.http(email) as http:
         answer = http.post("/v1/sessions", json={"image": "vfd-test/busybox:latest", "cpu": 2.5})
-        details = error(answer, 400, "exceeds_capacity")
+        error = refused(answer, 400, "exceeds_capacity")
+        details = error["details"]
         assert (details["resource"], details["asked"], details["capacity"]) == ("cpu", 2.5, 2)
-        assert "2.5 cpu" in answer.json()["error"]["message"]
+        assert "2.5 cpu" in error["message"]
         assert http.get("/v1/sessions", params={"all": "true"}).json() == {"sessions": []}
-    whole = start(node, email, "whole", 2)  # exactly the node's capacity fits
+    whole = start(node, email, SLEEP, name="whole", cpu=2)  # exactly the node's capacity fits
     node.wait_status(whole["id"], {"running"}, as_=email)
     destroy(node, email, "whole")
     node.wait_status(whole["id"], {"terminated"}, as_=email)
@@ -161,10 +145,10 @@ def test_session_scheduling_a_failing_scheduler_is_told_and_the_loop_goes_on(ima
     broken = start_node('[sessions]\nscheduler = "nosuch"\n')
     try:
         email = broken.user()["email"]
-        first = start(broken, email, "first", 1)
+        first = start(broken, email, SLEEP, name="first", cpu=1)
         told = wait_verdict(broken, email, first["id"])["verdict"]
         assert "nosuch" in told and "no plugin registers a scheduler" in told
-        second = start(broken, email, "second", 1)  # later passes still run
+        second = start(broken, email, SLEEP, name="second", cpu=1)  # later passes still run
         assert wait_verdict(broken, email, second["id"])["verdict"] == told
         assert broken.log.read_text().count("scheduler pass failed") == 1  # not once a pass
         assert destroy(broken, email, "first")["status"] == "cancelled"
@@ -200,10 +184,7 @@ def _restarted(node: SessionNode, old: int) -> int:
 def test_session_scheduling_sessions_left_scheduled_are_launched_at_start(
     node: SessionNode, email: str
 ) -> None:
-    full = start(node, email, "full2", 2)
-    node.wait_status(full["id"], {"running"}, as_=email)
-    queued = start(node, email, "queued2", 1)
-    wait_verdict(node, email, queued["id"])
+    full, queued = full_and_queued(node, email, "full2", "queued2")
     _left_scheduled(node, queued["id"])
     old = daemon_pid(node)
     os.kill(old, signal.SIGKILL)

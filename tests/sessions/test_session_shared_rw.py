@@ -8,47 +8,18 @@ folder's group and mountd's "group = owner" rule are what let the other change i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
+from sessionapi import post, run_sh
 from sessionnode import IMAGE, SessionNode
-
-from vfd.sessions.frames import Decoder, Kind
-
-FINAL = {"terminated", "cancelled", "error"}
 
 
 def run(node: SessionNode, who: dict[str, Any], mounts: list[str], script: str) -> str:
     """Run ``sh -c script`` in a session of ``who`` to its end; its stdout (exit 0 asserted)."""
-    body = {"image": IMAGE, "command": ["sh", "-c", script], "mounts": mounts}
-    email = who["email"]
-    with node.http(email) as http:
-        answer = http.post("/v1/sessions", json=body)
-    assert answer.status_code == 201, answer.text
-    ref = answer.json()["id"]
-    ended = node.wait_status(ref, FINAL, as_=email, timeout=120)
-    with node.http(email) as http:
-        logs = http.get(f"/v1/sessions/{ref}/logs")
-    assert logs.status_code == 200, logs.text
-    out, err, end = b"", b"", {}
-    for kind, payload in Decoder().feed(logs.content):
-        if kind is Kind.STDOUT:
-            out += payload
-        elif kind is Kind.STDERR:
-            err += payload
-        elif kind is Kind.END:
-            end = json.loads(payload)
-    assert ended["status"] == "terminated", (ended, out, err)
-    assert end.get("exit_code") == 0, (script, out.decode(), err.decode())
-    return out.decode()
-
-
-def share_rw(node: SessionNode, owner: dict[str, Any], name: str, guest: dict[str, Any]) -> None:
-    inv = node.cli.json(
-        "vfolder", "invite", name, guest["email"], "--permission", "rw", as_=owner["email"]
-    )
-    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=guest["email"])
+    ended, out, err = run_sh(node, who["email"], mounts, script)
+    assert ended["exit_code"] == 0, (script, out, err)
+    return out
 
 
 def groups_in(out: str) -> set[int]:
@@ -60,7 +31,7 @@ def test_session_shared_rw_invited_users_change_each_others_files(node: SessionN
     a, b = node.user(), node.user()
     assert a["uid"] != b["uid"]
     folder = node.folder(a, "shared")
-    share_rw(node, a, "shared", b)
+    node.share(a, "shared", b)
     w = "/home/work/shared"
     out = run(node, a, ["shared"], f"id -G; mkdir {w}/d && echo a > {w}/d/f && stat -c %a {w}/d/f")
     gid = groups_in(out) - {a["gid"]}
@@ -83,10 +54,8 @@ def test_session_shared_rw_invited_users_change_each_others_files(node: SessionN
 
 def test_session_shared_rw_project_members_change_each_others_files(node: SessionNode) -> None:
     a, b = node.user(), node.user()
-    project = f"p{a['uid']}x{b['uid']}"
-    made = node.cli.json("admin", "project", "create", project)
-    for user in (a, b):
-        node.cli.ok("admin", "project", "add-member", project, user["email"])
+    made = node.project(a, b)
+    project = made["name"]
     name = f"{project}-data"
     folder = node.cli.json("vfolder", "create", name, "--project", project)
     w = f"/home/work/{name}"
@@ -101,11 +70,8 @@ def test_session_shared_rw_project_members_change_each_others_files(node: Sessio
 def test_session_shared_rw_readers_and_former_members_write_nothing(node: SessionNode) -> None:
     a, b, reader = node.user(), node.user(), node.user()
     folder = node.folder(a, "shared")
-    share_rw(node, a, "shared", b)
-    inv = node.cli.json(
-        "vfolder", "invite", "shared", reader["email"], "--permission", "ro", as_=a["email"]
-    )
-    node.cli.ok("vfolder", "accept", inv["invitations"][0]["id"], as_=reader["email"])
+    node.share(a, "shared", b)
+    node.share(a, "shared", reader, "ro")
     w = "/home/work/shared"
     run(node, a, ["shared"], f"umask 077; echo secret > {w}/f")
     # a reader holds the folder's group (so it reads 0600-made files) but its mount is ro/
@@ -122,9 +88,7 @@ def test_session_shared_rw_readers_and_former_members_write_nothing(node: Sessio
     gid = folder_gid(node, folder)
     assert gid in groups_in(run(node, b, ["shared"], "id -G"))
     node.cli.ok("vfolder", "leave", "shared", as_=b["email"])
-    with node.http(b["email"]) as http:
-        body = {"image": IMAGE, "command": ["true"], "mounts": ["shared"]}
-        refused = http.post("/v1/sessions", json=body)
+    refused = post(node, b["email"], image=IMAGE, command=["true"], mounts=["shared"])
     assert refused.status_code == 404, refused.text
     assert gid not in groups_in(run(node, b, [], "id -G"))
     assert (node.backing(folder) / "f").read_text() == "secret\n"
