@@ -11,11 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sessionnode import IMAGE, SessionNode
-
-from vfd.sessions.frames import Decoder, Kind
-
-FINAL = {"terminated", "cancelled", "error"}
+from sessionapi import run_sh
+from sessionnode import SessionNode
 
 
 def put(http: httpx.Client, path: str, data: bytes, mode: str, **scope: str) -> None:
@@ -27,21 +24,11 @@ def put(http: httpx.Client, path: str, data: bytes, mode: str, **scope: str) -> 
 def run(
     node: SessionNode, email: str, script: str, mounts: list[str] | None = None
 ) -> tuple[dict[str, Any], str]:
-    """Run ``sh -c script`` to its end as ``email``; the final session and its output."""
-    body = {"image": IMAGE, "command": ["sh", "-c", script], "mounts": mounts or []}
-    with node.http(email) as http:
-        answer = http.post("/v1/sessions", json=body)
-        assert answer.status_code == 201, answer.text
-        ref = answer.json()["id"]
-        ended = node.wait_status(ref, FINAL, as_=email, timeout=120)
-        logs = http.get(f"/v1/sessions/{ref}/logs")
-    assert logs.status_code == 200, logs.text
-    out = b""
-    for kind, payload in Decoder().feed(logs.content):
-        if kind in (Kind.STDOUT, Kind.STDERR):
-            out += payload
-    assert ended["status"] == "terminated" and ended["exit_code"] == 0, (ended, out)
-    return ended, out.decode()
+    """Run ``sh -c script`` to its end as ``email`` (exit 0 asserted); the final session and
+    its output (stdout, then stderr)."""
+    ended, out, err = run_sh(node, email, mounts or [], script)
+    assert ended["exit_code"] == 0, (ended, out, err)
+    return ended, out + err
 
 
 @pytest.fixture
