@@ -2,36 +2,44 @@
 
 This module is the ONE place where what comes back from the wire becomes a ``VfdError``:
 
-    httpx.ConnectError, missing socket  -> DAEMON_UNAVAILABLE "vfd daemon is not running (...)"
-    httpx.TimeoutException              -> DAEMON_UNAVAILABLE "... did not answer within ..."
-                                           (a change sent: "... may still complete",
-                                           ``details.may_complete``)
-    any other httpx.TransportError      -> DAEMON_UNAVAILABLE "lost the vfd daemon ..."
-    any other httpx.RequestError        -> INTERNAL "the daemon's answer to ... is unreadable"
-    an HTTP error with the JSON shape   -> VfdError.from_json(body)
-    an HTTP error without it            -> INTERNAL "daemon answered HTTP <status>: ..."
-    a success that is not a JSON object -> INTERNAL "daemon sent a reply that is not JSON ..."
+    connect fails (no socket, refused, denied) -> DAEMON_UNAVAILABLE "vfd daemon is not
+                                                  running (...)" / "cannot reach ..."
+    no answer within the timeout                -> DAEMON_UNAVAILABLE "... did not answer
+                                                  within ..." (a change sent: "... may
+                                                  still complete", ``details.may_complete``)
+    the connection lost or the answer broken    -> DAEMON_UNAVAILABLE "lost the vfd daemon ..."
+    a body in an encoding not asked for         -> INTERNAL "the daemon's answer to ... is
+                                                  unreadable"
+    an HTTP error with the JSON shape           -> VfdError.from_json(body)
+    an HTTP error without it                    -> INTERNAL "daemon answered HTTP <status>: ..."
+    a success that is not a JSON object         -> INTERNAL "daemon sent a reply that is not
+                                                  JSON ..."
     session output (frames): an ERROR frame -> its VfdError; a stream cut before its END
                              frame -> DAEMON_UNAVAILABLE; bytes that are not frames -> INTERNAL
 
-Commands never see an httpx exception. Text that cannot travel (an argument whose bytes are
-not UTF-8, given by Python as lone surrogates) is refused before anything is sent:
-INVALID_NAME in a folder name, INVALID_ARGUMENT elsewhere; file paths inside folders are sent
-in the ``_b64`` form of :mod:`vfd.wirenames` by the commands.
+HTTP/1.1 is spoken with the standard library's ``http.client`` over an ``AF_UNIX`` socket (one
+kept-alive connection per client): importing an HTTP library with its async back-ends would
+cost every ``vfd`` command more than its request takes. Commands never see a transport
+exception. Text that cannot travel (an argument whose bytes are not UTF-8, given by Python as
+lone surrogates) is refused before anything is sent: INVALID_NAME in a folder name,
+INVALID_ARGUMENT elsewhere; file paths inside folders are sent in the ``_b64`` form of
+:mod:`vfd.wirenames` by the commands.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import http.client
 import json as json_module
+import select
 import socket
 from collections.abc import Generator, Iterable, Iterator
+from email.message import Message
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
-
-import httpx
+from urllib.parse import quote, urlencode
 
 from vfd import wirenames
 from vfd.errors import ErrorCode, VfdError
@@ -75,7 +83,63 @@ def _daemon_down(socket: Path, why: str) -> VfdError:
     )
 
 
-def _error_from_response(response: httpx.Response) -> VfdError:
+class _Default(enum.Enum):
+    """The client's own timeout (a ``timeout`` argument left out)."""
+
+    TIMEOUT = enum.auto()
+
+
+USE_CLIENT_DEFAULT = _Default.TIMEOUT
+Timeout = float | None | _Default
+
+
+class Response:
+    """One answer of the daemon: status, headers, and the body, whole or as it arrives."""
+
+    def __init__(self, raw: http.client.HTTPResponse) -> None:
+        self._raw = raw
+        self.status_code = raw.status
+        self.headers: Message = raw.headers
+        self._content: bytes | None = None
+        self._done = False
+
+    @property
+    def is_error(self) -> bool:
+        return self.status_code >= 400
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        """The body as it arrives, in pieces of at most ``chunk_size`` bytes; a body cut
+        short of its ``Content-Length`` raises ``http.client.IncompleteRead``."""
+        size = chunk_size or 65536
+        while chunk := self._raw.read1(size):
+            yield chunk
+        if self._raw.length:  # read1 ends quietly where a Content-Length body was cut
+            raise http.client.IncompleteRead(b"", self._raw.length)
+        self._done = True
+        self._raw.close()  # read1 leaves a body read to its length open
+
+    def read(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join(self.iter_bytes())
+        return self._content
+
+    @property
+    def text(self) -> str:
+        return self.read().decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json_module.loads(self.read())
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body was read (the connection may carry the next request)."""
+        return self._done
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def _error_from_response(response: Response) -> VfdError:
     try:
         body = response.json()
     except (ValueError, UnicodeDecodeError):
@@ -99,6 +163,31 @@ def _error_from_response(response: httpx.Response) -> VfdError:
     )
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """An HTTP/1.1 connection over a unix socket."""
+
+    def __init__(self, path: Path, timeout: float | None) -> None:
+        super().__init__("vfd", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(str(self._path))
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def reusable(self) -> bool:
+        """Connected, and nothing readable: a closed or talking peer is not reused."""
+        if self.sock is None:
+            return False
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return not readable
+
+
 class VfdClient:
     """A blocking client of the daemon's HTTP API on a unix socket.
 
@@ -111,17 +200,9 @@ class VfdClient:
     ) -> None:
         self.socket = socket
         self.timeout = timeout
-        headers = {ACT_AS_HEADER: act_as} if act_as else {}
-        _check_text(headers=headers)
-        self._probed = False
-        # verify=False: a unix socket carries no TLS, and building the default TLS context
-        # (certifi's bundle) costs about 0.2 s of every command's start
-        self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(socket), verify=False),
-            base_url="http://vfd",
-            headers=headers,
-            timeout=timeout,
-        )
+        self._headers = {ACT_AS_HEADER: act_as} if act_as else {}
+        _check_text(headers=self._headers)
+        self._connection: _UnixConnection | None = None
 
     def __enter__(self) -> VfdClient:
         return self
@@ -135,21 +216,43 @@ class VfdClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self, timeout: float | None) -> _UnixConnection:
+        """The kept-alive connection when it is still usable, else a new one."""
+        connection = self._connection
+        if connection is not None and connection.reusable():
+            connection.timeout = timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            return connection
+        self.close()
+        connection = _UnixConnection(self.socket, timeout)
+        try:
+            connection.connect()
+        except TimeoutError:
+            raise VfdError(
+                ErrorCode.DAEMON_UNAVAILABLE,
+                f"vfd daemon did not answer within {self.timeout:g}s (socket {self.socket})",
+                socket=str(self.socket),
+                may_complete=False,
+            ) from None
+        except OSError as exc:
+            raise _daemon_down(self.socket, (exc.strerror or str(exc)).lower()) from None
+        self._connection = connection
+        return connection
 
     @contextlib.contextmanager
     def _mapped(self, method: str, path: str) -> Iterator[None]:
         """Translate the transport failures of one exchange (including a streamed body)."""
-        if not self._probed:
-            self._probe()
         try:
             yield
-        except httpx.ConnectError as exc:
-            raise _daemon_down(self.socket, _reason(exc)) from None
-        except httpx.TimeoutException as exc:
+        except TimeoutError:
+            self.close()
             # a change whose request was sent may go on in the daemon after we stop waiting
-            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            may_complete = sent and method not in ("GET", "HEAD")
+            may_complete = method not in ("GET", "HEAD")
             raise VfdError(
                 ErrorCode.DAEMON_UNAVAILABLE,
                 f"vfd daemon did not answer within {self.timeout:g}s (socket {self.socket})"
@@ -157,19 +260,59 @@ class VfdClient:
                 socket=str(self.socket),
                 may_complete=may_complete,
             ) from None
-        except httpx.TransportError as exc:
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise VfdError(
                 ErrorCode.DAEMON_UNAVAILABLE,
                 f"lost the vfd daemon during {method} {path} (socket {self.socket}): "
                 f"{_reason(exc)}",
                 socket=str(self.socket),
             ) from None
-        except httpx.RequestError as exc:  # DecodingError, TooManyRedirects
-            raise VfdError(
-                ErrorCode.INTERNAL,
-                f"the daemon's answer to {method} {path} is unreadable: "
-                f"{exc or type(exc).__name__}",
-            ) from None
+
+    @contextlib.contextmanager
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None,
+        json: dict[str, Any] | None,
+        content: Iterable[bytes] | bytes | None,
+        headers: dict[str, str] | None,
+        timeout: Timeout,
+    ) -> Iterator[Response]:
+        """Send one request and yield its response, with every failure translated; the
+        connection is kept for the next request only when this one's body was read."""
+        _check_text(params=params, json=json, headers=headers)
+        wait = self.timeout if timeout is USE_CLIENT_DEFAULT else timeout
+        assert not isinstance(wait, _Default)
+        target = path + ("?" + urlencode(params, quote_via=quote) if params else "")
+        sent = {"Accept": "*/*", **self._headers, **(headers or {})}
+        body: Iterable[bytes] | bytes | None = content
+        if json is not None:
+            body = json_module.dumps(
+                json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+            sent["Content-Type"] = "application/json"
+        elif body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        connection = self._connect(wait)
+        with self._mapped(method, path):
+            connection.request(method, target, body=body, headers=sent)
+            response = Response(connection.getresponse())
+            try:
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                if encoding != "identity":  # asked for identity: a body we cannot decode
+                    raise VfdError(
+                        ErrorCode.INTERNAL,
+                        f"the daemon's answer to {method} {path} is unreadable: "
+                        f"its content encoding {encoding!r} was not asked for",
+                    )
+                yield response
+            finally:
+                if not response.complete:
+                    response.close()
+                    self.close()
 
     def send(
         self,
@@ -180,22 +323,21 @@ class VfdClient:
         json: dict[str, Any] | None = None,
         content: Iterable[bytes] | bytes | None = None,
         headers: dict[str, str] | None = None,
-        timeout: float | httpx._client.UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> dict[str, Any]:
         """Send one request (a JSON body, or ``content`` streamed from bytes or an iterator);
         return the JSON object answered, or raise a ``VfdError``. ``timeout=None`` waits as
         long as it takes (large uploads)."""
-        _check_text(params=params, json=json, headers=headers)
-        with self._mapped(method, path):
-            response = self._http.request(
-                method,
-                path,
-                params=params,
-                json=json,
-                content=content,
-                headers=headers,
-                timeout=timeout,
-            )
+        with self._exchange(
+            method,
+            path,
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            timeout=timeout,
+        ) as response:
+            response.read()
         if response.is_error:
             raise _error_from_response(response)
         try:
@@ -218,18 +360,20 @@ class VfdClient:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
-        timeout: float | httpx._client.UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
-    ) -> Iterator[httpx.Response]:
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Iterator[Response]:
         """A successful response whose body is read as it arrives (downloads, session
         output); an error answer, or a transport failure while reading, raises a
         ``VfdError``."""
-        _check_text(params=params, headers=headers, json=json)
-        with (
-            self._mapped(method, path),
-            self._http.stream(
-                method, path, params=params, headers=headers, json=json, timeout=timeout
-            ) as response,
-        ):
+        with self._exchange(
+            method,
+            path,
+            params=params,
+            json=json,
+            content=None,
+            headers=headers,
+            timeout=timeout,
+        ) as response:
             if response.is_error:
                 response.read()
                 raise _error_from_response(response)
@@ -284,22 +428,6 @@ class VfdClient:
     ) -> dict[str, Any]:
         """Send one JSON request; return the JSON object answered, or raise a ``VfdError``."""
         return self.send(method, path, params=params, json=json_body)
-
-    def _probe(self) -> None:
-        """Connect once with a plain socket before httpx does.
-
-        httpcore leaks its socket when a unix connect fails (a ResourceWarning at exit); a
-        probe we close ourselves finds the common case, no daemon, without that leak.
-        """
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.settimeout(self.timeout)
-            probe.connect(str(self.socket))
-        except OSError as exc:
-            raise _daemon_down(self.socket, (exc.strerror or str(exc)).lower()) from None
-        finally:
-            probe.close()
-        self._probed = True
 
     def get(self, path: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
         return self.request("GET", path, params=params)
@@ -358,7 +486,7 @@ def _check_text(**parts: Any) -> None:
         walk(value, where)
 
 
-def _reason(exc: httpx.TransportError) -> str:
+def _reason(exc: BaseException) -> str:
     """The most specific words for a transport failure (the OS error when there is one)."""
     cause: BaseException | None = exc
     while cause is not None:
