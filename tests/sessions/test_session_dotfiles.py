@@ -119,3 +119,14 @@ def test_session_dotfiles_edits_reach_only_new_sessions(node: SessionNode) -> No
         assert mine.delete("/v1/dotfiles/.profile").status_code == 204
         _, out = run(node, email, "test ! -e /home/work/.profile && echo gone")
         assert out == "gone\n"
+
+
+def test_session_dotfiles_nested_mount_target_parents_are_the_users(node: SessionNode) -> None:
+    """``-m data:in/data``: ``/home/work/in`` is the session user's (docker made it root's, so
+    the user could not write next to the mount)."""
+    user = node.user()
+    email, uid = user["email"], user["uid"]
+    node.folder(user, "data")
+    script = "stat -c '%u %a' /home/work/in && touch /home/work/in/new && echo written"
+    _, out = run(node, email, script, mounts=["data:in/data"])
+    assert out.splitlines() == [f"{uid} 755", "written"]

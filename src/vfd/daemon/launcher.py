@@ -205,9 +205,10 @@ def _gather(daemon: Daemon, session_id: uuid.UUID) -> _Prepared:
 
 
 def _write_dotfiles(fd: int, prepared: _Prepared) -> None:
-    if not prepared.dotfiles:
-        return
-    dotfiles.write_into(fd, prepared.dotfiles, prepared.uid, prepared.gid)
+    targets = [bind.target for bind in prepared.binds]
+    dotfiles.make_mount_parents(fd, targets, prepared.uid, prepared.gid)
+    if prepared.dotfiles:
+        dotfiles.write_into(fd, prepared.dotfiles, prepared.uid, prepared.gid)
 
 
 def _close(fd: int) -> None:

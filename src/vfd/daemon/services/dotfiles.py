@@ -130,6 +130,28 @@ def write_into(workdir_fd: int, entries: Sequence[DotfileEntry], uid: int, gid: 
             os.close(parent)
 
 
+def make_mount_parents(workdir_fd: int, targets: Sequence[str], uid: int, gid: int) -> None:
+    """Make the directories above each of ``targets`` (container paths) that lie under
+    ``/home/work`` in the home ``workdir_fd``, 0755 and owned by ``uid:gid``: docker would make
+    them root's, so ``-m f1:in/data`` left ``/home/work/in`` unwritable for the session's user.
+
+    Blocking (run it in a worker thread); the same ``O_NOFOLLOW`` walk as :func:`write_into`.
+    """
+    for target in targets:
+        relative = _under_home(target)
+        if not relative:
+            continue
+        *dirs, _ = relative.split("/")
+        parent = os.dup(workdir_fd)
+        try:
+            for part in dirs:
+                child = _enter(parent, part, uid, gid, relative)
+                os.close(parent)
+                parent = child
+        finally:
+            os.close(parent)
+
+
 def _enter(parent: int, name: str, uid: int, gid: int, path: str) -> int:
     """The fd of directory ``name`` in ``parent``, made 0755 and ``uid:gid`` if missing."""
     made = True
