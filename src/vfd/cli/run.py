@@ -11,6 +11,7 @@ a third stops waiting.
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from typing import Annotated, Any
@@ -27,6 +28,8 @@ from vfd.errors import VfdError
 
 FINAL = ("terminated", "cancelled", "error")
 POLL = 0.2
+TERMINATED = 128 + signal.SIGTERM
+"""The exit status of ``vfd run`` ended by SIGTERM (the session destroyed first)."""
 
 
 def _cpu_option(text: str) -> float:
@@ -141,16 +144,32 @@ def run(
     raise typer.Exit(_follow(cli, created))
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM while following (``timeout``, ``kill``, a service manager): handled as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _follow(cli: CliState, created: dict[str, Any]) -> int:
-    """Write the session's output until it ends; the exit status of ``vfd run``."""
+    """Write the session's output until it ends; the exit status of ``vfd run``.
+
+    SIGTERM is taken as Ctrl-C (the session is destroyed, not left running without anyone
+    following it, as ``docker run`` passes the signal on), and exits 143.
+    """
     client = cli.client()
     path = f"/v1/sessions/{created['id']}"
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         out = follow(client, "GET", f"{path}/logs", keep=cli.json, params={"follow": "true"})
-    except KeyboardInterrupt:
-        return _interrupted(client, path, str(created.get("short_id")))
+    except KeyboardInterrupt as exc:
+        ended = _interrupted(client, path, str(created.get("short_id")))
+        return TERMINATED if isinstance(exc, _Terminated) and ended == INTERRUPTED else ended
     except VfdError as exc:
         raise exit_for(cli, exc) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     status, code = out.end.get("status"), out.end.get("exit_code")
     if status != "terminated" or not isinstance(code, int):
         code = None
