@@ -75,15 +75,17 @@ class SessionNode(Node):
 
     node_name: str
 
+    def argv(self, *args: str, as_: str | None = None) -> list[str]:
+        """The command line of ``vfd [--as EMAIL] ARGS...``."""
+        as_args = ["--as", as_] if as_ else []
+        return [str(Path(sys.executable).parent / "vfd"), *as_args, *args]
+
     def run(
         self, *args: str, as_: str | None = None, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
         """``vfd [--as EMAIL] ARGS...``, its output captured (not checked)."""
-        argv = [str(Path(sys.executable).parent / "vfd")]
-        if as_:
-            argv += ["--as", as_]
         return subprocess.run(
-            [*argv, *args],
+            self.argv(*args, as_=as_),
             capture_output=True,
             text=True,
             env={**os.environ, **self.env},

@@ -15,7 +15,6 @@ import select
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
@@ -32,10 +31,6 @@ NODE_CONFIG = "[sessions]\nmemory = 1073741824\ncpu = 4096\n"
 @pytest.fixture
 def user(node: SessionNode, image: str) -> dict[str, Any]:
     return node.user()
-
-
-def vfd_argv(email: str, *args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "vfd"), "--as", email, *args]
 
 
 def detached(node: SessionNode, email: str, *args: str) -> tuple[str, str]:
@@ -73,7 +68,9 @@ def test_session_cli_run_keeps_stdout_and_stderr_apart(
     # whole lines of text: docker's json-file log driver stores lines as text (exec checks
     # raw bytes)
     script = "echo out; echo err >&2; printf 'a\\tb\\n'; echo \"$GREETING\" >&2"
-    argv = vfd_argv(user["email"], "run", "--rm", "-e", "GREETING=hello", IMAGE, "sh", "-c", script)
+    argv = node.argv(
+        "run", "--rm", "-e", "GREETING=hello", IMAGE, "sh", "-c", script, as_=user["email"]
+    )
     done = subprocess.run(argv, capture_output=True, env={**os.environ, **node.env}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"out\na\tb\n"
@@ -166,7 +163,7 @@ def test_session_cli_exec_output_and_code(node: SessionNode, user: dict[str, Any
     as_json = node.run("session", "exec", "--json", "-w", "/tmp", short, "pwd", as_=e)
     assert json.loads(as_json.stdout) == {"stdout": "/tmp\n", "stderr": "", "exit_code": 0}
     binary = subprocess.run(
-        vfd_argv(e, "session", "exec", short, "printf", "\\377\\000x"),
+        node.argv("session", "exec", short, "printf", "\\377\\000x", as_=e),
         capture_output=True,
         env={**os.environ, **node.env},
         timeout=120,
@@ -216,7 +213,7 @@ def _wait_exit(pid: int, fd: int, seen: bytearray, timeout: float = 60) -> int:
 def _shell(node: SessionNode, email: str, ref: str, typed: bytes | None) -> tuple[int, bytes]:
     """``vfd session shell REF`` on a pseudo-terminal; type ``typed`` after the prompt; the
     exit status and everything the terminal showed."""
-    argv = vfd_argv(email, "session", "shell", ref)
+    argv = node.argv("session", "shell", ref, as_=email)
     env = {**os.environ, **node.env}
     pid, fd = pty.fork()
     if pid == 0:  # the child: vfd on the pseudo-terminal
@@ -251,7 +248,7 @@ def test_session_cli_shell_follows_the_terminal_size(
     e = user["email"]
     short, _ = detached(node, e, IMAGE, "sleep", "300")
     node.wait_status(short, {"running"}, as_=e)
-    argv = vfd_argv(e, "session", "shell", short)
+    argv = node.argv("session", "shell", short, as_=e)
     pid, fd = pty.fork()
     if pid == 0:
         os.execve(argv[0], argv, {**os.environ, **node.env})
@@ -290,7 +287,7 @@ def test_session_cli_list_info_destroy(node: SessionNode, user: dict[str, Any]) 
     assert name == "lister"
     node.wait_status(short, {"running"}, as_=e)
     table = subprocess.run(
-        vfd_argv(e, "session", "list"),
+        node.argv("session", "list", as_=e),
         capture_output=True,
         text=True,
         env={**os.environ, **node.env, "COLUMNS": "200"},  # no folded cells
@@ -343,7 +340,9 @@ def test_session_cli_ctrl_c_destroys_the_followed_session(
     node: SessionNode, user: dict[str, Any]
 ) -> None:
     e = user["email"]
-    argv = vfd_argv(e, "run", "--name", "interrupted", IMAGE, "sh", "-c", "echo ready; sleep 300")
+    argv = node.argv(
+        "run", "--name", "interrupted", IMAGE, "sh", "-c", "echo ready; sleep 300", as_=e
+    )
     with subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **node.env}
     ) as process:
