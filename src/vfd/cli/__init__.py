@@ -1,6 +1,8 @@
 """The ``vfd`` command line: a typer app talking JSON over HTTP to the daemon's unix socket.
 
 main.py      root command, global options, the one place errors become exit codes
+commands.py  the root's sub-commands and their one-line help (imported when they run)
+coercion.py  plain option values without typer's Pydantic coercion
 context.py   per-invocation state (config, client, --json), shared by every command
 client.py    HTTP over the unix socket; the one place wire errors become VfdError
 output.py    tables, JSON output and messages

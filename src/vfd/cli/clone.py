@@ -9,23 +9,20 @@ fails (exit 1, the clone's error) when it ends in ``clone-error``. Registered on
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from vfd.cli.client import VfdClient, folder_path
+from vfd.cli.client import folder_path
 from vfd.cli.context import JsonOption, use
 from vfd.cli.sizes import format_size
 from vfd.enums import Permission, UsageMode, VFolderStatus
 from vfd.errors import ErrorCode, VfdError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from vfd.cli.client import VfdClient
 
 POLL_INTERVAL = 0.3
 """Seconds between looks at a clone's progress with ``--wait``."""
@@ -151,6 +148,15 @@ def register(app: typer.Typer) -> None:
                 folder = wait_for_clone(client, folder, progress=None)
             else:
                 cli.console.print(started, highlight=False, markup=False, soft_wrap=True)
+                from rich.progress import (
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TaskProgressColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+
                 with Progress(
                     TextColumn("{task.description}"),
                     BarColumn(),

@@ -9,18 +9,21 @@ command needs them, so ``vfd --help`` and ``vfd up`` never touch the daemon's so
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from vfd import wirenames
-from vfd.cli.client import VfdClient
 from vfd.cli.output import make_console, print_json
-from vfd.config import Config, load_config
 from vfd.enums import Permission
+
+if TYPE_CHECKING:  # each imported when first used: most commands need only some of them
+    from rich.console import Console
+
+    from vfd.cli.client import VfdClient
+    from vfd.config import Config
 
 JsonOption = Annotated[
     bool,
@@ -38,19 +41,30 @@ class CliState:
     config_file: Path | None = None
     act_as: str | None = None
     json: bool = False
-    console: Console = field(default_factory=make_console)
+    _console: Console | None = None
     _config: Config | None = None
     _client: VfdClient | None = None
+
+    @property
+    def console(self) -> Console:
+        """The rich console for people-facing output (made on first use)."""
+        if self._console is None:
+            self._console = make_console()
+        return self._console
 
     def config(self) -> Config:
         """The configuration (``--state-dir``/``--config``/``VFD_*``); loaded once."""
         if self._config is None:
+            from vfd.config import load_config
+
             self._config = load_config(config_file=self.config_file, state_dir=self.state_dir)
         return self._config
 
     def client(self) -> VfdClient:
         """A client of the daemon named by the config; closed when the command ends."""
         if self._client is None:
+            from vfd.cli.client import VfdClient
+
             self._client = VfdClient(self.config().api_socket, act_as=self.act_as)
         return self._client
 

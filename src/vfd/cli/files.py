@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import typer
 
 from vfd import wirenames
-from vfd.cli import transfer
 from vfd.cli.client import folder_path
 from vfd.cli.context import JsonOption, use
 from vfd.cli.output import key_values, print_warning, table
@@ -105,6 +104,8 @@ def upload(
     exists already refuses the upload (without --overwrite) before anything is sent.
     """
     cli = use(ctx, json_output)
+    from vfd.cli import transfer  # tarfile, hashlib: only for transfers
+
     result = transfer.upload(cli.client(), cli.console, name, sources, dest, overwrite=overwrite)
     total = sum(f["size"] for f in result["files"])
     cli.emit(
@@ -134,6 +135,8 @@ def download(
     cli = use(ctx, json_output)
     made = _make_local_dir(dest)
     try:
+        from vfd.cli import transfer
+
         result = transfer.download(cli.client(), cli.console, name, paths, dest)
     except BaseException:
         if made is not None:  # nothing came: leave no empty directories behind

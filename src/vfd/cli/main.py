@@ -8,36 +8,32 @@ command, a missing argument, a bad value) are printed the same way with the code
 or an answer of a shape the command did not expect) is printed the same way with the code
 ``internal`` and exit status 1: the CLI never prints a traceback, unless ``VFD_TRACEBACK=1``
 asks for one.
+
+The console script's root group (:class:`LazyVfdGroup`) imports a sub-command's module only
+when that command runs, and lists them all in its help from :mod:`vfd.cli.commands`; its help
+is click's plain help (typer's rich help imports a Markdown renderer). :func:`full_app` (also
+``vfd.cli.main.app``) is the same command with every module imported, for tests and docs.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer._click.core import Command
 from typer._click.core import Context as ClickContext  # typer vendors click
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-from typer.core import TyperGroup, TyperOption
+from typer._click.formatting import HelpFormatter
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from vfd import __version__
-from vfd.cli import (
-    admin,
-    dotfile,
-    files,
-    image,
-    plugins,
-    quota,
-    run,
-    session,
-    system,
-    up,
-    uploads,
-    vfolder,
-)
+import vfd
+from vfd.cli import coercion, commands
 from vfd.cli.context import CliState, state_of
 from vfd.cli.output import print_error
 from vfd.errors import ErrorCode, VfdError
@@ -124,27 +120,68 @@ def _flags_show_no_type() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
+class LazyVfdGroup(VfdGroup):
+    """The root group of the ``vfd`` console script: a sub-command's module is imported only
+    when that command runs; its help lists every sub-command from :mod:`vfd.cli.commands`."""
+
+    _listing = False
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        return list(commands.COMMANDS)
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> Command | None:
+        entry = commands.COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        if self._listing:  # the help's list of commands needs their one line only
+            return TyperCommand(cmd_name, help=entry.help)
+        if cmd_name not in self.commands:
+            self.commands[cmd_name] = commands.load(cmd_name)
+        return self.commands[cmd_name]
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def resolve_command(
+        self, ctx: ClickContext, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:  # typer suggests from the loaded commands only
+            matches = get_close_matches(args[0], list(commands.COMMANDS)) if args else []
+            if matches and "Did you mean" not in exc.message:
+                suggestions = ", ".join(f"{m!r}" for m in matches)
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {suggestions}?"
+            raise
+
+
 _flags_show_no_type()
+coercion.install()
 
 
-app = typer.Typer(
-    cls=VfdGroup,
-    name="vfd",
-    help="Virtual folders for compute clusters: folders, quotas, mounts and sessions.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def _root_app(cls: type[VfdGroup]) -> typer.Typer:
+    return typer.Typer(
+        cls=cls,
+        name="vfd",
+        help="Virtual folders for compute clusters: folders, quotas, mounts and sessions.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"vfd {__version__}")
+        typer.echo(f"vfd {vfd.__version__}")
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     state_dir: Annotated[
@@ -192,21 +229,29 @@ def root(
     cli.act_as = act_as
 
 
-app.add_typer(vfolder.app, name="vfolder")
-app.add_typer(admin.app, name="admin")
-admin.app.add_typer(quota.app, name="quota")
-admin.app.add_typer(uploads.app, name="uploads")
-files.register(vfolder.app, app)
-system.register(app)
-plugins.register(app)
-up.register(app)
-run.register(app)
-app.add_typer(session.app, name="session")
-app.add_typer(image.app, name="image")
-app.add_typer(dotfile.app, name="dotfile")
+@functools.cache
+def full_app() -> typer.Typer:
+    """The whole ``vfd`` app, every command module imported (tests and docs walk it)."""
+    whole = _root_app(VfdGroup)
+    whole.callback()(root)
+    commands.attach_all(whole)
+    return whole
+
+
+def lazy_app() -> typer.Typer:
+    """The ``vfd`` app of the console script: sub-commands imported when they run."""
+    lazy = _root_app(LazyVfdGroup)
+    lazy.callback()(root)
+    return lazy
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """The ``vfd`` console script."""
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(lazy_app())
     command(prog_name="vfd")

@@ -9,18 +9,19 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from vfd import wirenames
 from vfd.errors import VfdError
 
+if TYPE_CHECKING:  # rich is imported when something is printed through it
+    from rich.console import Console
+
 
 def make_console() -> Console:
     """The console for people-facing output on stdout."""
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=False)
 
 
@@ -55,6 +56,9 @@ def table(
     empty: str = "nothing to show",
 ) -> None:
     """Print rows under ``columns``, or the ``empty`` line when there are none."""
+    from rich.table import Table
+    from rich.text import Text
+
     rows = list(rows)
     if not rows:
         console.print(f"({empty})", style="dim", markup=False)
@@ -69,6 +73,9 @@ def table(
 
 def key_values(console: Console, pairs: Iterable[tuple[str, object]]) -> None:
     """Print ``key  value`` lines aligned, for one object (``vfd vfolder info``)."""
+    from rich.table import Table
+    from rich.text import Text
+
     out = Table(box=None, show_header=False, pad_edge=False)
     out.add_column(style="bold", no_wrap=True)
     out.add_column(overflow="fold")

@@ -1,0 +1,89 @@
+"""Plain option values without Pydantic: the CLI's start-up does not pay for a validator.
+
+typer (0.2x) converts every parameter value through a Pydantic ``TypeAdapter`` built on first
+use, even ``--state-dir`` left unset: importing Pydantic and building the adapters costs most
+of a command's start. A value that needs no conversion — a ``str`` for a ``str`` parameter, a
+``bool`` for a flag, a ``str`` or ``Path`` for a plain ``Path`` option, ``None`` for an
+optional one — is taken as it is here; anything else (numbers, enums, lists, constrained
+paths, a flag's value from the environment) still goes through typer's own coercion, so its
+checks and messages are unchanged.
+
+:func:`install` wraps ``typer.core.build_runtime_param``; with a typer that has no such hook
+(older releases convert with click's types, which are cheap) it does nothing.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import typer.core
+
+_PLAIN = (str, bool, Path)
+
+
+def _plain_type(annotation: Any) -> type | None:
+    """``str``, ``bool`` or ``Path`` when ``annotation`` is one of them (or it ``| None``)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) != 1:
+            return None
+        annotation = args[0]
+    return annotation if annotation in _PLAIN else None
+
+
+def _unconstrained(info: Any) -> bool:
+    """No parser, click type or path check asked of the parameter."""
+    return not (
+        getattr(info, "parser", None) is not None
+        or getattr(info, "click_type", None) is not None
+        or getattr(info, "exists", False)
+        or getattr(info, "writable", False)
+        or getattr(info, "resolve_path", False)
+        or getattr(info, "allow_dash", False)
+        or getattr(info, "path_type", None) is not None
+        or not getattr(info, "file_okay", True)
+        or not getattr(info, "dir_okay", True)
+    )
+
+
+def install() -> None:
+    """Make typer take plain values as they are (idempotent)."""
+    found = getattr(typer.core, "build_runtime_param", None)
+    if found is None or getattr(found, "vfd_plain", False):
+        return
+    build: Callable[[Any], Any] = found
+
+    class PlainFirst:
+        """The runtime parameter typer asked for, built only when a value needs it."""
+
+        def __init__(self, descriptor: Any, plain: type) -> None:
+            self._descriptor = descriptor
+            self._plain = plain
+            self._full: Any = None
+
+        def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+            if value is None and not (param.multiple or param.nargs == -1):
+                return None
+            if self._plain is Path and isinstance(value, str | Path):
+                return Path(value)
+            if self._plain is not Path and type(value) is self._plain:
+                return value
+            if self._full is None:
+                self._full = build(self._descriptor)
+            return self._full.coerce(value, param=param, ctx=ctx)
+
+    def build_runtime_param(descriptor: Any) -> Any:
+        plain = _plain_type(descriptor.annotation)
+        if (
+            plain is None
+            or descriptor.file_annotation is not None
+            or not _unconstrained(descriptor.parameter_info)
+        ):
+            return build(descriptor)
+        return PlainFirst(descriptor, plain)
+
+    build_runtime_param.vfd_plain = True  # type: ignore[attr-defined]
+    setattr(typer.core, "build_runtime_param", build_runtime_param)  # noqa: B010
