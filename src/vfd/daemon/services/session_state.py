@@ -179,6 +179,18 @@ def find(session: Session, user: User, ref: str) -> ComputeSession:
                 ref=ref,
                 candidates=sorted(row.id.hex[:12] for row in hits)[:20],
             )
+    ended = session.exec(
+        mine.where(ComputeSession.name == ref).order_by(col(ComputeSession.created_at).desc())
+    ).first()
+    if ended is not None:
+        short = ended.id.hex[:8]
+        raise VfdError(
+            ErrorCode.SESSION_NOT_FOUND,
+            f"you have no live session {ref!r}; your last session of that name, {short}, "
+            f"is {ended.status.value} (an ended session is named by its id: {short})",
+            ref=ref,
+            ended=short,
+        )
     raise VfdError(ErrorCode.SESSION_NOT_FOUND, f"you have no session {ref!r}", ref=ref)
 
 
