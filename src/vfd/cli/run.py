@@ -149,6 +149,9 @@ class _Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    # once: `timeout` signals the command and then its whole process group, and a second
+    # interruption inside the DELETE request would break it off half sent
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Terminated
 
 
