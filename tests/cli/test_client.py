@@ -8,6 +8,7 @@ shape).
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import tempfile
 import threading
@@ -261,3 +262,32 @@ def test_client_send_streams_content_from_an_iterator(sock_path: Path, serve: Ca
         result = client.send("PUT", "/up", content=iter([b"abc", b"def"]), timeout=None)
     assert result == {"complete": True}
     assert b"abc" in received[0] and b"def" in received[0]
+
+
+def test_client_ctrl_c_mid_request_is_not_reused(sock_path: Path, serve: Callable) -> None:
+    """Ctrl-C while a request waits for its answer leaves that connection mid-exchange: the
+    next request (``vfd run``'s kill after a second Ctrl-C) goes on a new one instead of
+    failing with 'lost the vfd daemon ... Request-sent'."""
+    main = threading.main_thread().ident
+    assert main is not None
+    hold = threading.Event()
+    seen: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        request = _read_request(conn)
+        if not request:
+            return  # the client's probe
+        seen.append(request)
+        if len(seen) == 1:
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C while the client waits
+            hold.wait(10)  # and this answer never comes
+            return
+        _answer("200 OK", b'{"ok": true}', "application/json", read=False)(conn)
+
+    serve(handler)
+    serve(handler)  # a second acceptor: the first one holds its connection
+    with VfdClient(sock_path, timeout=10) as client:
+        with pytest.raises(KeyboardInterrupt):
+            client.delete("/v1/sessions/x")
+        assert client.delete("/v1/sessions/x") == {"ok": True}
+    hold.set()

@@ -268,6 +268,9 @@ class VfdClient:
                 f"{_reason(exc)}",
                 socket=str(self.socket),
             ) from None
+        except KeyboardInterrupt:
+            self.close()  # cut off mid-exchange: the next request needs a connection of its own
+            raise
 
     @contextlib.contextmanager
     def _exchange(
