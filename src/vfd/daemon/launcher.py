@@ -38,6 +38,8 @@ from vfd.store.models import ComputeSession, User
 
 log = logging.getLogger(__name__)
 
+MOVE_TRIES = 4
+"""How many times a destroy reads and moves a session that other writers keep moving."""
 POLL_MIN = 0.05
 POLL_MAX = 1.0
 """The watcher looks at its container at most this many seconds apart (sooner when woken)."""
@@ -420,6 +422,20 @@ async def stop(
 
 
 def _to_terminating(
+    daemon: Daemon, session_id: uuid.UUID, by: str | None
+) -> tuple[SessionView, str | None, bool] | None:
+    """Move the session towards its end; look again when another writer (a concurrent
+    destroy, the launcher, the watcher) moved it between the read and the move."""
+    for _ in range(MOVE_TRIES - 1):
+        try:
+            return _to_terminating_once(daemon, session_id, by)
+        except VfdError as exc:
+            if exc.code is not ErrorCode.INVALID_STATUS:
+                raise
+    return _to_terminating_once(daemon, session_id, by)
+
+
+def _to_terminating_once(
     daemon: Daemon, session_id: uuid.UUID, by: str | None
 ) -> tuple[SessionView, str | None, bool] | None:
     with daemon.session() as session:
