@@ -336,32 +336,6 @@ def test_session_cli_list_info_destroy(node: SessionNode, user: dict[str, Any]) 
     assert missing.stderr.rstrip().endswith("[session_not_found]")
 
 
-def test_session_cli_ctrl_c_destroys_the_followed_session(
-    node: SessionNode, user: dict[str, Any]
-) -> None:
-    e = user["email"]
-    argv = node.argv(
-        "run", "--name", "interrupted", IMAGE, "sh", "-c", "echo ready; sleep 300", as_=e
-    )
-    with subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **node.env}
-    ) as process:
-        try:
-            assert process.stdout is not None and process.stderr is not None
-            assert process.stdout.readline() == b"ready\n"
-            process.send_signal(signal.SIGINT)
-            code = process.wait(120)
-            stderr = process.stderr.read().decode()
-        finally:
-            if process.poll() is None:
-                process.kill()
-    assert code == 130, stderr
-    assert "destroying session" in stderr
-    listed = json.loads(node.run("session", "list", "--all", "--json", as_=e).stdout)["sessions"]
-    [session] = [s for s in listed if s["name"] == "interrupted"]
-    assert session["status"] == "terminated"  # it stopped before vfd run exited
-
-
 def test_session_cli_info_shows_why_a_session_waits_and_how_it_ended(
     node: SessionNode, user: dict[str, Any]
 ) -> None:
