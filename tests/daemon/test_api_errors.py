@@ -134,6 +134,9 @@ def test_errors_real_daemon_uses_the_same_shape(vfd_daemon: Any) -> None:
     http = vfd_daemon.http
     assert_error(http.get("/v1/nowhere"), ErrorCode.NOT_FOUND)
     assert_error(http.get("/v1/vfolders/no-such-folder"), ErrorCode.VFOLDER_NOT_FOUND)
+    # an empty name leaves a trailing slash: an unknown route in the error shape, not a 307
+    for path in ("/v1/vfolders/", "/v1/sessions/", "/v1/status/"):
+        assert_error(http.get(path), ErrorCode.NOT_FOUND)
     assert_error(http.put("/v1/status"), ErrorCode.METHOD_NOT_ALLOWED)
     bad = http.post("/v1/vfolders", json={"name": "x", "bogus": True})
     assert assert_error(bad, ErrorCode.INVALID_ARGUMENT)["field"] == "bogus"

@@ -64,6 +64,9 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # a path with a trailing slash (an empty name: /v1/vfolders/) is an unknown route
+        # answered in the error shape, not an empty-bodied 307 to another path
+        redirect_slashes=False,
     )
     app.state.daemon = daemon
     errors.install(app)
