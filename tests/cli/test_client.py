@@ -291,3 +291,24 @@ def test_client_ctrl_c_mid_request_is_not_reused(sock_path: Path, serve: Callabl
             client.delete("/v1/sessions/x")
         assert client.delete("/v1/sessions/x") == {"ok": True}
     hold.set()
+
+
+def test_client_early_answer_to_an_upload_is_its_error(sock_path: Path, serve: Callable) -> None:
+    """A daemon refusing an upload answers before the body is read and closes: the client
+    reports that answer, not the broken pipe its next write meets."""
+    body = b'{"error": {"code": "quota_exceeded", "message": "over quota", "details": {}}}'
+    refuse = _answer("507 Insufficient Storage", body, "application/json", read=False)
+
+    def handler(conn: socket.socket) -> None:
+        if _read_request(conn):
+            refuse(conn)
+            conn.shutdown(socket.SHUT_RDWR)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(4096):  # far more than the socket buffers hold
+            yield b"z" * 65536
+
+    serve(handler)
+    with VfdClient(sock_path, timeout=10) as client, pytest.raises(VfdError) as caught:
+        client.send("PUT", "/up", content=chunks(), timeout=None)
+    assert caught.value.code is ErrorCode.QUOTA_EXCEEDED

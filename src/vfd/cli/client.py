@@ -301,8 +301,20 @@ class VfdClient:
             body = b""
         connection = self._connect(wait)
         with self._mapped(method, path):
-            connection.request(method, target, body=body, headers=sent)
-            response = Response(connection.getresponse())
+            try:
+                connection.request(method, target, body=body, headers=sent)
+            except (BrokenPipeError, ConnectionResetError):
+                # the daemon may answer before the body is all sent (a refused upload) and
+                # close: that answer, when there is one, is what the request got
+                try:
+                    raw = connection.getresponse()
+                except (OSError, http.client.HTTPException):
+                    raw = None
+                if raw is None:
+                    raise
+            else:
+                raw = connection.getresponse()
+            response = Response(raw)
             try:
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
                 if encoding != "identity":  # asked for identity: a body we cannot decode
