@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import grp
+import itertools
 import json
 import os
 import pwd
@@ -429,7 +430,9 @@ def test_files_mount_race_target_removed_is_a_client_error(node: Node, player: P
     raced = 0
     deadline = time.monotonic() + RACE_SECONDS
     try:
-        for attempt in range(1, RACE_CALLS + 1):
+        # until the race is met a few times or the time is up, not a fixed count: on a loaded
+        # machine the remover can win every one of the first few hundred calls
+        for attempt in itertools.count(1):
             answer = player.api.mount(player.folder, target)
             assert answer.status < 500, answer.body
             codes[answer.code] = codes.get(answer.code, 0) + 1
