@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from vfd.daemon import workdir
 from vfd.daemon.containers import Bind, ContainerSpec
 from vfd.daemon.services.context import Daemon
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import ContainerContribution, SessionView
+
+_V = TypeVar("_V")
 
 HOME = "/home/work"
 LABEL_PREFIX = "vfd."
@@ -58,6 +60,16 @@ def _nested(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
+def _claim(taken: dict[str, tuple[str, _V]], key: str, value: _V, plugin: str, what: str) -> None:
+    """Record plugin's value for key, refusing a key another plugin already set."""
+    if key in taken:
+        other = taken[key][0]
+        raise _plugin_error(
+            f"plugins {other} and {plugin} both set {what}", plugin, plugins=[other]
+        )
+    taken[key] = (plugin, value)
+
+
 def merge(
     view: SessionView,
     binds: Sequence[Bind],
@@ -74,30 +86,15 @@ def merge(
         for key, value in got.env.items():
             if key == "HOME" or key.startswith("VFD_"):
                 raise _plugin_error(f"plugin {plugin} sets env {key}, which vfd sets", plugin)
-            if key in env:
-                other = env[key][0]
-                raise _plugin_error(
-                    f"plugins {other} and {plugin} both set env {key}", plugin, plugins=[other]
-                )
-            env[key] = (plugin, str(value))
+            _claim(env, key, str(value), plugin, f"env {key}")
         for key, value in got.labels.items():
             if key.startswith(LABEL_PREFIX):
                 raise _plugin_error(f"plugin {plugin} sets label {key}; vfd.* are vfd's", plugin)
-            if key in labels:
-                other = labels[key][0]
-                raise _plugin_error(
-                    f"plugins {other} and {plugin} both set label {key}", plugin, plugins=[other]
-                )
-            labels[key] = (plugin, str(value))
+            _claim(labels, key, str(value), plugin, f"label {key}")
         for key, amount in got.limits.items():
             if key in VFD_LIMITS:
                 raise _plugin_error(f"plugin {plugin} sets {key}, which vfd sets", plugin)
-            if key in limits:
-                other = limits[key][0]
-                raise _plugin_error(
-                    f"plugins {other} and {plugin} both set {key}", plugin, plugins=[other]
-                )
-            limits[key] = (plugin, int(amount))
+            _claim(limits, key, int(amount), plugin, key)
         for mount in got.mounts:
             if not mount.target.startswith("/"):
                 raise _plugin_error(
