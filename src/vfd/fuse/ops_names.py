@@ -188,7 +188,10 @@ class NameOps(OpsBase):
     ) -> pyfuse3.EntryAttributes:
         node = self.mutable(inode)
         handle_fd = self.handle_fd(fh)
-        shared = groups.folder_group(node.folder)
+        # one fstat of the folder root, only for the calls the group rule concerns
+        shared = (
+            groups.folder_group(node.folder) if fields.update_gid or fields.update_mode else None
+        )
         if shared is not None and fields.update_gid and attr.st_gid != shared:
             raise pyfuse3.FUSEError(errno.EPERM)  # the folder's entries keep its group
         if fields.update_size:
