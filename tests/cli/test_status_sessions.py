@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -22,16 +23,15 @@ import pytest
 from test_up import Up
 from vfdcli import Cli
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "sessions"))
+from sessionnode import docker_missing
+
 Factory = Callable[..., AbstractContextManager[Any]]
 NO_DOCKER = {"sessions": {"docker_url": "unix://{state_dir}/no-docker.sock"}}
 
 
 def _needs_docker() -> None:
-    why = None
-    if shutil.which("docker") is None:
-        why = "docker is not installed (apt-get install docker.io)"
-    elif not Path("/var/run/docker.sock").exists():
-        why = "dockerd is not running (scripts/start-docker.sh)"
+    why = docker_missing()
     if why is not None:
         if os.environ.get("CI"):
             pytest.fail(f"docker is required in CI: {why}")
