@@ -119,12 +119,8 @@ def write_into(workdir_fd: int, entries: Sequence[DotfileEntry], uid: int, gid: 
     """
     for entry in entries:
         *dirs, name = entry.path.split("/")
-        parent = os.dup(workdir_fd)
+        parent = _open_dirs(workdir_fd, dirs, uid, gid, entry.path)
         try:
-            for part in dirs:
-                child = _enter(parent, part, uid, gid, entry.path)
-                os.close(parent)
-                parent = child
             _write_file(parent, name, entry, uid, gid)
         finally:
             os.close(parent)
@@ -142,14 +138,22 @@ def make_mount_parents(workdir_fd: int, targets: Sequence[str], uid: int, gid: i
         if not relative:
             continue
         *dirs, _ = relative.split("/")
-        parent = os.dup(workdir_fd)
-        try:
-            for part in dirs:
-                child = _enter(parent, part, uid, gid, relative)
-                os.close(parent)
-                parent = child
-        finally:
+        os.close(_open_dirs(workdir_fd, dirs, uid, gid, relative))
+
+
+def _open_dirs(workdir_fd: int, dirs: Sequence[str], uid: int, gid: int, path: str) -> int:
+    """The fd of the directory ``dirs`` (names from ``workdir_fd`` down), each entered with
+    :func:`_enter`; the caller closes it."""
+    parent = os.dup(workdir_fd)
+    try:
+        for part in dirs:
+            child = _enter(parent, part, uid, gid, path)
             os.close(parent)
+            parent = child
+    except BaseException:
+        os.close(parent)
+        raise
+    return parent
 
 
 def _enter(parent: int, name: str, uid: int, gid: int, path: str) -> int:
