@@ -384,10 +384,14 @@ class Stream:
         except OSError:
             return None
 
+    def _recv(self, n: int) -> bytes:
+        """Up to ``n`` bytes of the multiplexed stream; empty at its end."""
+        return self.sock.recv(n)
+
     def _exactly(self, n: int) -> bytes | None:
         buf = bytearray()
         while len(buf) < n:
-            got = self.sock.recv(n - len(buf))
+            got = self._recv(n - len(buf))
             if not got:
                 return None
             buf += got
@@ -473,14 +477,9 @@ class _ChunkedStream(Stream):
         super().__init__(sock, keep, owner, tty=False)
         self._raw = raw
 
-    def _exactly(self, n: int) -> bytes | None:
-        buf = bytearray()
-        while len(buf) < n:
-            got = self._raw.read(n - len(buf))
-            if not got:
-                return None
-            buf += got
-        return bytes(buf)
+    def _recv(self, n: int) -> bytes:
+        got: bytes = self._raw.read(n)
+        return got
 
 
 @dataclass
