@@ -25,8 +25,8 @@ from vfd.cli.session import EnvOption, command_args, parse_env
 from vfd.cli.sizes import size_option
 from vfd.cli.streams import FAILED, INTERRUPTED, exit_for, follow
 from vfd.errors import VfdError
+from vfd.sessions.lifecycle import FINAL
 
-FINAL = ("terminated", "cancelled", "error")
 POLL = 0.2
 TERMINATED = 128 + signal.SIGTERM
 """The exit status of ``vfd run`` ended by SIGTERM (the session destroyed first)."""
