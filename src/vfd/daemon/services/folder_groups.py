@@ -39,12 +39,12 @@ def group_of(session: Session, folder: VFolder) -> int | None:
     return folder.share_gid
 
 
-def _host_group(gid: int) -> bool:
+def host_group(gid: int) -> str | None:
+    """The name of the host group with ``gid``, or None."""
     try:
-        grp.getgrgid(gid)
+        return grp.getgrgid(gid).gr_name
     except KeyError:
-        return False
-    return True
+        return None
 
 
 def used_gids(session: Session, low: int, high: int) -> set[int]:
@@ -65,13 +65,23 @@ def held_by_folder(session: Session, gid: int) -> bool:
     return session.exec(select(VFolder.id).where(VFolder.share_gid == gid)).first() is not None
 
 
-def free_gid(session: Session, gid_range: tuple[int, int]) -> int:
-    """The lowest gid of ``gid_range`` that no project, no folder and no host group uses."""
+def lowest_free_gid(session: Session, gid_range: tuple[int, int]) -> int | None:
+    """The lowest gid of ``gid_range`` that no project, no folder and no host group uses;
+    None when there is none."""
     low, high = gid_range
     used = used_gids(session, low, high)
     for gid in range(low, high + 1):
-        if gid not in used and not _host_group(gid):
+        if gid not in used and host_group(gid) is None:
             return gid
+    return None
+
+
+def free_gid(session: Session, gid_range: tuple[int, int]) -> int:
+    """The lowest gid of ``gid_range`` that no project, no folder and no host group uses."""
+    gid = lowest_free_gid(session, gid_range)
+    if gid is not None:
+        return gid
+    low, high = gid_range
     raise VfdError(
         ErrorCode.INVALID_ARGUMENT,
         f"every gid of project_gid_range [{low}, {high}] is taken by a project, a shared "

@@ -8,7 +8,6 @@ unless that group has the project's name (a project made for an existing host gr
 
 from __future__ import annotations
 
-import grp
 import re
 from typing import Any
 
@@ -98,18 +97,10 @@ def create_project(
         return project_json(project, [])
 
 
-def _host_group(gid: int) -> str | None:
-    """The name of the host group with ``gid``, or None."""
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return None
-
-
 def _check_host_group(gid: int, project: str) -> None:
     """Refuse ``gid`` when a host group other than one named ``project`` has it: its members
     would reach the project's files, and the project's members theirs."""
-    group = _host_group(gid)
+    group = folder_groups.host_group(gid)
     if group is not None and group != project:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
@@ -124,11 +115,10 @@ def _check_host_group(gid: int, project: str) -> None:
 
 def _free_gid(session: Session, gid_range: tuple[int, int]) -> int:
     """The lowest gid of ``gid_range`` that no project and no host group uses."""
+    gid = folder_groups.lowest_free_gid(session, gid_range)  # shared folders draw from it too
+    if gid is not None:
+        return gid
     low, high = gid_range
-    used = folder_groups.used_gids(session, low, high)  # shared user folders draw from it too
-    for gid in range(low, high + 1):
-        if gid not in used and _host_group(gid) is None:
-            return gid
     raise VfdError(
         ErrorCode.INVALID_ARGUMENT,
         f"every gid of project_gid_range [{low}, {high}] is taken by a project or a host "
