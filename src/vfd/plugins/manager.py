@@ -144,6 +144,10 @@ class Plugins:
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         self.loaded.records.pop(name, None)
+        self._drop_schedulers(name)
+
+    def _drop_schedulers(self, name: str) -> None:
+        """Forget the schedulers plugin ``name`` registered."""
         for sched, (plugin, _) in list(self.schedulers.items()):
             if plugin == name:
                 del self.schedulers[sched]
@@ -153,9 +157,7 @@ class Plugins:
         self.pm.unregister(name=name)
         record = self.loaded.records[name]
         record.error, record.hooks = error, ()
-        for sched, (plugin, _) in list(self.schedulers.items()):
-            if plugin == name:
-                del self.schedulers[sched]
+        self._drop_schedulers(name)
 
     # ------------------------------------------------------------------ the hooks
 
