@@ -15,7 +15,8 @@ import os
 import uuid
 from collections.abc import Iterator
 
-from vfd.daemon import containers, workdir
+from vfd.daemon import containers, runtime, workdir
+from vfd.daemon.runtime import Pool
 from vfd.daemon.services.context import Daemon
 from vfd.errors import VfdError
 from vfd.sessions import frames
@@ -61,7 +62,7 @@ async def save_output(daemon: Daemon, session_id: uuid.UUID, container_id: str) 
                     cut += len(data)
     finally:
         stream.close()
-    await containers.stream_read(lambda: _write(daemon, session_id, list(kept), cut))
+    await runtime.current().run(Pool.FILES, _write, daemon, session_id, list(kept), cut)
 
 
 def _write(daemon: Daemon, session_id: uuid.UUID, kept: list[tuple[int, bytes]], cut: int) -> None:
