@@ -11,8 +11,8 @@ from collections.abc import Collection
 
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders.names import unshown
+from vfd.sessions.mounts import HOME
 
-HOME = "/home/work"
 MAX_PATH_BYTES = 256
 DEFAULT_MODE = 0o644
 RESERVED_PATHS = frozenset({".ssh/authorized_keys", ".ssh/id_container", ".ssh/id_container.pub"})

@@ -27,7 +27,6 @@ from vfd.daemon.services import audit
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.dotfile_rules import (
     DEFAULT_MODE,
-    HOME,
     check_reserved,
     decode_data,
     normalize_path,
@@ -37,6 +36,7 @@ from vfd.daemon.services.projects import find_project, is_member
 from vfd.daemon.services.render import timestamp
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders.names import is_automount
+from vfd.sessions.mounts import HOME
 from vfd.store.models import (
     Dotfile,
     DotfileScope,
