@@ -144,6 +144,14 @@ class OpsBase(pyfuse3.Operations):
             twin.stale = True
             self.reg.notifier.invalidate_inode(twin.id)
 
+    def new_group(self, parent: Inode, gid: int) -> tuple[int, int | None]:
+        """The group a new entry in ``parent`` gets for a caller of ``gid`` (-1: the one the
+        backing file system gave it), and the folder's group when it is group-shared."""
+        shared = groups.folder_group(parent.folder)
+        if shared is not None:
+            return shared, shared
+        return (-1 if parent.mode & stat.S_ISGID else gid), None
+
     def own(self, parent: Inode, name: bytes, uid: int, gid: int) -> int | None:
         """Give a new entry to the caller (mountd creates it as root); the folder's group
         when the folder is group-shared (``vfd.fuse.groups``), which the entry then gets.
@@ -151,11 +159,7 @@ class OpsBase(pyfuse3.Operations):
         In a set-group-ID directory the group stays the directory's (as the backing file
         system already set it), like a native create.
         """
-        shared = groups.folder_group(parent.folder)
-        if shared is not None:
-            gid = shared
-        elif parent.mode & stat.S_ISGID:
-            gid = -1
+        gid, shared = self.new_group(parent, gid)
         if uid != 0 or gid not in (-1, 0):
             os.chown(name, uid, gid, dir_fd=parent.fd, follow_symlinks=False)
         return shared

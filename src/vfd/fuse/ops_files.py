@@ -133,8 +133,7 @@ class FileOps(OpsBase):
     def _own_new_file(self, parent: Inode, fd: int, perm: int, ctx: pyfuse3.RequestContext) -> None:
         """Give the new file to the caller; in a group-shared folder also the folder's group
         and ``g = u`` (``vfd.fuse.groups``)."""
-        shared = groups.folder_group(parent.folder)
-        gid = shared if shared is not None else -1 if parent.mode & stat.S_ISGID else ctx.gid
+        gid, shared = self.new_group(parent, ctx.gid)
         if ctx.uid == 0 and gid in (-1, 0):
             return
         os.fchown(fd, ctx.uid, gid)
