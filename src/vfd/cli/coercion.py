@@ -2,11 +2,14 @@
 
 typer (0.2x) converts every parameter value through a Pydantic ``TypeAdapter`` built on first
 use, even ``--state-dir`` left unset: importing Pydantic and building the adapters costs most
-of a command's start. A value that needs no conversion — a ``str`` for a ``str`` parameter, a
-``bool`` for a flag, a ``str`` or ``Path`` for a plain ``Path`` option, ``None`` for an
-optional one — is taken as it is here; anything else (numbers, enums, lists, constrained
-paths, a flag's value from the environment) still goes through typer's own coercion, so its
-checks and messages are unchanged.
+of a command's start. A value that needs no conversion is taken as it is here: a ``str`` for a
+``str`` parameter, a ``bool`` for a flag, a ``str`` or ``Path`` for a plain ``Path`` option,
+``None`` for an optional one, a list or tuple of ``str`` for a ``list[str]`` parameter (``-m A
+-m B``, a command's arguments), and the value a ``parser=`` made when it already has the
+parameter's type (``--cpu 0.5`` is a float, ``--mem 1g`` an int). Anything else (enums,
+numbers typed on the command line without a parser, constrained paths, a flag's value from the
+environment) still goes through typer's own coercion, so its checks and messages are
+unchanged.
 
 :func:`install` wraps ``typer.core.build_runtime_param``; with a typer that has no such hook
 (older releases convert with click's types, which are cheap) it does nothing.
@@ -22,23 +25,38 @@ from typing import Any, Union, get_args, get_origin
 import typer.core
 
 _PLAIN = (str, bool, Path)
+_PARSED = (int, float)
+"""Types a ``parser=`` may hand over as they are (the parser did the checking)."""
 
 
-def _plain_type(annotation: Any) -> type | None:
-    """``str``, ``bool`` or ``Path`` when ``annotation`` is one of them (or it ``| None``)."""
+def _optional_of(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (``annotation`` itself otherwise)."""
     if get_origin(annotation) in (Union, types.UnionType):
         args = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(args) != 1:
-            return None
-        annotation = args[0]
-    return annotation if annotation in _PLAIN else None
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _plain_type(annotation: Any, parsed: bool) -> type | None:
+    """``str``, ``bool`` or ``Path`` when ``annotation`` is one of them (or it ``| None``);
+    with ``parsed`` (the parameter has a ``parser=``) also ``int`` and ``float``."""
+    annotation = _optional_of(annotation)
+    if annotation in _PLAIN or (parsed and annotation in _PARSED):
+        return annotation  # type: ignore[no-any-return]
+    return None
+
+
+def _str_list(annotation: Any) -> bool:
+    """``list[str]`` (or it ``| None``)."""
+    annotation = _optional_of(annotation)
+    return get_origin(annotation) is list and get_args(annotation) == (str,)
 
 
 def _unconstrained(info: Any) -> bool:
-    """No parser, click type or path check asked of the parameter."""
+    """No click type or path check asked of the parameter (a ``parser=`` is judged apart)."""
     return not (
-        getattr(info, "parser", None) is not None
-        or getattr(info, "click_type", None) is not None
+        getattr(info, "click_type", None) is not None
         or getattr(info, "exists", False)
         or getattr(info, "writable", False)
         or getattr(info, "resolve_path", False)
@@ -65,23 +83,25 @@ def install() -> None:
             self._full: Any = None
 
         def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
-            if value is None and not (param.multiple or param.nargs == -1):
-                return None
-            if self._plain is Path and isinstance(value, str | Path):
+            if value is None:  # as typer's own coercion answers a value not given
+                return () if param.multiple or param.nargs == -1 else None
+            if self._plain is list:
+                if isinstance(value, list | tuple) and all(type(v) is str for v in value):
+                    return list(value)
+            elif self._plain is Path and isinstance(value, str | Path):
                 return Path(value)
-            if self._plain is not Path and type(value) is self._plain:
+            elif self._plain is not Path and type(value) is self._plain:
                 return value
             if self._full is None:
                 self._full = build(self._descriptor)
             return self._full.coerce(value, param=param, ctx=ctx)
 
     def build_runtime_param(descriptor: Any) -> Any:
-        plain = _plain_type(descriptor.annotation)
-        if (
-            plain is None
-            or descriptor.file_annotation is not None
-            or not _unconstrained(descriptor.parameter_info)
-        ):
+        info = descriptor.parameter_info
+        parsed = getattr(info, "parser", None) is not None
+        plain = list if _str_list(descriptor.annotation) and not parsed else None
+        plain = plain or _plain_type(descriptor.annotation, parsed)
+        if plain is None or descriptor.file_annotation is not None or not _unconstrained(info):
             return build(descriptor)
         return PlainFirst(descriptor, plain)
 

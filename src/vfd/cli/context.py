@@ -8,6 +8,7 @@ command needs them, so ``vfd --help`` and ``vfd up`` never touch the daemon's so
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +83,9 @@ class CliState:
             print_json(result)
             return
         rendered = human()
-        if isinstance(rendered, str):
-            text = wirenames.readable(rendered)
-            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        if isinstance(rendered, str):  # a message: written as it is (rich adds nothing to it)
+            sys.stdout.write(wirenames.readable(rendered) + "\n")
+            sys.stdout.flush()
 
 
 def state_of(ctx: typer.Context) -> CliState:
