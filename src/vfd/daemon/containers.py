@@ -245,7 +245,8 @@ def create(url: str, spec: ContainerSpec) -> str:
     if spec.device_requests:
         host["device_requests"] = [docker.types.DeviceRequest(**r) for r in spec.device_requests]
     with translated(f"the container of image {spec.image}"):
-        made = client(url).containers.create(
+        api = client(url).api  # the low-level call: no inspect of what was just made
+        made = api.create_container(
             spec.image,
             command=list(spec.command) or None,
             name=spec.name,
@@ -255,9 +256,9 @@ def create(url: str, spec: ContainerSpec) -> str:
             labels=dict(spec.labels),
             working_dir=spec.working_dir,
             detach=True,
-            **host,
+            host_config=api.create_host_config(**host),
         )
-    return str(made.id)
+    return str(made["Id"])
 
 
 def start(url: str, container_id: str) -> None:

@@ -59,6 +59,35 @@ _wakers: dict[uuid.UUID, anyio.Event] = {}
 """The watcher of each session followed by this daemon, woken when the session is stopped."""
 _launching: set[uuid.UUID] = set()
 """Sessions this daemon is preparing now."""
+_moves: dict[uuid.UUID, anyio.Event] = {}
+"""Set when this daemon moves the session on (see :func:`moved`); made by the first waiter."""
+_waiters: dict[uuid.UUID, int] = {}
+
+
+def _moved_on(session_id: uuid.UUID) -> None:
+    """Wake whoever waits in :func:`moved` for ``session_id`` (called after the store
+    committed the move)."""
+    event = _moves.pop(session_id, None)
+    if event is not None:
+        event.set()
+
+
+async def moved(session_id: uuid.UUID, timeout: float) -> None:
+    """Wait at most ``timeout`` seconds for this daemon to move ``session_id`` on: its
+    container running, its launch failed or cancelled, or the session ended and cleaned up
+    (output saved, a ``--rm`` container removed). A move made elsewhere (another node, a
+    destroy) is not signalled: the caller looks at the store after the timeout anyway."""
+    event = _moves.setdefault(session_id, anyio.Event())
+    _waiters[session_id] = _waiters.get(session_id, 0) + 1
+    try:
+        with anyio.move_on_after(timeout):
+            await event.wait()
+    finally:
+        left = _waiters.pop(session_id) - 1
+        if left:
+            _waiters[session_id] = left
+        elif _moves.get(session_id) is event:
+            del _moves[session_id]
 
 
 def followed(session_id: uuid.UUID) -> bool:
@@ -107,6 +136,7 @@ async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
                 vetoed.reason,
                 vetoed.plugin,
             )
+            _moved_on(session_id)
             return
         container_id = await live.run(Pool.DOCKER, containers.create, _url(daemon), spec)
         if not await live.run(Pool.STORE, _set_container, daemon, session_id, container_id):
@@ -115,9 +145,11 @@ async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
         view = await live.run(Pool.STORE, _to_running, daemon, session_id)
         if view is None:
             raise _Withdrawn()
+        _moved_on(session_id)
     except _Withdrawn:
         log.info("session %s was destroyed while it prepared; not started", session_id)
         await _cleanup(daemon, session_id, container_id)
+        _moved_on(session_id)
         return
     except Exception as exc:
         reason = exc.message if isinstance(exc, VfdError) else f"{exc.__class__.__name__}: {exc}"
@@ -136,6 +168,7 @@ async def _launch(daemon: Daemon, session_id: uuid.UUID) -> None:
             f"could not start: {reason}",
             plugin if isinstance(plugin, str) else None,
         )
+        _moved_on(session_id)
         if failed is not None:
             await daemon.plugins.notify("vfd_session_failed", session=failed, reason=reason)
         _wake_scheduler()
@@ -334,6 +367,7 @@ async def ended(
             with contextlib.suppress(VfdError):
                 await live.run(Pool.DOCKER, containers.remove, _url(daemon), container_id)
     await remove_home(daemon, session_id)
+    _moved_on(session_id)
 
 
 def exit_reason(row: ComputeSession, seen: containers.ContainerState) -> str:
@@ -365,6 +399,7 @@ async def vanished(daemon: Daemon, session_id: uuid.UUID, reason: str) -> None:
     if failed is not None:
         await daemon.plugins.notify("vfd_session_failed", session=failed, reason=reason)
     await remove_home(daemon, session_id)
+    _moved_on(session_id)
     _wake_scheduler()
 
 

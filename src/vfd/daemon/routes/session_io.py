@@ -44,7 +44,8 @@ FOLLOW_POLL = (0.02, 0.5)
 doubling up to the second (a long wait is followed cheaply)."""
 FOLLOW_CLOSE = 0.03
 """Seconds between looks at a followed session about to run (preparing) or to end (its
-container exited): moments that last well under a second, followed closely."""
+container exited): moments that last well under a second, followed closely — and at once
+when this daemon moves it on (:func:`vfd.daemon.launcher.moved`)."""
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -122,7 +123,7 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
     try:
         delay = FOLLOW_POLL[0]
         while follow and seen.status in (S.PENDING, S.SCHEDULED, S.PREPARING):
-            await anyio.sleep(delay)  # not started yet: wait for its container to run
+            await launcher.moved(seen.id, delay)  # not started: wait for its container to run
             cap = FOLLOW_CLOSE if seen.status is S.PREPARING else FOLLOW_POLL[1]
             delay = min(cap, delay * 2)
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
@@ -149,7 +150,8 @@ async def _logs(daemon: Daemon, seen: _Seen, follow: bool) -> AsyncIterator[byte
                 if follow:  # a followed stream ends with the container: end the session now
                     launcher.wake_watcher(seen.id)
         while follow and seen.status not in FINAL:
-            await anyio.sleep(FOLLOW_CLOSE)  # its container ended; the watcher ends the session
+            # its container ended: the watcher ends the session (and says so when done)
+            await launcher.moved(seen.id, FOLLOW_CLOSE)
             seen = await live.run(Pool.STORE, _reload, daemon, seen.id)
         if streamed and follow:
             # docker's followed log stream can drop a last line without a newline: send what
