@@ -72,15 +72,15 @@ def _moved_on(session_id: uuid.UUID) -> None:
         event.set()
 
 
-async def moved(session_id: uuid.UUID, timeout: float) -> None:
-    """Wait at most ``timeout`` seconds for this daemon to move ``session_id`` on: its
+async def moved(session_id: uuid.UUID, within: float) -> None:
+    """Wait at most ``within`` seconds for this daemon to move ``session_id`` on: its
     container running, its launch failed or cancelled, or the session ended and cleaned up
     (output saved, a ``--rm`` container removed). A move made elsewhere (another node, a
-    destroy) is not signalled: the caller looks at the store after the timeout anyway."""
+    destroy) is not signalled: the caller looks at the store after ``within`` anyway."""
     event = _moves.setdefault(session_id, anyio.Event())
     _waiters[session_id] = _waiters.get(session_id, 0) + 1
     try:
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(within):
             await event.wait()
     finally:
         left = _waiters.pop(session_id) - 1
