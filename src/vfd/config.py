@@ -53,6 +53,11 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     cpu = 0                             # cpus sessions may use; 0 = all of the machine's
     memory = 0                          # bytes sessions may use; 0 = all of the machine's
     scheduler = "fifo"                  # a scheduler some plugin registers
+    group = "default"                   # resource group: this node joins it first; vfd run asks it
+    heartbeat_interval = 5.0            # seconds; a node silent for 3 intervals takes nothing new
+    reap_interval = 10.0                # seconds between idle/lifetime reaper passes
+    idle_cpu = 0.05                     # share of one cpu below which a session is idle
+    leader_lock = 0x76666401            # PostgreSQL advisory lock key of the scheduling leader
     stop_timeout = 10.0                 # seconds between SIGTERM and SIGKILL on destroy
     scratch_dir = "/var/lib/vfd/sessions"   # each session's /home/work
 
@@ -67,6 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +189,18 @@ class SessionOptions:
     """Seconds between scheduler passes when nothing wakes it sooner."""
     dotfile_max_size: int = 65536
     dotfile_max_count: int = 100
+    group: str = "default"
+    """The resource group this node joins when it first registers, and the group ``vfd run``
+    asks for when it names none."""
+    heartbeat_interval: float = 5.0
+    """Seconds between this node's heartbeats in the store; a node silent for three
+    intervals is dead and takes no new sessions."""
+    reap_interval: float = 10.0
+    """Seconds between passes of the idle and lifetime reaper."""
+    idle_cpu: float = 0.05
+    """Below this share of one cpu over a reaper interval, a session counts as idle."""
+    leader_lock: int = 0x76666401
+    """The PostgreSQL advisory lock key the scheduling leader holds."""
 
 
 @dataclass(frozen=True)
@@ -424,12 +442,18 @@ def _parse_plugins(
     return out, block, trace
 
 
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
 _SESSION_NUMBERS = {
     "cpu": (0.0, 4096.0),
     "stop_timeout": (0.0, 3600.0),
     "schedule_interval": (0.01, 3600.0),
+    "heartbeat_interval": (0.01, 3600.0),
+    "reap_interval": (0.01, 86400.0),
+    "idle_cpu": (0.0, 4096.0),
 }
 _SESSION_INTS = {
+    "leader_lock": (-(2**63), 2**63 - 1),
     "memory": (0, 2**62),
     "dotfile_max_size": (1, 16 * 2**20),
     "dotfile_max_count": (1, 100000),
@@ -449,6 +473,12 @@ def _parse_sessions(value: Any, source: str) -> SessionOptions:
         elif key in ("docker_url", "node", "scheduler"):
             if not isinstance(item, str) or not item or len(item) > 128:
                 raise _bad(full, source, "must be a non-empty string of at most 128 characters")
+            out[key] = item
+        elif key == "group":
+            if not isinstance(item, str) or not _GROUP_NAME.fullmatch(item):
+                raise _bad(
+                    full, source, "must be a group name: 1-64 letters, digits, '.', '_' or '-'"
+                )
             out[key] = item
         elif key == "scratch_dir":
             if not isinstance(item, str) or not item.startswith("/"):

@@ -117,6 +117,11 @@ class ProjectMember(SQLModel, table=True):
 class StorageHost(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     path: str = Field(max_length=4096)
+    node: str | None = Field(
+        default=None,
+        max_length=128,
+        description="the node whose local disk holds it; None = shared storage every node reaches",
+    )
     created_at: datetime = _ts(nullable=False)
 
 
@@ -127,6 +132,78 @@ class ResourcePolicy(SQLModel, table=True):
         default=0, sa_column=Column(BigInteger, nullable=False, default=0)
     )
     allowed_hosts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    max_sessions: int = Field(default=0, description="live sessions at once; 0 = unlimited")
+    max_session_cpu: float = Field(
+        default=0.0,
+        sa_column=Column(Float, nullable=False, default=0.0),
+        description="cpu of all the user's live sessions together; 0 = unlimited",
+    )
+    max_session_memory: int = Field(
+        default=0,
+        sa_column=Column(BigInteger, nullable=False, default=0),
+        description="bytes of all the user's live sessions together; 0 = unlimited",
+    )
+    idle_timeout: float = Field(
+        default=0.0,
+        sa_column=Column(Float, nullable=False, default=0.0),
+        description="seconds a running session may stay idle; 0 = forever",
+    )
+    max_lifetime: float = Field(
+        default=0.0,
+        sa_column=Column(Float, nullable=False, default=0.0),
+        description="seconds a session may run; 0 = no limit",
+    )
+    allowed_images: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="fnmatch patterns of images sessions may use; empty = any",
+    )
+    allowed_groups: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="resource groups sessions may use; empty = any",
+    )
+    created_at: datetime = _ts(nullable=False)
+
+
+class ResourceGroup(SQLModel, table=True):
+    """Nodes that share one scheduler and one queue; ``default`` is made by the migrations."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    scheduler: str = Field(default="fifo", max_length=128)
+    description: str = Field(default="", max_length=1024)
+    created_at: datetime = _ts(nullable=False)
+
+
+class ResourceGroupAccess(SQLModel, table=True):
+    """Who may use a group: one user or one project's members per row. A group with no rows
+    is open to everyone."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    group: str = Field(foreign_key="resourcegroup.name", max_length=64, index=True)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="user.id")
+    project_id: uuid.UUID | None = Field(default=None, foreign_key="project.id")
+
+
+class Agent(SQLModel, table=True):
+    """A node's daemon as registered in the store; what it holds is computed from sessions."""
+
+    id: str = Field(primary_key=True, max_length=128, description="the node's name")
+    address: str = Field(default="", max_length=256, description="informative: socket or host")
+    group: str = Field(default="default", foreign_key="resourcegroup.name", max_length=64)
+    cpu: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
+    memory: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    version: str = Field(default="", max_length=64)
+    started_at: datetime = _ts(nullable=False)
+    heartbeat_at: datetime = _ts(nullable=False)
+
+
+class SessionPreset(SQLModel, table=True):
+    """A named size of session (``vfd run --preset NAME``)."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    cpu: float = Field(default=1.0, sa_column=Column(Float, nullable=False))
+    memory: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = _ts(nullable=False)
 
 
@@ -253,6 +330,22 @@ class ComputeSession(SQLModel, table=True):
     status_changed_at: datetime = _ts(nullable=False)
     scheduler_verdict: str | None = Field(
         default=None, max_length=1024, description="why the scheduler has not placed it yet"
+    )
+    scheduler_verdicts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False),
+        description="the latest verdicts of the scheduler's predicates: [{name, ok, reason}]",
+    )
+    group: str = Field(default="default", max_length=64, index=True)
+    lifetime: float | None = Field(
+        default=None,
+        sa_column=Column(Float, nullable=True),
+        description="seconds it may run (asked, capped by the policy); None = no limit",
+    )
+    last_activity_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True)),
+        description="the last exec, shell or app connection (the idle reaper's clock)",
     )
     container_id: str | None = Field(default=None, max_length=80)
     exit_code: int | None = Field(default=None)
