@@ -172,21 +172,25 @@ def _next(source: Iterator[bytes]) -> bytes | None:
 
 
 async def _rest(daemon: Daemon, seen: _Seen, sent: dict[frames.Kind, int]) -> AsyncIterator[bytes]:
-    """The output of the ended session past ``sent`` bytes of each stream: read whole from
-    its container, or from the saved output once the container is gone."""
+    """The output of the ended session past ``sent`` bytes of each stream: read from the
+    saved output when the watcher has saved it (it does before it removes the container),
+    else whole from the container."""
     live = runtime.current()
     chunks: list[tuple[frames.Kind, bytes]] = []
-    try:
-        stream = await containers.stream_read(
-            lambda: containers.open_logs(_url(daemon), str(seen.container_id), follow=False)
-        )
-    except VfdError as exc:
-        if exc.code is not ErrorCode.SESSION_NOT_RUNNING:
-            raise
-        for _ in range(40):  # removed: the watcher saved the output first, or is writing it
-            if await live.run(Pool.FILES, output.has_saved, daemon, seen.id):
-                break
-            await anyio.sleep(0.05)
+    stream: containers.Stream | None = None
+    if not await live.run(Pool.FILES, output.has_saved, daemon, seen.id):
+        try:
+            stream = await containers.stream_read(
+                lambda: containers.open_logs(_url(daemon), str(seen.container_id), follow=False)
+            )
+        except VfdError as exc:
+            if exc.code is not ErrorCode.SESSION_NOT_RUNNING:
+                raise
+            for _ in range(40):  # removed: the watcher saved the output first, or is writing it
+                if await live.run(Pool.FILES, output.has_saved, daemon, seen.id):
+                    break
+                await anyio.sleep(0.05)
+    if stream is None:
         decoder = frames.Decoder()
         source = output.read_saved(daemon, seen.id)
         while (part := await live.run(Pool.FILES, _next, source)) is not None:
