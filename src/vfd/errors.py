@@ -42,6 +42,8 @@ class ErrorCode(enum.Enum):
     INVALID_MOUNT = ("invalid_mount", 400, _errno.EINVAL)  # a bad -m spec or target
     SESSION_REJECTED = ("session_rejected", 400, _errno.EPERM)  # a plugin refused the request
     EXCEEDS_CAPACITY = ("exceeds_capacity", 400, _errno.ENOSPC)  # larger than any node
+    # above a resource policy's absolute limit: details.limit, asked, allowed
+    POLICY_VIOLATION = ("policy_violation", 403, _errno.EPERM)
     # identity and permission
     UNAUTHENTICATED = ("unauthenticated", 401, _errno.EACCES)
     PERMISSION_DENIED = ("permission_denied", 403, _errno.EACCES)
@@ -65,6 +67,9 @@ class ErrorCode(enum.Enum):
     IMAGE_NOT_FOUND = ("image_not_found", 404, _errno.ENOENT)
     DOTFILE_NOT_FOUND = ("dotfile_not_found", 404, _errno.ENOENT)
     PLUGIN_NOT_FOUND = ("plugin_not_found", 404, _errno.ENOENT)
+    GROUP_NOT_FOUND = ("group_not_found", 404, _errno.ENOENT)  # a resource group
+    PRESET_NOT_FOUND = ("preset_not_found", 404, _errno.ENOENT)
+    NODE_NOT_FOUND = ("node_not_found", 404, _errno.ENOENT)
     # conflicts
     VFOLDER_EXISTS = ("vfolder_exists", 409, _errno.EEXIST)
     USER_EXISTS = ("user_exists", 409, _errno.EEXIST)
@@ -78,6 +83,9 @@ class ErrorCode(enum.Enum):
     SESSION_EXISTS = ("session_exists", 409, _errno.EEXIST)  # a live session has that name
     SESSION_NOT_RUNNING = ("session_not_running", 409, _errno.EINVAL)
     DOTFILE_EXISTS = ("dotfile_exists", 409, _errno.EEXIST)
+    GROUP_EXISTS = ("group_exists", 409, _errno.EEXIST)
+    PRESET_EXISTS = ("preset_exists", 409, _errno.EEXIST)
+    GROUP_IN_USE = ("group_in_use", 409, _errno.EBUSY)  # nodes or live sessions in it
     DOTFILE_LIMIT_REACHED = ("dotfile_limit_reached", 403, _errno.EDQUOT)
     FOLDER_IN_USE = ("folder_in_use", 409, _errno.EBUSY)
     NOT_A_DIRECTORY = ("not_a_directory", 409, _errno.ENOTDIR)

@@ -23,6 +23,13 @@ def _policy(vfd_daemon: Any, **fields: Any) -> str:
         "max_vfolder_count": fields.get("max_vfolder_count", 0),
         "max_quota_scope_size": fields.get("max_quota_scope_size", 0),
         "allowed_hosts": fields.get("allowed_hosts", []),
+        "max_sessions": 0,
+        "max_session_cpu": 0.0,
+        "max_session_memory": 0,
+        "idle_timeout": 0.0,
+        "max_lifetime": 0.0,
+        "allowed_images": [],
+        "allowed_groups": [],
     }
     return name
 
@@ -73,7 +80,11 @@ def test_policies_admin_crud(vfd_daemon: Any) -> None:
         ({"name": "p", "max_quota_scope_size": "10"}, 400, "invalid_argument"),
         ({"name": "p", "allowed_hosts": "local"}, 400, "invalid_argument"),
         ({"name": "p", "allowed_hosts": ["mars"]}, 404, "host_not_found"),
-        ({"name": "p", "max_sessions": 1}, 400, "invalid_argument"),
+        ({"name": "p", "max_gpus": 1}, 400, "invalid_argument"),
+        ({"name": "p", "max_session_cpu": -1}, 400, "invalid_argument"),
+        ({"name": "p", "idle_timeout": "1h"}, 400, "invalid_argument"),
+        ({"name": "p", "allowed_groups": ["nosuch"]}, 404, "group_not_found"),
+        ({"name": "p", "allowed_images": [""]}, 400, "invalid_argument"),
     ],
 )
 def test_policies_refuse_bad_input(

@@ -1,4 +1,5 @@
-"""``vfd admin``: users, projects, resource policies, storage hosts and API tokens.
+"""``vfd admin``: users, projects, resource policies, storage hosts and API tokens; nodes,
+resource groups and session presets (``vfd.cli.resources_admin``).
 
 Every command needs an administrator (root on the node, or a member of ``vfd-admin``); the
 daemon answers ``admin_required`` otherwise.
@@ -10,8 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
+from vfd.cli import resources_admin
 from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
+from vfd.cli.durations import duration_option, format_duration
 from vfd.cli.output import cell_text, table
 from vfd.cli.sizes import format_limit, format_size, size_option
 from vfd.enums import UserRole, UserStatus
@@ -21,7 +24,9 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="vfd users: who may use folders, with which uid/gid and policy.")
 project_app = typer.Typer(help="Projects: groups of users sharing project folders.")
-policy_app = typer.Typer(help="Resource policies: folder count, quota size, allowed hosts.")
+policy_app = typer.Typer(
+    help="Resource policies: folder count, quota size, allowed hosts; session limits."
+)
 host_app = typer.Typer(help="Storage hosts of this node.")
 token_app = typer.Typer(help="API tokens for clients on TCP.")
 for _sub, _name in (
@@ -33,6 +38,7 @@ for _sub, _name in (
 ):
     _sub.info.no_args_is_help = True
     app.add_typer(_sub, name=_name)
+resources_admin.register(app)
 
 
 EmailArg = Annotated[str, typer.Argument(help="The user's email.", show_default=False)]
@@ -64,6 +70,66 @@ HostsOpt = Annotated[
         "--allowed-hosts",
         metavar="a,b",
         help="Comma-separated hosts where folders may be created; empty = every host.",
+    ),
+]
+
+
+MaxSessionsOpt = Annotated[
+    int | None,
+    typer.Option("--max-sessions", min=0, metavar="N", help="Most live sessions; 0 = no limit."),
+]
+MaxCpuOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-cpu",
+        parser=resources_admin.cpu_option,
+        metavar="N",
+        help="Most cpu of all the user's live sessions together; 0 = no limit.",
+    ),
+]
+MaxMemOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-mem",
+        parser=size_option,
+        metavar="SIZE",
+        help="Most memory of all the user's live sessions together (8g, 512m); 0 = no limit.",
+    ),
+]
+IdleOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--idle-timeout",
+        parser=duration_option,
+        metavar="DURATION",
+        help="End a running session idle this long (no exec, shell or app connection, "
+        "cpu below [sessions] idle_cpu): 90s, 30m, 2h; 0 = never.",
+    ),
+]
+LifetimeOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-lifetime",
+        parser=duration_option,
+        metavar="DURATION",
+        help="End a session this long after it started (12h, 7d); 0 = no limit.",
+    ),
+]
+ImagesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-image",
+        metavar="PATTERN",
+        help="Images sessions may use (shell pattern, e.g. 'vfd-test/*'); repeatable; none "
+        "given = any image.",
+    ),
+]
+GroupsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-group",
+        metavar="NAME",
+        help="Resource groups sessions may use; repeatable; none given = any group.",
     ),
 ]
 
@@ -237,7 +303,46 @@ def _policy_line(policy: dict[str, Any]) -> str:
     count = policy.get("max_vfolder_count") or "unlimited"
     hosts = ", ".join(policy.get("allowed_hosts") or []) or "every host"
     size = format_limit(policy.get("max_quota_scope_size"))
-    return f"{policy.get('name')} (folders: {count}, quota: {size}, hosts: {hosts})"
+    return (
+        f"{policy.get('name')} (folders: {count}, quota: {size}, hosts: {hosts}; "
+        f"{_session_limits(policy)})"
+    )
+
+
+def _session_limits(policy: dict[str, Any]) -> str:
+    """The session part of a policy for people."""
+    cpu = policy.get("max_session_cpu") or 0
+    return ", ".join(
+        (
+            f"sessions: {policy.get('max_sessions') or 'unlimited'}",
+            f"cpu: {f'{cpu:g}' if cpu else 'unlimited'}",
+            f"memory: {format_limit(policy.get('max_session_memory'))}",
+            f"idle timeout: {format_duration(policy.get('idle_timeout'))}",
+            f"lifetime: {format_duration(policy.get('max_lifetime'), zero='unlimited')}",
+            f"images: {', '.join(policy.get('allowed_images') or []) or 'any'}",
+            f"groups: {', '.join(policy.get('allowed_groups') or []) or 'any'}",
+        )
+    )
+
+
+def _session_fields(
+    max_sessions: int | None,
+    max_cpu: float | None,
+    max_mem: int | None,
+    idle_timeout: float | None,
+    max_lifetime: float | None,
+    images: list[str] | None,
+    groups: list[str] | None,
+) -> dict[str, Any]:
+    return _given(
+        max_sessions=max_sessions,
+        max_session_cpu=max_cpu,
+        max_session_memory=max_mem,
+        idle_timeout=idle_timeout,
+        max_lifetime=max_lifetime,
+        allowed_images=list(images) if images else None,
+        allowed_groups=list(groups) if groups else None,
+    )
 
 
 @policy_app.command("create")
@@ -247,6 +352,13 @@ def policy_create(
     max_vfolder_count: MaxCountOpt = None,
     max_quota_scope_size: MaxSizeOpt = None,
     allowed_hosts: HostsOpt = None,
+    max_sessions: MaxSessionsOpt = None,
+    max_cpu: MaxCpuOpt = None,
+    max_mem: MaxMemOpt = None,
+    idle_timeout: IdleOpt = None,
+    max_lifetime: LifetimeOpt = None,
+    allow_image: ImagesOpt = None,
+    allow_group: GroupsOpt = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create a resource policy; unset limits mean no limit."""
@@ -256,6 +368,9 @@ def policy_create(
         "max_vfolder_count": max_vfolder_count or 0,
         "max_quota_scope_size": max_quota_scope_size or 0,
         "allowed_hosts": _hosts(allowed_hosts or ""),
+        **_session_fields(
+            max_sessions, max_cpu, max_mem, idle_timeout, max_lifetime, allow_image, allow_group
+        ),
     }
     policy = cli.client().post("/v1/admin/policies", body)
     cli.emit(policy, lambda: f"Created policy {_policy_line(policy)}")
@@ -268,14 +383,38 @@ def policy_update(
     max_vfolder_count: MaxCountOpt = None,
     max_quota_scope_size: MaxSizeOpt = None,
     allowed_hosts: HostsOpt = None,
+    max_sessions: MaxSessionsOpt = None,
+    max_cpu: MaxCpuOpt = None,
+    max_mem: MaxMemOpt = None,
+    idle_timeout: IdleOpt = None,
+    max_lifetime: LifetimeOpt = None,
+    allow_image: ImagesOpt = None,
+    allow_group: GroupsOpt = None,
+    any_image: Annotated[
+        bool, typer.Option("--any-image", help="Allow every image again.")
+    ] = False,
+    any_group: Annotated[
+        bool, typer.Option("--any-group", help="Allow every resource group again.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Change a resource policy's limits."""
+    """Change a resource policy's limits (--allow-image/--allow-group replace the lists)."""
+    if any_image and allow_image:
+        raise typer.BadParameter("--any-image and --allow-image contradict each other")
+    if any_group and allow_group:
+        raise typer.BadParameter("--any-group and --allow-group contradict each other")
     body = _given(
         max_vfolder_count=max_vfolder_count,
         max_quota_scope_size=max_quota_scope_size,
         allowed_hosts=None if allowed_hosts is None else _hosts(allowed_hosts),
+        **_session_fields(
+            max_sessions, max_cpu, max_mem, idle_timeout, max_lifetime, allow_image, allow_group
+        ),
     )
+    if any_image:
+        body["allowed_images"] = []
+    if any_group:
+        body["allowed_groups"] = []
     if not body:
         raise typer.BadParameter("nothing to change: give at least one option")
     cli = use(ctx, json_output)
@@ -298,17 +437,46 @@ def policy_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List resource policies."""
     cli = use(ctx, json_output)
     result = cli.client().get("/v1/admin/policies")
-    rows = [
-        [
-            p.get("name"),
-            p.get("max_vfolder_count") or "unlimited",
-            format_limit(p.get("max_quota_scope_size")),
-            ", ".join(p.get("allowed_hosts") or []) or "all",
-        ]
-        for p in result.get("policies", [])
-    ]
-    columns = ("name", "max folders", "max quota scope size", "allowed hosts")
+    rows = []
+    for p in result.get("policies", []):
+        cpu = p.get("max_session_cpu") or 0
+        rows.append(
+            [
+                p.get("name"),
+                p.get("max_vfolder_count") or "unlimited",
+                format_limit(p.get("max_quota_scope_size")),
+                ", ".join(p.get("allowed_hosts") or []) or "all",
+                p.get("max_sessions") or "unlimited",
+                f"{cpu:g}" if cpu else "unlimited",
+                format_limit(p.get("max_session_memory")),
+                format_duration(p.get("idle_timeout")),
+                format_duration(p.get("max_lifetime"), zero="unlimited"),
+                ", ".join(p.get("allowed_images") or []) or "any",
+                ", ".join(p.get("allowed_groups") or []) or "any",
+            ]
+        )
+    columns = (
+        "name",
+        "max folders",
+        "max quota scope size",
+        "allowed hosts",
+        "max sessions",
+        "max cpu",
+        "max mem",
+        "idle timeout",
+        "max lifetime",
+        "images",
+        "groups",
+    )
     cli.emit(result, lambda: table(cli.console, columns, rows, empty="no policies"))
+
+
+@policy_app.command("info")
+def policy_info(ctx: typer.Context, name: PolicyArg, json_output: JsonOption = False) -> None:
+    """Show one resource policy with its session limits."""
+    cli = use(ctx, json_output)
+    policy = cli.client().get(f"/v1/admin/policies/{segment(name)}")
+    cli.emit(policy, lambda: f"Policy {_policy_line(policy)}")
 
 
 @host_app.command("list")

@@ -21,6 +21,7 @@ from vfd.daemon.routes import (
     mounts,
     plugins,
     quota,
+    resources,
     session_io,
     sessions,
     sharing,
@@ -28,6 +29,7 @@ from vfd.daemon.routes import (
     vfolders,
 )
 from vfd.daemon.runtime import BackgroundTask, Runtime
+from vfd.daemon.services import agents
 from vfd.daemon.services.clones import supervise
 from vfd.daemon.services.context import Daemon
 
@@ -47,6 +49,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         ("adopt", functools.partial(reconcile.adopt, daemon)),
         ("mountd-watch", functools.partial(reconcile.watch_mountd, daemon)),
         ("scheduler", functools.partial(scheduler.serve, daemon)),
+        ("heartbeat", functools.partial(agents.serve, daemon)),
     ]
 
     @contextlib.asynccontextmanager
@@ -80,6 +83,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         quota,
         hosts,
         admin,
+        resources,
         sessions,
         session_io,
         images,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import Field
 
@@ -61,17 +63,36 @@ class MemberAdd(Body):
     email: str
 
 
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, description="seconds; 0 = never")]
+
+
 class PolicyCreate(Body):
     name: str
     max_vfolder_count: Int32 = Field(default=0, description="0 = unlimited")
     max_quota_scope_size: Int64 = Field(default=0, description="bytes; 0 = unlimited")
     allowed_hosts: list[str] = Field(default_factory=list)
+    max_sessions: Int32 = Field(default=0, description="live sessions at once; 0 = unlimited")
+    max_session_cpu: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="cpu of all live sessions; 0 = any"
+    )
+    max_session_memory: Int64 = Field(default=0, description="bytes of all live sessions")
+    idle_timeout: Seconds = 0.0
+    max_lifetime: Seconds = 0.0
+    allowed_images: list[str] = Field(default_factory=list, description="fnmatch patterns")
+    allowed_groups: list[str] = Field(default_factory=list, description="resource groups")
 
 
 class PolicyPatch(Body):
     max_vfolder_count: int | None = Field(default=None, ge=0, le=INT32_MAX)
     max_quota_scope_size: int | None = Field(default=None, ge=0, le=INT64_MAX)
     allowed_hosts: list[str] | None = None
+    max_sessions: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_session_cpu: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_session_memory: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    idle_timeout: Seconds | None = None
+    max_lifetime: Seconds | None = None
+    allowed_images: list[str] | None = None
+    allowed_groups: list[str] | None = None
 
 
 class PolicyAssign(Body):
@@ -131,6 +152,11 @@ async def create_policy(body: PolicyCreate, daemon: DaemonDep, caller: CallerDep
 @router.get("/policies")
 async def list_policies(daemon: DaemonDep, caller: CallerDep) -> JSON:
     return await run(policies.list_policies, daemon, caller)
+
+
+@router.get("/policies/{name}")
+async def policy_info(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(policies.policy_info, daemon, caller, name)
 
 
 @router.patch("/policies/{name}")
