@@ -135,7 +135,8 @@ class FolderView:
 
 @dataclass(frozen=True)
 class Capacity:
-    """A node's resources as a scheduler sees them."""
+    """A node's resources as the single-node loop saw them (kept for code not yet on
+    :class:`Snapshot`; schedulers get :class:`Agent` records)."""
 
     node: str
     cpu: float
@@ -152,9 +153,32 @@ class Capacity:
         return self.memory - self.used_memory
 
 
+CPU_SLACK = 1e-9
+"""How far cpu may exceed a bound and still count as within it (float sums of fractions)."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """An amount of each schedulable resource (accelerator slots come with their plugins)."""
+
+    cpu: float = 0.0
+    memory: int = 0
+    """Bytes."""
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu + other.cpu, self.memory + other.memory)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory - other.memory)
+
+    def fits_in(self, other: Resources) -> bool:
+        """Whether each component is at most ``other``'s (cpu with a 1e-9 slack)."""
+        return self.cpu <= other.cpu + CPU_SLACK and self.memory <= other.memory
+
+
 @dataclass(frozen=True)
 class PendingSession:
-    """A session waiting to be placed, in the order it was asked for."""
+    """A session waiting to be placed, as its owner asked for it."""
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -162,22 +186,116 @@ class PendingSession:
     created_at: datetime
     cpu: float
     memory: int
+    group: str = "default"
+    """The resource group asked for."""
+    image: str = ""
+    project_id: uuid.UUID | None = None
+    lifetime: float | None = None
+    """Seconds asked for (maximum lifetime); None = no limit."""
+    storage_hosts: tuple[str, ...] = ()
+    """The storage hosts of the folders it mounts."""
+
+    @property
+    def request(self) -> Resources:
+        return Resources(self.cpu, self.memory)
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A node's daemon as a scheduler sees it."""
+
+    id: str
+    """The node's name."""
+    group: str
+    cpu: float
+    """Capacity for sessions."""
+    memory: int
+    used_cpu: float
+    used_memory: int
+    alive: bool = True
+    """Heartbeat fresh; a dead agent takes nothing new."""
+    storage_hosts: frozenset[str] | None = None
+    """The storage hosts reachable there; None = every host."""
+
+    @property
+    def capacity(self) -> Resources:
+        return Resources(self.cpu, self.memory)
+
+    @property
+    def free(self) -> Resources:
+        return Resources(self.cpu - self.used_cpu, self.memory - self.used_memory)
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    """The session part of a user's resource policy (0 or empty = no limit)."""
+
+    max_sessions: int = 0
+    max_cpu: float = 0.0
+    """Total cpu of the user's live sessions."""
+    max_memory: int = 0
+    allowed_images: tuple[str, ...] = ()
+    """fnmatch patterns; () = any image."""
+    allowed_groups: tuple[str, ...] = ()
+    """() = any group."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a scheduler decides on, for one resource group and one round."""
+
+    group: str
+    """The resource group scheduled."""
+    pending: tuple[PendingSession, ...]
+    """Oldest first."""
+    agents: tuple[Agent, ...]
+    allocations: Mapping[uuid.UUID, Resources]
+    """Each user's sessions holding resources in the group, summed, by user id."""
+    running: Mapping[uuid.UUID, int]
+    """Each user's number of live (resource-holding) sessions in every group."""
+    limits: Mapping[uuid.UUID, UserLimits]
+    """By user id; a missing user has no limits."""
+    memo: Mapping[str, Any]
+    """What this scheduler's previous :attr:`Decision.memo` said (empty at first)."""
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check of a pending session: a predicate's (``fits_agent``, ``within_policy``,
+    ``within_concurrency``, ``group_allowed``, ``image_allowed``, ``folders_reachable``) or
+    the scheduler's own (``queue``)."""
+
+    name: str
+    ok: bool
+    reason: str
+    """One line for people."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Start session ``session_id`` on agent ``agent``."""
+
+    session_id: uuid.UUID
+    agent: str
 
 
 @dataclass(frozen=True)
 class Decision:
-    """A scheduler's answer: sessions to place now (in that order), and why each other one
-    waits (shown by ``vfd session info``)."""
+    """A scheduler's answer: sessions to place now (in that order) and where, and for each
+    other pending session why it waits (shown by ``vfd session info``)."""
 
-    place: tuple[uuid.UUID, ...] = ()
-    waiting: Mapping[uuid.UUID, str] = field(default_factory=dict)
+    place: tuple[Placement, ...] = ()
+    waiting: Mapping[uuid.UUID, tuple[Verdict, ...]] = field(default_factory=dict)
+    memo: Mapping[str, Any] = field(default_factory=dict)
+    """Handed back as the next round's :attr:`Snapshot.memo` (JSON-able values)."""
 
 
 class Scheduler(Protocol):
-    """Chooses which pending sessions start. Called on the daemon's event loop; must not
-    block (it gets plain records, no store or docker)."""
+    """Chooses which pending sessions start and where: a pure function of a snapshot. Called
+    on the daemon's event loop; must not block (it gets plain records, no store or docker)."""
 
-    def decide(self, pending: Sequence[PendingSession], capacity: Capacity) -> Decision: ...
+    def decide(self, snapshot: Snapshot) -> Decision: ...
 
 
 @dataclass(frozen=True)
