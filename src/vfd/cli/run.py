@@ -20,6 +20,7 @@ import typer
 
 from vfd.cli.client import VfdClient
 from vfd.cli.context import CliState, JsonOption, use
+from vfd.cli.durations import duration_option
 from vfd.cli.output import print_error
 from vfd.cli.session import EnvOption, command_args, parse_env
 from vfd.cli.sizes import size_option
@@ -78,7 +79,7 @@ def run(
             "--cpu",
             metavar="N",
             parser=_cpu_option,
-            help="CPUs to reserve and limit it to (default 1).",
+            help="CPUs to reserve and limit it to (default: the preset's, else 1).",
         ),
     ] = None,
     memory: Annotated[
@@ -88,7 +89,35 @@ def run(
             "--memory",
             metavar="SIZE",
             parser=size_option,
-            help="Memory limit, e.g. 512m, 2g, 1GiB (default: no limit).",
+            help="Memory limit, e.g. 512m, 2g, 1GiB (default: the preset's, else no limit).",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            metavar="NAME",
+            help="The resource group to run in (default: [sessions] group of the daemon's "
+            "config, else 'default').",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            metavar="NAME",
+            help="A session preset giving cpu and memory (`vfd admin preset list`); --cpu and "
+            "--mem override it.",
+        ),
+    ] = None,
+    lifetime: Annotated[
+        float | None,
+        typer.Option(
+            "--lifetime",
+            metavar="DURATION",
+            parser=duration_option,
+            help="End the session this long after it started (90s, 30m, 2h, 1d; at most the "
+            "policy's max lifetime).",
         ),
     ] = None,
     name: Annotated[
@@ -131,6 +160,9 @@ def run(
         body["cpu"] = cpu
     if memory is not None:
         body["memory"] = memory
+    for key, value in (("group", group), ("preset", preset), ("lifetime", lifetime)):
+        if value is not None:
+            body[key] = value
     try:
         created = cli.client().post("/v1/sessions", body)
     except VfdError as exc:

@@ -17,6 +17,7 @@ import typer
 from vfd.cli import shell
 from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
+from vfd.cli.durations import format_duration
 from vfd.cli.output import cell_text, key_values, table
 from vfd.cli.sizes import format_limit
 from vfd.cli.streams import FAILED, INTERRUPTED, exit_for, follow
@@ -187,6 +188,8 @@ def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
         ("cpu", _cpu_text(s.get("cpu"))),
         ("memory", format_limit(s.get("memory"))),
         ("node", s.get("node")),
+        ("group", s.get("group")),
+        ("lifetime", format_duration(s.get("lifetime"), zero="no limit")),
         ("created", _when(s.get("created_at"))),
         ("started", _when(s.get("started_at"))),
         ("ended", _when(s.get("terminated_at"))),

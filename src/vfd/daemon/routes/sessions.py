@@ -28,10 +28,17 @@ class SessionCreate(Body):
     command: list[str] = Field(default_factory=list, description="empty: the image's default")
     name: str | None = Field(default=None, description="default: <image basename>-<4 hex>")
     mounts: list[str] = Field(default_factory=list, description="NAME[:TARGET][:ro] each")
-    cpu: Cpu = 1.0
-    memory: Int64 = Field(default=0, description="bytes; 0 = no memory limit")
+    cpu: Cpu | None = Field(default=None, description="default: the preset's, else 1")
+    memory: Int64 | None = Field(
+        default=None, description="bytes; 0 = no memory limit; default: the preset's, else 0"
+    )
     env: dict[str, str] = Field(default_factory=dict)
     auto_remove: bool = Field(default=False, description="remove the container when it ends")
+    group: str | None = Field(default=None, description="resource group; default [sessions] group")
+    preset: str | None = Field(default=None, description="a session preset's name")
+    lifetime: float | None = Field(
+        default=None, allow_inf_nan=False, description="seconds it may run (policy: at most)"
+    )
 
 
 @router.post("", status_code=201)

@@ -87,6 +87,17 @@ def transition(
     session.add(SessionEvent(session_id=row.id, at=now, status=new, reason=reason, plugin=plugin))
 
 
+def touch(session: Session, session_id: uuid.UUID) -> None:
+    """Stamp ``session_id``'s last activity now (an exec, a shell, an app connection, a
+    followed log): the idle reaper (``vfd.daemon.reaper``) counts idleness from it."""
+    session.execute(
+        update(ComputeSession)
+        .where(col(ComputeSession.id) == session_id)
+        .values(last_activity_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 def record_created(session: Session, row: ComputeSession) -> None:
     """The first event of a new session (``pending``)."""
     session.add(
@@ -207,6 +218,10 @@ def session_json(session: Session, row: ComputeSession, *, events: bool = False)
         "status_plugin": row.status_plugin,
         "status_changed_at": _iso(row.status_changed_at),
         "verdict": row.scheduler_verdict,
+        "verdicts": list(row.scheduler_verdicts or []),
+        "group": row.group,
+        "lifetime": row.lifetime,
+        "last_activity_at": _iso(row.last_activity_at),
         "image": row.image,
         "command": list(row.command),
         "env": dict(row.env),

@@ -1,6 +1,7 @@
 """Compute sessions as the API sees them: create, list, show, destroy.
 
-A new session is checked in full before anything is stored — its fields, the container
+A new session is checked in full before anything is stored — its fields, its group and
+preset, the absolute limits of the user's resource policy (``session_limits``), the container
 runtime, the node's capacity, the image, its mounts, every plugin's ``vfd_validate_session``
 — then stored ``pending`` with its mounts and first event in one transaction, under the lock
 that keeps session names unique among a user's live sessions; the scheduler loop
@@ -24,7 +25,7 @@ from sqlmodel import Session, col, select
 
 from vfd.daemon import capacity, containers, runtime, scheduler
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import audit, session_state
+from vfd.daemon.services import audit, session_limits, session_state
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import MountView, SessionRequest
@@ -63,10 +64,17 @@ class SessionAsk:
     command: list[str] = field(default_factory=list)
     name: str | None = None
     mounts: list[str] = field(default_factory=list)
-    cpu: float = 1.0
-    memory: int = 0
+    cpu: float | None = None
+    """None: the preset's, else 1."""
+    memory: int | None = None
+    """None: the preset's, else 0 (no limit)."""
     env: dict[str, str] = field(default_factory=dict)
     auto_remove: bool = False
+    group: str | None = None
+    """None: ``[sessions] group``."""
+    preset: str | None = None
+    lifetime: float | None = None
+    """Seconds it may run; None: as long as the policy allows."""
 
 
 def check_ask(ask: SessionAsk) -> None:
@@ -105,9 +113,17 @@ def check_ask(ask: SessionAsk) -> None:
             )
         if "\x00" in value:
             raise VfdError(ErrorCode.INVALID_ARGUMENT, f"env: {key}'s value holds NUL", field="env")
-    if not ask.cpu >= MIN_CPU:  # also refuses NaN
+    if ask.cpu is not None or ask.memory is not None:
+        check_size(1.0 if ask.cpu is None else ask.cpu, ask.memory or 0)
+    session_limits.check_lifetime(ask.lifetime)
+
+
+def check_size(cpu: float, memory: int) -> None:
+    """Refuse (``invalid_argument``) a cpu below 0.01 or NaN, or a memory limit docker
+    cannot set."""
+    if not cpu >= MIN_CPU:  # also refuses NaN
         raise VfdError(ErrorCode.INVALID_ARGUMENT, f"cpu must be at least {MIN_CPU:g}", field="cpu")
-    if ask.memory != 0 and ask.memory < MIN_MEMORY:
+    if memory != 0 and memory < MIN_MEMORY:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
             "memory must be 0 (no limit) or at least 6 MiB (docker's smallest limit)",
@@ -141,10 +157,11 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
     JSON. Nothing is stored when any check refuses it."""
     check_ask(ask)
     live = runtime.current()
+    sized = await live.run(Pool.STORE, _sized, daemon, caller.user, ask)
     reason = await containers.available(daemon)
     if reason is not None:
         raise VfdError(ErrorCode.RUNTIME_UNAVAILABLE, f"sessions cannot run: {reason}")
-    capacity.check_fits(daemon.config, ask.cpu, ask.memory)
+    capacity.check_fits(daemon.config, sized.cpu, sized.memory)
     if not await containers.image_present(daemon, ask.image):
         raise VfdError(
             ErrorCode.IMAGE_NOT_FOUND,
@@ -165,14 +182,32 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
             image=ask.image,
             command=tuple(ask.command),
             env=dict(ask.env),
-            cpu=ask.cpu,
-            memory=ask.memory,
+            cpu=sized.cpu,
+            memory=sized.memory,
             mounts=mounts,
         )
     )
-    out = await live.run(Pool.STORE, _store, daemon, caller, ask, name, ask.name is None)
+    out = await live.run(Pool.STORE, _store, daemon, caller, ask, sized, name, ask.name is None)
     scheduler.wake()
     return out
+
+
+def _sized(daemon: Daemon, user: User, ask: SessionAsk) -> session_limits.Sized:
+    """The request's group and size, checked against the user's policy."""
+    with daemon.session() as session:
+        sized = session_limits.resolve(
+            daemon,
+            session,
+            user,
+            group=ask.group,
+            preset=ask.preset,
+            cpu=ask.cpu,
+            memory=ask.memory,
+            lifetime=ask.lifetime,
+        )
+        check_size(sized.cpu, sized.memory)
+        session_limits.check_policy(session, user, ask.image, sized)
+        return sized
 
 
 def _plan_mounts(daemon: Daemon, user: User, specs: list[str]) -> tuple[MountView, ...]:
@@ -194,7 +229,12 @@ def _plan_mounts(daemon: Daemon, user: User, specs: list[str]) -> tuple[MountVie
 
 
 def _store(
-    daemon: Daemon, caller: Caller, ask: SessionAsk, name: str, named_by_us: bool
+    daemon: Daemon,
+    caller: Caller,
+    ask: SessionAsk,
+    sized: session_limits.Sized,
+    name: str,
+    named_by_us: bool,
 ) -> dict[str, Any]:
     """Insert the session, its mounts and its first event, the name checked free among the
     user's live sessions in the same serialised transaction."""
@@ -223,8 +263,10 @@ def _store(
             image=ask.image,
             command=list(ask.command),
             env=dict(ask.env),
-            cpu=ask.cpu,
-            memory=ask.memory,
+            cpu=sized.cpu,
+            memory=sized.memory,
+            group=sized.group,
+            lifetime=sized.lifetime,
             auto_remove=ask.auto_remove,
             status=SessionStatus.PENDING,
             created_at=now,
