@@ -15,6 +15,7 @@ See ``docs/plugin-hooks.md`` for every hook and ``docs/plugins.md`` for packagin
 
 from vfd.plugins.hookspecs import PROJECT, hookimpl, hookspec
 from vfd.plugins.types import (
+    Agent,
     BindMount,
     Capacity,
     ContainerContribution,
@@ -23,15 +24,21 @@ from vfd.plugins.types import (
     FolderView,
     MountView,
     PendingSession,
+    Placement,
     Reject,
+    Resources,
     Scheduler,
     SchedulerSpec,
     SessionRequest,
     SessionView,
+    Snapshot,
+    UserLimits,
+    Verdict,
 )
 
 __all__ = [
     "PROJECT",
+    "Agent",
     "BindMount",
     "Capacity",
     "ContainerContribution",
@@ -40,11 +47,16 @@ __all__ = [
     "FolderView",
     "MountView",
     "PendingSession",
+    "Placement",
     "Reject",
+    "Resources",
     "Scheduler",
     "SchedulerSpec",
     "SessionRequest",
     "SessionView",
+    "Snapshot",
+    "UserLimits",
+    "Verdict",
     "hookimpl",
     "hookspec",
 ]

@@ -1,0 +1,114 @@
+"""The ``drf`` scheduler: Dominant Resource Fairness (Ghodsi et al., NSDI 2011).
+
+A user's dominant share is the larger of their cpu share and their memory share of the
+group's alive agents, from every session they hold in the group plus those this round places.
+Progressive filling: the user with the smallest dominant share (ties: the one whose next
+session was asked for first, then the smaller session id) gets their next session (each
+user's sessions go oldest first), placed by best fit; their share grows by that session's
+dominant share, and the next smallest goes. A user whose next session fits nowhere, or waits
+on their policy's cpu, memory or session limit, is skipped for the rest of the round; a
+session whose image or group their policy does not allow is passed over and the user's next
+one is tried.
+
+The share comes from what each user holds, not from the size of the session in hand, so a
+user gains nothing by asking for more than their sessions need.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from vfd.errors import ErrorCode, VfdError
+from vfd.plugins.hookspecs import hookimpl
+from vfd.plugins.types import Decision, PendingSession, SchedulerSpec, Snapshot, Verdict
+from vfd.scheduling.placement import best_fit, first_failing, placements, waiting_verdicts
+from vfd.scheduling.state import RoundState
+
+PASSED_OVER = frozenset({"image_allowed", "group_allowed"})
+"""Failing these passes one session over; failing the others stops its user for the round."""
+
+
+class DrfScheduler:
+    def decide(self, snapshot: Snapshot) -> Decision:
+        state = RoundState(snapshot)
+        queues: dict[uuid.UUID, list[PendingSession]] = {}
+        for session in sorted(snapshot.pending, key=lambda s: (s.created_at, s.id)):
+            queues.setdefault(session.user_id, []).append(session)
+        next_index = dict.fromkeys(queues, 0)
+        heap = [(state.share(user), q[0].created_at, q[0].id, user) for user, q in queues.items()]
+        heapq.heapify(heap)
+        queue: dict[uuid.UUID, Verdict] = {}
+        stopped: dict[uuid.UUID, PendingSession] = {}
+        while heap:
+            _, _, _, user = heapq.heappop(heap)
+            sessions = queues[user]
+            index = next_index[user]
+            session = sessions[index]
+            failing = first_failing(session, state)
+            if failing is None:
+                agent = best_fit(session, state)
+                if agent is None:
+                    stopped[user] = session
+                    continue
+                state.place(session, agent.id)
+            elif failing.name in PASSED_OVER:
+                queue[session.id] = Verdict(
+                    "queue", True, "passed over: its user's policy does not allow it"
+                )
+            else:
+                stopped[user] = session
+                continue
+            index = next_index[user] = index + 1
+            if index < len(sessions):
+                after = sessions[index]
+                heapq.heappush(heap, (state.share(user), after.created_at, after.id, user))
+        waiting: list[PendingSession] = []
+        for user, stop in stopped.items():
+            share = _describe_share(state, user)
+            queue[stop.id] = Verdict(
+                "queue",
+                True,
+                f"next of its user (dominant share {share}); the user was skipped for the "
+                "rest of the round",
+            )
+            for later in queues[user][next_index[user] + 1 :]:
+                queue[later.id] = Verdict(
+                    "queue",
+                    False,
+                    f"behind session {stop.name} of the same user (each user's sessions "
+                    "start oldest first)",
+                )
+        for sessions in queues.values():
+            waiting.extend(s for s in sessions if s.id not in state.placed)
+        return Decision(place=placements(state), waiting=waiting_verdicts(waiting, state, queue))
+
+
+def _describe_share(state: RoundState, user: uuid.UUID) -> str:
+    held = state.allocation(user)
+    cpu = held.cpu / state.total.cpu if state.total.cpu > 0 else 0.0
+    memory = held.memory / state.total.memory if state.total.memory > 0 else 0.0
+    return f"{max(cpu, memory):.3f}, {'cpu' if cpu >= memory else 'memory'}"
+
+
+def _factory(options: Mapping[str, Any]) -> DrfScheduler:
+    if options:
+        raise VfdError(
+            ErrorCode.CONFIG_INVALID,
+            f"scheduler drf takes no options (got {', '.join(sorted(options))})",
+            scheduler="drf",
+        )
+    return DrfScheduler()
+
+
+@hookimpl
+def vfd_register_schedulers() -> list[SchedulerSpec]:
+    return [
+        SchedulerSpec(
+            name="drf",
+            description="dominant resource fairness (Ghodsi et al. 2011) between users",
+            factory=_factory,
+        )
+    ]

@@ -1,0 +1,79 @@
+"""The in-round view of a resource group: what is free where, and what each user holds, as a
+round places sessions one after another.
+
+Built from a :class:`~vfd.plugins.types.Snapshot` and never handed back: a scheduler returns
+a :class:`~vfd.plugins.types.Decision`, and the loop applies it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from vfd.plugins.types import Agent, PendingSession, Resources, Snapshot, UserLimits
+
+NO_LIMITS = UserLimits()
+
+
+def dominant_share(used: Resources, total: Resources) -> float:
+    """The largest of ``used``'s shares of ``total`` over cpu and memory (0 for a resource
+    the group has none of)."""
+    cpu = used.cpu / total.cpu if total.cpu > 0 else 0.0
+    memory = used.memory / total.memory if total.memory > 0 else 0.0
+    return max(cpu, memory)
+
+
+class RoundState:
+    """What a round has left to give, updated by :meth:`place`.
+
+    ``agents`` are the snapshot's agents of the group scheduled, sorted by id (the order that
+    breaks placement ties); only alive ones take sessions.
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.group = snapshot.group
+        self.agents: tuple[Agent, ...] = tuple(
+            sorted((a for a in snapshot.agents if a.group == snapshot.group), key=lambda a: a.id)
+        )
+        self.alive: tuple[Agent, ...] = tuple(a for a in self.agents if a.alive)
+        self.free: dict[str, Resources] = {a.id: a.free for a in self.alive}
+        self.allocations: dict[uuid.UUID, Resources] = dict(snapshot.allocations)
+        self.running: dict[uuid.UUID, int] = dict(snapshot.running)
+        self.total = Resources(sum(a.cpu for a in self.alive), sum(a.memory for a in self.alive))
+        """The alive agents' capacity: what dominant shares are shares of."""
+        self.placed: dict[uuid.UUID, str] = {}
+        """Session id -> agent id, in placement order."""
+        self._max_cpu = 0.0
+        self._max_memory = 0
+        self._refresh_max()
+
+    def _refresh_max(self) -> None:
+        self._max_cpu = max((f.cpu for f in self.free.values()), default=0.0)
+        self._max_memory = max((f.memory for f in self.free.values()), default=0)
+
+    def limits(self, user: uuid.UUID) -> UserLimits:
+        return self.snapshot.limits.get(user, NO_LIMITS)
+
+    def allocation(self, user: uuid.UUID) -> Resources:
+        return self.allocations.get(user, Resources())
+
+    def share(self, user: uuid.UUID) -> float:
+        """``user``'s dominant share of the group now."""
+        return dominant_share(self.allocation(user), self.total)
+
+    def might_fit(self, request: Resources) -> bool:
+        """False when no alive agent has as much free cpu, or as much free memory, as
+        ``request`` (a cheap test before looking at each agent)."""
+        return request.fits_in(Resources(self._max_cpu, self._max_memory))
+
+    def place(self, session: PendingSession, agent: str) -> None:
+        """Record ``session`` started on ``agent``: its resources leave the agent's free
+        ones and join its owner's allocation."""
+        request = session.request
+        before = self.free[agent]
+        self.free[agent] = before - request
+        self.allocations[session.user_id] = self.allocation(session.user_id) + request
+        self.running[session.user_id] = self.running.get(session.user_id, 0) + 1
+        self.placed[session.id] = agent
+        if before.cpu >= self._max_cpu or before.memory >= self._max_memory:
+            self._refresh_max()
