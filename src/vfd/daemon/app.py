@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from fastapi import FastAPI
 
 import vfd
-from vfd.daemon import errors, reconcile, runtime, scheduler
+from vfd.daemon import errors, reaper, reconcile, runtime, scheduler
 from vfd.daemon.routes import (
     admin,
     clones,
@@ -50,6 +50,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         ("mountd-watch", functools.partial(reconcile.watch_mountd, daemon)),
         ("scheduler", functools.partial(scheduler.serve, daemon)),
         ("heartbeat", functools.partial(agents.serve, daemon)),
+        ("reaper", functools.partial(reaper.serve, daemon)),
     ]
 
     @contextlib.asynccontextmanager

@@ -313,6 +313,21 @@ def node_containers(url: str, node: str) -> list[ContainerState]:
     ]
 
 
+def cpu_seconds(url: str, container_id: str) -> float | None:
+    """The cpu time the container has used so far, in seconds (docker's one-shot stats);
+    None when it is not running or docker reports no figure."""
+    try:
+        with translated(f"container {container_id[:12]}"):
+            raw = client(url).api.stats(container_id, stream=False, one_shot=True)
+    except VfdError as exc:
+        if exc.code is ErrorCode.SESSION_NOT_RUNNING:
+            return None
+        raise
+    usage = ((raw or {}).get("cpu_stats") or {}).get("cpu_usage") or {}
+    total = usage.get("total_usage")
+    return None if not isinstance(total, int | float) else total / 1e9
+
+
 def stop(url: str, container_id: str, timeout: float) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; a container already gone is fine."""
     with contextlib.suppress(VfdError), translated(f"container {container_id[:12]}"):
