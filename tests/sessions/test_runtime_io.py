@@ -189,3 +189,34 @@ def test_runtime_io_shells_release_their_connection_slot(node: SessionNode) -> N
         assert json.loads(closed.value.rcvd.reason) == {"exit_code": n}
     with node.http(user["email"]) as http:
         assert http.delete(f"/v1/sessions/{s['id']}", params={"force": "true"}).is_success
+
+
+def test_runtime_io_exec_and_shell_stamp_activity(node: SessionNode) -> None:
+    """An exec and a shell are the session's activity (what the idle reaper counts): its
+    ``last_activity_at`` moves when each opens and closes; a followed log is not activity."""
+    user = node.user()
+    s = _running(node, user["email"], ["sleep", "1000"])
+    assert s["last_activity_at"] is None
+    with node.http(user["email"]) as http:
+        with http.stream("GET", f"/v1/sessions/{s['id']}/logs") as answer:
+            answer.read()
+        assert node.session(s["id"], as_=user["email"])["last_activity_at"] is None
+        answer = http.post(f"/v1/sessions/{s['id']}/exec", json={"command": ["sleep", "0.3"]})
+        assert answer.status_code == 200, answer.text
+        after_exec = node.session(s["id"], as_=user["email"])["last_activity_at"]
+        assert after_exec is not None
+    with unix_connect(
+        str(node.config.api_socket),
+        _shell_uri(s["id"]),
+        additional_headers={"X-Vfd-Act-As": user["email"]},
+    ) as ws:
+        ws.send(b"exit 0\n")
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=30)
+    wait_until(
+        "the shell's stamp",
+        lambda: node.session(s["id"], as_=user["email"])["last_activity_at"] > after_exec,
+    )
+    with node.http(user["email"]) as http:
+        assert http.delete(f"/v1/sessions/{s['id']}", params={"force": "true"}).is_success
