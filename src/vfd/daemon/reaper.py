@@ -9,10 +9,11 @@ users' resource policies (``vfd.daemon.services.policies``):
 - **idle**: under a policy with an ``idle_timeout``, the reaper samples the container's cpu
   time (docker's one-shot stats) each pass. A session that used at least ``[sessions]
   idle_cpu`` of one cpu since the previous sample counts as active: its ``last_activity_at``
-  is stamped, as an exec, a shell, an app connection or a followed log stamps it
-  (``session_state.touch``). A session whose last activity (or start) is ``idle_timeout``
-  ago, and whose cpu stayed below the threshold over the last interval, is stopped, by
-  ``vfd (idle for Ns)``. A session is never judged idle before one interval of cpu was seen.
+  is stamped, as an exec or a shell stamps it when it opens and when it closes
+  (:mod:`vfd.daemon.activity`). A session with an exec or a shell open is never idle. A
+  session whose last activity (or start) is ``idle_timeout`` ago, and whose cpu stayed below
+  the threshold over the last interval, is stopped, by ``vfd (idle for Ns)``. A session is
+  never judged idle before one interval of cpu was seen.
 
 Stopping goes through the launcher (``launcher.stop``: SIGTERM, then SIGKILL after
 ``[sessions] stop_timeout``), so the reason shows in ``vfd session info`` like any destroy. A
@@ -29,7 +30,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
-from vfd.daemon import containers, runtime
+from vfd.daemon import activity, containers, runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import session_state
 from vfd.daemon.services.agents import aware
@@ -98,11 +99,6 @@ def _running(daemon: Daemon) -> list[Running]:
     return out
 
 
-def _touch(daemon: Daemon, session_id: uuid.UUID) -> None:
-    with daemon.session() as session:
-        session_state.touch(session, session_id)
-
-
 class Reaper:
     """One daemon's reaper: the last cpu sample of each session it watches for idleness."""
 
@@ -120,7 +116,9 @@ class Reaper:
         ended = []
         for r in running:
             by = self._lifetime_over(r, now)
-            if by is None and r.limits.idle_timeout and r.container_id is not None:
+            if activity.connected(r.id):  # an exec or a shell is open: not idle
+                self.samples.pop(r.id, None)
+            elif by is None and r.limits.idle_timeout and r.container_id is not None:
                 url = self.daemon.config.sessions.docker_url
                 cpu = await live.run(Pool.DOCKER, containers.cpu_seconds, url, r.container_id)
                 by = await self._idle(r, cpu, loop.time(), now)
@@ -149,7 +147,7 @@ class Reaper:
         if before is None or at <= before.at:
             return None  # no interval of cpu seen yet
         if (cpu - before.cpu) / (at - before.at) >= self.daemon.config.sessions.idle_cpu:
-            await runtime.current().run(Pool.STORE, _touch, self.daemon, r.id)
+            await runtime.current().run(Pool.STORE, activity.touch, self.daemon, r.id)
             return None
         since = max(r.started_at, r.last_activity_at or r.started_at)
         idle = (now - since).total_seconds()

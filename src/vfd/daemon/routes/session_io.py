@@ -8,7 +8,6 @@ thread, descriptor or process is left behind.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import json
@@ -24,7 +23,7 @@ import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from vfd.daemon import containers, launcher, output, runtime
+from vfd.daemon import activity, containers, launcher, output, runtime
 from vfd.daemon.errors import error_response
 from vfd.daemon.identity import ACT_AS_HEADER, PEER_KEY, VIA_KEY, resolve_caller
 from vfd.daemon.routes.deps import Body, CallerDep, DaemonDep, run
@@ -74,40 +73,6 @@ def _reload(daemon: Daemon, session_id: uuid.UUID) -> _Seen:
 
 def _url(daemon: Daemon) -> str:
     return daemon.config.sessions.docker_url
-
-
-# -- activity (what the idle reaper counts) ------------------------------------------------
-
-_connected: collections.Counter[uuid.UUID] = collections.Counter()
-"""Exec and shell connections open now through this daemon, by session."""
-
-
-def connected(session_id: uuid.UUID) -> bool:
-    """Whether a command (``vfd session exec``) or a shell runs in the session now through
-    this daemon: such a session is not idle, whatever its last activity stamp says."""
-    return _connected[session_id] > 0
-
-
-def _touch(daemon: Daemon, session_id: uuid.UUID) -> None:
-    with daemon.session() as session:
-        session_state.touch(session, session_id)
-
-
-@contextlib.asynccontextmanager
-async def _active(daemon: Daemon, session_id: uuid.UUID) -> AsyncIterator[None]:
-    """Count an exec or shell connection as the session's activity: its last activity is
-    stamped when it opens and when it closes, and it is :func:`connected` in between."""
-    live = runtime.current()
-    await live.run(Pool.STORE, _touch, daemon, session_id)
-    _connected[session_id] += 1
-    try:
-        yield
-    finally:
-        _connected[session_id] -= 1
-        if _connected[session_id] <= 0:
-            del _connected[session_id]
-        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-            await live.run(Pool.STORE, _touch, daemon, session_id)
 
 
 def _end(seen: _Seen) -> bytes:
@@ -310,7 +275,7 @@ async def _exec_output(
 ) -> AsyncIterator[bytes]:
     done = False
     try:
-        async with _active(daemon, session_id):
+        async with activity.connection(daemon, session_id):
             async for piece in _pump(started.stream):
                 yield piece
         done = True
@@ -399,7 +364,7 @@ async def shell(websocket: WebSocket, ref: str) -> None:
         await _refuse(websocket, exc)
         return
     await websocket.accept()
-    async with _active(daemon, seen.id):
+    async with activity.connection(daemon, seen.id):
         await _bridge(websocket, daemon, started)
 
 

@@ -88,8 +88,9 @@ def transition(
 
 
 def touch(session: Session, session_id: uuid.UUID) -> None:
-    """Stamp ``session_id``'s last activity now (an exec, a shell, an app connection, a
-    followed log): the idle reaper (``vfd.daemon.reaper``) counts idleness from it."""
+    """Stamp ``session_id``'s last activity now (an exec or a shell opened or closed, a
+    reaper sample of a busy container): the idle reaper (``vfd.daemon.reaper``) counts
+    idleness from it."""
     session.execute(
         update(ComputeSession)
         .where(col(ComputeSession.id) == session_id)
