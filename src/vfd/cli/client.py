@@ -17,28 +17,28 @@ This module is the ONE place where what comes back from the wire becomes a ``Vfd
     session output (frames): an ERROR frame -> its VfdError; a stream cut before its END
                              frame -> DAEMON_UNAVAILABLE; bytes that are not frames -> INTERNAL
 
-HTTP/1.1 is spoken with the standard library's ``http.client`` over an ``AF_UNIX`` socket (one
-kept-alive connection per client): importing an HTTP library with its async back-ends would
-cost every ``vfd`` command more than its request takes. Commands never see a transport
-exception. Text that cannot travel (an argument whose bytes are not UTF-8, given by Python as
-lone surrogates) is refused before anything is sent: INVALID_NAME in a folder name,
-INVALID_ARGUMENT elsewhere; file paths inside folders are sent in the ``_b64`` form of
-:mod:`vfd.wirenames` by the commands.
+HTTP/1.1 is spoken by the small client below over an ``AF_UNIX`` socket (one kept-alive
+connection per client): bodies with a ``Content-Length``, chunked or up to the connection's
+end, read as they arrive; uploads chunked as they are produced. Not ``http.client``: it
+imports ``ssl`` (loading libssl and libcrypto) and the ``email`` parser, which cost every
+``vfd`` command more than its request takes (an HTTP library with async back-ends, more
+still). Commands never see a transport exception. Text that cannot travel (an argument whose
+bytes are not UTF-8, given by Python as lone surrogates) is refused before anything is sent:
+INVALID_NAME in a folder name, INVALID_ARGUMENT elsewhere; file paths inside folders are sent
+in the ``_b64`` form of :mod:`vfd.wirenames` by the commands.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import http.client
 import json as json_module
 import select
 import socket
 from collections.abc import Generator, Iterable, Iterator
-from email.message import Message
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, overload
 from urllib.parse import quote, urlencode
 
 from vfd import wirenames
@@ -93,15 +93,218 @@ USE_CLIENT_DEFAULT = _Default.TIMEOUT
 Timeout = float | None | _Default
 
 
-class Response:
-    """One answer of the daemon: status, headers, and the body, whole or as it arrives."""
+class ProtocolError(Exception):
+    """The daemon's answer is not HTTP/1.1 as it must be: a bad status line, header or chunk,
+    or a connection that ended where the answer had not."""
 
-    def __init__(self, raw: http.client.HTTPResponse) -> None:
-        self._raw = raw
-        self.status_code = raw.status
-        self.headers: Message = raw.headers
+
+class IncompleteBody(ProtocolError):
+    """The connection ended before the body did (short of its ``Content-Length``, or of the
+    last chunk)."""
+
+
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_BLOCK = 65536
+
+
+class Headers:
+    """A response's header fields, looked up by name in any case; a repeated field gives its
+    first value (as ``email.message.Message.get``)."""
+
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
+        self.fields = fields
+        self._first: dict[str, str] = {}
+        for name, value in fields:
+            self._first.setdefault(name.lower(), value)
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._first.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.fields if key.lower() == wanted]
+
+
+class _Connection:
+    """One HTTP/1.1 connection on a connected stream socket, with its read buffer.
+
+    Every blocking call waits at most the socket's timeout (``TimeoutError``); an end of the
+    stream where more was due raises :class:`ProtocolError`.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: socket.socket | None = sock
+        self._buffer = b""
+
+    def settimeout(self, timeout: float | None) -> None:
+        if self.sock is not None:
+            self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def reusable(self) -> bool:
+        """Open, nothing left unread, nothing readable: a closed or talking peer is not
+        reused."""
+        if self.sock is None or self._buffer:
+            return False
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return not readable
+
+    def _live(self) -> socket.socket:
+        if self.sock is None:
+            raise ProtocolError("the connection is closed")
+        return self.sock
+
+    def send(self, data: bytes) -> None:
+        self._live().sendall(data)
+
+    def read_some(self, limit: int) -> bytes:
+        """At most ``limit`` bytes, as soon as any are there; ``b""`` at the end of the
+        stream."""
+        if self._buffer:
+            data, self._buffer = self._buffer[:limit], self._buffer[limit:]
+            return data
+        return self._live().recv(limit)
+
+    def readline(self) -> bytes:
+        """One line with its ending; what is left when the stream ends first (maybe
+        ``b""``)."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                return line
+            if len(self._buffer) > _MAX_LINE:
+                raise ProtocolError(f"a line of the answer is longer than {_MAX_LINE} bytes")
+            data = self._live().recv(_BLOCK)
+            if not data:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += data
+
+
+def _send_request(
+    connection: _Connection,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: Iterable[bytes] | bytes | None,
+) -> None:
+    """Write one request: a ``bytes`` body with its ``Content-Length``, an iterable (or a
+    file, read in blocks) chunked as it comes."""
+    lines = [f"{method} {target} HTTP/1.1", "Host: vfd", "Accept-Encoding: identity"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if isinstance(body, bytes | bytearray | memoryview):
+        lines.append(f"Content-Length: {len(body)}")
+    elif body is not None:
+        lines.append("Transfer-Encoding: chunked")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    if body is None:
+        connection.send(head)
+    elif isinstance(body, bytes | bytearray | memoryview):
+        connection.send(head + bytes(body) if len(body) <= _BLOCK else head)
+        if len(body) > _BLOCK:
+            connection.send(bytes(body))
+    else:
+        connection.send(head)
+        for piece in _pieces(body):
+            if piece:
+                connection.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        connection.send(b"0\r\n\r\n")
+
+
+def _pieces(body: Iterable[bytes] | IO[bytes]) -> Iterator[bytes]:
+    read = getattr(body, "read", None)
+    if read is None:
+        yield from body
+        return
+    while block := read(_BLOCK):
+        yield block
+
+
+def _read_head(connection: _Connection) -> tuple[int, str, Headers]:
+    """The status, HTTP version and headers of the next final answer (``1xx`` interim
+    answers are skipped)."""
+    while True:
+        line = connection.readline()
+        if not line:
+            raise ProtocolError("the daemon closed the connection without answering")
+        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+        code, _, _ = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise ProtocolError(f"not an HTTP/1.1 status line: {line[:80]!r}")
+        headers = _read_fields(connection)
+        status = int(code)
+        if not 100 <= status < 200 or status == 101:
+            return status, version, headers
+
+
+def _read_fields(connection: _Connection) -> Headers:
+    """Header (or trailer) fields up to the empty line; folded lines continue a value."""
+    fields: list[tuple[str, str]] = []
+    while True:
+        line = connection.readline()
+        if not line.endswith(b"\n"):
+            raise ProtocolError("the answer ended inside its headers")
+        if line in (b"\r\n", b"\n"):
+            return Headers(fields)
+        text = line.decode("latin-1").rstrip("\r\n")
+        if text[0] in " \t":  # obsolete line folding: the previous value goes on
+            if not fields:
+                raise ProtocolError(f"a folded header line comes first: {text[:80]!r}")
+            name, value = fields[-1]
+            fields[-1] = (name, f"{value} {text.strip()}")
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ProtocolError(f"not a header line: {text[:80]!r}")
+        fields.append((name, value.strip()))
+        if len(fields) > _MAX_HEADERS:
+            raise ProtocolError(f"the answer has more than {_MAX_HEADERS} headers")
+
+
+class Response:
+    """One answer of the daemon: status, headers, and the body, whole or as it arrives.
+
+    Made once the status line and headers are read; the body is read from the connection
+    when asked for (``Content-Length``, chunked, or up to the connection's end).
+    """
+
+    def __init__(self, connection: _Connection, method: str) -> None:
+        self._connection = connection
+        self.status_code, version, self.headers = _read_head(connection)
         self._content: bytes | None = None
         self._done = False
+        tokens = {
+            token.strip().lower()
+            for value in self.headers.get_all("connection")
+            for token in value.split(",")
+        }
+        self._closes = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
+        coding = self.headers.get("transfer-encoding", "").lower()
+        self._chunked = "chunked" in coding
+        self._length: int | None = None  # bytes of the body still due; None: unknown
+        if method == "HEAD" or self.status_code in (204, 304):
+            self._chunked, self._length = False, 0
+        elif not self._chunked:
+            length = self.headers.get("content-length")
+            if length is None:
+                self._closes = True  # the body is what comes until the connection ends
+            elif length.strip().isdigit():
+                self._length = int(length)
+            else:
+                raise ProtocolError(f"the answer's Content-Length is not a number: {length!r}")
 
     @property
     def is_error(self) -> bool:
@@ -109,14 +312,49 @@ class Response:
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
         """The body as it arrives, in pieces of at most ``chunk_size`` bytes; a body cut
-        short of its ``Content-Length`` raises ``http.client.IncompleteRead``."""
-        size = chunk_size or 65536
-        while chunk := self._raw.read1(size):
-            yield chunk
-        if self._raw.length:  # read1 ends quietly where a Content-Length body was cut
-            raise http.client.IncompleteRead(b"", self._raw.length)
+        short raises :class:`IncompleteBody`."""
+        if self._done:
+            return
+        size = chunk_size or _BLOCK
+        if self._chunked:
+            yield from self._chunks(size)
+        elif self._length is None:
+            while data := self._connection.read_some(size):
+                yield data
+        else:
+            while self._length:
+                data = self._connection.read_some(min(size, self._length))
+                if not data:
+                    raise IncompleteBody(
+                        f"the answer ended {self._length} bytes short of its Content-Length"
+                    )
+                self._length -= len(data)
+                yield data
         self._done = True
-        self._raw.close()  # read1 leaves a body read to its length open
+        if self._closes:
+            self._connection.close()
+
+    def _chunks(self, size: int) -> Iterator[bytes]:
+        connection = self._connection
+        while True:
+            line = connection.readline()
+            if not line.endswith(b"\n"):
+                raise IncompleteBody("the answer ended before its last chunk")
+            digits = line.split(b";", 1)[0].strip()  # a chunk extension is ignored
+            if not digits or digits.strip(b"0123456789abcdefABCDEF"):
+                raise ProtocolError(f"not a chunk size: {line[:80]!r}")
+            left = int(digits, 16)
+            if left == 0:
+                _read_fields(connection)  # trailer fields, if any: not used
+                return
+            while left:
+                data = connection.read_some(min(size, left))
+                if not data:
+                    raise IncompleteBody("the answer ended inside a chunk")
+                left -= len(data)
+                yield data
+            if connection.readline() not in (b"\r\n", b"\n"):
+                raise ProtocolError("a chunk of the answer is longer than its size")
 
     def read(self) -> bytes:
         if self._content is None:
@@ -136,7 +374,9 @@ class Response:
         return self._done
 
     def close(self) -> None:
-        self._raw.close()
+        """Stop reading: a body left unread makes the connection useless, so it is closed."""
+        if not self._done:
+            self._connection.close()
 
 
 def _error_from_response(response: Response) -> VfdError:
@@ -163,31 +403,6 @@ def _error_from_response(response: Response) -> VfdError:
     )
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    """An HTTP/1.1 connection over a unix socket."""
-
-    def __init__(self, path: Path, timeout: float | None) -> None:
-        super().__init__("vfd", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(str(self._path))
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-    def reusable(self) -> bool:
-        """Connected, and nothing readable: a closed or talking peer is not reused."""
-        if self.sock is None:
-            return False
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return not readable
-
-
 class VfdClient:
     """A blocking client of the daemon's HTTP API on a unix socket.
 
@@ -202,7 +417,7 @@ class VfdClient:
         self.timeout = timeout
         self._headers = {ACT_AS_HEADER: act_as} if act_as else {}
         _check_text(headers=self._headers)
-        self._connection: _UnixConnection | None = None
+        self._connection: _Connection | None = None
 
     def __enter__(self) -> VfdClient:
         return self
@@ -220,19 +435,19 @@ class VfdClient:
             self._connection.close()
             self._connection = None
 
-    def _connect(self, timeout: float | None) -> _UnixConnection:
+    def _connect(self, timeout: float | None) -> _Connection:
         """The kept-alive connection when it is still usable, else a new one."""
         connection = self._connection
         if connection is not None and connection.reusable():
-            connection.timeout = timeout
-            if connection.sock is not None:
-                connection.sock.settimeout(timeout)
+            connection.settimeout(timeout)
             return connection
         self.close()
-        connection = _UnixConnection(self.socket, timeout)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            connection.connect()
+            sock.settimeout(timeout)
+            sock.connect(str(self.socket))
         except TimeoutError:
+            sock.close()
             raise VfdError(
                 ErrorCode.DAEMON_UNAVAILABLE,
                 f"vfd daemon did not answer within {self.timeout:g}s (socket {self.socket})",
@@ -240,8 +455,12 @@ class VfdClient:
                 may_complete=False,
             ) from None
         except OSError as exc:
+            sock.close()
             raise _daemon_down(self.socket, (exc.strerror or str(exc)).lower()) from None
-        self._connection = connection
+        except BaseException:
+            sock.close()
+            raise
+        self._connection = connection = _Connection(sock)
         return connection
 
     @contextlib.contextmanager
@@ -260,7 +479,7 @@ class VfdClient:
                 socket=str(self.socket),
                 may_complete=may_complete,
             ) from None
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, ProtocolError) as exc:
             self.close()
             raise VfdError(
                 ErrorCode.DAEMON_UNAVAILABLE,
@@ -302,19 +521,19 @@ class VfdClient:
         connection = self._connect(wait)
         with self._mapped(method, path):
             try:
-                connection.request(method, target, body=body, headers=sent)
+                _send_request(connection, method, target, sent, body)
             except (BrokenPipeError, ConnectionResetError):
                 # the daemon may answer before the body is all sent (a refused upload) and
                 # close: that answer, when there is one, is what the request got
                 try:
-                    raw = connection.getresponse()
-                except (OSError, http.client.HTTPException):
-                    raw = None
-                if raw is None:
+                    early: Response | None = Response(connection, method)
+                except (OSError, ProtocolError):
+                    early = None
+                if early is None:
                     raise
+                response = early
             else:
-                raw = connection.getresponse()
-            response = Response(raw)
+                response = Response(connection, method)
             try:
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
                 if encoding != "identity":  # asked for identity: a body we cannot decode
@@ -489,6 +708,8 @@ def _check_text(**parts: Any) -> None:
                 why = "it is not UTF-8 text"
             elif where.startswith("headers.") and not value.isascii():
                 why = "a header value must be ASCII"
+            elif where.startswith("headers.") and ("\r" in value or "\n" in value):
+                why = "a header value must be one line"
             else:
                 return
             raise VfdError(
