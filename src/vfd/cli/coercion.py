@@ -99,7 +99,7 @@ def install() -> None:
     def build_runtime_param(descriptor: Any) -> Any:
         info = descriptor.parameter_info
         parsed = getattr(info, "parser", None) is not None
-        plain = list if _str_list(descriptor.annotation) and not parsed else None
+        plain: type | None = list if _str_list(descriptor.annotation) and not parsed else None
         plain = plain or _plain_type(descriptor.annotation, parsed)
         if plain is None or descriptor.file_annotation is not None or not _unconstrained(info):
             return build(descriptor)
