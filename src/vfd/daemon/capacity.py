@@ -1,5 +1,5 @@
-"""This node's capacity for sessions: what it has, what its sessions hold, and whether a request
-could ever fit.
+"""Capacity for sessions: what this node has, what the sessions of every node hold, and whether
+a request could ever fit.
 
 The totals are ``[sessions] cpu`` and ``memory`` when set, else the machine's: the CPUs this
 process may run on (``sched_getaffinity``, which honours a cpuset) and ``MemTotal`` of
@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import functools
 import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import func, select
+from sqlmodel import Session, col
 
 from vfd.config import Config
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
-from vfd.plugins.types import Capacity
+from vfd.plugins.types import Resources
 from vfd.store.models import ComputeSession, SessionStatus
 
 HOLDING = frozenset(
@@ -103,27 +106,38 @@ def check_fits(config: Config, cpu: float, memory: int) -> None:
         )
 
 
-def used(session: Session, node: str) -> tuple[float, int]:
-    """The cpu and memory held by ``node``'s sessions (read in ``session``)."""
-    row = session.exec(
+@dataclass(frozen=True)
+class Held:
+    """What the sessions holding resources (:data:`HOLDING`) hold, read in one query."""
+
+    by_node: Mapping[str, Resources]
+    """Per node: the sum over its sessions, whatever their group."""
+    by_user: Mapping[tuple[uuid.UUID, str], Resources]
+    """Per (user, resource group): the sum over that user's sessions in the group."""
+    count: Mapping[uuid.UUID, int]
+    """Per user: the number of its sessions, in every group."""
+
+
+def held(session: Session) -> Held:
+    """What every node, and every user in every group, holds now (read in ``session``)."""
+    rows = session.execute(
         select(
+            col(ComputeSession.node),
+            col(ComputeSession.user_id),
+            col(ComputeSession.group),
             func.coalesce(func.sum(ComputeSession.cpu), 0.0),
             func.coalesce(func.sum(ComputeSession.memory), 0),
+            func.count(),
         )
-        .where(ComputeSession.node == node)
         .where(col(ComputeSession.status).in_(list(HOLDING)))
-    ).one()
-    return float(row[0]), int(row[1])
-
-
-def of_node(session: Session, config: Config) -> Capacity:
-    """This node's capacity as a scheduler sees it (its sessions read in ``session``)."""
-    node = node_name(config)
-    used_cpu, used_memory = used(session, node)
-    return Capacity(
-        node=node,
-        cpu=total_cpu(config),
-        memory=total_memory(config),
-        used_cpu=used_cpu,
-        used_memory=used_memory,
-    )
+        .group_by(col(ComputeSession.node), col(ComputeSession.user_id), col(ComputeSession.group))
+    ).all()
+    by_node: dict[str, Resources] = {}
+    by_user: dict[tuple[uuid.UUID, str], Resources] = {}
+    count: dict[uuid.UUID, int] = {}
+    for node, user_id, group, cpu, memory, n in rows:
+        amount = Resources(float(cpu), int(memory))
+        by_node[node] = by_node.get(node, Resources()) + amount
+        by_user[user_id, group] = by_user.get((user_id, group), Resources()) + amount
+        count[user_id] = count.get(user_id, 0) + int(n)
+    return Held(by_node, by_user, count)

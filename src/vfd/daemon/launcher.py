@@ -200,12 +200,20 @@ class _Withdrawn(Exception):
 
 
 def _begin(daemon: Daemon, session_id: uuid.UUID) -> bool:
-    """``scheduled`` -> ``preparing``; False for a session that is not scheduled (any more)."""
+    """``scheduled`` on this node -> ``preparing``; False for a session that is not (any
+    more). The move is a compare-and-set on the status, and the row is locked from the read
+    (on PostgreSQL), so of several launches — on this node or others — one alone begins."""
+    node = session_state.node_name(daemon.config)
     with daemon.session() as session:
-        row = session.get(ComputeSession, session_id)
-        if row is None or row.status is not S.SCHEDULED:
+        row = session.get(ComputeSession, session_id, with_for_update=True)
+        if row is None or row.status is not S.SCHEDULED or row.node != node:
             return False
-        session_state.transition(session, row, S.PREPARING, "preparing its container")
+        try:
+            session_state.transition(session, row, S.PREPARING, "preparing its container")
+        except VfdError as exc:
+            if exc.code is ErrorCode.INVALID_STATUS:
+                return False
+            raise
         return True
 
 
