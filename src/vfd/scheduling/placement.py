@@ -54,6 +54,20 @@ def best_fit(session: PendingSession, state: RoundState) -> Agent | None:
     return best
 
 
+def fits_when_empty(session: PendingSession, state: RoundState) -> bool:
+    """Whether ``session`` would fit on some alive agent of the group with nothing running
+    there (it can start once room is freed; one that cannot never will)."""
+    request = session.request
+    hosts = session.storage_hosts
+    for agent in state.alive:
+        reach = agent.storage_hosts
+        if hosts and reach is not None and not all(h in reach for h in hosts):
+            continue
+        if request.fits_in(agent.capacity):
+            return True
+    return False
+
+
 def try_place(session: PendingSession, state: RoundState) -> Agent | None:
     """Place ``session`` by best fit when it passes every predicate now; the agent, or None
     (it waits)."""

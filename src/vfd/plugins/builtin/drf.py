@@ -24,7 +24,13 @@ from typing import Any
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.hookspecs import hookimpl
 from vfd.plugins.types import Decision, PendingSession, SchedulerSpec, Snapshot, Verdict
-from vfd.scheduling.placement import best_fit, first_failing, placements, waiting_verdicts
+from vfd.scheduling.placement import (
+    best_fit,
+    first_failing,
+    fits_when_empty,
+    placements,
+    waiting_verdicts,
+)
 from vfd.scheduling.state import RoundState
 
 PASSED_OVER = frozenset({"image_allowed", "group_allowed"})
@@ -32,6 +38,12 @@ PASSED_OVER = frozenset({"image_allowed", "group_allowed"})
 
 
 class DrfScheduler:
+    """Progressive filling; with ``backfill`` off, the round ends at the first user (smallest
+    share) whose next session could fit on an agent but does not now."""
+
+    def __init__(self, *, backfill: bool = True) -> None:
+        self.backfill = backfill
+
     def decide(self, snapshot: Snapshot) -> Decision:
         state = RoundState(snapshot)
         queues: dict[uuid.UUID, list[PendingSession]] = {}
@@ -41,7 +53,8 @@ class DrfScheduler:
         heap = [(state.share(user), q[0].created_at, q[0].id, user) for user, q in queues.items()]
         heapq.heapify(heap)
         queue: dict[uuid.UUID, Verdict] = {}
-        stopped: dict[uuid.UUID, PendingSession] = {}
+        skipped: set[uuid.UUID] = set()
+        held: PendingSession | None = None
         while heap:
             _, _, _, user = heapq.heappop(heap)
             sessions = queues[user]
@@ -51,7 +64,10 @@ class DrfScheduler:
             if failing is None:
                 agent = best_fit(session, state)
                 if agent is None:
-                    stopped[user] = session
+                    if not self.backfill and fits_when_empty(session, state):
+                        held = session
+                        break
+                    skipped.add(user)
                     continue
                 state.place(session, agent.id)
             elif failing.name in PASSED_OVER:
@@ -59,30 +75,38 @@ class DrfScheduler:
                     "queue", True, "passed over: its user's policy does not allow it"
                 )
             else:
-                stopped[user] = session
+                skipped.add(user)
                 continue
             index = next_index[user] = index + 1
             if index < len(sessions):
                 after = sessions[index]
                 heapq.heappush(heap, (state.share(user), after.created_at, after.id, user))
         waiting: list[PendingSession] = []
-        for user, stop in stopped.items():
+        for user, sessions in queues.items():
+            waiting.extend(s for s in sessions if s.id not in state.placed)
+            index = next_index[user]
+            if index >= len(sessions):
+                continue
+            first = sessions[index]
             share = _describe_share(state, user)
-            queue[stop.id] = Verdict(
-                "queue",
-                True,
-                f"next of its user (dominant share {share}); the user was skipped for the "
-                "rest of the round",
+            if user in skipped:
+                ok, reason = True, "the user was skipped for the rest of the round"
+            elif first is held:
+                ok, reason = True, "the round ends until it fits (backfill off)"
+            else:
+                assert held is not None
+                ok = False
+                reason = f"waiting for session {held.name}, whose user holds less, to fit first"
+            queue[first.id] = Verdict(
+                "queue", ok, f"next of its user (dominant share {share}); {reason}"
             )
-            for later in queues[user][next_index[user] + 1 :]:
+            for later in sessions[index + 1 :]:
                 queue[later.id] = Verdict(
                     "queue",
                     False,
-                    f"behind session {stop.name} of the same user (each user's sessions "
+                    f"behind session {first.name} of the same user (each user's sessions "
                     "start oldest first)",
                 )
-        for sessions in queues.values():
-            waiting.extend(s for s in sessions if s.id not in state.placed)
         return Decision(place=placements(state), waiting=waiting_verdicts(waiting, state, queue))
 
 
@@ -94,13 +118,21 @@ def _describe_share(state: RoundState, user: uuid.UUID) -> str:
 
 
 def _factory(options: Mapping[str, Any]) -> DrfScheduler:
-    if options:
+    unknown = sorted(set(options) - {"backfill"})
+    if unknown:
         raise VfdError(
             ErrorCode.CONFIG_INVALID,
-            f"scheduler drf takes no options (got {', '.join(sorted(options))})",
+            f"scheduler drf: unknown options {', '.join(unknown)} (known: backfill)",
             scheduler="drf",
         )
-    return DrfScheduler()
+    backfill = options.get("backfill", True)
+    if not isinstance(backfill, bool):
+        raise VfdError(
+            ErrorCode.CONFIG_INVALID,
+            f"scheduler drf: backfill must be true or false, not {backfill!r}",
+            scheduler="drf",
+        )
+    return DrfScheduler(backfill=backfill)
 
 
 @hookimpl
