@@ -10,24 +10,35 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
+import random
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from vfd.cli import commands
+from vfd.cli import commands, output
 from vfd.cli.main import full_app, lazy_app
 
-# what no start-up needs: HTTP stacks with async back-ends, the validators, the server side
-NEVER = ("httpx", "httpcore", "trio", "anyio", "pydantic", "sqlmodel", "sqlalchemy", "docker")
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# what no start-up needs: HTTP stacks (http.client imports ssl, which loads libssl, and the
+# email parser), the validators, the server side, the metadata reader
+NEVER = (
+    *("httpx", "httpcore", "trio", "anyio", "pydantic", "sqlmodel", "sqlalchemy", "docker"),
+    *("http", "ssl", "_ssl", "email", "urllib3", "zipfile", "csv"),
+)
+NEVER_MODULES = {"importlib.metadata"}
 COMMAND_MODULES = {f"vfd.cli.{name}" for name in ("admin", "session", "dotfile", "image", "up")}
 
 REPORT = """
@@ -104,7 +115,7 @@ def test_startup_help_imports_no_command_module() -> None:
     imported = _imported("--help")
     assert not _tops(imported) & {*NEVER, "rich", "markdown_it"}, sorted(imported)
     assert not imported & COMMAND_MODULES
-    assert "vfd.cli.vfolder" not in imported and "http.client" not in imported
+    assert "vfd.cli.vfolder" not in imported and not imported & NEVER_MODULES
 
 
 def test_startup_vfolder_list_imports_its_group_only() -> None:
@@ -113,18 +124,27 @@ def test_startup_vfolder_list_imports_its_group_only() -> None:
         as_json = _imported("--state-dir", str(state), "vfolder", "list", "--json")
     assert "vfd.cli.vfolder" in imported
     assert not _tops(imported) & set(NEVER), sorted(imported)
-    assert not imported & COMMAND_MODULES
+    assert not imported & COMMAND_MODULES and not imported & NEVER_MODULES
     assert "vfd.cli.transfer" not in imported  # tarfile and friends: for transfers only
-    assert "rich" in _tops(imported)  # the table is printed with rich ...
-    assert "rich" not in _tops(as_json)  # ... which JSON output never imports
+    assert "rich" not in _tops(imported)  # a table to a pipe is written plainly
+    assert "rich" not in _tops(as_json)
 
 
 def test_startup_status_imports_no_other_group() -> None:
     with _daemon({"daemon": {}, "mountd": {}}) as state:
         imported = _imported("--state-dir", str(state), "status", "--json")
-    assert "vfd.cli.system" in imported
+        shown = _imported("--state-dir", str(state), "status")  # with the client's version
+    for modules in (imported, shown):
+        assert "vfd.cli.system" in modules
+        assert not _tops(modules) & set(NEVER), sorted(modules)
+        assert not modules & COMMAND_MODULES and not modules & NEVER_MODULES
+
+
+def test_startup_run_help_imports_no_client() -> None:
+    imported = _imported("run", "--help")
+    assert "vfd.cli.run" in imported
     assert not _tops(imported) & set(NEVER), sorted(imported)
-    assert not imported & COMMAND_MODULES
+    assert not imported & NEVER_MODULES
 
 
 def test_startup_command_table_matches_the_modules() -> None:
@@ -158,3 +178,62 @@ def test_startup_unknown_command_is_suggested() -> None:
     result = CliRunner().invoke(lazy_app(), ["vfoldr"], prog_name="vfd")
     assert result.exit_code == 2
     assert "Did you mean 'vfolder'?" in result.output
+
+
+def _rich_output(width: int, draw: Callable[[Console], None]) -> str:
+    from rich.console import Console
+
+    out = io.StringIO()
+    draw(Console(file=out, width=width, highlight=False, soft_wrap=False, force_terminal=False))
+    return out.getvalue()
+
+
+def _plain_output(
+    monkeypatch: pytest.MonkeyPatch, width: int, draw: Callable[[Console], None]
+) -> str:
+    out = io.StringIO()
+    monkeypatch.setenv("COLUMNS", str(width))
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.setattr(sys, "stdout", out)
+    draw(output.make_console())
+    monkeypatch.undo()
+    return out.getvalue()
+
+
+def test_startup_plain_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables written to a pipe without rich are rich's own output, byte for byte: fitting or
+    not, cells of every length, odd text (rich then prints them)."""
+    rng = random.Random(14)
+    words = ["-", "a", "ready", "root@local", "3.5 GiB", "x" * 30, "é", "a b", "[b]x[/b]", "tab\t"]
+    for _ in range(300):
+        width = rng.choice([20, 40, 80, 100, 200])
+        columns = [rng.choice(["id", "name", "usage mode", "status", "owner"]) for _ in range(5)]
+        columns = columns[: rng.randint(1, 5)]
+        rows = [[rng.choice(words) for _ in columns] for _ in range(rng.randint(0, 4))]
+        empty = rng.choice(["no folders", "nothing to show"])
+        pairs = [(rng.choice(["name", "quota", "usage mode"]), rng.choice(words)) for _ in rows]
+
+        def draw_table(console: Console) -> None:
+            output.table(console, columns, rows, empty=empty)  # noqa: B023
+
+        def draw_pairs(console: Console) -> None:
+            output.key_values(console, pairs)  # noqa: B023
+
+        for draw in (draw_table, draw_pairs):
+            expected = _rich_output(width, draw)
+            assert _plain_output(monkeypatch, width, draw) == expected, (width, columns, rows)
+
+
+def test_startup_plain_table_needs_no_rich() -> None:
+    code = (
+        "import sys; from vfd.cli import output; "
+        "output.table(output.make_console(), ['id', 'name'], [['1', 'a']]); "
+        "output.key_values(output.make_console(), [('name', 'a')]); "
+        "assert 'rich' not in sys.modules, sorted(sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "id  name\n1   a   \nname  a\n"

@@ -7,9 +7,10 @@ always works. Errors are printed by :func:`print_error` only (called from the ro
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vfd import wirenames
 from vfd.errors import VfdError
@@ -19,10 +20,93 @@ if TYPE_CHECKING:  # rich is imported when something is printed through it
 
 
 def make_console() -> Console:
-    """The console for people-facing output on stdout."""
-    from rich.console import Console
+    """The console for people-facing output on stdout: made when first used for more than
+    what :func:`table`, :func:`key_values` and the empty line write plainly."""
+    return cast("Console", LazyConsole())
 
-    return Console(highlight=False, soft_wrap=False)
+
+class LazyConsole:
+    """Stands for the rich console (every attribute is the real one's) without importing
+    rich until something needs it: importing it costs a ``vfd`` command about as much as its
+    request. Tables and lines that go to a file or pipe plainly need nothing of it."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_real", None)
+
+    def real(self) -> Console:
+        found: Console | None = object.__getattribute__(self, "_real")
+        if found is None:
+            from rich.console import Console
+
+            found = Console(highlight=False, soft_wrap=False)
+            object.__setattr__(self, "_real", found)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.real(), name, value)
+
+    def __enter__(self) -> Console:
+        return self.real().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.real().__exit__(*exc)
+
+
+def _plain_width(console: Console) -> int | None:
+    """The width rich would lay out in, when ``console`` writes plain text (stdout is not a
+    terminal, and nothing forces rich's styles); None when rich must do it."""
+    if not isinstance(console, LazyConsole) or object.__getattribute__(console, "_real"):
+        return None
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return None
+    try:
+        if sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return int(columns) or None
+    for fd in (0, 1, 2):  # as rich looks for a terminal's width
+        try:
+            return os.get_terminal_size(fd).columns or None
+        except (OSError, ValueError):
+            continue
+    return 80
+
+
+def _plain_lines(width: int, rows: list[list[str]]) -> str | None:
+    """``rows`` laid out as rich lays out a table without borders (cells left-aligned and
+    padded to their column's width, columns two spaces apart), when it fits in ``width``
+    and every cell is one line of printable ASCII; else None."""
+    if not rows:
+        return None
+    for row in rows:
+        if len(row) != len(rows[0]):
+            return None
+        for cell in row:
+            if not cell or not (cell.isascii() and cell.isprintable()):
+                return None
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    if sum(widths) + 2 * (len(widths) - 1) > width:
+        return None
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n" for row in rows
+    )
+
+
+def _no_markup(texts: Iterable[str]) -> bool:
+    """Whether rich would print these strings as they are (no ``[style]`` markup, no
+    ``:emoji:`` codes)."""
+    return not any("[" in text or ":" in text for text in texts)
+
+
+def _write_plain(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def print_json(value: Any) -> None:
@@ -56,10 +140,17 @@ def table(
     empty: str = "nothing to show",
 ) -> None:
     """Print rows under ``columns``, or the ``empty`` line when there are none."""
+    rows = list(rows)
+    width = _plain_width(console)
+    if width is not None and title is None and _no_markup([*columns, empty]):
+        cells = [[str(c) for c in columns], *([cell_text(c) for c in row] for row in rows)]
+        plain = _plain_lines(width, [[f"({empty})"]] if not rows else cells)
+        if plain is not None:
+            _write_plain(plain)
+            return
     from rich.table import Table
     from rich.text import Text
 
-    rows = list(rows)
     if not rows:
         console.print(f"({empty})", style="dim", markup=False)
         return
@@ -73,6 +164,13 @@ def table(
 
 def key_values(console: Console, pairs: Iterable[tuple[str, object]]) -> None:
     """Print ``key  value`` lines aligned, for one object (``vfd vfolder info``)."""
+    pairs = list(pairs)
+    width = _plain_width(console)
+    if width is not None and _no_markup([key for key, _ in pairs]):
+        plain = _plain_lines(width, [[key, cell_text(value)] for key, value in pairs])
+        if plain is not None:
+            _write_plain(plain)
+            return
     from rich.table import Table
     from rich.text import Text
 
