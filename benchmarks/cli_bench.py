@@ -6,7 +6,9 @@ the process to its exit:
 * ``python -c pass``   — the interpreter alone (the venv's python): the floor;
 * ``vfd --help``       — start-up and help (no config, no daemon);
 * ``vfd vfolder list`` — start-up, the config, one API round trip, a table;
-* ``vfd status``       — the same with the status answer (and the installed version).
+* ``vfd status``       — the same with the status answer (and the installed version);
+* ``vfd run --help``   — start-up and a sub-command's (rich) help, what ``vfd run`` loads
+  before its request.
 
 The commands run against a running node: ``--state-dir DIR`` of one started with
 ``vfd --state-dir DIR up``, or, without it, a node this script starts on a temporary state
@@ -47,6 +49,7 @@ def _cases(state_dir: Path, other: Path | None) -> dict[str, list[str]]:
     node = ["--state-dir", str(state_dir)]
     commands = {"--help": ["--help"], "vfolder list": [*node, "vfolder", "list"]}
     commands["status"] = [*node, "status"]
+    commands["run --help"] = ["run", "--help"]
     cases = {"python -c pass": [sys.executable, "-c", "pass"]}
     for name, args in commands.items():
         cases[f"vfd {name}"] = [VFD, *args]
