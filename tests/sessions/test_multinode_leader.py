@@ -83,19 +83,6 @@ def test_multinode_leader_one_at_a_time_and_taken_over(migrated: str) -> None:
         engine.dispose()
 
 
-def test_multinode_leader_sqlite_always_leads(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'vfd.db'}")
-    try:
-        alone = Leadership(engine, KEY, "solo")
-        assert alone.check() and alone.backend_pid is None
-        with Session(engine) as session:
-            assert alone.still_held(session)
-        alone.close()
-        assert alone.check()
-    finally:
-        engine.dispose()
-
-
 def _user(session: Session) -> User:
     user = User(email=f"u{uuid.uuid4().hex[:8]}@example.org", username="u", uid=20001, gid=20001)
     session.add(user)
