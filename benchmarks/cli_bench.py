@@ -114,6 +114,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.pop("VFD_TRACEBACK", None)
+    # the warm-up writes the .pyc files, as an installed vfd has them: without them every
+    # changed module is compiled again at each start
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     with _node(args.state_dir) as state_dir:
         cases = _cases(state_dir, args.other)
         for argv in cases.values():  # warm the page cache and the .pyc files
