@@ -150,3 +150,9 @@ def test_size_for_people() -> None:
     assert predicates.size(512) == "512 B"
     assert predicates.size(1536 * 2**20) == "1.5 GiB"
     assert predicates.size(2**42) == "4 TiB"
+
+
+def test_unlimited_is_what_user_predicates_say_without_limits() -> None:
+    s = session(0, "A", 1, GiB, image="any:1", group="default")
+    state = RoundState(snapshot([s], [agent("n1", 4, 8 * GiB)], running={"A": 50}))
+    assert tuple(p(s, None, state) for p in predicates.USER_PREDICATES) == predicates.UNLIMITED

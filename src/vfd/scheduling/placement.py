@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 
 from vfd.plugins.types import CPU_SLACK, Agent, PendingSession, Placement, Verdict
-from vfd.scheduling.predicates import AGENT_PREDICATES, USER_PREDICATES, Predicate
+from vfd.scheduling.predicates import AGENT_PREDICATES, UNLIMITED, USER_PREDICATES, Predicate
 from vfd.scheduling.state import RoundState
 
 
@@ -24,6 +24,8 @@ def user_verdicts(session: PendingSession, state: RoundState) -> list[Verdict]:
 
 def first_failing(session: PendingSession, state: RoundState) -> Verdict | None:
     """The first of the user predicates ``session`` fails now, or None."""
+    if session.user_id not in state.snapshot.limits:
+        return None  # no limits: every user predicate holds
     for p in USER_PREDICATES:
         verdict = p(session, None, state)
         if not verdict.ok:
@@ -33,25 +35,31 @@ def first_failing(session: PendingSession, state: RoundState) -> Verdict | None:
 
 def best_fit(session: PendingSession, state: RoundState) -> Agent | None:
     """The agent ``session`` goes to by best fit, or None when it fits on none now."""
-    request = session.request
-    if not state.might_fit(request):
+    cpu, memory, hosts = session.cpu, session.memory, session.storage_hosts
+    key = (cpu, memory, hosts)
+    if key in state.unfit:
         return None
-    hosts = session.storage_hosts
-    best: Agent | None = None
+    free_cpu, free_memory = state.free_cpu, state.free_memory
+    best = -1
     best_score = 0.0
-    for agent in state.alive:
-        free = state.free[agent.id]
-        if request.cpu > free.cpu + CPU_SLACK or request.memory > free.memory:
+    for i, agent in enumerate(state.alive):
+        left_cpu = free_cpu[i] - cpu
+        left_memory = free_memory[i] - memory
+        if left_cpu < -CPU_SLACK or left_memory < 0:
             continue
         reach = agent.storage_hosts
         if hosts and reach is not None and not all(h in reach for h in hosts):
             continue
-        cpu_left = (free.cpu - request.cpu) / agent.cpu if agent.cpu > 0 else 0.0
-        memory_left = (free.memory - request.memory) / agent.memory if agent.memory > 0 else 0.0
-        score = max(cpu_left, memory_left)
-        if best is None or score < best_score:
-            best, best_score = agent, score
-    return best
+        cap_cpu, cap_memory = agent.cpu, agent.memory
+        score = left_cpu / cap_cpu if cap_cpu > 0 else 0.0
+        if cap_memory > 0 and left_memory / cap_memory > score:
+            score = left_memory / cap_memory
+        if best < 0 or score < best_score:
+            best, best_score = i, score
+    if best < 0:
+        state.unfit.add(key)
+        return None
+    return state.alive[best]
 
 
 def fits_when_empty(session: PendingSession, state: RoundState) -> bool:
@@ -95,12 +103,17 @@ def waiting_verdicts(
     they depend on nothing else), then the scheduler's own from ``queue`` when it has one."""
     cache: dict[tuple[float, int, tuple[str, ...]], list[Verdict]] = {}
     out: dict[uuid.UUID, tuple[Verdict, ...]] = {}
+    limits = state.snapshot.limits
+    unlimited = list(UNLIMITED)
     for session in waiting:
         key = (session.cpu, session.memory, session.storage_hosts)
         agent_side = cache.get(key)
         if agent_side is None:
             agent_side = cache[key] = [p(session, None, state) for p in predicates]
-        verdicts = user_verdicts(session, state) + agent_side
+        if session.user_id in limits:
+            verdicts = user_verdicts(session, state) + agent_side
+        else:
+            verdicts = unlimited + agent_side
         own = queue.get(session.id)
         if own is not None:
             verdicts.append(own)

@@ -182,6 +182,9 @@ USER_PREDICATES: tuple[Predicate, ...] = (
 )
 """The checks of the session and its owner: true or false wherever it would run."""
 
+UNLIMITED: tuple[Verdict, ...] = (_ANY_GROUP, _ANY_IMAGE, _NO_CONCURRENCY, _NO_POLICY)
+"""What :data:`USER_PREDICATES` say of a user without limits, whatever the session."""
+
 AGENT_PREDICATES: tuple[Predicate, ...] = (folders_reachable, fits_agent)
 """The checks of where it would run."""
 

@@ -43,13 +43,14 @@ class RoundState:
         """The alive agents' capacity: what dominant shares are shares of."""
         self.placed: dict[uuid.UUID, str] = {}
         """Session id -> agent id, in placement order."""
-        self._max_cpu = 0.0
-        self._max_memory = 0
-        self._refresh_max()
-
-    def _refresh_max(self) -> None:
-        self._max_cpu = max((f.cpu for f in self.free.values()), default=0.0)
-        self._max_memory = max((f.memory for f in self.free.values()), default=0)
+        self.unfit: set[tuple[float, int, tuple[str, ...]]] = set()
+        """Requests (cpu, memory, storage hosts) found to fit on no agent this round: free
+        resources only shrink within a round, so they fit nowhere for the rest of it."""
+        self._index = {a.id: i for i, a in enumerate(self.alive)}
+        self.free_cpu = [a.cpu - a.used_cpu for a in self.alive]
+        self.free_memory = [a.memory - a.used_memory for a in self.alive]
+        """Free resources of each alive agent, by position in :attr:`alive` (what best fit
+        reads; :attr:`free` says the same by agent id)."""
 
     def limits(self, user: uuid.UUID) -> UserLimits:
         return self.snapshot.limits.get(user, NO_LIMITS)
@@ -61,19 +62,14 @@ class RoundState:
         """``user``'s dominant share of the group now."""
         return dominant_share(self.allocation(user), self.total)
 
-    def might_fit(self, request: Resources) -> bool:
-        """False when no alive agent has as much free cpu, or as much free memory, as
-        ``request`` (a cheap test before looking at each agent)."""
-        return request.fits_in(Resources(self._max_cpu, self._max_memory))
-
     def place(self, session: PendingSession, agent: str) -> None:
         """Record ``session`` started on ``agent``: its resources leave the agent's free
         ones and join its owner's allocation."""
         request = session.request
-        before = self.free[agent]
-        self.free[agent] = before - request
+        self.free[agent] = self.free[agent] - request
+        i = self._index[agent]
+        self.free_cpu[i] -= request.cpu
+        self.free_memory[i] -= request.memory
         self.allocations[session.user_id] = self.allocation(session.user_id) + request
         self.running[session.user_id] = self.running.get(session.user_id, 0) + 1
         self.placed[session.id] = agent
-        if before.cpu >= self._max_cpu or before.memory >= self._max_memory:
-            self._refresh_max()
