@@ -42,7 +42,16 @@ VENV_BIN = Path(sys.executable).parent
 VFD = str(VENV_BIN / "vfd")
 
 
-MAIN = "import sys; sys.path.insert(0, sys.argv.pop(1)); from vfd.cli.main import main; main()"
+# the other tree's CLI started as the console script starts it (its quick exit included)
+MAIN = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+try:
+    from vfd.cli.entry import run
+except ImportError:  # a tree from before the console script's own entry point
+    from vfd.cli.main import main as run
+sys.exit(run())
+"""
 
 
 def _cases(state_dir: Path, other: Path | None) -> dict[str, list[str]]:
