@@ -4,15 +4,21 @@ holds the scheduling leadership as PostgreSQL shows it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from vfd.config import load_config
 from vfd.daemon.leader import lock_parts
+from vfd.daemon.mountlink import MountdLink
+from vfd.daemon.services.context import Daemon
+from vfd.store.db import make_engine
 
 PG_ENV = "VFD_TEST_PG_DSN"
 
@@ -66,3 +72,13 @@ def terminate(url: str, pid: int) -> None:
     """End PostgreSQL backend ``pid`` (as a cut connection would)."""
     with psycopg.connect(plain(url), autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def daemon_on(url: str, node: str, directory: Path) -> Daemon:
+    """A daemon's shared state (store, config naming ``node``), as ``vfd daemon`` builds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vfd.toml").write_text(
+        f'database_url = {json.dumps(url)}\n[sessions]\nnode = "{node}"\nheartbeat_interval = 1\n'
+    )
+    config = load_config(state_dir=directory, env={})
+    return Daemon(config=config, engine=make_engine(url), mountd=MountdLink(directory / "m.sock"))

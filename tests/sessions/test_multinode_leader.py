@@ -4,7 +4,6 @@ and the sessions a stopped node leaves ``scheduled`` going back to the queue."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,13 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from multinode import leader_of, pg_database, terminate
+from multinode import daemon_on, leader_of, pg_database, terminate
 from sqlmodel import Session, col, select
 
-from vfd.config import load_config
 from vfd.daemon import launcher, scheduler
 from vfd.daemon.leader import Leadership
-from vfd.daemon.mountlink import MountdLink
 from vfd.daemon.services.context import Daemon
 from vfd.store.db import make_engine, migrate
 from vfd.store.models import Agent, ComputeSession, SessionEvent, SessionStatus, User, utcnow
@@ -38,16 +35,6 @@ def migrated() -> Iterator[str]:
         finally:
             engine.dispose()
         yield url
-
-
-def daemon_on(url: str, node: str, directory: Path) -> Daemon:
-    """A daemon's shared state (store, config naming ``node``), as ``vfd daemon`` builds it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vfd.toml").write_text(
-        f'database_url = {json.dumps(url)}\n[sessions]\nnode = "{node}"\nheartbeat_interval = 1\n'
-    )
-    config = load_config(state_dir=directory, env={})
-    return Daemon(config=config, engine=make_engine(url), mountd=MountdLink(directory / "m.sock"))
 
 
 def holder(url: str) -> str | None:

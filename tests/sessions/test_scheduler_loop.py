@@ -11,14 +11,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from multinode import daemon_on
 from sessionapi import destroy, post, start
 from sessionnode import IMAGE, SessionNode
-from sqlmodel import Session
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from vfd.daemon import scheduler
 from vfd.daemon.leader import Leadership
+from vfd.daemon.services.context import Daemon
 from vfd.plugins.types import Agent, Decision, PendingSession, Placement, Verdict
-from vfd.store.db import make_engine
+from vfd.store.db import make_engine, migrate
+from vfd.store.models import Agent as AgentRow
+from vfd.store.models import (
+    ComputeSession,
+    ResourceGroup,
+    ResourcePolicy,
+    SessionStatus,
+    User,
+    utcnow,
+)
 
 NODE_CONFIG = """
 [sessions]
@@ -152,3 +165,120 @@ def test_scheduler_loop_sqlite_always_leads(tmp_path: Path) -> None:
         assert alone.check()
     finally:
         engine.dispose()
+
+
+def _store_with(daemon: Daemon, pending: int) -> list[uuid.UUID]:
+    """Three groups with a node each, five users (two under a policy), ``pending`` sessions
+    spread over the groups, and one running session per group."""
+    now = utcnow()
+    with daemon.session() as session:
+        session.add(ResourcePolicy(name=f"p{uuid.uuid4().hex[:6]}", max_sessions=3))
+        session.flush()
+        policy = session.exec(select(ResourcePolicy)).first()
+        assert policy is not None
+        users = [
+            User(
+                email=f"u{uuid.uuid4().hex[:8]}@example.org",
+                username="u",
+                uid=20000 + i,
+                gid=20000 + i,
+                resource_policy=policy.name if i < 2 else None,
+            )
+            for i in range(5)
+        ]
+        session.add_all(users)
+        for name in ("g1", "g2"):
+            if session.get(ResourceGroup, name) is None:
+                session.add(ResourceGroup(name=name, scheduler="fifo"))
+        session.flush()
+        for i, group in enumerate(("default", "g1", "g2")):
+            node = f"n{i}"
+            session.add(
+                AgentRow(
+                    id=node, group=group, cpu=4, memory=2**32, started_at=now, heartbeat_at=now
+                )
+            )
+            session.add(_row(users[i], node, group, SessionStatus.RUNNING, 0))
+        rows = [
+            _row(users[i % 5], "n0", ("default", "g1", "g2")[i % 3], SessionStatus.PENDING, i)
+            for i in range(pending)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+def _row(user: User, node: str, group: str, status: SessionStatus, i: int) -> ComputeSession:
+    return ComputeSession(
+        name=f"s{i}",
+        user_id=user.id,
+        uid=user.uid,
+        gid=user.gid,
+        node=node,
+        group=group,
+        image="vfd-test/busybox:latest",
+        status=status,
+        cpu=1.0,
+    )
+
+
+class _Statements:
+    """Counts the statements an engine sends."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.n = 0
+        self.engine = engine
+
+    def __enter__(self) -> _Statements:
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, *args: Any) -> None:
+        self.n += 1
+
+
+def _one_pass(daemon: Daemon, leadership: Leadership) -> tuple[int, int, int]:
+    """(statements read, statements written, sessions placed) of one leader pass with fifo."""
+    fifo = daemon.plugins.scheduler("fifo")
+    with _Statements(daemon.engine) as reads, daemon.session() as session:
+        queue = scheduler.read_queue(session, daemon)
+    outcome = scheduler.Outcome()
+    for group in queue.groups.values():
+        decision = fifo.decide(scheduler.snapshot(queue, group, {}))
+        scheduler.checked_placements(decision, group, "fifo", outcome)
+    with _Statements(daemon.engine) as writes:
+        placed = scheduler.write(daemon, leadership, queue, outcome)
+    return reads.n, writes.n, len(placed)
+
+
+def test_scheduler_loop_a_pass_reads_and_writes_in_a_few_statements(tmp_path: Path) -> None:
+    """The statements of a pass do not grow with the number of pending sessions."""
+    counts = []
+    for n in (30, 300):
+        url = f"sqlite:///{tmp_path / str(n) / 'vfd.db'}"
+        daemon = daemon_on(url, "n0", tmp_path / str(n))
+        try:
+            migrate(daemon.engine)
+            ids = _store_with(daemon, n)
+            leadership = Leadership(daemon.engine, 1, "n0")
+            reads, writes, placed = _one_pass(daemon, leadership)
+            assert placed == 9  # three free cpu on each of three nodes
+            with daemon.session() as session:
+                told = session.exec(
+                    select(ComputeSession).where(col(ComputeSession.id).in_(ids))
+                ).all()
+                waiting = [r for r in told if r.status is SessionStatus.PENDING]
+                assert len(waiting) == n - 9
+                assert all(r.scheduler_verdicts and r.scheduler_verdict for r in waiting)
+            # a second pass with nothing new writes nothing but what changed
+            again_reads, again_writes, again_placed = _one_pass(daemon, leadership)
+            assert again_placed == 0 and again_reads == reads
+            counts.append((reads, writes, again_writes))
+        finally:
+            daemon.engine.dispose()
+    assert counts[0] == counts[1], counts
+    reads, writes, _ = counts[0]
+    assert reads <= 8 and writes <= 12, counts

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -451,7 +451,11 @@ def move_many(
             .execution_options(synchronize_session=False)
         )
         got = [row[0] for row in done]
-        session.add_all(SessionEvent(session_id=i, at=now, status=new, reason=reason) for i in got)
+        if got:
+            session.execute(
+                insert(SessionEvent),
+                [{"session_id": i, "at": now, "status": new, "reason": reason} for i in got],
+            )
         moved += got
     return moved
 
