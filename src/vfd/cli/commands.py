@@ -81,11 +81,12 @@ def _vfolder_app() -> typer.Typer:
 
 @functools.cache
 def _admin_app() -> typer.Typer:
-    """``vfd admin`` with its ``quota`` and ``uploads`` groups (added once)."""
-    from vfd.cli import admin, quota, uploads
+    """``vfd admin`` with its ``quota``, ``uploads`` and ``scheduler`` groups (added once)."""
+    from vfd.cli import admin, quota, scheduler_admin, uploads
 
     admin.app.add_typer(quota.app, name="quota")
     admin.app.add_typer(uploads.app, name="uploads")
+    admin.app.add_typer(scheduler_admin.app, name="scheduler")
     return admin.app
 
 
