@@ -135,9 +135,33 @@ def test_policies_full_node_waits_with_verdict(node: SessionNode, limited: tuple
         seen = node.session(waiting["id"], email)
     assert seen["status"] == "pending" and "cpu" in seen["verdict"]
     info = node.run("session", "info", waiting["id"], as_=email)
-    assert info.returncode == 0 and seen["verdict"] in info.stdout, info.stdout
+    assert info.returncode == 0 and seen["verdict"][:30] in info.stdout, info.stdout
     destroy(node, email, waiting["id"])
     destroy(node, owner, hog["id"])
+
+
+def test_policies_over_max_sessions_waits_then_starts(
+    node: SessionNode, limited: tuple[str, str]
+) -> None:
+    """Within every absolute limit but over max_sessions (1): accepted, waits with the
+    verdict saying so, and starts when the first one ends."""
+    email, _ = limited
+    first = start(node, email, SLEEP, cpu=0.5, memory=64 * MiB)
+    node.wait_status(first["id"], {"running"}, as_=email)
+    second = start(node, email, SLEEP, cpu=0.5, memory=64 * MiB)
+    deadline = time.monotonic() + 30
+    seen = node.session(second["id"], email)
+    while not seen["verdict"]:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+        seen = node.session(second["id"], email)
+    assert seen["status"] == "pending", seen
+    failing = [v for v in seen["verdicts"] if not v["ok"]]
+    assert failing and failing[0]["reason"] == seen["verdict"], seen["verdicts"]
+    assert "session" in seen["verdict"], seen["verdict"]
+    destroy(node, email, first["id"])
+    node.wait_status(second["id"], {"running"}, as_=email)
+    destroy(node, email, second["id"])
 
 
 def _json(text: str) -> dict[str, Any]:
