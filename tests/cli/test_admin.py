@@ -112,7 +112,10 @@ def test_admin_policy_commands_parse_sizes(cli: Cli, vfd_daemon: Any) -> None:
     }
     cli.fails("admin", "policy", "create", name, code="policy_exists")
     out = cli.ok("admin", "policy", "update", name, "--max-quota-scope-size", "512M")
-    assert f"Updated policy {name} (folders: 3, quota: 512 MiB, hosts: local; sessions: unlimited" in out
+    assert (
+        f"Updated policy {name} (folders: 3, quota: 512 MiB, hosts: local; sessions: unlimited"
+        in out
+    )
     updated = cli.json("admin", "policy", "update", name, "--allowed-hosts", "")
     assert updated["allowed_hosts"] == [] and updated["max_quota_scope_size"] == 512 * 2**20
     row = next(line for line in cli.ok("admin", "policy", "list").splitlines() if name in line)
