@@ -206,8 +206,14 @@ def test_startup_plain_tables_are_what_rich_prints(monkeypatch: pytest.MonkeyPat
     not, cells of every length, odd text (rich then prints them)."""
     rng = random.Random(14)
     words = ["-", "a", "ready", "root@local", "3.5 GiB", "x" * 30, "é", "a b", "[b]x[/b]", "tab\t"]
-    for _ in range(300):
-        width = rng.choice([20, 40, 80, 100, 200])
+    words += [  # long lines that key/value lists wrap
+        "answering, version 0.1.0, mount /tmp/vfd-cli-bench-x/state/mnt, 0 folders, pid 21159",
+        " lead  and  trail  ",
+        "a" * 45 + " " + "b" * 90 + "   c",
+        "on (libfuse 3.14, pyfuse3 3.5.0, /usr/lib/x86_64-linux-gnu/libfuse3.so.3.14.0)",
+    ]
+    for _ in range(600):
+        width = rng.choice([9, 12, 20, 33, 40, 80, 100, 200])
         columns = [rng.choice(["id", "name", "usage mode", "status", "owner"]) for _ in range(5)]
         columns = columns[: rng.randint(1, 5)]
         rows = [[rng.choice(words) for _ in columns] for _ in range(rng.randint(0, 4))]

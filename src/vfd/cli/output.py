@@ -6,6 +6,7 @@ always works. Errors are printed by :func:`print_error` only (called from the ro
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -78,10 +79,11 @@ def _plain_width(console: Console) -> int | None:
     return 80
 
 
-def _plain_lines(width: int, rows: list[list[str]]) -> str | None:
+def _plain_lines(width: int, rows: list[list[str]], *, wrap_last: bool = False) -> str | None:
     """``rows`` laid out as rich lays out a table without borders (cells left-aligned and
-    padded to their column's width, columns two spaces apart), when it fits in ``width``
-    and every cell is one line of printable ASCII; else None."""
+    padded to their column's width, columns two spaces apart), when every cell is one line of
+    printable ASCII and the rows fit in ``width``, or, with ``wrap_last``, fit once the last
+    column's words are wrapped as rich wraps them (the other columns never wrap); else None."""
     if not rows:
         return None
     for row in rows:
@@ -91,11 +93,59 @@ def _plain_lines(width: int, rows: list[list[str]]) -> str | None:
             if not cell or not (cell.isascii() and cell.isprintable()):
                 return None
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    if sum(widths) + 2 * (len(widths) - 1) > width:
-        return None
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n" for row in rows
-    )
+    room = width - sum(widths[:-1]) - 2 * (len(widths) - 1)
+    if widths[-1] > room:
+        if not wrap_last or room < 1:
+            return None
+        widths[-1] = room
+    lines = []
+    for row in rows:
+        *first, last = row
+        for n, piece in enumerate(_wrapped(last, room)):
+            cells = first if n == 0 else [""] * len(first)
+            lines.append(
+                "  ".join([*(c.ljust(w) for c, w in zip(cells, widths[:-1], strict=True)), piece])
+            )
+    return "".join(line.ljust(sum(widths) + 2 * (len(widths) - 1)) + "\n" for line in lines)
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``, broken as rich breaks a line of ASCII text:
+    before a word that does not fit (a word keeps the spaces after it), a word longer than a
+    line folded; spaces past the width dropped."""
+    if len(text) <= width:
+        return [text]
+    breaks: list[int] = []
+    offset = 0
+    start = 0
+    while start < len(text):
+        end = start
+        while end < len(text) and text[end] == " ":
+            end += 1
+        while end < len(text) and text[end] != " ":
+            end += 1
+        while end < len(text) and text[end] == " ":
+            end += 1
+        word = text[start:end]
+        length = len(word.rstrip())
+        if width - offset >= length:
+            offset += len(word)
+        elif length > width:
+            at = start
+            pieces = [word[i : i + width] for i in range(0, len(word), width)]
+            for n, piece in enumerate(pieces):
+                if at:
+                    breaks.append(at)
+                if n == len(pieces) - 1:
+                    offset = len(piece)
+                else:
+                    at += len(piece)
+        elif offset and start:
+            breaks.append(start)
+            offset = len(word)
+        start = end
+    bounds = [0, *breaks, len(text)]
+    return [text[a:b][:width] for a, b in itertools.pairwise(bounds)]
 
 
 def _no_markup(texts: Iterable[str]) -> bool:
@@ -167,7 +217,8 @@ def key_values(console: Console, pairs: Iterable[tuple[str, object]]) -> None:
     pairs = list(pairs)
     width = _plain_width(console)
     if width is not None and _no_markup([key for key, _ in pairs]):
-        plain = _plain_lines(width, [[key, cell_text(value)] for key, value in pairs])
+        rows = [[key, cell_text(value)] for key, value in pairs]
+        plain = _plain_lines(width, rows, wrap_last=True)
         if plain is not None:
             _write_plain(plain)
             return
