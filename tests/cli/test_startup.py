@@ -138,6 +138,7 @@ def test_startup_status_imports_no_other_group() -> None:
         assert "vfd.cli.system" in modules
         assert not _tops(modules) & set(NEVER), sorted(modules)
         assert not modules & COMMAND_MODULES and not modules & NEVER_MODULES
+    assert "rich" not in _tops(shown)  # its key/value list is written plainly to a pipe
 
 
 def test_startup_run_help_imports_no_client() -> None:
