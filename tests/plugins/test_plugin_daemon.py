@@ -25,7 +25,7 @@ SITE_PLUGINS = {
     "broken": "vfdt_broken",
     "raiser": "vfdt_raiser",
     "cfg": "vfdt_cfg",
-    "lifo": "vfdt_lifo",
+    "newest": "vfdt_newest",
     "blocked": "vfdt_blocked",
 }
 MODULES = {
@@ -47,19 +47,22 @@ MODULES = {
             mine = sections["cfg"]
             Path(mine["out"]).write_text(json.dumps({k: dict(v) for k, v in sections.items()}))
         """,
-    "vfdt_lifo": """
-        from vfd.plugins import hookimpl, SchedulerSpec, Decision
+    "vfdt_newest": """
+        from vfd.plugins import hookimpl, SchedulerSpec, Decision, Placement
 
-        class Lifo:
+        class Newest:
             def __init__(self, options):
                 self.options = dict(options)
 
-            def decide(self, pending, capacity):
-                return Decision(place=tuple(s.id for s in reversed(pending)))
+            def decide(self, snapshot):
+                agent = snapshot.agents[0].id
+                return Decision(
+                    place=tuple(Placement(s.id, agent) for s in reversed(snapshot.pending))
+                )
 
         @hookimpl
         def vfd_register_schedulers():
-            return [SchedulerSpec("lifo", "last come, first served", Lifo)]
+            return [SchedulerSpec("newest", "last come, first served", Newest)]
         """,
     "vfdt_blocked": """
         from pathlib import Path
@@ -156,7 +159,7 @@ def test_plugins_table_shows_failure_and_blocked(daemon: Any) -> None:
     assert rows["broken"][1:3] == ["vfd-test-plugins", "0.3"]
     assert rows["broken"][-1] == "FAILED"
     assert rows["fifo"][-1] == "loaded"
-    assert re.search(r"^lifo +lifo +last come, first served", scheduler_table, re.M)
+    assert re.search(r"^newest +newest +last come, first served", scheduler_table, re.M)
     assert (
         "broken: left out: import failed: ModuleNotFoundError: No module named "
         "'vfdt_no_such_dependency'" in done.stdout
@@ -192,10 +195,10 @@ def test_hook_vfd_configure(daemon: Any) -> None:
 
 def test_hook_vfd_register_schedulers(daemon: Any) -> None:
     listed = listing(daemon)
-    assert {"name": "lifo", "plugin": "lifo", "description": "last come, first served"} in (
+    assert {"name": "newest", "plugin": "newest", "description": "last come, first served"} in (
         listed["schedulers"]
     )
-    assert by_name(listed)["lifo"]["hooks"] == ["vfd_register_schedulers"]
+    assert by_name(listed)["newest"]["hooks"] == ["vfd_register_schedulers"]
 
 
 def test_plugins_blocked_is_never_imported(daemon: Any, site: Path) -> None:
@@ -215,7 +218,7 @@ def test_plugins_trace_logs_hook_calls(daemon: Any) -> None:
     line = next(x for x in daemon.log().splitlines() if wanted in x and "traced" in x)
     assert "ms, raised RuntimeError: cannot announce traced" in line
     assert "hook vfd_configure plugin cfg: " in daemon.log()
-    assert "hook vfd_register_schedulers plugin lifo: " in daemon.log()
+    assert "hook vfd_register_schedulers plugin newest: " in daemon.log()
 
 
 def test_plugins_scheduler_clash_stops_the_daemon(

@@ -59,8 +59,8 @@ def test_manager_registers_builtins_through_entry_points(config: Config) -> None
     assert fifo["distribution"] == "vfd"
     assert fifo["hooks"] == ["vfd_register_schedulers"]
     assert fifo["error"] is None
-    assert [ep.name for ep in builtin_entry_points()] == ["fifo"]
-    assert plugins.listing()["schedulers"][0]["name"] == "fifo"
+    assert [ep.name for ep in builtin_entry_points()] == ["drf", "fifo", "lifo"]
+    assert [s["name"] for s in plugins.listing()["schedulers"]] == ["drf", "fifo", "lifo"]
 
 
 def test_manager_lists_third_party_distribution_and_version(config: Config, site: Path) -> None:
@@ -158,11 +158,11 @@ def test_manager_bad_signature_and_wrappers_are_load_errors(config: Config, site
 def test_manager_scheduler_clash_names_both_plugins(config: Config, site: Path) -> None:
     clash = """
     from vfd.plugins import hookimpl, SchedulerSpec
-    from vfd.plugins.builtin.fifo import FifoScheduler
+    from vfd.plugins.builtin.fifo import QueueScheduler
 
     @hookimpl
     def vfd_register_schedulers():
-        return [SchedulerSpec("fifo", "mine", lambda options: FifoScheduler())]
+        return [SchedulerSpec("fifo", "mine", lambda options: QueueScheduler())]
     """
     eps = builtin_entry_points() + make_dist(
         site, "vfd-clash", {"myfifo": "mgr_clash"}, {"mgr_clash": clash}
@@ -291,7 +291,9 @@ def test_manager_start_logs_one_line_per_plugin(
         asyncio.run(plugins.start())
     lines = [r.getMessage() for r in caplog.records]
     assert lines == [
-        f"plugin fifo loaded (vfd {vfd.__version__}, built in; hooks: vfd_register_schedulers)",
+        f"plugin {name} loaded (vfd {vfd.__version__}, built in; hooks: vfd_register_schedulers)"
+        for name in ("drf", "fifo", "lifo")
+    ] + [
         "plugin broken failed and is left out: import failed: "
         "ModuleNotFoundError: No module named 'no_such_module_here'",
         "plugin blocked blocked by [plugins] block: not imported",
@@ -302,6 +304,6 @@ def test_manager_scheduler_unknown_name_is_plugin_not_found() -> None:
     plugins = make_plugins(builtins=True)
     assert plugins.scheduler("fifo") is not None
     with pytest.raises(VfdError) as caught:
-        plugins.scheduler("drf")
+        plugins.scheduler("sjf")
     assert caught.value.code is ErrorCode.PLUGIN_NOT_FOUND
-    assert "registered: fifo" in caught.value.message
+    assert "registered: drf, fifo, lifo" in caught.value.message
