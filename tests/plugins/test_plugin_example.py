@@ -69,4 +69,4 @@ def test_example_own_tests_pass(installed: Path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7 passed" in done.stdout and "skipped" not in done.stdout, done.stdout
+    assert "9 passed" in done.stdout and "skipped" not in done.stdout, done.stdout

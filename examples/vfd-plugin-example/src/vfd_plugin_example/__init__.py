@@ -9,7 +9,10 @@
 - ``vfd_session_before_start`` vetoes a session whose image matches a ``deny_images`` pattern:
   the session ends ``cancelled`` and ``vfd session info`` shows the reason with this plugin's
   name;
-- ``vfd_container_spec`` adds ``env`` to every container.
+- ``vfd_container_spec`` adds ``env`` to every container;
+- ``vfd_register_schedulers`` offers the ``sjf`` scheduler (:mod:`vfd_plugin_example.sjf`):
+  shortest job first by requested lifetime; a resource group uses it with
+  ``vfd admin resource-group update NAME --scheduler sjf``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from vfd.plugins import ContainerContribution, Reject, SessionView, hookimpl
+from vfd.plugins import ContainerContribution, Reject, SchedulerSpec, SessionView, hookimpl
+from vfd_plugin_example.sjf import ShortestJobFirst
 
 DEFAULT_ENV = {"EXAMPLE_PLUGIN": "1"}
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -64,6 +68,16 @@ class ExamplePlugin:
     @hookimpl
     def vfd_container_spec(self, session: SessionView) -> ContainerContribution:
         return ContainerContribution(env=dict(self.env))
+
+    @hookimpl
+    def vfd_register_schedulers(self) -> list[SchedulerSpec]:
+        return [
+            SchedulerSpec(
+                name="sjf",
+                description="shortest job first: the shortest requested lifetime starts first",
+                factory=lambda options: ShortestJobFirst(),
+            )
+        ]
 
 
 plugin = ExamplePlugin()
