@@ -5,8 +5,9 @@ use, even ``--state-dir`` left unset: importing Pydantic and building the adapte
 of a command's start. A value that needs no conversion is taken as it is here: a ``str`` for a
 ``str`` parameter, a ``bool`` for a flag, a ``str`` or ``Path`` for a plain ``Path`` option,
 ``None`` for an optional one, a list or tuple of ``str`` for a ``list[str]`` parameter (``-m A
--m B``, a command's arguments), and the value a ``parser=`` made when it already has the
-parameter's type (``--cpu 0.5`` is a float, ``--mem 1g`` an int). Anything else (enums,
+-m B``, a command's arguments); and a single value of a parameter with a ``parser=`` is
+handed to that parser, as typer's coercion does (``--cpu 0.5``, ``--mem 1g``, a session ID,
+whose parser may refuse it with a usage error). Anything else (enums,
 numbers typed on the command line without a parser, constrained paths, a flag's value from the
 environment) still goes through typer's own coercion, so its checks and messages are
 unchanged.
@@ -25,8 +26,6 @@ from typing import Any, Union, get_args, get_origin
 import typer.core
 
 _PLAIN = (str, bool, Path)
-_PARSED = (int, float)
-"""Types a ``parser=`` may hand over as they are (the parser did the checking)."""
 
 
 def _optional_of(annotation: Any) -> Any:
@@ -38,13 +37,15 @@ def _optional_of(annotation: Any) -> Any:
     return annotation
 
 
-def _plain_type(annotation: Any, parsed: bool) -> type | None:
-    """``str``, ``bool`` or ``Path`` when ``annotation`` is one of them (or it ``| None``);
-    with ``parsed`` (the parameter has a ``parser=``) also ``int`` and ``float``."""
+def _plain_type(annotation: Any) -> type | None:
+    """``str``, ``bool`` or ``Path`` when ``annotation`` is one of them (or it ``| None``)."""
     annotation = _optional_of(annotation)
-    if annotation in _PLAIN or (parsed and annotation in _PARSED):
-        return annotation  # type: ignore[no-any-return]
-    return None
+    return annotation if annotation in _PLAIN else None
+
+
+def _one_value(annotation: Any) -> bool:
+    """Not a list or tuple (or it ``| None``): one value, which a ``parser=`` takes whole."""
+    return get_origin(_optional_of(annotation)) not in (list, tuple)
 
 
 def _str_list(annotation: Any) -> bool:
@@ -77,15 +78,21 @@ def install() -> None:
     class PlainFirst:
         """The runtime parameter typer asked for, built only when a value needs it."""
 
-        def __init__(self, descriptor: Any, plain: type) -> None:
+        def __init__(
+            self, descriptor: Any, plain: type | None, parser: Callable[[Any], Any] | None
+        ) -> None:
             self._descriptor = descriptor
             self._plain = plain
+            self._parser = parser
             self._full: Any = None
 
         def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
             if value is None:  # as typer's own coercion answers a value not given
                 return () if param.multiple or param.nargs == -1 else None
-            if self._plain is list:
+            if self._parser is not None:  # what typer's coercion does with a parser=
+                if not (param.multiple or param.nargs != 1):
+                    return self._parser(value)
+            elif self._plain is list:
                 if isinstance(value, list | tuple) and all(type(v) is str for v in value):
                     return list(value)
             elif self._plain is Path and isinstance(value, str | Path):
@@ -98,12 +105,20 @@ def install() -> None:
 
     def build_runtime_param(descriptor: Any) -> Any:
         info = descriptor.parameter_info
-        parsed = getattr(info, "parser", None) is not None
-        plain: type | None = list if _str_list(descriptor.annotation) and not parsed else None
-        plain = plain or _plain_type(descriptor.annotation, parsed)
-        if plain is None or descriptor.file_annotation is not None or not _unconstrained(info):
+        parser = getattr(info, "parser", None)
+        if parser is not None and not _one_value(descriptor.annotation):
+            parser = None  # a parser of each of several values: typer's own coercion
+            plain: type | None = None
+        elif parser is not None:
+            plain = None
+        elif _str_list(descriptor.annotation):
+            plain = list
+        else:
+            plain = _plain_type(descriptor.annotation)
+        wanted = plain is not None or parser is not None
+        if not wanted or descriptor.file_annotation is not None or not _unconstrained(info):
             return build(descriptor)
-        return PlainFirst(descriptor, plain)
+        return PlainFirst(descriptor, plain, parser)
 
     build_runtime_param.vfd_plain = True  # type: ignore[attr-defined]
     setattr(typer.core, "build_runtime_param", build_runtime_param)  # noqa: B010
