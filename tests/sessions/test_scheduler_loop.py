@@ -282,3 +282,38 @@ def test_scheduler_loop_a_pass_reads_and_writes_in_a_few_statements(tmp_path: Pa
     assert counts[0] == counts[1], counts
     reads, writes, _ = counts[0]
     assert reads <= 8 and writes <= 12, counts
+
+
+def test_scheduler_loop_a_groups_failing_scheduler_is_told_and_others_go_on(
+    node: SessionNode, email: str
+) -> None:
+    """A group whose scheduler is gone (its plugin uninstalled since) keeps its sessions
+    waiting with the reason; the other groups are placed as usual; the failure is logged
+    once, not every pass."""
+    node.cli.ok("admin", "resource-group", "create", "orphan")
+    engine = make_engine(node.config.database_url)
+    try:
+        with Session(engine) as session:
+            group = session.get(ResourceGroup, "orphan")
+            assert group is not None
+            group.scheduler = "gone"
+            session.add(group)
+            session.commit()
+        answer = post(node, email, image=IMAGE, command=SLEEP, name="stuck", group="orphan")
+        assert answer.status_code == 201, answer.text
+        told = verdicts_of(node, email, "stuck")["verdict"]
+        assert "scheduler gone of group orphan failed" in told
+        assert "no plugin registers a scheduler named 'gone'" in told
+        fine = start(node, email, SLEEP, name="fine", cpu=1)
+        node.wait_status(fine["id"], {"running"}, as_=email)
+        second = post(node, email, image=IMAGE, command=SLEEP, name="stuck2", group="orphan")
+        assert second.status_code == 201, second.text
+        assert verdicts_of(node, email, "stuck2")["verdict"] == told
+        assert node.log.read_text().count("scheduler pass failed") == 1
+        for ref in ("stuck", "stuck2"):
+            assert destroy(node, email, ref)["status"] == "cancelled"
+        destroy(node, email, "fine")
+        node.wait_status(fine["id"], {"terminated"}, as_=email)
+    finally:
+        engine.dispose()
+        node.cli.ok("admin", "resource-group", "delete", "orphan")

@@ -171,9 +171,9 @@ class Queue:
 
 
 def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Queue:
-    """The store as the leader's pass sees it: seven queries, whatever the number of pending
-    sessions, nodes or groups. ``own_alive``: whether this node may take sessions (its
-    container runtime answers)."""
+    """The store as the leader's pass sees it: seven or eight queries, whatever the number of
+    pending sessions, nodes or groups (two when nothing is pending). ``own_alive``: whether
+    this node may take sessions (its container runtime answers)."""
     config = daemon.config
     node = session_state.node_name(config)
     now = utcnow()
@@ -193,15 +193,16 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
         .where(col(ComputeSession.status) == SessionStatus.PENDING)
         .order_by(col(ComputeSession.created_at), col(ComputeSession.id))
     ).all()
+    if not pending_rows:
+        return _idle(session, daemon, now, own_alive)
     hosts: dict[uuid.UUID, set[str]] = {}
-    if pending_rows:
-        for session_id, host in session.exec(
-            select(SessionMount.session_id, VFolder.host)
-            .join(VFolder, col(VFolder.id) == col(SessionMount.vfolder_id))
-            .join(ComputeSession, col(ComputeSession.id) == col(SessionMount.session_id))
-            .where(ComputeSession.status == SessionStatus.PENDING)
-        ).all():
-            hosts.setdefault(session_id, set()).add(host)
+    for session_id, host in session.exec(
+        select(SessionMount.session_id, VFolder.host)
+        .join(VFolder, col(VFolder.id) == col(SessionMount.vfolder_id))
+        .join(ComputeSession, col(ComputeSession.id) == col(SessionMount.session_id))
+        .where(ComputeSession.status == SessionStatus.PENDING)
+    ).all():
+        hosts.setdefault(session_id, set()).add(host)
     schedulers = dict(session.exec(select(ResourceGroup.name, ResourceGroup.scheduler)).all())
     groups: dict[str, GroupQueue] = {}
     verdicts: dict[uuid.UUID, list[dict[str, Any]]] = {}
@@ -251,35 +252,23 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
         queue = groups.get(me.group)
         if queue is not None:
             queue.agents.append(_agent(me, held, local_hosts, own_alive))
-    stranded: list[tuple[uuid.UUID, str]] = []
-    if dead:
-        stranded = [
-            (sid, where)
-            for sid, where in session.exec(
-                select(ComputeSession.id, ComputeSession.node)
-                .where(ComputeSession.status == SessionStatus.SCHEDULED)
-                .where(col(ComputeSession.node).in_(dead))
-            ).all()
-        ]
+    stranded = _stranded(session, dead)
     limits: dict[uuid.UUID, UserLimits] = {}
-    if pending_rows:
-        waiting_users = (
-            select(ComputeSession.user_id)
-            .where(ComputeSession.status == SessionStatus.PENDING)
-            .distinct()
+    waiting_users = (
+        select(ComputeSession.user_id).where(ComputeSession.status == SessionStatus.PENDING)
+    ).distinct()
+    for user_id, policy in session.exec(
+        select(User.id, ResourcePolicy)
+        .join(ResourcePolicy, col(ResourcePolicy.name) == col(User.resource_policy))
+        .where(col(User.id).in_(waiting_users))
+    ).all():
+        limits[user_id] = UserLimits(
+            max_sessions=policy.max_sessions,
+            max_cpu=policy.max_session_cpu,
+            max_memory=policy.max_session_memory,
+            allowed_images=tuple(policy.allowed_images),
+            allowed_groups=tuple(policy.allowed_groups),
         )
-        for user_id, policy in session.exec(
-            select(User.id, ResourcePolicy)
-            .join(ResourcePolicy, col(ResourcePolicy.name) == col(User.resource_policy))
-            .where(col(User.id).in_(waiting_users))
-        ).all():
-            limits[user_id] = UserLimits(
-                max_sessions=policy.max_sessions,
-                max_cpu=policy.max_session_cpu,
-                max_memory=policy.max_session_memory,
-                allowed_images=tuple(policy.allowed_images),
-                allowed_groups=tuple(policy.allowed_groups),
-            )
     return Queue(
         groups=groups,
         verdicts=verdicts,
@@ -289,6 +278,32 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
         stranded=stranded,
         now=now,
     )
+
+
+def _idle(session: Session, daemon: Daemon, now: datetime, own_alive: bool) -> Queue:
+    """The queue when nothing is pending: only the sessions stranded on dead nodes."""
+    node = session_state.node_name(daemon.config)
+    interval = daemon.config.sessions.heartbeat_interval
+    dead = [
+        row.id
+        for row in session.exec(select(AgentRow)).all()
+        if not (own_alive if row.id == node else agent_rows.is_alive(row, interval, now))
+    ]
+    return Queue({}, {}, {}, {}, {}, _stranded(session, dead), now)
+
+
+def _stranded(session: Session, dead: list[str]) -> list[tuple[uuid.UUID, str]]:
+    """(session, node) of the sessions ``scheduled`` on the ``dead`` nodes."""
+    if not dead:
+        return []
+    return [
+        (sid, where)
+        for sid, where in session.exec(
+            select(ComputeSession.id, ComputeSession.node)
+            .where(ComputeSession.status == SessionStatus.SCHEDULED)
+            .where(col(ComputeSession.node).in_(dead))
+        ).all()
+    ]
 
 
 def _agent(
@@ -531,25 +546,33 @@ class _Loop:
         return self.daemon.config.sessions.schedule_interval
 
     async def run_pass(self) -> None:
-        """One pass; a failure is logged (once while it repeats) and goes no further."""
-        try:
-            live = runtime.current()
-            leading = await live.run(Pool.STORE, self.leadership.check)
-            if leading and not self._led:
-                self._memos.clear()  # another leader's rounds came between
-            self._led = leading
-            if leading:
-                await self.place()
-            await self.launch_mine()
-        except Exception as exc:
-            what = f"{type(exc).__name__}: {exc}"
+        """One pass: place (when leading), then launch this node's sessions, each step
+        whatever the other did. A failure is logged (once while it repeats)."""
+        failed: Exception | None = None
+        for step in (self.lead, self.launch_mine):
+            try:
+                await step()
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            what = f"{type(failed).__name__}: {failed}"
             if what != self._failing:
-                log.exception("scheduler pass failed (retried every %ss)", self._interval())
+                log.error(
+                    "scheduler pass failed (retried every %ss)", self._interval(), exc_info=failed
+                )
             self._failing = what
-        else:
-            if self._failing is not None:
-                log.info("scheduler passes work again")
+        elif self._failing is not None:
+            log.info("scheduler passes work again")
             self._failing = None
+
+    async def lead(self) -> None:
+        """Place the pending sessions when this daemon leads."""
+        leading = await runtime.current().run(Pool.STORE, self.leadership.check)
+        if leading and not self._led:
+            self._memos.clear()  # another leader's rounds came between
+        self._led = leading
+        if leading:
+            await self.place()
 
     async def place(self) -> None:
         live = runtime.current()
