@@ -85,6 +85,9 @@ def test_config_environment_overrides_file(tmp_path: Path) -> None:
         ("[hosts]\nlocal = 3\n", "hosts.local"),
         ("[hosts]\n'a b' = '/x'\n", "hosts.a b"),
         ("hosts = {}\n", "hosts"),
+        ("[hosts]\nnfs = { path = '/n', shared = 'yes' }\n", "hosts.nfs.shared"),
+        ("[hosts]\nnfs = { path = '/n', size = 3 }\n", "hosts.nfs.size"),
+        ("[hosts]\nnfs = { shared = true }\n", "hosts.nfs"),
         ("default_host = 'nowhere'\n", "default_host"),
         ("[default_policy]\nmax_vfolder_count = -2\n", "default_policy.max_vfolder_count"),
         ("[default_policy]\nallowed_hosts = ['mars']\n", "default_policy.allowed_hosts"),
@@ -199,3 +202,22 @@ def test_config_bad_limits_name_the_key(tmp_path: Path, text: str) -> None:
         load_config(config_file=path, env={})
     assert info.value.code is ErrorCode.CONFIG_INVALID
     assert "limits" in info.value.message and str(path) in info.value.message
+
+
+def test_config_shared_hosts_from_the_table_form(tmp_path: Path) -> None:
+    """``name = "/path"`` is the node's own storage; ``{ path, shared = true }`` is shared;
+    hosts from ``VFD_HOSTS`` are the node's own."""
+    path = tmp_path / "vfd.toml"
+    path.write_text(
+        "[hosts]\nlocal = '/srv/local'\nnfs = { path = '/mnt/nfs', shared = true }\n"
+        "scratch = { path = '/srv/scratch' }\n"
+    )
+    cfg = load_config(config_file=path, env={})
+    assert cfg.hosts == {
+        "local": Path("/srv/local"),
+        "nfs": Path("/mnt/nfs"),
+        "scratch": Path("/srv/scratch"),
+    }
+    assert cfg.shared_hosts == frozenset({"nfs"})
+    from_env = load_config(config_file=path, env={"VFD_HOSTS": "local=/a,nfs=/b"})
+    assert from_env.shared_hosts == frozenset()

@@ -20,9 +20,9 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     default_gid = 1000
     project_gid_range = [200000, 299999]    # new projects get the lowest free gid in it
 
-    [hosts]
+    [hosts]                             # a path: storage on this node's own disk
     local = "/var/lib/vfd/hosts/local"
-    nfs = "/mnt/nfs/vfd"
+    nfs = { path = "/mnt/nfs/vfd", shared = true }   # the same storage on every node
 
     [default_policy]
     max_vfolder_count = 0               # 0 = unlimited
@@ -232,6 +232,9 @@ class Config:
     """``[plugins] block``: plugins never imported (by entry-point or plugin name)."""
     plugin_trace: bool = False
     """``[plugins] trace``: log every hook call with its plugin and duration."""
+    shared_hosts: frozenset[str] = frozenset()
+    """The hosts marked ``shared = true``: the same storage on every node (a network file
+    system); the others are this node's own (docs/nodes.md "Storage hosts")."""
     sessions: SessionOptions = field(default_factory=SessionOptions)
     log_level: str = "info"
 
@@ -319,16 +322,32 @@ def _parse_gid_range(value: Any, source: str) -> tuple[int, int]:
 
 
 def _parse_hosts(value: Any, source: str) -> dict[str, Path]:
+    """``[hosts]``: ``name = "/path"`` or ``name = { path = "/path", shared = true }``."""
     if not isinstance(value, dict) or not value:
         raise _bad("hosts", source, "must be a table of name = absolute path, with at least one")
     hosts: dict[str, Path] = {}
-    for name, path in value.items():
+    for name, entry in value.items():
         if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
             raise _bad(f"hosts.{name}", source, "host names use letters, digits, - and _")
+        path = entry
+        if isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"path", "shared"})
+            if unknown:
+                raise _bad(f"hosts.{name}.{unknown[0]}", source, "unknown key (path, shared)")
+            if not isinstance(entry.get("shared", False), bool):
+                raise _bad(f"hosts.{name}.shared", source, "must be true or false")
+            path = entry.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             raise _bad(f"hosts.{name}", source, "must be an absolute path")
         hosts[name] = Path(path)
     return hosts
+
+
+def _shared_hosts(value: Any) -> frozenset[str]:
+    """The ``[hosts]`` entries marked ``shared = true`` (``value`` checked already)."""
+    return frozenset(
+        name for name, entry in value.items() if isinstance(entry, dict) and entry.get("shared")
+    )
 
 
 def _parse_policy(value: Any, source: str) -> PolicyDefaults:
@@ -582,6 +601,7 @@ def load_config(
                 raise _bad(key, source, "unknown key")
             if key == "hosts":
                 values["hosts"] = _parse_hosts(value, source)
+                values["shared_hosts"] = _shared_hosts(value)
             elif key == "default_policy":
                 policy = _parse_policy(value, source)
             elif key == "fuse":
@@ -617,6 +637,8 @@ def load_config(
         values[key] = (
             _parse_hosts(value, source) if key == "hosts" else _check_type(key, value, source)
         )
+        if key == "hosts":  # VFD_HOSTS names a node's own storage
+            values["shared_hosts"] = frozenset()
 
     if values["default_host"] not in values["hosts"]:
         raise _bad(

@@ -14,6 +14,7 @@ from vfd import safedirs
 from vfd.config import Config
 from vfd.daemon.services import policies
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.daemon.services.session_state import node_name
 from vfd.errors import VfdError
 from vfd.store.db import session_scope
 from vfd.store.models import QuotaScope, StorageHost
@@ -23,17 +24,41 @@ log = logging.getLogger(__name__)
 
 def sync_hosts(engine: Engine, config: Config) -> None:
     """Make the ``storage_host`` rows match ``config.hosts`` (rows of removed hosts are kept:
-    folders may still point at them)."""
+    folders may still point at them), with the node each one is on: none for a ``shared``
+    host, this node for the others. A host another node holds as its own stays that node's
+    (a warning says so: node-local hosts need names of their own per node)."""
+    here = node_name(config)
     with session_scope(engine) as session:
         for name, path in config.hosts.items():
+            node = None if name in config.shared_hosts else here
             row = session.get(StorageHost, name)
             if row is None:
-                session.add(StorageHost(name=name, path=str(path)))
+                session.add(StorageHost(name=name, path=str(path), node=node))
                 log.info("storage host %s added at %s", name, path)
-            elif row.path != str(path):
+                continue
+            if row.path != str(path):
                 log.warning("storage host %s moved from %s to %s", name, row.path, path)
                 row.path = str(path)
-                session.add(row)
+            if row.node != node:
+                if row.node is not None and node is not None:
+                    log.warning(
+                        "storage host %s is node %s's own storage; this node (%s) has a host "
+                        "of that name too: folders on it run on node %s only. Give each "
+                        "node's own storage a name of its own, or mark shared storage "
+                        "`shared = true` on every node (docs/nodes.md)",
+                        name,
+                        row.node,
+                        here,
+                        row.node,
+                    )
+                    continue
+                log.info(
+                    "storage host %s is now %s",
+                    name,
+                    "shared by every node" if node is None else f"node {node}'s own",
+                )
+                row.node = node
+            session.add(row)
 
 
 def prepare_roots(config: Config) -> None:
