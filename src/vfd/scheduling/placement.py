@@ -9,6 +9,7 @@ free for large sessions.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 
@@ -39,22 +40,30 @@ def best_fit(session: PendingSession, state: RoundState) -> Agent | None:
     key = (cpu, memory, hosts)
     if key in state.unfit:
         return None
-    free_cpu, free_memory = state.free_cpu, state.free_memory
     best = -1
-    best_score = 0.0
-    for i, agent in enumerate(state.alive):
-        left_cpu = free_cpu[i] - cpu
-        left_memory = free_memory[i] - memory
-        if left_cpu < -CPU_SLACK or left_memory < 0:
+    best_score = math.inf
+    slack = -CPU_SLACK
+    # the hot loop of every round: plain lists, no attribute lookups
+    for i, free_cpu, free_memory, per_cpu, per_memory in zip(
+        range(len(state.alive)),
+        state.free_cpu,
+        state.free_memory,
+        state.per_cpu,
+        state.per_memory,
+        strict=True,
+    ):
+        left_cpu = free_cpu - cpu
+        if left_cpu < slack:
             continue
-        reach = agent.storage_hosts
-        if hosts and reach is not None and not all(h in reach for h in hosts):
+        left_memory = free_memory - memory
+        if left_memory < 0:
             continue
-        cap_cpu, cap_memory = agent.cpu, agent.memory
-        score = left_cpu / cap_cpu if cap_cpu > 0 else 0.0
-        if cap_memory > 0 and left_memory / cap_memory > score:
-            score = left_memory / cap_memory
-        if best < 0 or score < best_score:
+        score = left_cpu * per_cpu
+        if left_memory * per_memory > score:
+            score = left_memory * per_memory
+        if score < best_score:
+            if hosts and not reaches(state.alive[i], hosts):
+                continue
             best, best_score = i, score
     if best < 0:
         state.unfit.add(key)
@@ -62,18 +71,19 @@ def best_fit(session: PendingSession, state: RoundState) -> Agent | None:
     return state.alive[best]
 
 
+def reaches(agent: Agent, hosts: tuple[str, ...]) -> bool:
+    """Whether ``agent`` reaches every storage host of ``hosts``."""
+    reach = agent.storage_hosts
+    return reach is None or all(h in reach for h in hosts)
+
+
 def fits_when_empty(session: PendingSession, state: RoundState) -> bool:
     """Whether ``session`` would fit on some alive agent of the group with nothing running
     there (it can start once room is freed; one that cannot never will)."""
     request = session.request
-    hosts = session.storage_hosts
-    for agent in state.alive:
-        reach = agent.storage_hosts
-        if hosts and reach is not None and not all(h in reach for h in hosts):
-            continue
-        if request.fits_in(agent.capacity):
-            return True
-    return False
+    return any(
+        request.fits_in(a.capacity) and reaches(a, session.storage_hosts) for a in state.alive
+    )
 
 
 def try_place(session: PendingSession, state: RoundState) -> Agent | None:

@@ -51,6 +51,10 @@ class RoundState:
         self.free_memory = [a.memory - a.used_memory for a in self.alive]
         """Free resources of each alive agent, by position in :attr:`alive` (what best fit
         reads; :attr:`free` says the same by agent id)."""
+        self.per_cpu = [1 / a.cpu if a.cpu > 0 else 0.0 for a in self.alive]
+        self.per_memory = [1 / a.memory if a.memory > 0 else 0.0 for a in self.alive]
+        """1 / each alive agent's capacity (0 for none): what turns free resources into
+        shares."""
 
     def limits(self, user: uuid.UUID) -> UserLimits:
         return self.snapshot.limits.get(user, NO_LIMITS)
