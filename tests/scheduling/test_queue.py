@@ -130,7 +130,7 @@ def test_fifo_policy_blocked_session_does_not_hold_the_line() -> None:
     decision = QueueScheduler().decide(snap)
     assert placed(snap, decision) == ["s1"]
     assert queue_reason(decision, snap, "s0") == (
-        "number 1 in line (oldest first); held back by its own policy, it does not hold the line"
+        "held back by its own policy, it does not hold the line"
     )
     assert decision.memo == {}
 
@@ -156,3 +156,16 @@ def test_queue_options_checked() -> None:
                 spec.factory(bad)
             assert caught.value.code is ErrorCode.CONFIG_INVALID
             assert f"scheduler {spec.name}:" in caught.value.message
+
+
+def test_fifo_past_the_limit_the_others_are_tried_and_told() -> None:
+    pending = [session(0, "A", 8, GiB), session(1, "B", 1, GiB), session(2, "C", 6, GiB)]
+    snap = snapshot(
+        pending, [agent("n1", 4, 16 * GiB)], memo={"head": str(pending[0].id), "rounds": 3}
+    )
+    decision = QueueScheduler(hol_rounds=3).decide(snap)
+    assert placed(snap, decision) == ["s1"]
+    assert queue_reason(decision, snap, "s2") == (
+        "tried past session s0 (first in line for 4 rounds, oldest first)"
+    )
+    assert decision.memo == {"head": str(pending[0].id), "rounds": 4}

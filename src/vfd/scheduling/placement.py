@@ -111,21 +111,26 @@ def waiting_verdicts(
     """Every waiting session's verdicts at the end of the round: the user predicates, the
     agent ones (computed once per distinct request and storage hosts: the round is over, so
     they depend on nothing else), then the scheduler's own from ``queue`` when it has one."""
-    cache: dict[tuple[float, int, tuple[str, ...]], list[Verdict]] = {}
+    cache: dict[tuple[float, int, tuple[str, ...]], tuple[Verdict, ...]] = {}
+    shared: dict[tuple[int, int], tuple[Verdict, ...]] = {}
     out: dict[uuid.UUID, tuple[Verdict, ...]] = {}
     limits = state.snapshot.limits
-    unlimited = list(UNLIMITED)
     for session in waiting:
         key = (session.cpu, session.memory, session.storage_hosts)
         agent_side = cache.get(key)
         if agent_side is None:
-            agent_side = cache[key] = [p(session, None, state) for p in predicates]
-        if session.user_id in limits:
-            verdicts = user_verdicts(session, state) + agent_side
-        else:
-            verdicts = unlimited + agent_side
+            agent_side = cache[key] = tuple(p(session, None, state) for p in predicates)
         own = queue.get(session.id)
-        if own is not None:
-            verdicts.append(own)
-        out[session.id] = tuple(verdicts)
+        if session.user_id in limits:
+            verdicts = (*user_verdicts(session, state), *agent_side)
+            out[session.id] = verdicts if own is None else (*verdicts, own)
+            continue
+        # users without limits: one tuple per distinct (agent verdicts, queue verdict), shared
+        # (a long queue says the same of many sessions; fewer objects, less garbage collection)
+        ids = (id(agent_side), id(own))
+        found = shared.get(ids)
+        if found is None:
+            found = (*UNLIMITED, *agent_side) if own is None else (*UNLIMITED, *agent_side, own)
+            shared[ids] = found
+        out[session.id] = found
     return out

@@ -100,13 +100,14 @@ class DrfScheduler:
             queue[first.id] = Verdict(
                 "queue", ok, f"next of its user (dominant share {share}); {reason}"
             )
+            behind = Verdict(
+                "queue",
+                False,
+                f"behind session {first.name} of the same user (each user's sessions "
+                "start oldest first)",
+            )
             for later in sessions[index + 1 :]:
-                queue[later.id] = Verdict(
-                    "queue",
-                    False,
-                    f"behind session {first.name} of the same user (each user's sessions "
-                    "start oldest first)",
-                )
+                queue[later.id] = behind
         return Decision(place=placements(state), waiting=waiting_verdicts(waiting, state, queue))
 
 

@@ -42,29 +42,22 @@ class QueueScheduler:
         limit = self.hol_rounds
         head: PendingSession | None = None
         rounds = 0
-        holding = False
+        behind: Verdict | None = None  # what those behind a head holding the line are told
         queue: dict[Any, Verdict] = {}
         waiting: list[PendingSession] = []
-        for position, session in enumerate(order, 1):
-            if holding:
-                assert head is not None
+        own_policy = Verdict(
+            "queue", True, "held back by its own policy, it does not hold the line"
+        )
+        tried: Verdict | None = None  # what those tried past the head are told
+        for session in order:
+            if behind is not None:
                 waiting.append(session)
-                queue[session.id] = Verdict(
-                    "queue",
-                    False,
-                    f"waiting behind session {head.name} "
-                    f"(first in line, round {rounds} of {limit})",
-                )
+                queue[session.id] = behind
                 continue
             failing = first_failing(session, state)
             if failing is not None:
                 waiting.append(session)
-                queue[session.id] = Verdict(
-                    "queue",
-                    True,
-                    f"number {position} in line ({which} first); held back by its own policy, "
-                    "it does not hold the line",
-                )
+                queue[session.id] = own_policy
                 continue
             agent = best_fit(session, state)
             if agent is not None:
@@ -74,8 +67,13 @@ class QueueScheduler:
             if head is None:
                 head = session
                 rounds = _rounds(snapshot.memo, session) + 1
-                holding = rounds <= limit
-                if holding:
+                if rounds <= limit:
+                    behind = Verdict(
+                        "queue",
+                        False,
+                        f"waiting behind session {head.name} "
+                        f"(first in line, round {rounds} of {limit})",
+                    )
                     reason = (
                         f"first in line (round {rounds} of {limit}): the sessions behind it "
                         "wait until it fits"
@@ -87,12 +85,14 @@ class QueueScheduler:
                     )
                 queue[session.id] = Verdict("queue", True, reason)
             else:
-                queue[session.id] = Verdict(
-                    "queue",
-                    True,
-                    f"number {position} in line ({which} first); tried past session "
-                    f"{head.name} (first in line for {rounds} rounds)",
-                )
+                if tried is None:
+                    tried = Verdict(
+                        "queue",
+                        True,
+                        f"tried past session {head.name} (first in line for {rounds} rounds, "
+                        f"{which} first)",
+                    )
+                queue[session.id] = tried
         memo = {"head": str(head.id), "rounds": rounds} if head is not None else {}
         return Decision(
             place=placements(state),
