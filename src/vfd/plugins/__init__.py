@@ -17,7 +17,6 @@ from vfd.plugins.hookspecs import PROJECT, hookimpl, hookspec
 from vfd.plugins.types import (
     Agent,
     BindMount,
-    Capacity,
     ContainerContribution,
     Decision,
     DeviceRequest,
@@ -40,7 +39,6 @@ __all__ = [
     "PROJECT",
     "Agent",
     "BindMount",
-    "Capacity",
     "ContainerContribution",
     "Decision",
     "DeviceRequest",

@@ -133,26 +133,6 @@ class FolderView:
     status: str
 
 
-@dataclass(frozen=True)
-class Capacity:
-    """A node's resources as the single-node loop saw them (kept for code not yet on
-    :class:`Snapshot`; schedulers get :class:`Agent` records)."""
-
-    node: str
-    cpu: float
-    memory: int
-    used_cpu: float
-    used_memory: int
-
-    @property
-    def free_cpu(self) -> float:
-        return self.cpu - self.used_cpu
-
-    @property
-    def free_memory(self) -> int:
-        return self.memory - self.used_memory
-
-
 CPU_SLACK = 1e-9
 """How far cpu may exceed a bound and still count as within it (float sums of fractions)."""
 
