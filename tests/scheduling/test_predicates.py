@@ -156,3 +156,12 @@ def test_unlimited_is_what_user_predicates_say_without_limits() -> None:
     s = session(0, "A", 1, GiB, image="any:1", group="default")
     state = RoundState(snapshot([s], [agent("n1", 4, 8 * GiB)], running={"A": 50}))
     assert tuple(p(s, None, state) for p in predicates.USER_PREDICATES) == predicates.UNLIMITED
+
+
+def test_image_allowed_without_an_image() -> None:
+    s = session(0, "A", 1, GiB)
+    limits = {"A": UserLimits(allowed_images=("python:*",))}
+    state = RoundState(snapshot([s], [agent("n1", 4, 8 * GiB)], limits=limits))
+    assert image_allowed(s, None, state).reason == (
+        "image (none) not allowed by the user's policy (allowed: python:*)"
+    )

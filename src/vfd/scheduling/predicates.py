@@ -163,7 +163,8 @@ def image_allowed(session: PendingSession, agent: Agent | None, state: RoundStat
     return Verdict(
         "image_allowed",
         False,
-        f"image {session.image} not allowed by the user's policy (allowed: {', '.join(allowed)})",
+        f"image {session.image or '(none)'} not allowed by the user's policy "
+        f"(allowed: {', '.join(allowed)})",
     )
 
 
