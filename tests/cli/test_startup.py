@@ -244,3 +244,22 @@ def test_startup_plain_table_needs_no_rich() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "id  name\n1   a   \nname  a\n"
+
+
+@pytest.mark.parametrize(("name", "only"), [("vfolder", "list"), ("admin", "quota")])
+def test_startup_group_builds_only_the_command_that_runs(name: str, only: str) -> None:
+    real = typer.main.get_command(full_app()).commands[name]  # type: ignore[attr-defined]
+    narrowed = commands.load(name, only=only)
+    assert list(narrowed.commands) == [only]  # type: ignore[attr-defined]
+    one, whole = narrowed.commands[only], real.commands[only]  # type: ignore[attr-defined]
+    assert type(one) is type(whole) and [p.name for p in one.params] == [
+        p.name for p in whole.params
+    ]
+    assert sorted(commands.load(name).commands) == sorted(real.commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("only", ["lst", "--help", "-h"])
+def test_startup_group_is_whole_for_help_and_mistakes(only: str) -> None:
+    real = typer.main.get_command(full_app()).commands["vfolder"]  # type: ignore[attr-defined]
+    loaded = commands.load("vfolder", only=only)
+    assert sorted(loaded.commands) == sorted(real.commands)  # type: ignore[attr-defined]

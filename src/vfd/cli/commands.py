@@ -9,6 +9,7 @@ test compares them, and the whole ``vfd --help`` of both ways, so they cannot dr
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import NamedTuple
 
 import typer
 from typer._click.core import Command
+from typer.models import CommandInfo, TyperInfo
 
 
 class Entry(NamedTuple):
@@ -130,13 +132,57 @@ def attach_all(app: typer.Typer) -> None:
         _ATTACH[attach](app)
 
 
-def load(name: str) -> Command:
-    """The click command of sub-command ``name``, importing only the module it needs."""
+def load(name: str, only: str | None = None) -> Command:
+    """The click command of sub-command ``name``, importing only the module it needs.
+
+    For a group, ``only`` (the word after ``name`` on the command line) naming one of its
+    sub-commands builds that one alone: typer reads the signature of every command it builds,
+    and a whole group (``vfd vfolder`` has ~30) costs more than its request. Anything else
+    (an option, ``--help``, a mistyped name) builds the whole group, for its help and its
+    suggestions.
+    """
     scratch = typer.Typer()
     scratch.callback()(_nothing)
     _ATTACH[COMMANDS[name].attach](scratch)
+    if only is not None:
+        _narrow(scratch, name, only)
     group = typer.main.get_command(scratch)
     return group.commands[name]  # type: ignore[attr-defined, no-any-return]
+
+
+def _narrow(scratch: typer.Typer, name: str, only: str) -> None:
+    """Keep only sub-command ``only`` of group ``name`` in ``scratch`` (a copy of the group:
+    the module's own app keeps every command); nothing changes when ``only`` names none of
+    them or the group merges unnamed groups."""
+    for index, info in enumerate(scratch.registered_groups):
+        app = info.typer_instance
+        if info.name != name or app is None:
+            continue
+        names = [_group_name(group) for group in app.registered_groups]
+        if None in names:
+            return
+        commands = [c for c in app.registered_commands if _command_name(c) == only]
+        groups = [g for g, n in zip(app.registered_groups, names, strict=True) if n == only]
+        if len(commands) + len(groups) != 1:
+            return
+        narrowed = copy.copy(app)
+        narrowed.registered_commands = commands
+        narrowed.registered_groups = groups
+        scratch.registered_groups[index] = copy.copy(info)
+        scratch.registered_groups[index].typer_instance = narrowed
+        return
+
+
+def _command_name(info: CommandInfo) -> str | None:
+    if info.name is not None:
+        return info.name
+    return typer.main.get_command_name(info.callback.__name__) if info.callback else None
+
+
+def _group_name(info: TyperInfo) -> str | None:
+    if info.name is not None:
+        return info.name
+    return info.typer_instance.info.name if info.typer_instance is not None else None
 
 
 def _nothing() -> None:

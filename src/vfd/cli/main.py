@@ -125,6 +125,7 @@ class LazyVfdGroup(VfdGroup):
     when that command runs; its help lists every sub-command from :mod:`vfd.cli.commands`."""
 
     _listing = False
+    _next: str | None = None  # the word after the sub-command's name (see commands.load)
 
     def list_commands(self, ctx: ClickContext) -> list[str]:
         return list(commands.COMMANDS)
@@ -136,7 +137,7 @@ class LazyVfdGroup(VfdGroup):
         if self._listing:  # the help's list of commands needs their one line only
             return TyperCommand(cmd_name, help=entry.help)
         if cmd_name not in self.commands:
-            self.commands[cmd_name] = commands.load(cmd_name)
+            self.commands[cmd_name] = commands.load(cmd_name, only=self._next)
         return self.commands[cmd_name]
 
     def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
@@ -149,6 +150,7 @@ class LazyVfdGroup(VfdGroup):
     def resolve_command(
         self, ctx: ClickContext, args: list[str]
     ) -> tuple[str | None, Command | None, list[str]]:
+        self._next = args[1] if len(args) > 1 else None
         try:
             return super().resolve_command(ctx, args)
         except UsageError as exc:  # typer suggests from the loaded commands only
