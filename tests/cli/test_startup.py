@@ -263,3 +263,12 @@ def test_startup_group_is_whole_for_help_and_mistakes(only: str) -> None:
     real = typer.main.get_command(full_app()).commands["vfolder"]  # type: ignore[attr-defined]
     loaded = commands.load("vfolder", only=only)
     assert sorted(loaded.commands) == sorted(real.commands)  # type: ignore[attr-defined]
+
+
+def test_startup_run_detached_imports_no_http_stack() -> None:
+    """``vfd run -d``: everything before its POST counts in the session benchmark."""
+    with _daemon({"id": "0123456789ab", "short_id": "01234567", "name": "s1"}) as state:
+        imported = _imported("--state-dir", str(state), "run", "-d", "busybox", "true")
+    assert {"vfd.cli.run", "vfd.cli.client"} <= imported
+    assert not _tops(imported) & {*NEVER, "rich"}, sorted(imported)
+    assert not imported & NEVER_MODULES
