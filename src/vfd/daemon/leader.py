@@ -29,6 +29,7 @@ import threading
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
@@ -133,7 +134,10 @@ class Leadership:
                     ("tcp_keepalives_count", KEEPALIVE_COUNT),
                     ("tcp_user_timeout", SERVER_DEAD_AFTER * 1000),
                 ):
-                    conn.execute(text(f"SET {name} = {int(value)}"))
+                    try:
+                        conn.execute(text(f"SET {name} = {int(value)}"))
+                    except DBAPIError as exc:  # an older server without it: keep the default
+                        log.debug("leader connection: SET %s refused: %s", name, exc)
                 self._pid = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
             except BaseException:
                 conn.close()
