@@ -39,9 +39,11 @@ def test_drf_paper_example() -> None:
         "fits_agent",
         "queue",
     ]
+    # a tie at 2/3: B's next session was asked for first and would fit once room is freed,
+    # so the round ends there (backfill off: the default)
     assert first_a[-1].reason == (
-        "next of its user (dominant share 0.667, memory); the user was skipped for the rest "
-        "of the round"
+        "next of its user (dominant share 0.667, memory); waiting for session s5, whose user "
+        "goes first, to fit"
     )
     assert not first_a[-2].ok
     later_a = decision.waiting[session(8, "A", 1, 4 * GiB).id]
@@ -164,7 +166,7 @@ def test_drf_backfill_off_holds_the_round() -> None:
         "queue",
         False,
         "next of its user (dominant share 0.000, cpu); waiting for session s1, whose user "
-        "holds less, to fit first",
+        "goes first, to fit",
     )
     # a session that fits on no agent even when empty does not hold the round
     pending = [session(0, "A", 3, GiB), session(1, "B", 9, GiB), session(2, "C", 1, GiB)]
@@ -175,8 +177,8 @@ def test_drf_backfill_off_holds_the_round() -> None:
 
 def test_drf_options_checked() -> None:
     [spec] = drf.vfd_register_schedulers()
-    assert spec.factory({}).backfill is True  # type: ignore[attr-defined]
-    assert spec.factory({"backfill": False}).backfill is False  # type: ignore[attr-defined]
+    assert spec.factory({}).backfill is False  # type: ignore[attr-defined]
+    assert spec.factory({"backfill": True}).backfill is True  # type: ignore[attr-defined]
     for bad, message in (
         ({"backfill": "no"}, "scheduler drf: backfill must be true or false, not 'no'"),
         ({"hol_rounds": 1}, "scheduler drf: unknown options hol_rounds (known: backfill)"),

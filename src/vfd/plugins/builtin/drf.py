@@ -41,7 +41,7 @@ class DrfScheduler:
     """Progressive filling; with ``backfill`` off, the round ends at the first user (smallest
     share) whose next session could fit on an agent but does not now."""
 
-    def __init__(self, *, backfill: bool = True) -> None:
+    def __init__(self, *, backfill: bool = False) -> None:
         self.backfill = backfill
 
     def decide(self, snapshot: Snapshot) -> Decision:
@@ -96,7 +96,7 @@ class DrfScheduler:
             else:
                 assert held is not None
                 ok = False
-                reason = f"waiting for session {held.name}, whose user holds less, to fit first"
+                reason = f"waiting for session {held.name}, whose user goes first, to fit"
             queue[first.id] = Verdict(
                 "queue", ok, f"next of its user (dominant share {share}); {reason}"
             )
@@ -126,7 +126,7 @@ def _factory(options: Mapping[str, Any]) -> DrfScheduler:
             f"scheduler drf: unknown options {', '.join(unknown)} (known: backfill)",
             scheduler="drf",
         )
-    backfill = options.get("backfill", True)
+    backfill = options.get("backfill", False)
     if not isinstance(backfill, bool):
         raise VfdError(
             ErrorCode.CONFIG_INVALID,
