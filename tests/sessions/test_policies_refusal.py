@@ -5,7 +5,9 @@ its group, size and lifetime, and waits with the scheduler's verdict when the no
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
 import time
 from typing import Any
 
@@ -159,6 +161,21 @@ def test_policies_over_max_sessions_waits_then_starts(
     failing = [v for v in seen["verdicts"] if not v["ok"]]
     assert failing and failing[0]["reason"] == seen["verdict"], seen["verdicts"]
     assert "session" in seen["verdict"], seen["verdict"]
+    # every verdict in `vfd session info`, the failing ones named in `vfd session list`
+    info = node.run("session", "info", second["id"], as_=email)
+    assert info.returncode == 0, info.stderr
+    for v in seen["verdicts"]:
+        assert f"{v['name']}" in info.stdout and v["reason"][:40] in info.stdout, info.stdout
+    assert f"{failing[0]['name']}  no: " in info.stdout, info.stdout
+    table = subprocess.run(
+        node.argv("session", "list", as_=email),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **node.env, "COLUMNS": "250"},
+        timeout=120,
+    )
+    row = next(line for line in table.stdout.splitlines() if line.startswith(second["short_id"]))
+    assert row.split()[-1] == ",".join(v["name"] for v in failing), table.stdout
     destroy(node, email, first["id"])
     node.wait_status(second["id"], {"running"}, as_=email)
     destroy(node, email, second["id"])

@@ -295,10 +295,21 @@ def test_session_cli_list_info_destroy(node: SessionNode, user: dict[str, Any]) 
     )
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["ID", "NAME", "STATUS", "IMAGE", "CPU", "MEM", "CREATED", "MOUNTS"]
+    assert header.split() == [
+        "ID",
+        "NAME",
+        "STATUS",
+        "IMAGE",
+        "CPU",
+        "MEM",
+        "CREATED",
+        "MOUNTS",
+        "WAITS",
+        "ON",
+    ]
     [row] = [r for r in rows if r.startswith(short)]
     assert row.split()[:7] == [short, "lister", "running", IMAGE, "0.5", "64", "MiB"]
-    assert row.split()[-1] == "data:ro"
+    assert row.split()[-2:] == ["data:ro", "-"]  # MOUNTS; WAITS ON: empty, it runs
     listed = json.loads(node.run("session", "list", "--json", as_=e).stdout)["sessions"]
     assert [s["short_id"] for s in listed] == [short]
 

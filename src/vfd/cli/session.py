@@ -107,7 +107,15 @@ def _cpu_text(cpu: object) -> str:
     return f"{cpu:g}" if isinstance(cpu, int | float) else cell_text(cpu)
 
 
-SESSION_COLUMNS = ("ID", "NAME", "STATUS", "IMAGE", "CPU", "MEM", "CREATED", "MOUNTS")
+SESSION_COLUMNS = ("ID", "NAME", "STATUS", "IMAGE", "CPU", "MEM", "CREATED", "MOUNTS", "WAITS ON")
+
+
+def waits_on(s: dict[str, Any]) -> str:
+    """The names of the scheduler's failing verdicts of a pending session (``fits_agent``,
+    ``within_policy``, ``queue``…); empty for any other."""
+    if s.get("status") != "pending":
+        return ""
+    return ",".join(str(v.get("name")) for v in s.get("verdicts") or [] if not v.get("ok"))
 
 
 def session_rows(sessions: list[dict[str, Any]]) -> list[list[object]]:
@@ -130,6 +138,7 @@ def session_rows(sessions: list[dict[str, Any]]) -> list[list[object]]:
                 format_limit(s.get("memory")),
                 ago(s.get("created_at")),
                 mounts,
+                waits_on(s),
             ]
         )
     return rows
@@ -181,6 +190,12 @@ def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
     ]
     if s.get("verdict"):
         pairs.append(("waiting", s.get("verdict")))
+    if s.get("status") == "pending":  # each of the scheduler's verdicts, failing ones first
+        verdicts = sorted(s.get("verdicts") or [], key=lambda v: bool(v.get("ok")))
+        pairs += [
+            (f"  {v.get('name')}", f"{'ok' if v.get('ok') else 'no'}: {v.get('reason')}")
+            for v in verdicts
+        ]
     command = s.get("command") or []
     pairs += [
         ("image", s.get("image")),
