@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from sessionapi import FINAL, destroy, start
 from sessionnode import IMAGE, SessionNode
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import unix_connect
 
 NODE_CONFIG = """
 [sessions]
@@ -90,3 +92,26 @@ def test_policies_reaper_no_limits_no_reaping(node: SessionNode, email: str) -> 
         assert node.session(made["id"], email)["status"] == "running"
         time.sleep(0.2)
     destroy(node, email, made["id"])
+
+
+def test_policies_reaper_open_shell_is_not_idle(node: SessionNode, email: str) -> None:
+    """A shell someone sits at uses no cpu, yet the session is in use: it is not reaped while
+    the shell is open, and is once it has been closed for the idle timeout."""
+    _policy(node, email, "--idle-timeout", "2")
+    made = start(node, email, SLEEP)
+    node.wait_status(made["id"], {"running"}, as_=email)
+    with unix_connect(
+        str(node.config.api_socket),
+        f"ws://localhost/v1/sessions/{made['id']}/shell",
+        additional_headers={"X-Vfd-Act-As": email},
+    ) as ws:
+        time.sleep(4)  # twice the idle timeout, a dozen reaper passes
+        assert node.session(made["id"], email)["status"] == "running"
+        ws.send(b"exit 0\n")
+        with pytest.raises(ConnectionClosed):
+            while True:
+                ws.recv(timeout=30)
+    closed = time.monotonic()
+    ended = _ended_by(node, email, made["id"], timeout=30)
+    assert time.monotonic() - closed >= 1.5  # idle counted from the shell's close
+    assert any("idle for" in r for r in _reasons(ended)), ended["events"]
