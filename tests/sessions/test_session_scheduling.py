@@ -71,7 +71,7 @@ def test_session_scheduling_third_waits_for_capacity_then_starts(
         node.wait_status(ref["id"], {"running"}, as_=email)
     waiting = wait_verdict(node, email, c["id"])
     assert node.node_name in waiting["verdict"]
-    assert "1 cpu asked, 0 free" in waiting["verdict"]
+    assert "has 1 cpu free (most free: 0 cpu on" in waiting["verdict"]
     assert node.session(c["id"], email)["status"] == "pending"
     destroy(node, email, "a")
     running = node.wait_status(c["id"], {"running"}, as_=email)
@@ -88,7 +88,10 @@ def test_session_scheduling_no_overtaking_in_fifo(node: SessionNode, email: str)
     node.wait_status(big["id"], {"running"}, as_=email)
     head = start(node, email, SLEEP, name="head", cpu=1)
     small = start(node, email, SLEEP, name="small", cpu=0.5)  # would fit, but comes after head
-    assert "lacks" in wait_verdict(node, email, head["id"])["verdict"]
+    assert (
+        "no agent of group default has 1 cpu free"
+        in wait_verdict(node, email, head["id"])["verdict"]
+    )
     assert "waiting behind session head" in wait_verdict(node, email, small["id"])["verdict"]
     destroy(node, email, "big")
     for ref in (head, small):

@@ -102,4 +102,4 @@ def test_migrations_scheduling_keeps_old_rows_unlimited(engine: Engine) -> None:
     assert session["group"] == "default" and session["lifetime"] is None
     assert session["last_activity_at"] is None and session["scheduler_verdicts"] == []
     assert host["node"] is None
-    assert [(g["name"], g["scheduler"]) for g in groups] == [("default", "fifo")]
+    assert [(g["name"], g["scheduler"]) for g in groups] == [("default", "")]

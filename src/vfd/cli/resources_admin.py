@@ -29,13 +29,21 @@ def register(admin: typer.Typer) -> None:
 NodeArg = Annotated[str, typer.Argument(help="The node's name.", show_default=False)]
 GroupArg = Annotated[str, typer.Argument(help="The resource group's name.", show_default=False)]
 PresetArg = Annotated[str, typer.Argument(help="The preset's name.", show_default=False)]
+
+
+def _scheduler(group: dict[str, Any]) -> str:
+    """A group's scheduler as people read it (none named: the leader's configured one)."""
+    return str(group.get("scheduler") or "[sessions] scheduler")
+
+
 SchedulerOpt = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
         metavar="NAME",
         help="The scheduler of the group's queue (fifo, lifo, drf, or one a plugin adds; "
-        "`vfd plugins` lists them). Default fifo.",
+        '`vfd plugins` lists them); "": the scheduling leader\'s [sessions] scheduler '
+        "(the default).",
     ),
 ]
 DescriptionOpt = Annotated[
@@ -118,7 +126,7 @@ def _group_line(group: dict[str, Any]) -> str:
     who = ", ".join([*users, *projects]) or "everyone"
     nodes = ", ".join(group.get("nodes") or []) or "no nodes"
     return (
-        f"{group.get('name')} (scheduler {group.get('scheduler')}; for {who}; {nodes}; "
+        f"{group.get('name')} (scheduler {_scheduler(group)}; for {who}; {nodes}; "
         f"{group.get('live_sessions', 0)} live sessions)"
     )
 
@@ -156,7 +164,7 @@ def group_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
     rows = [
         [
             g.get("name"),
-            g.get("scheduler"),
+            _scheduler(g),
             ", ".join([*(g.get("allowed_users") or []), *(g.get("allowed_projects") or [])])
             or "everyone",
             ", ".join(g.get("nodes") or []) or "-",

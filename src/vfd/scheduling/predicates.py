@@ -73,12 +73,15 @@ def fits_agent(session: PendingSession, agent: Agent | None, state: RoundState) 
         return Verdict("fits_agent", True, f"fits on {len(room)} agent(s), e.g. {room[0]}")
     cpu = max(reaching, key=lambda a: (state.free[a.id].cpu, a.id))
     memory = max(reaching, key=lambda a: (state.free[a.id].memory, a.id))
+    most = f"{max(state.free[cpu.id].cpu, 0):g} cpu on {cpu.id}"
+    asked = f"{session.cpu:g} cpu"
+    if session.memory > 0:  # a session with no memory limit holds no memory
+        asked += f" and {size(session.memory)} memory"
+        most += f", {size(max(state.free[memory.id].memory, 0))} on {memory.id}"
     return Verdict(
         "fits_agent",
         False,
-        f"no agent of group {state.group} has {session.cpu:g} cpu and {size(session.memory)} "
-        f"memory free (most free: {max(state.free[cpu.id].cpu, 0):g} cpu on {cpu.id}, "
-        f"{size(max(state.free[memory.id].memory, 0))} on {memory.id})",
+        f"no agent of group {state.group} has {asked} free (most free: {most})",
     )
 
 

@@ -170,7 +170,9 @@ class ResourceGroup(SQLModel, table=True):
     """Nodes that share one scheduler and one queue; ``default`` is made by the migrations."""
 
     name: str = Field(primary_key=True, max_length=64)
-    scheduler: str = Field(default="fifo", max_length=128)
+    scheduler: str = Field(
+        default="", max_length=128, description="empty: the leader's [sessions] scheduler"
+    )
     description: str = Field(default="", max_length=1024)
     created_at: datetime = _ts(nullable=False)
 

@@ -58,7 +58,7 @@ def register(daemon: Daemon) -> Agent:
         if row is None:
             group = config.sessions.group
             if session.get(ResourceGroup, group) is None:
-                log.warning("resource group %r of [sessions] group made (scheduler fifo)", group)
+                log.warning("resource group %r of [sessions] group made", group)
                 session.add(ResourceGroup(name=group))
                 session.flush()
             row = Agent(id=node, group=group)

@@ -77,8 +77,10 @@ def _check_name(name: str) -> None:
 
 
 def _check_scheduler(daemon: Daemon, name: str) -> str:
+    """An installed scheduler's name, or "" (the scheduling leader's ``[sessions]
+    scheduler``)."""
     installed = sorted(daemon.plugins.schedulers)
-    if name not in installed:
+    if name and name not in installed:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT,
             f"no installed plugin registers a scheduler named {name!r} (installed: "
@@ -142,7 +144,7 @@ def group_json(session: Session, group: ResourceGroup) -> dict[str, Any]:
     ).one()
     return {
         "name": group.name,
-        "scheduler": group.scheduler,
+        "scheduler": group.scheduler or None,
         "description": group.description,
         "allowed_users": sorted(u.email for u in users if u is not None),
         "allowed_projects": sorted(p.name for p in projects if p is not None),
@@ -157,7 +159,7 @@ def create_group(
     caller: Caller,
     *,
     name: str,
-    scheduler: str = "fifo",
+    scheduler: str = "",
     description: str = "",
     allowed_users: list[str] | None = None,
     allowed_projects: list[str] | None = None,

@@ -34,7 +34,7 @@ def upgrade() -> None:
         [
             {
                 "name": "default",
-                "scheduler": "fifo",
+                "scheduler": "",  # the leader's [sessions] scheduler
                 "description": "",
                 "created_at": datetime.now(UTC),
             }
