@@ -23,6 +23,7 @@ from vfd.config import Config
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import Resources
+from vfd.store.models import Agent as AgentRow
 from vfd.store.models import ComputeSession, SessionStatus
 
 HOLDING = frozenset(
@@ -66,9 +67,41 @@ def total_memory(config: Config) -> int:
     return _machine_memory()
 
 
-def check_fits(config: Config, cpu: float, memory: int) -> None:
-    """Refuse (``exceeds_capacity``, naming the resource) a request larger than this node's
-    whole capacity: it could never be placed, so it is not queued."""
+def check_fits(session: Session, config: Config, group: str, cpu: float, memory: int) -> None:
+    """Refuse (``exceeds_capacity``, naming the resource) a request that no node of resource
+    group ``group`` could hold even empty: it could never be placed, so it is not queued. A
+    group with no node yet takes it (it waits, and its verdict says why)."""
+    here = node_name(config)
+    others = list(
+        session.scalars(
+            select(AgentRow).where(col(AgentRow.group) == group, col(AgentRow.id) != here)
+        )
+    )
+    if any(cpu <= a.cpu + 1e-9 and memory <= a.memory for a in others):
+        return  # another node of the group can hold it whole
+    mine = session.get(AgentRow, here)
+    if (mine.group if mine is not None else config.sessions.group) == group:
+        _check_node(config, cpu, memory)
+        return
+    if not others:
+        return
+    largest = max(others, key=lambda a: (a.cpu, a.memory))
+    short = "cpu" if cpu > largest.cpu + 1e-9 else "memory"
+    raise VfdError(
+        ErrorCode.EXCEEDS_CAPACITY,
+        f"{cpu:g} cpu and {memory / MiB:.0f} MiB memory asked, but no node of group {group} has "
+        f"that much for sessions (the largest: {largest.id}, {largest.cpu:g} cpu and "
+        f"{largest.memory / MiB:.0f} MiB)",
+        resource=short,
+        asked=cpu if short == "cpu" else memory,
+        capacity=largest.cpu if short == "cpu" else largest.memory,
+        node=largest.id,
+        group=group,
+    )
+
+
+def _check_node(config: Config, cpu: float, memory: int) -> None:
+    """Refuse a request larger than this node's whole capacity, or than its machine."""
     node = node_name(config)
     have_cpu = total_cpu(config)
     if cpu > have_cpu + 1e-9:

@@ -161,7 +161,7 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
     reason = await containers.available(daemon)
     if reason is not None:
         raise VfdError(ErrorCode.RUNTIME_UNAVAILABLE, f"sessions cannot run: {reason}")
-    capacity.check_fits(daemon.config, sized.cpu, sized.memory)
+    await live.run(Pool.STORE, _check_fits, daemon, sized)
     if not await containers.image_present(daemon, ask.image):
         raise VfdError(
             ErrorCode.IMAGE_NOT_FOUND,
@@ -190,6 +190,11 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
     out = await live.run(Pool.STORE, _store, daemon, caller, ask, sized, name, ask.name is None)
     scheduler.wake()
     return out
+
+
+def _check_fits(daemon: Daemon, sized: session_limits.Sized) -> None:
+    with daemon.session() as session:
+        capacity.check_fits(session, daemon.config, sized.group, sized.cpu, sized.memory)
 
 
 def _sized(daemon: Daemon, user: User, ask: SessionAsk) -> session_limits.Sized:
