@@ -4,8 +4,10 @@ At start a daemon upserts its row (``agent.id`` = the node's name, ``[sessions] 
 host name): capacity, address, version and start time are refreshed; the resource group is
 ``[sessions] group`` only when the row is new (an administrator's ``vfd admin node
 set-group`` is kept across restarts). Then it stamps ``heartbeat_at`` every ``[sessions]
-heartbeat_interval`` seconds. A node whose last heartbeat is older than
-:data:`DEAD_AFTER` intervals is dead: the scheduler gives it nothing new.
+heartbeat_interval`` seconds — while its container runtime answers: a node whose docker is
+down stops heartbeating (logged once), so that it goes dead and the leader gives its sessions
+to others. A node whose last heartbeat is older than :data:`DEAD_AFTER` intervals is dead: the
+scheduler gives it nothing new.
 
 What a node holds is not stored: it is the sum of its sessions that hold resources
 (``vfd.daemon.capacity``).
@@ -22,7 +24,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 import vfd
-from vfd.daemon import capacity, runtime
+from vfd.daemon import capacity, containers, runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import audit
 from vfd.daemon.services.context import Caller, Daemon
@@ -93,8 +95,18 @@ async def serve(daemon: Daemon) -> None:
     interval = daemon.config.sessions.heartbeat_interval
     await live.run(Pool.STORE, register, daemon)
     failing = False
+    runtime_down: str | None = None
     while True:
         await asyncio.sleep(interval)
+        reason = await containers.available(daemon)
+        if reason != runtime_down:
+            if reason is not None:
+                log.warning("not heartbeating while sessions cannot run here: %s", reason)
+            else:
+                log.info("sessions can run here again: heartbeating")
+            runtime_down = reason
+        if reason is not None:
+            continue
         try:
             await live.run(Pool.STORE, heartbeat, daemon)
             failing = False
