@@ -81,7 +81,7 @@ def schedulers() -> dict[str, Scheduler]:
     plugins = build_manager(config)
     out = {name: plugins.scheduler(name, {}) for name in ("fifo", "lifo", "drf")}
     out["fifo past hol"] = plugins.scheduler("fifo", {"hol_rounds": 0})
-    out["drf no backfill"] = plugins.scheduler("drf", {"backfill": False})
+    out["drf backfill"] = plugins.scheduler("drf", {"backfill": True})
     return out
 
 
