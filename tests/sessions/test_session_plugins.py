@@ -154,6 +154,7 @@ def test_plugins_listed_on_the_node(node: SessionNode) -> None:
     assert listed["example"]["hooks"] == [
         "vfd_configure",
         "vfd_container_spec",
+        "vfd_register_schedulers",
         "vfd_session_before_start",
     ]
     assert listed["recorder"]["error"] is None
