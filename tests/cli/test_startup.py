@@ -272,3 +272,48 @@ def test_startup_run_detached_imports_no_http_stack() -> None:
     assert {"vfd.cli.run", "vfd.cli.client"} <= imported
     assert not _tops(imported) & {*NEVER, "rich"}, sorted(imported)
     assert not imported & NEVER_MODULES
+
+
+SCRIPT_REPORT = """
+import json, sys
+sys.argv = ["vfd", *json.loads(sys.argv[1])]
+from vfd.cli import entry
+leave = entry._leave
+
+def report():
+    sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)) + "\\n")
+    leave()
+
+entry._leave = report
+entry.run()
+"""
+
+
+def _script_imported(*argv: str) -> set[str]:
+    """The modules a ``vfd ARGV`` process run as the console script runs it imported (it must
+    succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT_REPORT, json.dumps(argv)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stderr.rsplit("MODULES ", 1)[1]))
+
+
+def test_startup_script_run_detached_imports_no_cli_framework() -> None:
+    """The console script's ``vfd run -d`` (its fast path) imports neither typer nor click, rich
+    or pydantic, nor a command module."""
+    with _daemon({"id": "0123456789ab", "short_id": "01234567", "name": "s1"}) as state:
+        imported = _script_imported("--state-dir", str(state), "run", "-d", "-m", "f1", "i", "true")
+    assert "vfd.cli.quickrun" in imported and "vfd.cli.client" in imported
+    assert not _tops(imported) & {*NEVER, "typer", "click", "rich"}, sorted(imported)
+    assert not imported & {*COMMAND_MODULES, "vfd.cli.run", "vfd.cli.main"}
+    assert not imported & NEVER_MODULES
+
+
+def test_startup_script_run_help_is_typers() -> None:
+    imported = _script_imported("run", "--help")
+    assert {"typer", "vfd.cli.run"} <= imported

@@ -3,7 +3,8 @@
 main.py      root command, global options, the one place errors become exit codes
 commands.py  the root's sub-commands and their one-line help (imported when they run)
 coercion.py  plain option values without typer's Pydantic coercion
-context.py   per-invocation state (config, client, --json), shared by every command
+context.py   per-invocation state (config, client, --json; state.py), shared by every command
+quickrun.py  ``vfd run`` read without typer when it is sure how;  runflow.py  what run does
 client.py    HTTP over the unix socket; the one place wire errors become VfdError
 output.py    tables, JSON output and messages
 sizes.py     the size parser (10G, 512M, 1.5T) and human sizes

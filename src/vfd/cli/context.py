@@ -1,5 +1,5 @@
-"""What one ``vfd`` invocation knows (global options, config, client, output mode), and the
-option types several command groups share.
+"""Typer's side of what one ``vfd`` invocation knows (:class:`~vfd.cli.state.CliState`: global
+options, config, client, output mode), and the option types several command groups share.
 
 The root command stores a :class:`CliState` in ``ctx.obj``; every leaf command starts with
 ``cli = use(ctx, json_output)``. The config is loaded and the client opened only when a
@@ -8,23 +8,12 @@ command needs them, so ``vfd --help`` and ``vfd up`` never touch the daemon's so
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from vfd import wirenames
-from vfd.cli.output import make_console, print_json
+from vfd.cli.state import CliState as CliState
 from vfd.enums import Permission
-
-if TYPE_CHECKING:  # each imported when first used: most commands need only some of them
-    from rich.console import Console
-
-    from vfd.cli.client import VfdClient
-    from vfd.config import Config
 
 JsonOption = Annotated[
     bool,
@@ -32,60 +21,6 @@ JsonOption = Annotated[
         "--json", help="Print the API's JSON result to stdout instead of a table or message."
     ),
 ]
-
-
-@dataclass
-class CliState:
-    """Global options of the root command and what is built from them, lazily."""
-
-    state_dir: Path | None = None
-    config_file: Path | None = None
-    act_as: str | None = None
-    json: bool = False
-    _console: Console | None = None
-    _config: Config | None = None
-    _client: VfdClient | None = None
-
-    @property
-    def console(self) -> Console:
-        """The rich console for people-facing output (made on first use)."""
-        if self._console is None:
-            self._console = make_console()
-        return self._console
-
-    def config(self) -> Config:
-        """The configuration (``--state-dir``/``--config``/``VFD_*``); loaded once."""
-        if self._config is None:
-            from vfd.config import load_config
-
-            self._config = load_config(config_file=self.config_file, state_dir=self.state_dir)
-        return self._config
-
-    def client(self) -> VfdClient:
-        """A client of the daemon named by the config; closed when the command ends."""
-        if self._client is None:
-            from vfd.cli.client import VfdClient
-
-            self._client = VfdClient(self.config().api_socket, act_as=self.act_as)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def emit(self, result: dict[str, Any], human: Callable[[], object]) -> None:
-        """Print ``result`` as JSON with ``--json``, else call ``human`` to render it.
-
-        ``human`` may return a string, which is printed as a message.
-        """
-        if self.json:
-            print_json(result)
-            return
-        rendered = human()
-        if isinstance(rendered, str):  # a message: written as it is (rich adds nothing to it)
-            sys.stdout.write(wirenames.readable(rendered) + "\n")
-            sys.stdout.flush()
 
 
 def state_of(ctx: typer.Context) -> CliState:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 import re
 
-import typer
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_SECONDS = 100 * 365 * 86400.0
@@ -31,6 +29,8 @@ def duration_option(text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError:
+        import typer  # only to refuse: vfd run's fast path parses durations without typer
+
         raise typer.BadParameter(
             f"{text!r} is not a duration: seconds, or a number with s, m, h or d "
             "(e.g. 90, 30m, 1.5h, 7d)"

@@ -1,5 +1,8 @@
 """The ``vfd`` program (the console script): :func:`vfd.cli.main.main`, then a quick exit.
 
+A ``vfd run`` command line that :mod:`vfd.cli.quickrun` reads is run by it without typer
+(the start-up of a short ``vfd run`` is most of its time); typer reads every other one.
+
 When the command is done, Python first joins the threads left, then runs the exit handlers
 (``atexit``: logging's flush, ``weakref.finalize`` hooks such as temporary directories'
 removal), and then tears down every module and object it imported one by one — for the few
@@ -33,9 +36,14 @@ def run() -> None:
     global _status
     # registered first, so it runs last of the exit handlers (they run last-in, first-out)
     atexit.register(_leave)
-    from vfd.cli.main import main
-
     try:
+        from vfd.cli import quickrun
+
+        status = quickrun.run(sys.argv[1:])
+        if status is not None:
+            raise SystemExit(status)
+        from vfd.cli.main import main
+
         main()
     except SystemExit as exc:
         code = exc.code

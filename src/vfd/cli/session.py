@@ -8,7 +8,6 @@ your live sessions. Output (``logs``, ``exec``) is written as it arrives by
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
 from vfd.cli.durations import format_duration
 from vfd.cli.output import cell_text, key_values, table
+from vfd.cli.runflow import command_args, parse_env
 from vfd.cli.sizes import format_limit
 from vfd.cli.streams import FAILED, INTERRUPTED, exit_for, follow
 from vfd.errors import ErrorCode, VfdError
@@ -275,30 +275,6 @@ def logs(
         raise typer.Exit(INTERRUPTED) from None
     if cli.json:
         cli.emit({**out.as_json(), **out.end}, lambda: None)
-
-
-def parse_env(values: list[str] | None) -> dict[str, str]:
-    """``-e K=V`` options as a dict; ``-e K`` takes K's value from this environment."""
-    env: dict[str, str] = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise typer.BadParameter(f"{item!r} is not K=V", param_hint="'-e' / '--env'")
-        if not sep:
-            if key not in os.environ:
-                raise typer.BadParameter(
-                    f"{key} is not set here; give a value with {key}=VALUE",
-                    param_hint="'-e' / '--env'",
-                )
-            value = os.environ[key]
-        env[key] = value
-    return env
-
-
-def command_args(args: list[str] | None) -> list[str]:
-    """The command after the session or image (a first ``--`` only separates it)."""
-    args = list(args or [])
-    return args[1:] if args[:1] == ["--"] else args
 
 
 EnvOption = Annotated[

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import re
 
-import typer
-
 from vfd.errors import ErrorCode, VfdError
 
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
@@ -68,4 +66,6 @@ def size_option(text: str) -> int:
     try:
         return parse_size(text)
     except VfdError as exc:
+        import typer  # only to refuse: vfd run's fast path parses sizes without typer
+
         raise typer.BadParameter(exc.message) from None

@@ -17,14 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from vfd.cli.client import VfdClient
-from vfd.cli.context import CliState
 from vfd.cli.output import print_error
+from vfd.cli.state import CliState
 from vfd.errors import ErrorCode, VfdError
 
 if TYPE_CHECKING:
+    import typer
+
     from vfd.sessions.frames import Kind
 
 INTERRUPTED = 130
@@ -95,5 +95,7 @@ def follow(
 
 def exit_for(cli: CliState, error: VfdError) -> typer.Exit:
     """Print ``error`` as every error is printed, and the exit that says vfd failed (125)."""
+    import typer  # here: vfd run's fast path imports this module without the CLI framework
+
     print_error(error, as_json=cli.json)
     return typer.Exit(FAILED)
