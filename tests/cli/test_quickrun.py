@@ -9,17 +9,13 @@ mistakes) comes out exactly as typer prints it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fakedaemon
 import pytest
 import typer
 
@@ -59,57 +55,10 @@ def test_quickrun_tables_are_the_typer_commands_options() -> None:
     assert arguments == ["image", "command"]
 
 
-@contextlib.contextmanager
-def _recording_daemon() -> Iterator[tuple[Path, list[dict[str, Any]]]]:
+def _recording_daemon() -> contextlib.AbstractContextManager[tuple[Path, list[dict[str, Any]]]]:
     """A state directory whose API socket answers every request with :data:`CREATED`, and the
-    requests it got (method, path, headers, JSON body)."""
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-        state = Path(tmp)
-        (state / "run").mkdir()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(state / "run" / "vfd.sock"))
-        listener.listen()
-        seen: list[dict[str, Any]] = []
-        answer = json.dumps(CREATED).encode()
-
-        def serve() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn, contextlib.suppress(OSError):
-                    data = b""
-                    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
-                        data += chunk
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    lines = head.decode().split("\r\n")
-                    fields = dict(line.split(": ", 1) for line in lines[1:])
-                    length = int(fields.get("Content-Length", "0"))
-                    while len(body) < length and (chunk := conn.recv(65536)):
-                        body += chunk
-                    method, path, _ = lines[0].split(" ", 2)
-                    seen.append(
-                        {
-                            "request": f"{method} {path}",
-                            "act_as": fields.get("X-Vfd-Act-As"),
-                            "body": json.loads(body) if body else None,
-                        }
-                    )
-                    reply = (
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(answer)}\r\nConnection: close\r\n\r\n"
-                    )
-                    conn.sendall(reply.encode() + answer)
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        try:
-            yield state, seen
-        finally:
-            listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-            thread.join(10)
+    requests it got (method, path, act-as header, JSON body)."""
+    return fakedaemon.answering(CREATED)
 
 
 def _script() -> str:

@@ -13,15 +13,13 @@ import inspect
 import io
 import json
 import random
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import fakedaemon
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -77,38 +75,8 @@ def _tops(modules: set[str]) -> set[str]:
 @contextlib.contextmanager
 def _daemon(answer: dict[str, object]) -> Iterator[Path]:
     """A state directory whose API socket answers every request with ``answer``."""
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-        state = Path(tmp)
-        (state / "run").mkdir()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(state / "run" / "vfd.sock"))
-        listener.listen()
-        body = json.dumps(answer).encode()
-
-        def serve() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn, contextlib.suppress(OSError):
-                    data = b""
-                    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
-                        data += chunk
-                    head = (
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-                    )
-                    conn.sendall(head.encode() + body)
-
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        try:
-            yield state
-        finally:
-            listener.shutdown(socket.SHUT_RDWR)
-            listener.close()
-            thread.join(10)
+    with fakedaemon.answering(answer) as (state, _):
+        yield state
 
 
 def test_startup_help_imports_no_command_module() -> None:
