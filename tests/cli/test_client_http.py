@@ -7,12 +7,10 @@ pause longer than the timeout.
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,41 +19,6 @@ from vfd.cli.client import VfdClient
 from vfd.errors import ErrorCode, VfdError
 
 Handler = Callable[[socket.socket], None]
-
-
-@pytest.fixture
-def sock_path() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-        yield Path(tmp) / "api.sock"
-
-
-@pytest.fixture
-def serve(sock_path: Path) -> Iterator[Callable[[Handler], None]]:
-    """Serve every connection on ``sock_path`` with one handler, in a thread."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(sock_path))
-    listener.listen()
-    threads: list[threading.Thread] = []
-
-    def start(handler: Handler) -> None:
-        def run() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn, contextlib.suppress(OSError):
-                    handler(conn)
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        threads.append(thread)
-
-    yield start
-    listener.shutdown(socket.SHUT_RDWR)
-    listener.close()
-    for thread in threads:
-        thread.join(10)
 
 
 def _request(conn: socket.socket) -> bytes:
