@@ -4,9 +4,11 @@ check a refusal's status and code (``/v1/sessions``, docs/api.md "Sessions")."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
+import pytest
 from sessionnode import IMAGE, SessionNode
 
 from vfd.sessions import frames
@@ -87,3 +89,19 @@ def logs(node: SessionNode, email: str, ref: str) -> tuple[bytes, bytes, dict[st
         answer = http.get(f"/v1/sessions/{ref}/logs")
     assert answer.status_code == 200, answer.text
     return read_frames(answer.content)
+
+
+def wait_verdict(
+    node: SessionNode, email: str, ref: str, *, field: str = "verdict", timeout: float = 30
+) -> dict[str, Any]:
+    """The pending session ``ref`` once the scheduler has stored why it waits (``field``:
+    ``verdict``, the first failing reason, or ``verdicts``, the whole list)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        seen = node.session(ref, email)
+        if seen[field]:
+            assert seen["status"] == "pending", seen
+            return seen
+        time.sleep(0.1)
+    pytest.fail(f"no {field} on session {ref} within {timeout}s: {seen}")

@@ -8,11 +8,10 @@ import json
 import os
 import secrets
 import subprocess
-import time
 from typing import Any
 
 import pytest
-from sessionapi import destroy, post, refused, start
+from sessionapi import destroy, post, refused, start, wait_verdict
 from sessionnode import IMAGE, SessionNode
 
 NODE_CONFIG = """
@@ -129,12 +128,7 @@ def test_policies_full_node_waits_with_verdict(node: SessionNode, limited: tuple
     hog = start(node, owner, SLEEP, cpu=2)
     node.wait_status(hog["id"], {"running"}, as_=owner)
     waiting = start(node, email, SLEEP, cpu=1, memory=64 * MiB)
-    deadline = time.monotonic() + 30
-    seen = node.session(waiting["id"], email)
-    while not seen["verdict"]:
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.1)
-        seen = node.session(waiting["id"], email)
+    seen = wait_verdict(node, email, waiting["id"])
     assert seen["status"] == "pending" and "cpu" in seen["verdict"]
     info = node.run("session", "info", waiting["id"], as_=email)
     assert info.returncode == 0 and seen["verdict"][:30] in info.stdout, info.stdout
@@ -151,12 +145,7 @@ def test_policies_over_max_sessions_waits_then_starts(
     first = start(node, email, SLEEP, cpu=0.5, memory=64 * MiB)
     node.wait_status(first["id"], {"running"}, as_=email)
     second = start(node, email, SLEEP, cpu=0.5, memory=64 * MiB)
-    deadline = time.monotonic() + 30
-    seen = node.session(second["id"], email)
-    while not seen["verdict"]:
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.1)
-        seen = node.session(second["id"], email)
+    seen = wait_verdict(node, email, second["id"])
     assert seen["status"] == "pending", seen
     failing = [v for v in seen["verdicts"] if not v["ok"]]
     assert failing and failing[0]["reason"] == seen["verdict"], seen["verdicts"]

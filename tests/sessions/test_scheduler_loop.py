@@ -4,7 +4,6 @@ node keeps its sessions waiting, and a faulty scheduler's placements are not tru
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 from multinode import daemon_on
-from sessionapi import destroy, post, start
+from sessionapi import destroy, post, start, wait_verdict
 from sessionnode import IMAGE, SessionNode
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -49,15 +48,7 @@ def email(node: SessionNode, image: str) -> str:
 
 def verdicts_of(node: SessionNode, email: str, ref: str, timeout: float = 30) -> dict[str, Any]:
     """The pending session ``ref`` once the scheduler has stored its verdicts."""
-    deadline = time.monotonic() + timeout
-    seen: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        seen = node.session(ref, email)
-        if seen["verdicts"]:
-            assert seen["status"] == "pending", seen
-            return seen
-        time.sleep(0.1)
-    pytest.fail(f"no verdicts on session {ref} within {timeout}s: {seen}")
+    return wait_verdict(node, email, ref, field="verdicts", timeout=timeout)
 
 
 def placed_by(session: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import threading
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from filenode import wait_until
 from runtimekit import daemon_pid
-from sessionapi import destroy, refused, start
+from sessionapi import destroy, refused, start, wait_verdict
 from sessionnode import SessionNode, start_node, stop_node
 from sqlmodel import Session
 
@@ -30,19 +29,6 @@ cpu = 2
 """
 
 SLEEP = ["sleep", "1000"]
-
-
-def wait_verdict(node: SessionNode, email: str, ref: str, timeout: float = 30) -> dict[str, Any]:
-    """Poll a pending session until the scheduler has stored why it waits."""
-    deadline = time.monotonic() + timeout
-    seen: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        seen = node.session(ref, email)
-        if seen["verdict"]:
-            assert seen["status"] == "pending", seen
-            return seen
-        time.sleep(0.1)
-    pytest.fail(f"no verdict on session {ref} within {timeout}s: {seen}")
 
 
 def full_and_queued(
