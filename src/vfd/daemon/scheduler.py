@@ -46,7 +46,7 @@ from vfd.daemon import capacity, containers, runtime
 from vfd.daemon.leader import Leadership
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import agents as agent_rows
-from vfd.daemon.services import session_state
+from vfd.daemon.services import policies, session_state
 from vfd.daemon.services.context import Daemon
 from vfd.errors import VfdError
 from vfd.plugins.types import (
@@ -262,13 +262,7 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
         .join(ResourcePolicy, col(ResourcePolicy.name) == col(User.resource_policy))
         .where(col(User.id).in_(waiting_users))
     ).all():
-        limits[user_id] = UserLimits(
-            max_sessions=policy.max_sessions,
-            max_cpu=policy.max_session_cpu,
-            max_memory=policy.max_session_memory,
-            allowed_images=tuple(policy.allowed_images),
-            allowed_groups=tuple(policy.allowed_groups),
-        )
+        limits[user_id] = policies.scheduler_limits(policy)
     return Queue(
         groups=groups,
         verdicts=verdicts,

@@ -27,6 +27,7 @@ from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.render import policy_json as _folder_policy_json
 from vfd.daemon.services.render import user_json
 from vfd.errors import ErrorCode, VfdError
+from vfd.plugins.types import UserLimits
 from vfd.store.models import QuotaScope, ResourceGroup, ResourcePolicy, User
 
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -89,6 +90,17 @@ def limits_of(row: ResourcePolicy) -> SessionLimits:
         max_session_memory=row.max_session_memory,
         idle_timeout=row.idle_timeout,
         max_lifetime=row.max_lifetime,
+        allowed_images=tuple(row.allowed_images),
+        allowed_groups=tuple(row.allowed_groups),
+    )
+
+
+def scheduler_limits(row: ResourcePolicy) -> UserLimits:
+    """The part of a policy's session limits a scheduler sees (``Snapshot.limits``)."""
+    return UserLimits(
+        max_sessions=row.max_sessions,
+        max_cpu=row.max_session_cpu,
+        max_memory=row.max_session_memory,
         allowed_images=tuple(row.allowed_images),
         allowed_groups=tuple(row.allowed_groups),
     )
