@@ -1,7 +1,8 @@
 """The ``vfd`` program (the console script): :func:`vfd.cli.main.main`, then a quick exit.
 
-A ``vfd run`` command line that :mod:`vfd.cli.quickrun` reads is run by it without typer
-(the start-up of a short ``vfd run`` is most of its time); typer reads every other one.
+A command line that one of the fast paths of :mod:`vfd.cli.quick` reads (``vfd --help``,
+``vfd run``, ``vfd vfolder list``...) is run by it without typer (starting typer is most of
+the time of such a command); typer reads every other one.
 
 When the command is done, Python first joins the threads left, then runs the exit handlers
 (``atexit``: logging's flush, ``weakref.finalize`` hooks such as temporary directories'
@@ -37,9 +38,9 @@ def run() -> None:
     # registered first, so it runs last of the exit handlers (they run last-in, first-out)
     atexit.register(_leave)
     try:
-        from vfd.cli import quickrun
+        from vfd.cli import quick
 
-        status = quickrun.run(sys.argv[1:])
+        status = quick.run(sys.argv[1:])
         if status is not None:
             raise SystemExit(status)
         from vfd.cli.main import main

@@ -36,6 +36,7 @@ import vfd
 from vfd.cli import coercion, commands
 from vfd.cli.context import CliState, state_of
 from vfd.cli.output import print_error
+from vfd.cli.quickargs import unexpected as _unexpected
 from vfd.errors import ErrorCode, VfdError
 
 USAGE_EXIT = 2
@@ -92,18 +93,6 @@ class VfdGroup(TyperGroup):
             cli = ctx.obj if isinstance(ctx.obj, CliState) else None
             print_error(_unexpected(exc), as_json=cli is not None and cli.json)
             raise typer.Exit(1) from None
-
-
-def _unexpected(exc: Exception) -> VfdError:
-    """The error printed for an exception no command expected (no traceback: people get
-    what failed, and ``VFD_TRACEBACK=1`` shows where)."""
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(exc, KeyError | IndexError | TypeError | AttributeError):
-        what = f"the daemon's answer has an unexpected shape ({what})"
-    return VfdError(
-        ErrorCode.INTERNAL,
-        f"the vfd command failed unexpectedly: {what} (VFD_TRACEBACK=1 shows where)",
-    )
 
 
 def _flags_show_no_type() -> None:

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from vfd.cli import clone, sharing
+from vfd.cli import clone, folderview, sharing
 from vfd.cli.client import folder_path
 from vfd.cli.context import CliState, JsonOption, use
-from vfd.cli.output import key_values, short_id, table
+from vfd.cli.output import key_values, table
 from vfd.cli.sizes import format_limit, format_size
 from vfd.enums import Permission, UsageMode
 from vfd.errors import ErrorCode, VfdError
@@ -27,30 +27,6 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(help="The folder's name.", show_default=False)]
-
-
-def _folder_type(folder: dict[str, Any]) -> str:
-    return str(folder.get("ownership", "user"))
-
-
-def folder_rows(folders: list[dict[str, Any]]) -> list[list[object]]:
-    """Rows of the folder table (``vfd vfolder list``)."""
-    return [
-        [
-            short_id(f.get("id")),
-            f.get("name"),
-            f.get("host"),
-            _folder_type(f),
-            f.get("usage_mode"),
-            f.get("permission"),
-            f.get("status"),
-            f.get("owner"),
-        ]
-        for f in folders
-    ]
-
-
-FOLDER_COLUMNS = ("id", "name", "host", "type", "usage mode", "permission", "status", "owner")
 
 
 @app.command("create")
@@ -113,61 +89,13 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     """List the folders you can access: your own, your projects', and shared with you."""
-    cli = use(ctx, json_output)
-    params = {"trash": str(trash).lower(), "automount": str(automount).lower()}
-    result = cli.client().get("/v1/vfolders", params=params)
-    empty = "the trash is empty" if trash else "no folders"
-    cli.emit(
-        result,
-        lambda: table(
-            cli.console, FOLDER_COLUMNS, folder_rows(result.get("vfolders", [])), empty=empty
-        ),
-    )
+    folderview.list_folders(use(ctx, json_output), trash=trash, automount=automount)
 
 
 @app.command("info")
 def info(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> None:
     """Show one folder: owner, permissions, status, quota scope and mount views."""
-    cli = use(ctx, json_output)
-    folder = cli.client().get(folder_path(name))
-    views = folder.get("views") or {}
-    shown = [(f"{view} view", views[view]) for view in ("rw", "ro") if view in views]
-    cli.emit(
-        folder,
-        lambda: key_values(
-            cli.console,
-            [
-                ("name", folder.get("name")),
-                ("id", folder.get("id")),
-                ("host", folder.get("host")),
-                ("type", _folder_type(folder)),
-                ("owner", folder.get("owner")),
-                ("usage mode", folder.get("usage_mode")),
-                ("permission", folder.get("permission")),
-                ("default permission", folder.get("default_permission")),
-                ("cloneable", folder.get("cloneable")),
-                ("automount", folder.get("automount")),
-                ("status", folder.get("status")),
-                *_clone_rows(folder),
-                ("created", folder.get("created_at")),
-                ("status changed", folder.get("status_changed_at")),
-                ("quota scope", folder.get("scope")),
-                *(shown or [("views", "(none: mountd not running)")]),
-            ],
-        ),
-    )
-
-
-def _clone_rows(folder: dict[str, Any]) -> list[tuple[str, object]]:
-    """``vfd vfolder info`` lines of a folder made by a clone, and why it failed."""
-    rows: list[tuple[str, object]] = []
-    progress = clone.clone_progress(folder)
-    if progress is not None:
-        rows.append(("cloned from", (folder.get("clone") or {}).get("source_id")))
-        rows.append(("clone progress", progress))
-    if folder.get("status_reason"):
-        rows.append(("status reason", folder.get("status_reason")))
-    return rows
+    folderview.show_folder(use(ctx, json_output), name)
 
 
 @app.command("list-hosts")
