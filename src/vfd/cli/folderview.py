@@ -1,6 +1,7 @@
-"""What ``vfd vfolder list`` and ``vfd vfolder info`` do, without typer: the one
-implementation that both the typer commands (:mod:`vfd.cli.vfolder`) and the console script's
-fast path (:mod:`vfd.cli.quickcmds`) run, so the two print the same."""
+"""What the read-only folder commands (``vfd vfolder list``, ``info``, ``list-hosts``,
+``storage-status``) do, without typer: the one implementation that both the typer commands
+(:mod:`vfd.cli.vfolder`) and the console script's fast path (:mod:`vfd.cli.quickcmds`) run,
+so the two print the same."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from vfd.cli.client import folder_path
 from vfd.cli.output import key_values, short_id, table
+from vfd.cli.sizes import format_limit, format_size
 from vfd.cli.state import CliState
 
 FOLDER_COLUMNS = ("id", "name", "host", "type", "usage mode", "permission", "status", "owner")
@@ -73,6 +75,50 @@ def show_folder(cli: CliState, name: str) -> None:
                 ("status changed", folder.get("status_changed_at")),
                 ("quota scope", folder.get("scope")),
                 *(shown or [("views", "(none: mountd not running)")]),
+            ],
+        ),
+    )
+
+
+def list_hosts(cli: CliState) -> None:
+    """``vfd vfolder list-hosts``."""
+    result = cli.client().get("/v1/hosts")
+
+    def rows() -> list[list[object]]:
+        out: list[list[object]] = []
+        for host in result.get("hosts", []):
+            capacity = host.get("capacity") or {}
+            quota = host.get("quota") or {}
+            out.append(
+                [
+                    host.get("name"),
+                    host.get("allowed"),
+                    format_size(capacity.get("total_bytes")),
+                    format_size(capacity.get("used_bytes")),
+                    format_size(capacity.get("free_bytes")),
+                    format_size(quota.get("used_bytes")),
+                    format_limit(quota.get("max_bytes")),
+                    quota.get("used_files"),
+                ]
+            )
+        return out
+
+    columns = ("host", "allowed", "size", "used", "free", "your use", "your quota", "your files")
+    cli.emit(result, lambda: table(cli.console, columns, rows(), empty="no storage hosts"))
+
+
+def storage_status(cli: CliState) -> None:
+    """``vfd vfolder storage-status``."""
+    result = cli.client().get("/v1/storage-status")
+    limit = result.get("limit") or 0
+    cli.emit(
+        result,
+        lambda: key_values(
+            cli.console,
+            [
+                ("folders created", f"{result.get('created')} / {limit or 'unlimited'}"),
+                ("project folders", result.get("project_folders")),
+                ("invited folders", result.get("invited_folders")),
             ],
         ),
     )

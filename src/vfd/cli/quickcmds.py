@@ -36,6 +36,8 @@ QUICK: dict[tuple[str, ...], Quick] = {
         folderview.list_folders,
     ),
     ("vfolder", "info"): Quick({"--json": "json"}, ("name",), folderview.show_folder),
+    ("vfolder", "list-hosts"): Quick({"--json": "json"}, (), folderview.list_hosts),
+    ("vfolder", "storage-status"): Quick({"--json": "json"}, (), folderview.storage_status),
 }
 """The commands read here, by their path under ``vfd`` (two words; ``--json`` goes to the
 state)."""

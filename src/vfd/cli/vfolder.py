@@ -16,8 +16,6 @@ import typer
 from vfd.cli import clone, folderview, sharing
 from vfd.cli.client import folder_path
 from vfd.cli.context import CliState, JsonOption, use
-from vfd.cli.output import key_values, table
-from vfd.cli.sizes import format_limit, format_size
 from vfd.enums import Permission, UsageMode
 from vfd.errors import ErrorCode, VfdError
 
@@ -101,49 +99,13 @@ def info(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> 
 @app.command("list-hosts")
 def list_hosts(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List storage hosts with their capacity and your quota use on each."""
-    cli = use(ctx, json_output)
-    result = cli.client().get("/v1/hosts")
-
-    def rows() -> list[list[object]]:
-        out: list[list[object]] = []
-        for host in result.get("hosts", []):
-            capacity = host.get("capacity") or {}
-            quota = host.get("quota") or {}
-            out.append(
-                [
-                    host.get("name"),
-                    host.get("allowed"),
-                    format_size(capacity.get("total_bytes")),
-                    format_size(capacity.get("used_bytes")),
-                    format_size(capacity.get("free_bytes")),
-                    format_size(quota.get("used_bytes")),
-                    format_limit(quota.get("max_bytes")),
-                    quota.get("used_files"),
-                ]
-            )
-        return out
-
-    columns = ("host", "allowed", "size", "used", "free", "your use", "your quota", "your files")
-    cli.emit(result, lambda: table(cli.console, columns, rows(), empty="no storage hosts"))
+    folderview.list_hosts(use(ctx, json_output))
 
 
 @app.command("storage-status")
 def storage_status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show how many folders you have created against your limit, and shared folders."""
-    cli = use(ctx, json_output)
-    result = cli.client().get("/v1/storage-status")
-    limit = result.get("limit") or 0
-    cli.emit(
-        result,
-        lambda: key_values(
-            cli.console,
-            [
-                ("folders created", f"{result.get('created')} / {limit or 'unlimited'}"),
-                ("project folders", result.get("project_folders")),
-                ("invited folders", result.get("invited_folders")),
-            ],
-        ),
-    )
+    folderview.storage_status(use(ctx, json_output))
 
 
 @app.command("rename")
