@@ -391,3 +391,21 @@ def test_quick_table_is_the_typer_commands() -> None:
         assert tuple(a.name for a in arguments) == quick.arguments
         assert all(a.required and a.nargs == 1 for a in arguments)
         assert command.context_settings.get("allow_interspersed_args", True)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], [*S, "vfolder", "list"]], ids=" ".join)
+def test_quick_stdout_closed_as_typer_does(argv: list[str]) -> None:
+    """Started with stdout closed (``vfd --help >&-``): the same status, no traceback."""
+    results = []
+    for quick in ("on", "off"):
+        with fakedaemon.answering(LISTED) as (state, _):
+            done = subprocess.run(
+                ["sh", "-c", 'exec "$@" >&-', "sh", SCRIPT]
+                + [w.replace("STATE", str(state)) for w in argv],
+                stderr=subprocess.PIPE,
+                env=_env(VFD_QUICK=quick),
+                timeout=60,
+            )
+            results.append((done.returncode, done.stderr))
+    assert results[0] == results[1]
+    assert b"Traceback" not in results[0][1]

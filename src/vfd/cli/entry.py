@@ -25,6 +25,8 @@ _status = 1
 
 def _leave() -> None:
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed (`vfd ... >&-`)
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe, a closed stream: nothing more to say

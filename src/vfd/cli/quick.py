@@ -17,8 +17,8 @@ import sys
 
 def run(argv: list[str]) -> int | None:
     """Run ``vfd ARGV`` on a fast path; its exit status, or None for typer to run it."""
-    if os.environ.get("VFD_QUICK") == "off":
-        return None
+    if os.environ.get("VFD_QUICK") == "off" or sys.stdout is None or sys.stderr is None:
+        return None  # (a closed stdout or stderr: what click makes of it is click's business)
     if argv in (["--help"], ["-h"]):
         from vfd.cli import roothelp
 
