@@ -30,6 +30,11 @@ clone        vfid, host, scope, path (the new folder),        a clone job: {vfid
                                                               error, started_at, finished_at}
 clone_status vfid                                             the clone job
 clone_cancel vfid                                             the clone job, once it stopped
+share        vfid, gid                                        {vfid, gid, changed}
+backing_open ino, mode (``read``/``write``), reserve_bytes    {size, grant (write only),
+             (write only, optional)                           reserved} and one fd (SCM_RIGHTS)
+backing_     grant                                            {size, grown}
+settle
 ============ ================================================ ==================================
 
 ``attach`` of a folder already attached is a no-op; ``detach`` of an unknown folder answers
@@ -43,6 +48,18 @@ why). Jobs live in mountd's memory: ``clone_status`` of an unknown job (mountd r
 answers ``not_found``. ``attach`` and ``purge`` of a folder whose clone runs answer
 ``invalid_status``.
 
+``backing_open`` and ``backing_settle`` are the direct data path of transfers
+(docs/transfers.md): ``ino`` is the FUSE inode number (the ``st_ino`` of a descriptor the
+caller holds open through a view). mountd refuses an inode it does not know or that nobody
+holds open through the mount (``path_not_found``), anything but a regular file
+(``not_a_regular_file``), and ``write`` through ``ro/`` (``read_only``); it answers with the
+backing file reopened ``O_RDONLY`` or ``O_WRONLY``, passed with ``SCM_RIGHTS`` on the reply
+line. ``write`` first reserves ``reserve_bytes`` of the folder's quota (``quota_exceeded``,
+nothing reserved) and answers a ``grant`` number; ``backing_settle`` accounts the file's real
+size change, gives back the rest of the reservation and drops the kernel's caches of the
+inode in both views. Grants belong to their connection: mountd settles those still open
+when it closes.
+
 A ``mountd_unavailable`` error carries ``not_running: true`` only when it proves that no mountd
 runs: the socket file is missing or ``connect()`` was refused. A timeout or a connection lost
 in mid-call proves nothing (mountd may be busy or hung, and still serving the mount).
@@ -52,6 +69,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
 from pathlib import Path
 from types import TracebackType
@@ -72,7 +90,11 @@ OPS = (
     "clone_status",
     "clone_cancel",
     "share",
+    "backing_open",
+    "backing_settle",
 )
+FD_OPS = frozenset({"backing_open"})
+"""Ops whose success reply carries one descriptor (``SCM_RIGHTS``)."""
 NOT_RUNNING_ERRNOS = frozenset({errno.ENOENT, errno.ECONNREFUSED})
 """``connect()`` errors that prove nobody listens on the socket path."""
 
@@ -143,17 +165,45 @@ class MountdClient:
 
     def call(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request and return its ``result``."""
+        result, _ = self._exchange(op, fields, want_fds=False)
+        return result
+
+    def call_fd(self, op: str, **fields: Any) -> tuple[dict[str, Any], int]:
+        """Send one request whose reply carries a descriptor (``FD_OPS``); its ``result`` and
+        the descriptor, which the caller owns (close-on-exec)."""
+        result, fds = self._exchange(op, fields, want_fds=True)
+        if len(fds) != 1:
+            _close_all(fds)
+            self.close()
+            raise VfdError(
+                ErrorCode.INTERNAL, f"mountd answered {op} with {len(fds)} descriptors, not 1"
+            )
+        return result, fds[0]
+
+    def _exchange(
+        self, op: str, fields: dict[str, Any], *, want_fds: bool
+    ) -> tuple[dict[str, Any], list[int]]:
         sock = self._connect()
+        fds: list[int] = []
         try:
             sock.sendall(encode({"op": op, **fields}))
             while b"\n" not in self._buf:
-                chunk = sock.recv(65536)
+                if want_fds:
+                    chunk, got, _flags, _addr = socket.recv_fds(
+                        sock, 65536, 4, socket.MSG_CMSG_CLOEXEC
+                    )
+                    fds += got
+                else:
+                    chunk = sock.recv(65536)
                 if not chunk:
                     raise ConnectionResetError("mountd closed the connection")
                 self._buf += chunk
                 if len(self._buf) > MAX_LINE:
                     raise ValueError("reply too long")
+            line, _, self._buf = self._buf.partition(b"\n")
+            reply = json.loads(line)
         except (OSError, ValueError) as exc:
+            _close_all(fds)
             self.close()
             raise VfdError(
                 ErrorCode.MOUNTD_UNAVAILABLE,
@@ -161,9 +211,13 @@ class MountdClient:
                 socket=str(self.path),
                 not_running=False,
             ) from None
-        line, _, self._buf = self._buf.partition(b"\n")
-        reply = json.loads(line)
         if reply.get("ok"):
             result: dict[str, Any] = reply.get("result") or {}
-            return result
+            return result, fds
+        _close_all(fds)
         raise VfdError.from_json(reply) or VfdError(ErrorCode.INTERNAL, f"bad reply: {reply!r}")
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)

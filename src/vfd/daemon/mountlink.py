@@ -9,19 +9,29 @@ lost in mid-call fails the purge with ``mountd_unavailable``, leaving the data (
 in place for a retry.
 
 All methods block; they run in the service's worker thread.
+
+A transfer keeps a connection of its own (:class:`TransferLink`, from :meth:`MountdLink.
+transfer`) for its whole duration: the quota reservation of an upload belongs to that
+connection, and mountd settles it when the connection closes, whatever became of the daemon
+(docs/transfers.md).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders import layout
 from vfd.mountctl import MountdClient, proves_not_running
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HEALTH_TIMEOUT = 2.0
 CALL_TIMEOUT = 60.0
@@ -169,6 +179,87 @@ class MountdLink:
             elif exc.code is not ErrorCode.VFOLDER_NOT_FOUND:
                 raise
 
+    def transfer(self) -> TransferLink:
+        """A connection for one transfer's backing descriptors (not connected yet)."""
+        return TransferLink(self.socket_path, self.call_timeout)
+
     def clone_cancel(self, vfid: str) -> dict[str, Any]:
         """Stop a clone job; the job once its copy stopped."""
         return self._call("clone_cancel", vfid=vfid)
+
+
+class TransferLink:
+    """One transfer's own mountd connection: backing descriptors of files the daemon holds
+    open through a view, and the upload's quota grant (settled by mountd if the connection
+    drops). Calls block: make them from a worker thread. :meth:`close` never blocks and may
+    be called at any time, from any thread: during a call it takes effect when the call
+    returns (so no thread is left reading a closed socket)."""
+
+    def __init__(self, socket_path: Path, timeout: float) -> None:
+        self._client = MountdClient(socket_path, timeout=timeout)
+        self._lock = threading.Lock()
+        self._busy = False
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._busy:
+                return  # the call in progress closes it when it returns
+        self._client.close()
+
+    def _call(self, call: Callable[[], T]) -> T:
+        with self._lock:
+            if self._closed:
+                raise VfdError(ErrorCode.MOUNTD_UNAVAILABLE, "the transfer's mountd link is closed")
+            self._busy = True
+        try:
+            return call()
+        finally:
+            with self._lock:
+                self._busy = False
+                closed = self._closed
+            if closed:
+                self._client.close()
+
+    def _backing(self, view_fd: int, mode: str, **fields: int) -> tuple[int, int | None] | None:
+        ino = os.fstat(view_fd).st_ino  # the FUSE inode number of the view's file
+        try:
+            result, fd = self._call(
+                functools.partial(
+                    self._client.call_fd, "backing_open", ino=ino, mode=mode, **fields
+                )
+            )
+        except VfdError as exc:
+            if exc.code is ErrorCode.MOUNTD_UNAVAILABLE or (
+                exc.code is ErrorCode.INVALID_ARGUMENT and "unknown op" in exc.message
+            ):
+                log.warning("no direct transfer path (%s); moving the bytes through the view", exc)
+                self.close()
+                return None
+            raise
+        grant = result.get("grant")
+        return fd, grant if isinstance(grant, int) else None
+
+    def open_read(self, view_fd: int) -> int | None:
+        """The backing file of ``view_fd`` opened for reading, or None when mountd offers no
+        direct path (older mountd, control socket away): read through the view then."""
+        got = self._backing(view_fd, "read")
+        return None if got is None else got[0]
+
+    def open_write(self, view_fd: int, reserve_bytes: int) -> tuple[int, int] | None:
+        """The backing file of ``view_fd`` opened for writing and the grant's number, with
+        ``reserve_bytes`` of quota reserved (``quota_exceeded`` otherwise); None when mountd
+        offers no direct path."""
+        got = self._backing(view_fd, "write", reserve_bytes=reserve_bytes)
+        if got is None:
+            return None
+        fd, grant = got
+        if grant is None:
+            os.close(fd)
+            raise VfdError(ErrorCode.INTERNAL, "mountd granted a write without a grant number")
+        return fd, grant
+
+    def settle(self, grant: int) -> dict[str, Any]:
+        """Account what was written under ``grant`` and give back the rest."""
+        return self._call(functools.partial(self._client.call, "backing_settle", grant=grant))

@@ -501,9 +501,10 @@ class FolderFS:
             return pfd
 
     def upload_complete(
-        self, path: str, key: str, *, size: int, overwrite: bool = False
+        self, path: str, key: str, *, size: int, overwrite: bool = False, durable: bool = False
     ) -> dict[str, Any]:
-        """Rename the finished part file to ``path``; refuses a short upload."""
+        """Rename the finished part file to ``path``; refuses a short upload. With
+        ``durable``, the directory is synced after the rename (the name is on disk)."""
         with self._parent(path) as (fd, name):
             part = _part_name(key)
             try:
@@ -521,7 +522,14 @@ class FolderFS:
                 raise VfdError(ErrorCode.PATH_EXISTS, f"{path} already exists", path=path)
             try:
                 os.rename(part, name, src_dir_fd=fd, dst_dir_fd=fd)
-                return entry_json(name, os.stat(name, dir_fd=fd, follow_symlinks=False))
+                entry = entry_json(name, os.stat(name, dir_fd=fd, follow_symlinks=False))
+                if durable:
+                    dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
+                return entry
             except OSError as exc:
                 raise os_error(exc, path) from None
 

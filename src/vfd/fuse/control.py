@@ -9,9 +9,11 @@ longer than ``MAX_LINE`` does.
 
 from __future__ import annotations
 
+import array
 import json
 import logging
 import os
+import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -51,8 +53,27 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "clone_status": {"vfid": (str, True)},
     "clone_cancel": {"vfid": (str, True)},
     "share": {"vfid": (str, True), "gid": (int, True)},
+    "backing_open": {"ino": (int, True), "mode": (str, True), "reserve_bytes": (int, False)},
+    "backing_settle": {"grant": (int, True)},
 }
+CONNECTION_OPS = frozenset({"backing_open", "backing_settle"})
+"""Ops that act on their connection's state (its grants): they get ``conn=`` too."""
 assert set(FIELDS) == set(OPS)
+
+
+class Connection:
+    """What one control connection holds: the direct-transfer grants it took (settled when
+    it closes, see ``vfd.fuse.direct``), and the descriptors its next reply carries (owned
+    here until sent, closed after)."""
+
+    def __init__(self) -> None:
+        self.grants: dict[int, Any] = {}
+        self.outgoing: list[int] = []
+
+    def drop_outgoing(self) -> None:
+        fds, self.outgoing = self.outgoing, []
+        for fd in fds:
+            os.close(fd)
 
 
 class Service(Protocol):
@@ -84,6 +105,12 @@ class Service(Protocol):
     async def clone_status(self, *, vfid: str) -> dict[str, Any]: ...
     async def clone_cancel(self, *, vfid: str) -> dict[str, Any]: ...
     async def share(self, *, vfid: str, gid: int) -> dict[str, Any]: ...
+    async def backing_open(
+        self, *, conn: Connection, ino: int, mode: str, reserve_bytes: int = 0
+    ) -> dict[str, Any]: ...
+    async def backing_settle(self, *, conn: Connection, grant: int) -> dict[str, Any]: ...
+    async def connection_closed(self, conn: Connection) -> None:
+        """Settle what the connection left (its grants)."""
 
 
 def _bad(message: str, **details: Any) -> VfdError:
@@ -120,20 +147,55 @@ def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
     return op, fields
 
 
-async def answer(service: Service, line: bytes) -> dict[str, Any]:
-    """The reply object for one request line."""
+async def answer(service: Service, line: bytes, conn: Connection | None = None) -> dict[str, Any]:
+    """The reply object for one request line. A reply that carries descriptors leaves them
+    in ``conn.outgoing``; a failed request leaves none there."""
+    conn = conn if conn is not None else Connection()
     try:
         op, fields = parse_request(line)
+        if op in CONNECTION_OPS:
+            fields["conn"] = conn
         method: Callable[..., Awaitable[dict[str, Any]]] = getattr(service, op)
         return ok(await method(**fields))
     except VfdError as exc:
+        conn.drop_outgoing()
         return fail(exc)
     except Exception as exc:
+        conn.drop_outgoing()
         log.exception("control request failed: %r", line[:200])
         return fail(VfdError(ErrorCode.INTERNAL, f"mountd failed: {exc}"))
 
 
+async def _send_reply(stream: trio.SocketStream, data: bytes, conn: Connection) -> None:
+    """Send one reply line, with ``conn.outgoing``'s descriptors on its first byte; they are
+    closed here whatever happens (the peer holds its own copies once sent)."""
+    if not conn.outgoing:
+        await stream.send_all(data)
+        return
+    try:
+        fds = array.array("i", conn.outgoing)
+        sent = await stream.socket.sendmsg(
+            [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())]
+        )
+    except OSError as exc:
+        raise trio.BrokenResourceError(str(exc)) from exc
+    finally:
+        conn.drop_outgoing()
+    if sent < len(data):
+        await stream.send_all(data[sent:])
+
+
 async def _serve_connection(service: Service, stream: trio.SocketStream) -> None:
+    conn = Connection()
+    try:
+        await _serve_lines(service, stream, conn)
+    finally:
+        conn.drop_outgoing()
+        with trio.CancelScope(shield=True):
+            await service.connection_closed(conn)
+
+
+async def _serve_lines(service: Service, stream: trio.SocketStream, conn: Connection) -> None:
     buf = b""
     async with stream:
         while True:
@@ -147,9 +209,9 @@ async def _serve_connection(service: Service, stream: trio.SocketStream) -> None
             while b"\n" in buf:
                 line, _, buf = buf.partition(b"\n")
                 if line.strip():
-                    reply = await answer(service, line)
+                    reply = await answer(service, line, conn)
                     try:
-                        await stream.send_all(encode(reply))
+                        await _send_reply(stream, encode(reply), conn)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         return
             if len(buf) > MAX_LINE:

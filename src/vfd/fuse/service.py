@@ -1,4 +1,5 @@
-"""What the control socket asks of mountd: attach, detach, limits, usage, rescan, purge, clone.
+"""What the control socket asks of mountd: attach, detach, limits, usage, rescan, purge, clone,
+and the backing descriptors of transfers (``vfd.fuse.direct``).
 
 All of it runs on the trio thread next to the request handlers (the registry needs no locks);
 the slow parts — tree walks, removing a tree, the store — run in worker threads.
@@ -21,6 +22,8 @@ from vfd.folders import layout
 from vfd.folders.quota import Limits, Usage, scan_scope, scan_trees
 from vfd.fuse import groups, persist
 from vfd.fuse.clone import CloneJobs
+from vfd.fuse.control import Connection
+from vfd.fuse.direct import DirectGrants
 from vfd.fuse.guard import COUNTS
 from vfd.fuse.libfuse import FastPathStatus
 from vfd.fuse.registry import Registry, check_vfid
@@ -44,6 +47,7 @@ class MountdService:
         self.fast_path = FastPathStatus(config.fuse.fast_path, False, "not mounted yet")
         """Whether the low-level fast path runs (``vfd.fuse.libfuse.probe``), set at mount."""
         self.clones = CloneJobs(registry)
+        self.direct = DirectGrants(registry)
 
     async def health(self) -> dict[str, Any]:
         return {
@@ -56,6 +60,7 @@ class MountdService:
             "open_files": len(self.reg.open_files.files),
             "requests": dict(COUNTS),
             "fast_path": self.fast_path.to_json(),
+            "direct_grants": self.direct.outstanding,
         }
 
     async def attach(self, *, vfid: str, host: str, scope: str, path: str) -> dict[str, Any]:
@@ -178,6 +183,21 @@ class MountdService:
         await self.reg.notifier.drain()
         log.info("folder %s shared with group %d: %d entries changed", vfid, gid, changed)
         return {"vfid": vfid, "gid": gid, "changed": changed}
+
+    # -- the direct data path of transfers (vfd.fuse.direct) ---------------------------
+
+    async def backing_open(
+        self, *, conn: Connection, ino: int, mode: str, reserve_bytes: int = 0
+    ) -> dict[str, Any]:
+        return self.direct.open(conn, ino, mode, reserve_bytes)
+
+    async def backing_settle(self, *, conn: Connection, grant: int) -> dict[str, Any]:
+        settled = self.direct.settle(conn, grant)
+        await self.reg.notifier.drain()  # no stale size or page cached by the reply
+        return settled
+
+    async def connection_closed(self, conn: Connection) -> None:
+        self.direct.settle_all(conn)
 
     # -- the store -----------------------------------------------------------------------
 

@@ -163,6 +163,9 @@ async def upload(
     size: Annotated[int, Query(ge=0, le=INT64_MAX, description="the whole file's size")],
     offset: Annotated[int, Query(ge=0, le=INT64_MAX, description="where this body starts")] = 0,
     overwrite: bool = False,
+    durable: Annotated[
+        bool, Query(description="answer only once the data is on disk (fsync); false skips it")
+    ] = True,
 ) -> JSON | Response:
     """Append the body at ``offset``; when the file reaches ``size`` it appears under ``path``.
 
@@ -171,7 +174,9 @@ async def upload(
     refusal closes the connection, so that the client stops sending the rest of the body
     instead of the server reading and dropping it. Past the quota the upload fails with
     ``507 quota_exceeded`` and its part file is removed; if the connection breaks, what was
-    stored stays for a resume from ``GET .../upload``.
+    stored stays for a resume from ``GET .../upload``. The remaining size is reserved of the
+    quota before the body is read, and the answer waits for ``fsync`` unless
+    ``durable=false`` (docs/transfers.md).
     """
     try:
         fs = await run_files(open_folder, daemon, caller, name, write=True)
@@ -184,6 +189,8 @@ async def upload(
                 size=size,
                 offset=offset,
                 overwrite=overwrite,
+                link=daemon.mountd.transfer(),
+                durable=durable,
             )
         )
     except VfdError as exc:
@@ -270,6 +277,7 @@ async def download(
                 if_range=if_range,
                 if_match=if_match,
                 if_none_match=if_none_match,
+                link=daemon.mountd.transfer(),
             )
         except VfdError as exc:
             if exc.code is not ErrorCode.RANGE_NOT_SATISFIABLE:

@@ -19,6 +19,20 @@ RFC 9110 allows. ``If-Match`` (412 when the file changed) and ``If-None-Match``
 (304 when it did not) are honoured too. Directories (and files, on request) travel as a tar
 stream written by a worker thread into a pipe.
 
+**The direct data path** (docs/transfers.md). The file is opened through the view as the
+user, exactly as before, so permissions, read-only views and containment are decided there;
+then mountd hands over the backing file of that inode on the transfer's own control
+connection (:class:`~vfd.daemon.mountlink.TransferLink`), and the bytes move with large
+``pread``/``pwritev`` calls on it. An upload first reserves its remaining size of the quota
+(``507 quota_exceeded`` before a byte of the body is stored) and settles the grant once the
+body ended (mountd accounts the real size, gives back the rest, and drops the kernel's
+caches of the file); the part file is then renamed through the view. Without a direct path
+(an older mountd) the bytes go through the view as before. Reads run one chunk ahead of the
+client; writes keep one chunk in flight while the next arrives.
+
+**Durability.** Unless the request says ``durable=false``, an upload is answered after what
+it stored is on disk: ``fsync`` of the file, and once renamed, of its directory.
+
 Unlike the other services these are coroutines: they consume or produce a body while it
 travels, with every blocking step (open, read, write, close) in a worker thread.
 
@@ -42,14 +56,22 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any, Protocol, TypeVar
 
+from vfd import wirenames
 from vfd.daemon import runtime
+from vfd.daemon.mountlink import TransferLink
 from vfd.daemon.runtime import Pool
 from vfd.daemon.userfs import FolderFS, os_error, write_tar
 from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
+"""Bytes per read of a download, and the most an upload's write holds (made of the pieces
+of the body as they came, with one ``pwritev``)."""
+MIN_WRITE = 1 << 20
+"""An upload's write starts with this many bytes when no write is in flight."""
+_IOV_MAX = 512
+"""At most this many body pieces per write (below the system's ``IOV_MAX``)."""
 T = TypeVar("T")
 
 _DROP_PART = frozenset(
@@ -105,17 +127,25 @@ async def _close(fd: int) -> None:
 
 class _Reader:
     """An fd read in worker threads, closed once, never under a read still in flight: a
-    close that raced a queued read could let it read another file that got the number."""
+    close that raced a queued read could let it read another file that got the number.
+    One read may run ahead of the reader (:meth:`start`)."""
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
         self._pending: asyncio.Future[bytes] | None = None
 
-    async def read(self, fn: Callable[[int], bytes]) -> bytes:
+    def start(self, fn: Callable[[int], bytes]) -> asyncio.Future[bytes] | None:
+        """Begin ``fn(fd)`` in a worker thread (after the read before it was awaited)."""
         if self._fd is None:
-            return b""
-        self._pending = asyncio.ensure_future(_in_thread(functools.partial(fn, self._fd)))
-        return await asyncio.shield(self._pending)
+            return None
+        pending = asyncio.ensure_future(_in_thread(functools.partial(fn, self._fd)))
+        pending.add_done_callback(_retrieve)
+        self._pending = pending
+        return pending
+
+    async def read(self, fn: Callable[[int], bytes]) -> bytes:
+        pending = self.start(fn)
+        return b"" if pending is None else await asyncio.shield(pending)
 
     async def aclose(self) -> None:
         fd, self._fd = self._fd, None
@@ -127,6 +157,27 @@ class _Reader:
             pending.add_done_callback(lambda _read: loop.run_in_executor(None, os.close, fd))
             return
         await _close(fd)
+
+
+def _retrieve(job: asyncio.Future[Any]) -> None:
+    """Mark the outcome of a job seen (a read ahead nobody awaited, once its reader closed)."""
+    if not job.cancelled():
+        job.exception()
+
+
+async def _wait_out(job: asyncio.Future[Any]) -> None:
+    """Wait until ``job`` (a write in a worker thread) has finished, even when cancelled
+    meanwhile (then CancelledError is raised after); its own outcome is dropped."""
+    cancelled = False
+    while not job.done():
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            cancelled = job.cancelled() or cancelled or not job.done()
+        except Exception:
+            pass
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 # -- uploads -------------------------------------------------------------------------------
@@ -148,61 +199,158 @@ async def receive_upload(
     size: int,
     offset: int = 0,
     overwrite: bool = False,
+    link: TransferLink | None = None,
+    durable: bool = True,
 ) -> dict[str, Any]:
     """Append ``body`` to the upload of ``path`` at ``offset``; once ``size`` bytes are stored
-    the file appears under ``path``. Refusals that need no data come before ``body`` is read.
+    the file appears under ``path``. Refusals that need no data come before ``body`` is read,
+    the quota's too when ``link`` (the transfer's own mountd connection, closed here) gives
+    the direct path.
 
     An exception raised by ``body`` (the client went away) propagates after the part file is
     closed; what was written stays for a resume.
     """
-    if offset > size:
-        raise VfdError(ErrorCode.INVALID_ARGUMENT, "offset is past size", field="offset")
-    fd = await _opened(
-        functools.partial(fs.upload_open, path, key, offset, overwrite=overwrite), os.close
-    )
     try:
-        try:
-            stored = await _append(fd, body, path, offset, size)
-        finally:
-            await _close(fd)
-        if stored < size:
-            return {"path": path, "key": key, "offset": stored, "complete": False}
-        entry = await _bounded(
-            functools.partial(fs.upload_complete, path, key, size=size, overwrite=overwrite)
+        if offset > size:
+            raise VfdError(ErrorCode.INVALID_ARGUMENT, "offset is past size", field="offset")
+        fd = await _opened(
+            functools.partial(fs.upload_open, path, key, offset, overwrite=overwrite), os.close
         )
-    except VfdError as exc:
-        if exc.code in _DROP_PART:
-            await asyncio.shield(_in_thread(functools.partial(fs.upload_abort, path, key)))
-        raise
-    return {"path": path, "key": key, "offset": stored, "complete": True, "entry": entry}
+        try:
+            stored = await _store(fd, link, body, path, offset, size, durable)
+            if stored < size:
+                return {"path": path, "key": key, "offset": stored, "complete": False}
+            entry = await _bounded(
+                functools.partial(
+                    fs.upload_complete, path, key, size=size, overwrite=overwrite, durable=durable
+                )
+            )
+        except VfdError as exc:
+            if exc.code in _DROP_PART:
+                await asyncio.shield(_in_thread(functools.partial(fs.upload_abort, path, key)))
+            raise
+        return {"path": path, "key": key, "offset": stored, "complete": True, "entry": entry}
+    finally:
+        if link is not None:
+            link.close()
+
+
+async def _store(
+    view_fd: int,
+    link: TransferLink | None,
+    body: AsyncIterable[bytes],
+    path: str,
+    offset: int,
+    size: int,
+    durable: bool,
+) -> int:
+    """Write ``body`` at ``offset`` of the part file open as ``view_fd`` (closed here): to
+    its backing file under a grant when ``link`` gives one, through the view otherwise.
+    The new size."""
+    fd, grant = view_fd, None
+    try:
+        if link is not None:
+            got = await _opened(
+                functools.partial(link.open_write, view_fd, size - offset),
+                functools.partial(_drop_grant, link),
+            )
+            if got is not None:
+                fd, grant = got
+        stored = await _append(fd, body, path, offset, size)
+        if durable:
+            await _in_thread(functools.partial(_fsync, fd, path))
+        return stored
+    finally:
+        if fd != view_fd:
+            os.close(fd)  # a descriptor on the backing disk: closing it does not block
+        await _close(view_fd)
+        if grant is not None and link is not None:
+            await _settle(link, grant, path)
+
+
+def _drop_grant(link: TransferLink, got: tuple[int, int] | None) -> None:
+    """What a late ``open_write`` returned: the descriptor closed, the grant settled by
+    mountd when the link closes."""
+    if got is not None:
+        os.close(got[0])
+    link.close()
+
+
+async def _settle(link: TransferLink, grant: int, path: str) -> None:
+    """Settle ``grant`` (mountd accounts the real size), even when cancelled meanwhile; a
+    link that broke is settled by mountd when it closes."""
+    job = asyncio.ensure_future(_in_thread(functools.partial(link.settle, grant)))
+    await _wait_out(job)
+    exc = job.exception()
+    if exc is not None:
+        link.close()
+        log.warning("settling the upload of %s: %s", wirenames.escaped(path), exc)
+
+
+def _fsync(fd: int, path: str) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise os_error(exc, path) from None
 
 
 async def _append(fd: int, body: AsyncIterable[bytes], path: str, stored: int, size: int) -> int:
-    """Write ``body`` at the fd's position in writes of about ``CHUNK``; the new offset."""
-    buf = bytearray()
-    async for chunk in body:
-        buf += chunk
-        if stored + len(buf) > size:
-            raise VfdError(
-                ErrorCode.INVALID_ARGUMENT, f"the body is longer than size={size}", field="size"
-            )
-        if len(buf) >= CHUNK:
-            stored += await _in_thread(functools.partial(_write_all, fd, bytes(buf), path))
-            buf.clear()
-    if buf:
-        stored += await _in_thread(functools.partial(_write_all, fd, bytes(buf), path))
+    """Write ``body`` at ``stored``, one write in flight while the next is received: a write
+    starts once ``MIN_WRITE`` bytes wait and none is in flight, and waits for the one in
+    flight at ``CHUNK`` (so writes grow while the disk is slower than the network). The new
+    offset. A body that breaks loses what it had not written yet (less than ``CHUNK``)."""
+    pieces: list[bytes] = []
+    held = 0
+    pos = stored  # where the next write goes
+    pending: asyncio.Future[int] | None = None
+    try:
+        async for piece in body:
+            if not piece:
+                continue
+            if pos + held + len(piece) > size:
+                raise VfdError(
+                    ErrorCode.INVALID_ARGUMENT, f"the body is longer than size={size}", field="size"
+                )
+            pieces.append(piece)
+            held += len(piece)
+            if pending is not None and pending.done():
+                stored += pending.result()
+                pending = None
+            if held >= CHUNK or len(pieces) >= _IOV_MAX or (held >= MIN_WRITE and not pending):
+                if pending is not None:
+                    stored += await asyncio.shield(pending)
+                    pending = None
+                pending = asyncio.ensure_future(
+                    _in_thread(functools.partial(_write_all, fd, pieces, pos, path))
+                )
+                pos += held
+                pieces, held = [], 0
+        if pending is not None:
+            stored += await asyncio.shield(pending)
+            pending = None
+        if pieces:
+            stored += await _in_thread(functools.partial(_write_all, fd, pieces, pos, path))
+    finally:
+        if pending is not None:
+            pending.add_done_callback(_retrieve)
+            await _wait_out(pending)  # no write may outlive this: the fd is closed next
     return stored
 
 
-def _write_all(fd: int, data: bytes, path: str) -> int:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except OSError as exc:
-            raise os_error(exc, path) from None
-        view = view[n:]
-    return len(data)
+def _write_all(fd: int, pieces: list[bytes], pos: int, path: str) -> int:
+    """Write ``pieces`` at ``pos``, one ``pwritev`` (more only after a short write)."""
+    total = sum(len(p) for p in pieces)
+    try:
+        done = os.pwritev(fd, pieces, pos)
+        if done < total:
+            rest = memoryview(b"".join(pieces))[done:]
+            while rest:
+                n = os.pwrite(fd, rest, pos + done)
+                done += n
+                rest = rest[n:]
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    return total
 
 
 # -- downloads -----------------------------------------------------------------------------
@@ -314,14 +462,24 @@ class FileSource:
         self._start, self._end = start, end
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        pos, end = self._start, self._end
-        while self._reader is not None and pos <= end:
-            n = min(CHUNK, end - pos + 1)
-            data = await self._reader.read(functools.partial(_pread, n=n, pos=pos))
+        if self._reader is None:
+            return
+        pos = self._start
+        pending = self._read_at(pos)
+        while pending is not None:
+            data = await asyncio.shield(pending)
             if not data:
                 break
             pos += len(data)
+            pending = self._read_at(pos)  # the next chunk is read while this one is sent
             yield data
+
+    def _read_at(self, pos: int) -> asyncio.Future[bytes] | None:
+        if self._reader is None or pos > self._end:
+            return None
+        return self._reader.start(
+            functools.partial(_pread, n=min(CHUNK, self._end - pos + 1), pos=pos)
+        )
 
     async def aclose(self) -> None:
         if self._reader is not None:
@@ -344,11 +502,30 @@ async def open_download(
     if_range: str | None = None,
     if_match: str | None = None,
     if_none_match: str | None = None,
+    link: TransferLink | None = None,
 ) -> FileSource:
     """The file at ``path`` as the request's conditions ask (RFC 9110 §13.2.2 order):
     ``If-Match`` not naming this version is 412 precondition_failed; ``If-None-Match`` naming
     it is a 304; a ``Range`` is honoured (206) unless ``If-Range`` names another version (or
-    is a date), in which case the whole file is sent (200)."""
+    is a date), in which case the whole file is sent (200). The bytes are read from the
+    backing file when ``link`` (closed here) gives the direct path; the validators always
+    come from the file as opened through the view."""
+    try:
+        return await _open_download(fs, path, range_header, if_range, if_match, if_none_match, link)
+    finally:
+        if link is not None:
+            link.close()
+
+
+async def _open_download(
+    fs: FolderFS,
+    path: str,
+    range_header: str | None,
+    if_range: str | None,
+    if_match: str | None,
+    if_none_match: str | None,
+    link: TransferLink | None,
+) -> FileSource:
     fd, st = await _opened(
         functools.partial(fs.open_file, path), lambda opened: os.close(opened[0])
     )
@@ -382,10 +559,29 @@ async def open_download(
     except BaseException:
         await _close(fd)
         raise
-    if status == 304:
+    if status == 304 or link is None:
+        if status == 304:
+            await _close(fd)
+            return FileSource(None, 304, 0, -1, headers, name)
+        return FileSource(fd, status, start, end, headers, name)
+    try:
+        backing = await _opened(functools.partial(link.open_read, fd), _close_late_read)
+    except BaseException:
         await _close(fd)
-        return FileSource(None, 304, 0, -1, headers, name)
-    return FileSource(fd, status, start, end, headers, name)
+        raise
+    if backing is None:
+        return FileSource(fd, status, start, end, headers, name)
+    try:
+        await _close(fd)
+    except BaseException:
+        os.close(backing)
+        raise
+    return FileSource(backing, status, start, end, headers, name)
+
+
+def _close_late_read(backing: int | None) -> None:
+    if backing is not None:
+        os.close(backing)
 
 
 class TarSource:

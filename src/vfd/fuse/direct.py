@@ -1,0 +1,160 @@
+"""The direct data path of transfers: backing descriptors handed to the daemon, under grants.
+
+The daemon opens a file through a folder view as the user (so permissions, read-only views
+and containment are decided as for any open through the mount), then asks here for the
+*backing* file of that inode (``backing_open``), to move the bytes without a FUSE round trip
+per MiB (docs/transfers.md).
+
+A **write grant** reserves quota up front and holds the file open in the accounting
+(:class:`~vfd.fuse.usage.OpenFiles`) as a FUSE open does, so an unlink meanwhile keeps its
+space until the grant ends; :meth:`DirectGrants.settle` then accounts the size the file
+really has, gives back what was reserved and not used, and drops the kernel's caches of the
+inode in both views. Grants live on their control connection and are settled when it
+closes, however it closes.
+
+Everything here runs on the trio thread, synchronously between awaits: ``Inode.fd`` is used
+only until the next await, as the inode table's interface asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+import pyfuse3
+
+from vfd.errors import ErrorCode, VfdError
+from vfd.fuse.control import Connection
+from vfd.fuse.inodes import Inode, View
+from vfd.fuse.ops_base import proc_path
+from vfd.fuse.registry import Registry
+from vfd.fuse.usage import OpenFile
+
+log = logging.getLogger("vfd.fuse.direct")
+
+MODES = {"read": os.O_RDONLY, "write": os.O_WRONLY}
+
+
+@dataclass(eq=False)
+class Grant:
+    """A write grant: mountd's own descriptor on the backing file (for the size at settle),
+    the file's accounting entry (held open), and the bytes reserved for it."""
+
+    id: int
+    fd: int
+    of: OpenFile
+    reserved: int
+
+
+class DirectGrants:
+    """``backing_open`` and ``backing_settle`` over the registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.reg = registry
+        self._next = 1
+        self.outstanding = 0
+        """Grants not settled yet, over every connection (``health``)."""
+
+    def _inode(self, ino: int, mode: str) -> Inode:
+        if mode not in MODES:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT,
+                f"backing_open: mode must be 'read' or 'write', not {mode!r}",
+                field="mode",
+            )
+        inode = self.reg.table.get(ino)
+        if inode is not None and not inode.folder.detached and not stat.S_ISREG(inode.mode):
+            raise VfdError(
+                ErrorCode.NOT_A_REGULAR_FILE, f"inode {ino} is not a regular file", ino=ino
+            )
+        if inode is None or inode.folder.detached or self.reg.open_files.get(inode.key) is None:
+            raise VfdError(
+                ErrorCode.PATH_NOT_FOUND,
+                f"inode {ino} is not open through the mount (open it through a view first)",
+                ino=ino,
+            )
+        if mode == "write" and inode.view is not View.RW:
+            raise VfdError(ErrorCode.READ_ONLY, f"inode {ino} is seen read-only", ino=ino)
+        return inode
+
+    def open(self, conn: Connection, ino: int, mode: str, reserve_bytes: int) -> dict[str, Any]:
+        """The backing file of inode ``ino`` reopened for ``mode``, left in
+        ``conn.outgoing``; a write reserves ``reserve_bytes`` first and opens a grant."""
+        inode = self._inode(ino, mode)
+        fd = os.open(proc_path(inode.fd), MODES[mode] | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != inode.key or not stat.S_ISREG(st.st_mode):
+                raise VfdError(ErrorCode.PATH_NOT_FOUND, f"inode {ino} changed", ino=ino)
+            if mode == "read":
+                conn.outgoing.append(fd)
+                return {"size": st.st_size}
+            usage = inode.folder.usage
+            try:
+                usage.reserve(reserve_bytes)
+            except pyfuse3.FUSEError:
+                raise VfdError(
+                    ErrorCode.QUOTA_EXCEEDED,
+                    "the folder's quota is exceeded",
+                    needed_bytes=reserve_bytes,
+                ) from None
+            sent = os.dup(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        known = self.reg.open_files.get(inode.key) is not None
+        of = self.reg.open_files.acquire(inode.key, usage, st.st_size)
+        if not known and st.st_nlink == 0:  # as a FUSE open of an unlinked file
+            of.orphaned = True
+            usage.release(-st.st_size, -1)
+        grant = Grant(self._next, fd, of, reserve_bytes)
+        self._next += 1
+        conn.grants[grant.id] = grant
+        conn.outgoing.append(sent)
+        self.outstanding += 1
+        return {"size": st.st_size, "grant": grant.id, "reserved": reserve_bytes}
+
+    def settle(self, conn: Connection, grant_id: int) -> dict[str, Any]:
+        grant = conn.grants.pop(grant_id, None)
+        if grant is None:
+            raise VfdError(
+                ErrorCode.NOT_FOUND, f"no grant {grant_id} on this connection", grant=grant_id
+            )
+        return self._settle(grant)
+
+    def settle_all(self, conn: Connection) -> None:
+        """Settle the grants a closed connection left."""
+        grants, conn.grants = list(conn.grants.values()), {}
+        for grant in grants:
+            try:
+                done = self._settle(grant)
+                log.info("settled grant %d of a closed connection: %s", grant.id, done)
+            except Exception:
+                log.exception("settling grant %d failed", grant.id)
+
+    def _settle(self, grant: Grant) -> dict[str, Any]:
+        self.outstanding -= 1
+        of = grant.of
+        try:
+            actual: int | None = os.fstat(grant.fd).st_size
+        except OSError:
+            actual = None
+        finally:
+            os.close(grant.fd)
+        before = of.size
+        of.usage.release(grant.reserved)
+        if actual is None or of.inflight:
+            of.unsure = True  # the FUSE write in flight re-reads the size when it ends
+        else:
+            of.usage.release(of.size - actual)
+            of.size = actual
+        self.reg.open_files.drop(of)
+        for view in View:
+            inode = self.reg.table.find(view, of.key)
+            if inode is not None:
+                inode.stale = True
+                self.reg.notifier.invalidate_inode(inode.id)
+        return {"size": actual, "grown": (actual - before) if actual is not None else None}
