@@ -35,6 +35,7 @@ backing_open ino, mode (``read``/``write``), reserve_bytes    {size, grant (writ
              (write only, optional)                           reserved} and one fd (SCM_RIGHTS)
 backing_     grant                                            {size, grown}
 settle
+sync         vfid                                             {vfid}
 ============ ================================================ ==================================
 
 ``attach`` of a folder already attached is a no-op; ``detach`` of an unknown folder answers
@@ -58,7 +59,8 @@ line. ``write`` first reserves ``reserve_bytes`` of the folder's quota (``quota_
 nothing reserved) and answers a ``grant`` number; ``backing_settle`` accounts the file's real
 size change, gives back the rest of the reservation and drops the kernel's caches of the
 inode in both views. Grants belong to their connection: mountd settles those still open
-when it closes.
+when it closes. ``sync`` writes everything of the file system holding an attached folder to
+disk (``syncfs``): one call after many uploads made with ``durable=false``.
 
 A ``mountd_unavailable`` error carries ``not_running: true`` only when it proves that no mountd
 runs: the socket file is missing or ``connect()`` was refused. A timeout or a connection lost
@@ -92,6 +94,7 @@ OPS = (
     "share",
     "backing_open",
     "backing_settle",
+    "sync",
 )
 FD_OPS = frozenset({"backing_open"})
 """Ops whose success reply carries one descriptor (``SCM_RIGHTS``)."""

@@ -138,15 +138,16 @@ def test_direct_upload_past_the_quota_is_refused_before_a_byte_is_stored(node: N
 
     # an upload holds its whole remaining size from its start: a second one that would
     # pass the limit with it is refused while the first has stored nothing yet
-    first = upload_url(folder, path="a.bin", key="quota-up-a", size=600 * KiB)
-    payload = os.urandom(600 * KiB)
+    node.cli.ok("admin", "quota", "set", "--user", alice["email"], "--bytes", "3M")
+    first = upload_url(folder, path="a.bin", key="quota-up-a", size=2 * MiB)
+    payload = os.urandom(2 * MiB)
     with raw_request(node, "PUT", first, alice["email"], len(payload)) as sock:
         sock.sendall(payload[: 100 * KiB])
-        wait_for("the reservation", lambda: node.usage(folder)["used_bytes"] == 600 * KiB)
+        wait_for("the reservation", lambda: node.usage(folder)["used_bytes"] == 2 * MiB)
         with node.http(alice["email"]) as http:
             r = http.put(
-                upload_url(folder, path="b.bin", key="quota-up-b", size=600 * KiB),
-                content=os.urandom(600 * KiB),
+                upload_url(folder, path="b.bin", key="quota-up-b", size=2 * MiB),
+                content=os.urandom(2 * MiB),
             )
         assert r.status_code == 507, r.text
         assert r.json()["error"]["code"] == "quota_exceeded"
@@ -156,7 +157,7 @@ def test_direct_upload_past_the_quota_is_refused_before_a_byte_is_stored(node: N
     assert (node.backing(folder) / "a.bin").read_bytes() == payload
     assert part_files(node, folder) == []
     usage = node.usage(folder)
-    assert (usage["used_bytes"], usage["used_files"]) == (600 * KiB, 1)
+    assert (usage["used_bytes"], usage["used_files"]) == (2 * MiB, 1)
 
 
 def test_direct_grants_are_settled_exactly_and_with_their_connection(node: Node) -> None:
@@ -268,3 +269,33 @@ def test_direct_aborted_uploads_leave_nothing_held_in_mountd(node: Node) -> None
     usage = node.usage(folder)
     assert usage["used_bytes"] == 1 + part.stat().st_size
     assert usage["used_files"] == 2
+
+
+def test_direct_small_files_and_sync(node: Node) -> None:
+    """Files under the direct path's threshold go through the view (no grant, no call to
+    mountd); ``durable=false`` uploads are made durable by one ``POST .../sync``."""
+    alice = node.user()
+    folder = node.folder(alice)
+    bob = node.user()
+    counts = health(node)["requests"]
+    with node.http(alice["email"]) as http:
+        for i in range(3):
+            r = http.put(
+                upload_url(folder, path=f"s{i}.txt", key=f"small-up-{i}", size=5, durable="false"),
+                content=b"hello",
+            )
+            assert r.json()["complete"] is True, r.text
+        got = http.get(f"/v1/vfolders/{folder['name']}/download", params={"path": "s1.txt"})
+        assert got.content == b"hello"
+        r = http.post(f"/v1/vfolders/{folder['name']}/sync")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"vfolder": folder["name"], "synced": True}
+    after = health(node)["requests"]
+    assert after.get("write", 0) - counts.get("write", 0) >= 3  # through the view
+    assert node.usage(folder)["used_bytes"] == 15
+    with node.http(bob["email"]) as http:  # only those who may write to it
+        r = http.post(f"/v1/vfolders/{folder['name']}/sync")
+        assert r.status_code == 404, r.text
+    with MountdClient(node.config.mountd_socket) as mountd, pytest.raises(VfdError) as exc:
+        mountd.call("sync", vfid="0" * 32)
+    assert exc.value.code.value == "vfolder_not_found"

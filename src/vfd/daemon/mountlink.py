@@ -179,6 +179,11 @@ class MountdLink:
             elif exc.code is not ErrorCode.VFOLDER_NOT_FOUND:
                 raise
 
+    def sync(self, vfid: str) -> None:
+        """Have mountd write the folder's file system to disk (``syncfs``); raises what
+        mountd answered, ``mountd_unavailable`` when it did not."""
+        self._call("sync", timeout=self.purge_timeout, vfid=vfid)
+
     def transfer(self) -> TransferLink:
         """A connection for one transfer's backing descriptors (not connected yet)."""
         return TransferLink(self.socket_path, self.call_timeout)

@@ -55,6 +55,7 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "share": {"vfid": (str, True), "gid": (int, True)},
     "backing_open": {"ino": (int, True), "mode": (str, True), "reserve_bytes": (int, False)},
     "backing_settle": {"grant": (int, True)},
+    "sync": {"vfid": (str, True)},
 }
 CONNECTION_OPS = frozenset({"backing_open", "backing_settle"})
 """Ops that act on their connection's state (its grants): they get ``conn=`` too."""
@@ -109,6 +110,7 @@ class Service(Protocol):
         self, *, conn: Connection, ino: int, mode: str, reserve_bytes: int = 0
     ) -> dict[str, Any]: ...
     async def backing_settle(self, *, conn: Connection, grant: int) -> dict[str, Any]: ...
+    async def sync(self, *, vfid: str) -> dict[str, Any]: ...
     async def connection_closed(self, conn: Connection) -> None:
         """Settle what the connection left (its grants)."""
 

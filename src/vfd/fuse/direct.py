@@ -18,6 +18,7 @@ only until the next await, as the inode table's interface asks.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import stat
@@ -36,6 +37,15 @@ from vfd.fuse.usage import OpenFile
 log = logging.getLogger("vfd.fuse.direct")
 
 MODES = {"read": os.O_RDONLY, "write": os.O_WRONLY}
+_syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+_syncfs.argtypes = [ctypes.c_int]
+
+
+def syncfs(fd: int) -> None:
+    """``syncfs(2)``: write everything of the file system holding ``fd`` to disk. Blocking."""
+    if _syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 @dataclass(eq=False)

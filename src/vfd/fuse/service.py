@@ -23,9 +23,10 @@ from vfd.folders.quota import Limits, Usage, scan_scope, scan_trees
 from vfd.fuse import groups, persist
 from vfd.fuse.clone import CloneJobs
 from vfd.fuse.control import Connection
-from vfd.fuse.direct import DirectGrants
+from vfd.fuse.direct import DirectGrants, syncfs
 from vfd.fuse.guard import COUNTS
 from vfd.fuse.libfuse import FastPathStatus
+from vfd.fuse.ops_base import proc_path
 from vfd.fuse.registry import Registry, check_vfid
 from vfd.fuse.usage import ScopeUsage
 
@@ -198,6 +199,19 @@ class MountdService:
 
     async def connection_closed(self, conn: Connection) -> None:
         self.direct.settle_all(conn)
+
+    async def sync(self, *, vfid: str) -> dict[str, Any]:
+        """``syncfs`` of the file system holding an attached folder (after uploads that
+        skipped their own fsync)."""
+        folder = self.reg.folders.get(check_vfid(vfid))
+        if folder is None:
+            raise VfdError(ErrorCode.VFOLDER_NOT_FOUND, f"folder {vfid} is not attached", vfid=vfid)
+        fd = os.open(proc_path(folder.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            await trio.to_thread.run_sync(syncfs, fd)
+        finally:
+            os.close(fd)
+        return {"vfid": vfid}
 
     # -- the store -----------------------------------------------------------------------
 

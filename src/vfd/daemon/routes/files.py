@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -14,7 +15,15 @@ from starlette.types import Receive, Scope, Send
 
 from vfd import wirenames
 from vfd.daemon.errors import error_response
-from vfd.daemon.routes.deps import INT64_MAX, JSON, Body, CallerDep, DaemonDep, run_files
+from vfd.daemon.routes.deps import (
+    INT64_MAX,
+    JSON,
+    Body,
+    CallerDep,
+    DaemonDep,
+    run_files,
+    run_mountd,
+)
 from vfd.daemon.services import transfer
 from vfd.daemon.services.files import open_folder
 from vfd.errors import ErrorCode, VfdError
@@ -207,6 +216,17 @@ def _closing(response: Response) -> Response:
     """``response``, closing the connection after it (the request body may be unread)."""
     response.headers["Connection"] = "close"
     return response
+
+
+@router.post("/sync")
+async def sync(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    """Write what was stored in the folder to disk (``syncfs`` of its file system, by
+    mountd): one call after many uploads made with ``durable=false`` makes them as durable
+    as ``durable=true`` would have, at the cost of one sync instead of one per file."""
+    fs = await run_files(open_folder, daemon, caller, name, write=True)
+    vfid = os.path.basename(fs.root)
+    await run_mountd(daemon.mountd.sync, vfid)
+    return {"vfolder": name, "synced": True}
 
 
 @router.delete("/upload")

@@ -68,6 +68,9 @@ log = logging.getLogger(__name__)
 CHUNK = 4 << 20
 """Bytes per read of a download, and the most an upload's write holds (made of the pieces
 of the body as they came, with one ``pwritev``)."""
+DIRECT_MIN = 1 << 20
+"""Transfers of fewer bytes go through the view: for them the two calls to mountd that the
+direct path costs take longer than the FUSE requests they save."""
 MIN_WRITE = 1 << 20
 """An upload's write starts with this many bytes when no write is in flight."""
 _IOV_MAX = 512
@@ -205,7 +208,7 @@ async def receive_upload(
     """Append ``body`` to the upload of ``path`` at ``offset``; once ``size`` bytes are stored
     the file appears under ``path``. Refusals that need no data come before ``body`` is read,
     the quota's too when ``link`` (the transfer's own mountd connection, closed here) gives
-    the direct path.
+    the direct path (for a body of ``DIRECT_MIN`` bytes or more).
 
     An exception raised by ``body`` (the client went away) propagates after the part file is
     closed; what was written stays for a resume.
@@ -249,7 +252,7 @@ async def _store(
     The new size."""
     fd, grant = view_fd, None
     try:
-        if link is not None:
+        if link is not None and size - offset >= DIRECT_MIN:
             got = await _opened(
                 functools.partial(link.open_write, view_fd, size - offset),
                 functools.partial(_drop_grant, link),
@@ -263,9 +266,11 @@ async def _store(
     finally:
         if fd != view_fd:
             os.close(fd)  # a descriptor on the backing disk: closing it does not block
-        await _close(view_fd)
-        if grant is not None and link is not None:
-            await _settle(link, grant, path)
+        try:
+            if grant is not None and link is not None:
+                await _settle(link, grant, path)
+        finally:
+            await _close(view_fd)
 
 
 def _drop_grant(link: TransferLink, got: tuple[int, int] | None) -> None:
@@ -559,7 +564,7 @@ async def _open_download(
     except BaseException:
         await _close(fd)
         raise
-    if status == 304 or link is None:
+    if status == 304 or link is None or end - start + 1 < DIRECT_MIN:
         if status == 304:
             await _close(fd)
             return FileSource(None, 304, 0, -1, headers, name)
