@@ -4,8 +4,10 @@ backing file mountd hands over, under a quota grant it settles; the rules stay m
 from __future__ import annotations
 
 import errno
+import io
 import os
 import socket
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -299,3 +301,36 @@ def test_direct_small_files_and_sync(node: Node) -> None:
     with MountdClient(node.config.mountd_socket) as mountd, pytest.raises(VfdError) as exc:
         mountd.call("sync", vfid="0" * 32)
     assert exc.value.code.value == "vfolder_not_found"
+
+
+def test_direct_archive_walks_the_backing_tree_as_the_user(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    rw = view(node, folder)
+    (rw / "d" / "sub").mkdir(parents=True)
+    (rw / "d" / "sub" / "f.txt").write_bytes(b"hello")
+    (rw / "d" / "big.bin").write_bytes(b"b" * (2 * MiB))
+    os.symlink("sub/f.txt", rw / "d" / "link")
+    (rw / "d" / "private").mkdir()
+    (rw / "d" / "private" / "p.txt").write_bytes(b"not for alice")
+    (rw / "d" / "hidden.txt").write_bytes(b"not for alice either")
+    os.chown(rw / "d" / "private", 54321, 54321)
+    os.chmod(rw / "d" / "private", 0o700)
+    os.chown(rw / "d" / "hidden.txt", 54321, 54321)
+    os.chmod(rw / "d" / "hidden.txt", 0o600)
+    for p in ("d", "d/sub", "d/sub/f.txt", "d/big.bin", "d/link"):
+        os.chown(rw / p, alice["uid"], alice["gid"], follow_symlinks=False)
+    counts = health(node)["requests"]
+    with node.http(alice["email"]) as http:
+        r = http.get(
+            f"/v1/vfolders/{folder['name']}/download", params={"path": "d", "archive": "true"}
+        )
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+        names = sorted(tar.getnames())
+        assert tar.extractfile("d/sub/f.txt").read() == b"hello"  # type: ignore[union-attr]
+        assert tar.extractfile("d/big.bin").read() == b"b" * (2 * MiB)  # type: ignore[union-attr]
+        assert tar.getmember("d/link").linkname == "sub/f.txt"
+    # what alice may not read is left out, as through the view
+    assert names == ["d", "d/big.bin", "d/link", "d/sub", "d/sub/f.txt"]
+    assert health(node)["requests"].get("read", 0) == counts.get("read", 0)

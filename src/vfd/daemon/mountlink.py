@@ -252,6 +252,12 @@ class TransferLink:
         got = self._backing(view_fd, "read")
         return None if got is None else got[0]
 
+    def open_dir(self, view_fd: int) -> int | None:
+        """The backing directory of ``view_fd`` (a directory open through a view), or None
+        when mountd offers no direct path."""
+        got = self._backing(view_fd, "dir")
+        return None if got is None else got[0]
+
     def open_write(self, view_fd: int, reserve_bytes: int) -> tuple[int, int] | None:
         """The backing file of ``view_fd`` opened for writing and the grant's number, with
         ``reserve_bytes`` of quota reserved (``quota_exceeded`` otherwise); None when mountd

@@ -404,6 +404,19 @@ class FolderFS:
                 os.close(ffd)
                 raise
 
+    def open_dir(self, path: str) -> int:
+        """An ``O_RDONLY`` fd on the directory at ``path`` (links not followed; the caller
+        closes it): the user must be able to list it."""
+        parts = split_path(path)
+        with self._session() as root_fd:
+            fd = self._walk(root_fd, parts, path)
+            try:
+                return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            finally:
+                os.close(fd)
+
     def walk_files(self) -> list[tuple[str, os.stat_result]]:
         """``(path, lstat)`` of every entry below the root that is not a directory.
 
@@ -639,17 +652,32 @@ def is_part_name(name: str) -> bool:
     )
 
 
-def write_tar(fs: FolderFS, path: str, out: BinaryIO, skipped: list[str] | None = None) -> None:
+def write_tar(
+    fs: FolderFS,
+    path: str,
+    out: BinaryIO,
+    skipped: list[str] | None = None,
+    *,
+    backing: int | None = None,
+) -> None:
     """Stream ``path`` (a directory or a file) as a tar archive into ``out``.
 
     The tree is walked with directory fds and ``O_NOFOLLOW``: links are archived as links, and
     an entry swapped for a link during the walk is skipped, never followed. FIFOs, sockets and
     devices are skipped without being opened (a FIFO would block the open); each entry left
     out that way is added to ``skipped`` as ``"<archive name> (<what it is>)"``.
+
+    ``backing`` is the directory ``path`` in the backing tree (from mountd, once the daemon
+    opened it through the view): the walk then runs below it, as the user (so permissions
+    apply as through the view), without a FUSE request per entry. It is not closed here.
     """
     skipped = [] if skipped is None else skipped
     parts = split_path(path)
     base = parts[-1] if parts else "folder"
+    if backing is not None:
+        with acting_as(fs.ident), tarfile.open(fileobj=out, mode="w|") as tar:
+            _tar_dir(tar, backing, base, skipped)
+        return
     with fs._session() as root_fd, tarfile.open(fileobj=out, mode="w|") as tar:
         top = fs._walk(root_fd, parts[:-1], path) if parts else os.dup(root_fd)
         try:

@@ -36,7 +36,7 @@ from vfd.fuse.usage import OpenFile
 
 log = logging.getLogger("vfd.fuse.direct")
 
-MODES = {"read": os.O_RDONLY, "write": os.O_WRONLY}
+MODES = {"read": os.O_RDONLY, "write": os.O_WRONLY, "dir": os.O_RDONLY | os.O_DIRECTORY}
 _syncfs = ctypes.CDLL(None, use_errno=True).syncfs
 _syncfs.argtypes = [ctypes.c_int]
 
@@ -72,10 +72,16 @@ class DirectGrants:
         if mode not in MODES:
             raise VfdError(
                 ErrorCode.INVALID_ARGUMENT,
-                f"backing_open: mode must be 'read' or 'write', not {mode!r}",
+                f"backing_open: mode must be 'read', 'write' or 'dir', not {mode!r}",
                 field="mode",
             )
         inode = self.reg.table.get(ino)
+        if mode == "dir":
+            if inode is None or inode.folder.detached:
+                raise VfdError(ErrorCode.PATH_NOT_FOUND, f"inode {ino} is not known", ino=ino)
+            if not stat.S_ISDIR(inode.mode):
+                raise VfdError(ErrorCode.NOT_A_DIRECTORY, f"inode {ino} is not a directory")
+            return inode
         if inode is not None and not inode.folder.detached and not stat.S_ISREG(inode.mode):
             raise VfdError(
                 ErrorCode.NOT_A_REGULAR_FILE, f"inode {ino} is not a regular file", ino=ino
@@ -92,14 +98,17 @@ class DirectGrants:
 
     def open(self, conn: Connection, ino: int, mode: str, reserve_bytes: int) -> dict[str, Any]:
         """The backing file of inode ``ino`` reopened for ``mode``, left in
-        ``conn.outgoing``; a write reserves ``reserve_bytes`` first and opens a grant."""
+        ``conn.outgoing``; a write reserves ``reserve_bytes`` first and opens a grant.
+        ``dir`` opens a directory (for an archive: the daemon walks below it as the user)."""
         inode = self._inode(ino, mode)
         fd = os.open(proc_path(inode.fd), MODES[mode] | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != inode.key or not stat.S_ISREG(st.st_mode):
+            if (st.st_dev, st.st_ino) != inode.key or stat.S_IFMT(st.st_mode) != stat.S_IFMT(
+                inode.mode
+            ):
                 raise VfdError(ErrorCode.PATH_NOT_FOUND, f"inode {ino} changed", ino=ino)
-            if mode == "read":
+            if mode != "write":
                 conn.outgoing.append(fd)
                 return {"size": st.st_size}
             usage = inode.folder.usage

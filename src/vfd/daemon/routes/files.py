@@ -287,7 +287,7 @@ async def download(
     fs = await run_files(open_folder, daemon, caller, name, write=False)
     source: transfer.Source
     if archive:
-        source = await transfer.open_archive(fs, path)
+        source = await transfer.open_archive(fs, path, daemon.mountd.transfer())
     else:
         try:
             source = await transfer.open_download(

@@ -599,29 +599,41 @@ class TarSource:
     status = 200
     media_type = "application/x-tar"
 
-    def __init__(self, fs: FolderFS, path: str) -> None:
+    def __init__(self, fs: FolderFS, path: str, backing: int | None = None) -> None:
+        """``backing``: the directory ``path`` in the backing tree (``write_tar``), owned
+        (closed) by this source from here on."""
         self.headers: dict[str, str] = {}
         self.filename = (path.rstrip("/").rsplit("/", 1)[-1] or "folder") + ".tar"
         self._failure: list[BaseException] = []
-        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        try:
+            rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        except BaseException:
+            if backing is not None:
+                os.close(backing)
+            raise
         self._reader = _Reader(rfd)
         self._thread = threading.Thread(
-            target=self._produce, args=(fs, path, wfd), name="vfd-tar", daemon=True
+            target=self._produce, args=(fs, path, wfd, backing), name="vfd-tar", daemon=True
         )
         try:
             self._thread.start()
         except BaseException:
             os.close(rfd)
             os.close(wfd)
+            if backing is not None:
+                os.close(backing)
             raise
 
-    def _produce(self, fs: FolderFS, path: str, wfd: int) -> None:
+    def _produce(self, fs: FolderFS, path: str, wfd: int, backing: int | None) -> None:
         skipped: list[str] = []
         try:
             with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
-                write_tar(fs, path, out, skipped)
+                write_tar(fs, path, out, skipped, backing=backing)
         except BaseException as exc:  # reported by truncating the stream
             self._failure.append(exc)
+        finally:
+            if backing is not None:
+                os.close(backing)
         if skipped:  # FIFOs, sockets, devices: left out, as unreadable entries are
             more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
             log.info(
@@ -644,14 +656,29 @@ class TarSource:
         await self._reader.aclose()
 
 
-async def open_archive(fs: FolderFS, path: str) -> TarSource:
+async def open_archive(fs: FolderFS, path: str, link: TransferLink | None = None) -> TarSource:
     """A tar stream of ``path``; a path that cannot be read fails here, before any answer,
-    and so does a FIFO, socket or device (``not_a_regular_file``: nothing to archive)."""
-    entry = await _bounded(functools.partial(fs.stat, path))
-    if entry["type"] == "other":
-        raise VfdError(
-            ErrorCode.NOT_A_REGULAR_FILE,
-            f"{path} is a FIFO, socket or device: nothing to archive",
-            path=path,
-        )
-    return TarSource(fs, path)
+    and so does a FIFO, socket or device (``not_a_regular_file``: nothing to archive).
+
+    A directory is opened through the view as the user (who must be able to list it), then
+    walked in the backing tree below the directory mountd hands over for it, when ``link``
+    (closed here) gives the direct path."""
+    try:
+        entry = await _bounded(functools.partial(fs.stat, path))
+        if entry["type"] == "other":
+            raise VfdError(
+                ErrorCode.NOT_A_REGULAR_FILE,
+                f"{path} is a FIFO, socket or device: nothing to archive",
+                path=path,
+            )
+        backing = None
+        if entry["type"] == "dir" and link is not None:
+            dfd = await _opened(functools.partial(fs.open_dir, path), os.close)
+            try:
+                backing = await _opened(functools.partial(link.open_dir, dfd), _close_late_read)
+            finally:
+                await _close(dfd)
+        return TarSource(fs, path, backing)
+    finally:
+        if link is not None:
+            link.close()
