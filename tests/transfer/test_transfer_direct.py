@@ -334,3 +334,64 @@ def test_direct_archive_walks_the_backing_tree_as_the_user(node: Node) -> None:
     # what alice may not read is left out, as through the view
     assert names == ["d", "d/big.bin", "d/link", "d/sub", "d/sub/f.txt"]
     assert health(node)["requests"].get("read", 0) == counts.get("read", 0)
+
+
+def _tar(entries: list[tuple[str, bytes | None]], *, mode: int = 0o640) -> bytes:
+    """A tar archive of files (bytes) and directories (None), in order."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o750
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), mode
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_archive_upload_unpacks_a_tree_at_once_as_the_user(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    files = [(f"src/d{i % 7}/f{i}.txt", os.urandom(4096)) for i in range(200)]
+    body = _tar([("src", None), *files, ("src/big.bin", os.urandom(3 * MiB))])
+    url = f"/v1/vfolders/{folder['name']}/upload-archive"
+    with node.http(alice["email"]) as http:
+        r = http.put(url, params={"key": "tree-up-1"}, content=body)
+        assert r.status_code == 200, r.text
+        made = r.json()
+        assert (made["entries"], made["files"], made["durable"]) == (["src"], 201, True)
+        assert made["dirs"] == 8 and made["skipped"] == []
+        # an existing top-level name is refused, and nothing of the second archive stays
+        again = http.put(url, params={"key": "tree-up-2"}, content=_tar([("src/x", b"x")]))
+        assert again.status_code == 409 and again.json()["error"]["code"] == "path_exists"
+        bad = http.put(url, params={"key": "tree-up-3"}, content=_tar([("../x", b"x")]))
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_path"
+    backing = node.backing(folder)
+    assert sorted(p.name for p in backing.iterdir()) == ["src"]
+    for name, data in files:
+        st = (backing / name).stat()
+        assert (backing / name).read_bytes() == data
+        assert (st.st_uid, st.st_mode & 0o777, st.st_mtime) == (alice["uid"], 0o640, 1.7e9)
+    assert (backing / "src").stat().st_mode & 0o777 == 0o750
+    usage = node.usage(folder)
+    assert usage["used_bytes"] == 200 * 4096 + 3 * MiB
+    assert usage["used_files"] == 1 + 7 + 201
+
+
+def test_archive_upload_past_the_quota_leaves_nothing(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    node.cli.ok("admin", "quota", "set", "--user", alice["email"], "--bytes", "1M")
+    body = _tar([(f"t/f{i}", os.urandom(100 * KiB)) for i in range(20)])
+    with node.http(alice["email"]) as http:
+        r = http.put(
+            f"/v1/vfolders/{folder['name']}/upload-archive",
+            params={"key": "tree-quota-1", "durable": "false"},
+            content=body,
+        )
+    assert r.status_code == 507 and r.json()["error"]["code"] == "quota_exceeded", r.text
+    assert list(node.backing(folder).iterdir()) == []
+    assert node.usage(folder)["used_bytes"] == 0

@@ -760,3 +760,241 @@ def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
     elif stat.S_ISREG(st.st_mode):
         info.size = st.st_size
     return info
+
+
+# -- archive uploads -----------------------------------------------------------------------
+# A tar stream is unpacked through the view, as the user, into a staging directory
+# ``.vfd-upload-<key>.part`` inside the target directory; its top-level entries are renamed
+# into the target once the whole archive is in, so the tree appears at once. Every file is
+# created, written and given its mode through the view: ownership, group-sharing, read-only
+# views and quota are mountd's, as for any other write.
+
+
+@dataclass
+class Unpacked:
+    """What an archive upload made: its top-level names, counts, what it left out."""
+
+    entries: list[str]
+    files: int = 0
+    dirs: int = 0
+    links: int = 0
+    bytes: int = 0
+    skipped: list[str] | None = None
+
+
+def _member_parts(name: str) -> list[str]:
+    """The components of an archive member's name; refuses one that would leave the
+    staging directory (absolute, ``..``) or is empty."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or name.startswith("/") or ".." in parts:
+        raise VfdError(
+            ErrorCode.INVALID_PATH,
+            f"archive member {name!r} is absolute, empty or goes up ('..')",
+            path=name,
+        )
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
+            raise VfdError(ErrorCode.NAME_TOO_LONG, f"archive member {name!r}", path=name)
+    return parts
+
+
+class _Dirs:
+    """Directory fds below the staging directory, made on demand (``mkdir -p``), never
+    following a link; the last one used is kept open (members come directory by directory)."""
+
+    def __init__(self, top: int, made: Unpacked, modes: dict[tuple[str, ...], tuple[int, int]]):
+        self.top = top
+        self.made = made
+        self.modes = modes
+        self._last: tuple[tuple[str, ...], int] | None = None
+
+    def get(self, parts: list[str], path: str) -> int:
+        key = tuple(parts)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        fd = os.dup(self.top)
+        try:
+            for i, part in enumerate(parts):
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                    self.made.dirs += 1
+                    self.modes.setdefault(tuple(parts[: i + 1]), (0o755, -1))
+                except FileExistsError:
+                    pass
+                nxt = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        except OSError as exc:
+            os.close(fd)
+            raise os_error(exc, path) from None
+        self.close()
+        self._last = (key, fd)
+        return fd
+
+    def close(self) -> None:
+        if self._last is not None:
+            os.close(self._last[1])
+            self._last = None
+
+
+def unpack_tar(
+    fs: FolderFS, path: str, key: str, stream: BinaryIO, *, overwrite: bool = False
+) -> Unpacked:
+    """Unpack the tar ``stream`` into the directory ``path`` (see above). Blocking.
+
+    Regular files, directories and symbolic links are made; hard links, devices, FIFOs and
+    sockets are left out (listed in ``skipped``). Refuses (and removes what it made) a
+    member that would leave the directory, a top-level name that exists already (unless
+    ``overwrite``, which replaces files, never directories), and whatever mountd refuses
+    (``quota_exceeded``, ``read_only``, ...).
+    """
+    staging = _part_name(key)
+    parts = split_path(path)
+    made = Unpacked(entries=[], skipped=[])
+    modes: dict[tuple[str, ...], tuple[int, int]] = {}
+    with fs._session() as root_fd:
+        dfd = fs._walk(root_fd, parts, path)
+        try:
+            try:
+                os.mkdir(staging, 0o700, dir_fd=dfd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            try:
+                top = os.open(staging, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=dfd)
+                try:
+                    _unpack(stream, top, made, modes, path)
+                finally:
+                    os.close(top)
+                _place(dfd, staging, made, path, overwrite=overwrite)
+            except BaseException:
+                shutil.rmtree(staging, dir_fd=dfd, ignore_errors=True)
+                raise
+            try:
+                os.rmdir(staging, dir_fd=dfd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            _dir_modes(dfd, made, modes, path)
+        finally:
+            os.close(dfd)
+    return made
+
+
+def _unpack(
+    stream: BinaryIO,
+    top: int,
+    made: Unpacked,
+    modes: dict[tuple[str, ...], tuple[int, int]],
+    path: str,
+) -> None:
+    dirs = _Dirs(top, made, modes)
+    skipped = made.skipped if made.skipped is not None else []
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                parts = _member_parts(member.name)
+                where = "/".join([path, *parts]) if path else "/".join(parts)
+                if member.isdir():
+                    dirs.get(parts, where)
+                    modes[tuple(parts)] = (member.mode & 0o7777, int(member.mtime))
+                    continue
+                parent = dirs.get(parts[:-1], where)
+                name = parts[-1]
+                if member.issym():
+                    try:
+                        os.symlink(member.linkname, name, dir_fd=parent)
+                    except OSError as exc:
+                        raise os_error(exc, where) from None
+                    made.links += 1
+                elif member.isreg():
+                    made.bytes += _unpack_file(tar, member, parent, name, where)
+                    made.files += 1
+                else:
+                    skipped.append(f"{'/'.join(parts)} ({_member_kind(member)})")
+    except tarfile.TarError as exc:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT, f"the body is not a tar archive: {exc}"
+        ) from None
+    finally:
+        dirs.close()
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    if member.islnk():
+        return "a hard link"
+    if member.isfifo():
+        return "a FIFO"
+    return "a device" if member.isdev() else "an unknown kind of entry"
+
+
+def _unpack_file(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, parent: int, name: str, where: str
+) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    fd = open_regular(name, parent, flags, where, mode=0o600)
+    try:
+        src = tar.extractfile(member)
+        assert src is not None
+        written = 0
+        while chunk := src.read(1 << 20):
+            view = memoryview(chunk)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            written += len(chunk)
+        os.utime(fd, (member.mtime, member.mtime))
+        os.fchmod(fd, member.mode & 0o7777)
+        return written
+    except OSError as exc:
+        raise os_error(exc, where) from None
+    finally:
+        os.close(fd)
+
+
+def _place(dfd: int, staging: str, made: Unpacked, path: str, *, overwrite: bool) -> None:
+    """Rename the staging directory's top-level entries into ``dfd``."""
+    try:
+        sfd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    try:
+        names = sorted(os.listdir(sfd))
+        for name in names:  # every name is checked before any is placed
+            where = f"{path}/{name}" if path else name
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not overwrite or stat.S_ISDIR(st.st_mode):
+                raise VfdError(ErrorCode.PATH_EXISTS, f"{where} already exists", path=where)
+        for name in names:
+            where = f"{path}/{name}" if path else name
+            try:
+                os.rename(name, name, src_dir_fd=sfd, dst_dir_fd=dfd)
+            except OSError as exc:
+                raise os_error(exc, where) from None
+            made.entries.append(name)
+    finally:
+        os.close(sfd)
+
+
+def _dir_modes(
+    dfd: int, made: Unpacked, modes: dict[tuple[str, ...], tuple[int, int]], path: str
+) -> None:
+    """Give the unpacked directories (now below ``dfd``) their modes and mtimes, deepest
+    first (so that neither a restrictive mode nor a later change gets in the way)."""
+    dirs = _Dirs(dfd, made, {})
+    try:
+        for dparts in sorted(modes, key=len, reverse=True):
+            mode, mtime = modes[dparts]
+            where = "/".join([path, *dparts]) if path else "/".join(dparts)
+            fd = dirs.get(list(dparts), where)
+            try:
+                os.chmod(f"/proc/self/fd/{fd}", mode)
+                if mtime >= 0:
+                    os.utime(f"/proc/self/fd/{fd}", (mtime, mtime))
+            except OSError as exc:
+                raise os_error(exc, where) from None
+            finally:
+                dirs.close()
+    finally:
+        dirs.close()

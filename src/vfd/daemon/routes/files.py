@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Annotated, Any
@@ -155,6 +156,7 @@ async def upload_status(
 
 
 _OCTETS = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_TAR = {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @router.put(
@@ -216,6 +218,45 @@ def _closing(response: Response) -> Response:
     """``response``, closing the connection after it (the request body may be unread)."""
     response.headers["Connection"] = "close"
     return response
+
+
+@router.put(
+    "/upload-archive",
+    response_model=None,
+    openapi_extra={"requestBody": {"required": True, "content": _TAR}},
+)
+async def upload_archive(
+    name: str,
+    request: Request,
+    daemon: DaemonDep,
+    caller: CallerDep,
+    key: KeyQ,
+    path: RootPathQ,
+    overwrite: bool = False,
+    durable: Annotated[
+        bool, Query(description="answer only once the data is on disk (one syncfs)")
+    ] = True,
+) -> JSON | Response:
+    """Unpack a tar body into the directory ``path`` (the folder root by default): its
+    top-level entries appear there together once the whole archive is in. Regular files,
+    directories and symbolic links are made, as the caller; other entries are listed in
+    ``skipped``. An existing top-level name is refused (``409 path_exists``) unless
+    ``overwrite`` (files only). Every refusal removes what was unpacked and closes the
+    connection (docs/transfers.md)."""
+    try:
+        fs = await run_files(open_folder, daemon, caller, name, write=True)
+        vfid = os.path.basename(fs.root)
+        sync = functools.partial(daemon.mountd.sync, vfid) if durable else None
+        result = await transfer.receive_archive(
+            fs, request.stream(), path=path, key=key, overwrite=overwrite, sync=sync
+        )
+        return _echo(result)
+    except VfdError as exc:
+        return _closing(error_response(exc))
+    except ClientDisconnect:
+        log.info("archive upload into %s: the client went away mid-body", name)
+        err = VfdError(ErrorCode.INVALID_ARGUMENT, "the request body ended early", path=path)
+        return _closing(error_response(err))
 
 
 @router.post("/sync")

@@ -46,8 +46,10 @@ its owner (the route's response) however the exchange ends, after any read still
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import hashlib
+import io
 import logging
 import os
 import re
@@ -60,7 +62,7 @@ from vfd import wirenames
 from vfd.daemon import runtime
 from vfd.daemon.mountlink import TransferLink
 from vfd.daemon.runtime import Pool
-from vfd.daemon.userfs import FolderFS, os_error, write_tar
+from vfd.daemon.userfs import FolderFS, os_error, unpack_tar, write_tar
 from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
@@ -356,6 +358,82 @@ def _write_all(fd: int, pieces: list[bytes], pos: int, path: str) -> int:
     except OSError as exc:
         raise os_error(exc, path) from None
     return total
+
+
+# -- archive uploads -----------------------------------------------------------------------
+
+
+class _BodyFile(io.RawIOBase):
+    """A request body as a blocking file, for a worker thread: each read takes the next
+    piece from the event loop. :meth:`abort` makes the next read fail."""
+
+    def __init__(self, body: AsyncIterable[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._it = body.__aiter__()
+        self._loop = loop
+        self._piece = memoryview(b"")
+        self._eof = False
+        self._aborted = False
+
+    def readable(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        self._aborted = True
+
+    async def _next(self) -> bytes | None:
+        try:
+            return await self._it.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def readinto(self, b: Any) -> int:
+        while not self._piece and not self._eof:
+            if self._aborted:
+                raise OSError(errno.ECANCELED, "the upload was cancelled")
+            piece = asyncio.run_coroutine_threadsafe(self._next(), self._loop).result()
+            if piece is None:
+                self._eof = True
+            else:
+                self._piece = memoryview(piece)
+        n = min(len(b), len(self._piece))
+        b[:n] = self._piece[:n]
+        self._piece = self._piece[n:]
+        return n
+
+
+async def receive_archive(
+    fs: FolderFS,
+    body: AsyncIterable[bytes],
+    *,
+    path: str,
+    key: str,
+    overwrite: bool = False,
+    sync: Callable[[], object] | None = None,
+) -> dict[str, Any]:
+    """Unpack the tar ``body`` into the directory ``path`` through the view, as the user
+    (:func:`~vfd.daemon.userfs.unpack_tar`): one request for a whole tree. ``sync`` (mountd's
+    ``syncfs`` of the folder) runs once at the end, for a durable answer."""
+    raw = _BodyFile(body, asyncio.get_running_loop())
+    stream = io.BufferedReader(raw, CHUNK)
+    try:
+        made = await _in_thread(
+            functools.partial(unpack_tar, fs, path, key, stream, overwrite=overwrite)
+        )
+    except BaseException:
+        raw.abort()
+        raise
+    if sync is not None:
+        await runtime.current().run(Pool.MOUNTD, sync)
+    return {
+        "path": path,
+        **wirenames.list_fields("entries", made.entries),
+        "files": made.files,
+        "dirs": made.dirs,
+        "links": made.links,
+        "bytes": made.bytes,
+        "skipped": made.skipped or [],
+        "durable": sync is not None,
+    }
 
 
 # -- downloads -----------------------------------------------------------------------------
