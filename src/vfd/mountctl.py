@@ -31,10 +31,13 @@ clone        vfid, host, scope, path (the new folder),        a clone job: {vfid
 clone_status vfid                                             the clone job
 clone_cancel vfid                                             the clone job, once it stopped
 share        vfid, gid                                        {vfid, gid, changed}
-backing_open ino, mode (``read``/``write``/``dir``),          {size, grant (write only),
-             reserve_bytes (write only, optional)             reserved} and one fd (SCM_RIGHTS)
-backing_     grant                                            {size, grown}
-settle
+backing_open ino, mode (``read``/``write``/``dir``/``tree``),  {size} / {grant, reserved,
+             reserve_bytes, reserve_files, name (tree)        reserved_files}; one fd
+                                                              (SCM_RIGHTS)
+backing_     grant, reserve_bytes, reserve_files (a tree)     {reserved, reserved_files}
+reserve
+backing_     grant                                            {size, grown} (a file),
+settle                                                        {bytes, files} (a tree)
 sync         vfid                                             {vfid}
 ============ ================================================ ==================================
 
@@ -55,14 +58,18 @@ caller holds open through a view). mountd refuses an inode it does not know or t
 holds open through the mount (``path_not_found``), anything but a regular file
 (``not_a_regular_file``), and ``write`` through ``ro/`` (``read_only``); it answers with the
 backing file reopened ``O_RDONLY`` or ``O_WRONLY``, passed with ``SCM_RIGHTS`` on the reply
-line. ``dir`` opens a directory the kernel knows (``not_a_directory`` otherwise) ``O_RDONLY``,
-for an archive the daemon writes by walking below it as the user. ``write`` first reserves
-``reserve_bytes`` of the folder's quota (``quota_exceeded``, nothing reserved) and answers a
-``grant`` number; ``backing_settle`` accounts the file's real size change, gives back the rest
-of the reservation and drops the kernel's caches of the inode in both views. Grants belong to
-their connection: mountd settles those still open when it closes. ``sync`` writes everything of
-the file system holding an attached folder to disk (``syncfs``): one call after many uploads
-made with ``durable=false``.
+line. ``write`` first reserves ``reserve_bytes`` of the folder's quota (``quota_exceeded``,
+nothing reserved) and answers a ``grant`` number; ``backing_settle`` accounts the file's real
+size change, gives back the rest of the reservation and drops the kernel's caches of the
+inode in both views. ``dir`` opens a directory the kernel knows (``not_a_directory``
+otherwise), for an archive the daemon writes by walking below it as the user. ``tree`` (rw/
+only) opens a directory with a grant to make one new entry ``name`` below it (``path_exists``
+if it is there), reserving ``reserve_bytes`` and ``reserve_files`` (more with
+``backing_reserve``); settling it counts that entry's tree as a rescan would, charges
+exactly that, applies the folder's group-sharing rule to it, and drops the kernel's cached
+entry of the name. Grants belong to their connection: mountd settles those still open when
+it closes. ``sync`` writes everything of the file system holding an attached folder to disk
+(``syncfs``): one call after many uploads made with ``durable=false``.
 
 A ``mountd_unavailable`` error carries ``not_running: true`` only when it proves that no mountd
 runs: the socket file is missing or ``connect()`` was refused. A timeout or a connection lost
@@ -95,6 +102,7 @@ OPS = (
     "clone_cancel",
     "share",
     "backing_open",
+    "backing_reserve",
     "backing_settle",
     "sync",
 )

@@ -358,8 +358,13 @@ def test_archive_upload_unpacks_a_tree_at_once_as_the_user(node: Node) -> None:
     files = [(f"src/d{i % 7}/f{i}.txt", os.urandom(4096)) for i in range(200)]
     body = _tar([("src", None), *files, ("src/big.bin", os.urandom(3 * MiB))])
     url = f"/v1/vfolders/{folder['name']}/upload-archive"
+    counts = health(node)["requests"]
     with node.http(alice["email"]) as http:
         r = http.put(url, params={"key": "tree-up-1"}, content=body)
+        after = health(node)
+        for op in ("create", "write", "mkdir"):  # made in the backing tree, not through FUSE
+            assert after["requests"].get(op, 0) == counts.get(op, 0), op
+        assert after["direct_grants"] == 0
         assert r.status_code == 200, r.text
         made = r.json()
         assert (made["entries"], made["files"], made["durable"]) == (["src"], 201, True)
@@ -395,3 +400,18 @@ def test_archive_upload_past_the_quota_leaves_nothing(node: Node) -> None:
     assert r.status_code == 507 and r.json()["error"]["code"] == "quota_exceeded", r.text
     assert list(node.backing(folder).iterdir()) == []
     assert node.usage(folder)["used_bytes"] == 0
+
+
+def test_archive_upload_cut_short_leaves_nothing(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    body = _tar([(f"t/f{i}", os.urandom(64 * KiB)) for i in range(64)])
+    url = f"/v1/vfolders/{folder['name']}/upload-archive?key=tree-cut-1"
+    with raw_request(node, "PUT", url, alice["email"], len(body)) as sock:
+        sock.sendall(body[: len(body) // 2])
+        wait_for("the tree grant", lambda: health(node)["direct_grants"] == 1)
+        wait_for("data unpacked", lambda: node.usage(folder)["used_files"] > 0)
+    wait_for("the grant settled", lambda: health(node)["direct_grants"] == 0)
+    assert list(node.backing(folder).iterdir()) == []
+    usage = node.usage(folder)
+    assert (usage["used_bytes"], usage["used_files"]) == (0, 0)

@@ -227,7 +227,9 @@ class TransferLink:
             if closed:
                 self._client.close()
 
-    def _backing(self, view_fd: int, mode: str, **fields: int) -> tuple[int, int | None] | None:
+    def _backing(
+        self, view_fd: int, mode: str, **fields: int | str
+    ) -> tuple[int, int | None] | None:
         ino = os.fstat(view_fd).st_ino  # the FUSE inode number of the view's file
         try:
             result, fd = self._call(
@@ -257,6 +259,39 @@ class TransferLink:
         when mountd offers no direct path."""
         got = self._backing(view_fd, "dir")
         return None if got is None else got[0]
+
+    def open_tree(
+        self, view_fd: int, name: str, reserve_bytes: int, reserve_files: int
+    ) -> tuple[int, int] | None:
+        """The backing directory of ``view_fd`` (a directory open through ``rw/``) and a
+        tree grant to make its new entry ``name``, with that much reserved; None when mountd
+        offers no direct path."""
+        got = self._backing(
+            view_fd,
+            "tree",
+            reserve_bytes=reserve_bytes,
+            reserve_files=reserve_files,
+            name=name,
+        )
+        if got is None:
+            return None
+        fd, grant = got
+        if grant is None:
+            os.close(fd)
+            raise VfdError(ErrorCode.INTERNAL, "mountd granted a tree without a grant number")
+        return fd, grant
+
+    def reserve(self, grant: int, reserve_bytes: int, reserve_files: int) -> None:
+        """More room for a tree grant (``quota_exceeded`` when the quota has none)."""
+        self._call(
+            functools.partial(
+                self._client.call,
+                "backing_reserve",
+                grant=grant,
+                reserve_bytes=reserve_bytes,
+                reserve_files=reserve_files,
+            )
+        )
 
     def open_write(self, view_fd: int, reserve_bytes: int) -> tuple[int, int] | None:
         """The backing file of ``view_fd`` opened for writing and the grant's number, with

@@ -26,7 +26,7 @@ import platform
 import shutil
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -643,6 +643,12 @@ def _part_name(key: str) -> str:
     return f"{_PART_PREFIX}{key}{_PART_SUFFIX}"
 
 
+def part_name(key: str) -> str:
+    """The name of an upload's part file (or an archive upload's staging directory) for
+    ``key``; ``invalid_argument`` for a bad key."""
+    return _part_name(key)
+
+
 def is_part_name(name: str) -> bool:
     """Whether ``name`` is the name of an upload's part file."""
     return (
@@ -772,7 +778,8 @@ def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
 
 @dataclass
 class Unpacked:
-    """What an archive upload made: its top-level names, counts, what it left out."""
+    """What an archive upload made: its top-level names, counts, what it left out, and the
+    modes and mtimes its directories get once placed."""
 
     entries: list[str]
     files: int = 0
@@ -780,6 +787,42 @@ class Unpacked:
     links: int = 0
     bytes: int = 0
     skipped: list[str] | None = None
+    modes: dict[tuple[str, ...], tuple[int, int]] | None = None
+
+
+class Budget:
+    """The quota an unpacking may still use of its grant (the backing-tree path), asked for
+    in chunks as it goes (``reserve(bytes, files)`` raises ``quota_exceeded``): nothing is
+    made past what mountd granted."""
+
+    CHUNK_BYTES = 64 << 20
+    CHUNK_FILES = 4096
+
+    def __init__(self, reserve: Callable[[int, int], object], nbytes: int, files: int) -> None:
+        self._reserve = reserve
+        self.bytes = nbytes
+        self.files = files
+
+    def take(self, nbytes: int, files: int) -> None:
+        short_b = max(nbytes - self.bytes, 0)
+        short_f = max(files - self.files, 0)
+        if short_b or short_f:
+            more_b = max(short_b, self.CHUNK_BYTES) if short_b else 0
+            more_f = max(short_f, self.CHUNK_FILES) if short_f else 0
+            try:
+                self._reserve(more_b, more_f)
+            except VfdError as exc:
+                if exc.code is not ErrorCode.QUOTA_EXCEEDED or (more_b, more_f) == (
+                    short_b,
+                    short_f,
+                ):
+                    raise
+                more_b, more_f = short_b, short_f  # a chunk too many: just what is needed
+                self._reserve(more_b, more_f)
+            self.bytes += more_b
+            self.files += more_f
+        self.bytes -= nbytes
+        self.files -= files
 
 
 def _member_parts(name: str) -> list[str]:
@@ -802,10 +845,17 @@ class _Dirs:
     """Directory fds below the staging directory, made on demand (``mkdir -p``), never
     following a link; the last one used is kept open (members come directory by directory)."""
 
-    def __init__(self, top: int, made: Unpacked, modes: dict[tuple[str, ...], tuple[int, int]]):
+    def __init__(
+        self,
+        top: int,
+        made: Unpacked,
+        modes: dict[tuple[str, ...], tuple[int, int]],
+        budget: Budget | None = None,
+    ):
         self.top = top
         self.made = made
         self.modes = modes
+        self.budget = budget
         self._last: tuple[tuple[str, ...], int] | None = None
 
     def get(self, parts: list[str], path: str) -> int:
@@ -816,6 +866,8 @@ class _Dirs:
         try:
             for i, part in enumerate(parts):
                 try:
+                    if self.budget is not None and not _lexists(part, fd):
+                        self.budget.take(0, 1)
                     os.mkdir(part, 0o700, dir_fd=fd)
                     self.made.dirs += 1
                     self.modes.setdefault(tuple(parts[: i + 1]), (0o755, -1))
@@ -827,6 +879,9 @@ class _Dirs:
         except OSError as exc:
             os.close(fd)
             raise os_error(exc, path) from None
+        except BaseException:
+            os.close(fd)
+            raise
         self.close()
         self._last = (key, fd)
         return fd
@@ -885,8 +940,9 @@ def _unpack(
     made: Unpacked,
     modes: dict[tuple[str, ...], tuple[int, int]],
     path: str,
+    budget: Budget | None = None,
 ) -> None:
-    dirs = _Dirs(top, made, modes)
+    dirs = _Dirs(top, made, modes, budget)
     skipped = made.skipped if made.skipped is not None else []
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -899,6 +955,8 @@ def _unpack(
                     continue
                 parent = dirs.get(parts[:-1], where)
                 name = parts[-1]
+                if budget is not None and (member.issym() or member.isreg()):
+                    budget.take(member.size if member.isreg() else 0, 1)
                 if member.issym():
                     try:
                         os.symlink(member.linkname, name, dir_fd=parent)
@@ -930,7 +988,8 @@ def _unpack_file(
     tar: tarfile.TarFile, member: tarfile.TarInfo, parent: int, name: str, where: str
 ) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-    fd = open_regular(name, parent, flags, where, mode=0o600)
+    mode = member.mode & 0o7777
+    fd = open_regular(name, parent, flags, where, mode=mode & 0o777)
     try:
         src = tar.extractfile(member)
         assert src is not None
@@ -942,7 +1001,8 @@ def _unpack_file(
                 view = view[n:]
             written += len(chunk)
         os.utime(fd, (member.mtime, member.mtime))
-        os.fchmod(fd, member.mode & 0o7777)
+        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:  # the umask took bits, or set-id bits
+            os.fchmod(fd, mode)
         return written
     except OSError as exc:
         raise os_error(exc, where) from None
@@ -998,3 +1058,59 @@ def _dir_modes(
                 dirs.close()
     finally:
         dirs.close()
+
+
+def unpack_tar_backing(
+    fs: FolderFS, path: str, key: str, stream: BinaryIO, backing: int, budget: Budget
+) -> Unpacked:
+    """Unpack the tar ``stream`` into the staging directory ``.vfd-upload-<key>.part`` made
+    below ``backing`` — the directory ``path`` in the backing tree, from mountd under a tree
+    grant — acting as the user, within ``budget``. Removes what it made when it fails.
+    Blocking. The caller settles the grant, then places the tree (:func:`place_unpacked`)."""
+    staging = _part_name(key)
+    made = Unpacked(entries=[], skipped=[], modes={})
+    assert made.modes is not None
+    with acting_as(fs.ident):
+        try:
+            budget.take(0, 1)
+            try:
+                os.mkdir(staging, 0o700, dir_fd=backing)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            try:
+                top = os.open(staging, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY, dir_fd=backing)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            try:
+                _unpack(stream, top, made, made.modes, path, budget)
+            finally:
+                os.close(top)
+        except BaseException:
+            shutil.rmtree(staging, dir_fd=backing, ignore_errors=True)
+            raise
+    return made
+
+
+def place_unpacked(
+    fs: FolderFS, path: str, key: str, made: Unpacked, *, overwrite: bool = False
+) -> None:
+    """Move the staging directory's top-level entries into ``path`` through the view (so
+    mountd sees the renames), give the directories their modes, remove the staging
+    directory; on a refusal the staging tree is removed (through the view). Blocking."""
+    staging = _part_name(key)
+    parts = split_path(path)
+    with fs._session() as root_fd:
+        dfd = fs._walk(root_fd, parts, path)
+        try:
+            try:
+                _place(dfd, staging, made, path, overwrite=overwrite)
+            except BaseException:
+                shutil.rmtree(staging, dir_fd=dfd, ignore_errors=True)
+                raise
+            try:
+                os.rmdir(staging, dir_fd=dfd)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            _dir_modes(dfd, made, made.modes or {}, path)
+        finally:
+            os.close(dfd)

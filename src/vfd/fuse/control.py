@@ -53,11 +53,22 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "clone_status": {"vfid": (str, True)},
     "clone_cancel": {"vfid": (str, True)},
     "share": {"vfid": (str, True), "gid": (int, True)},
-    "backing_open": {"ino": (int, True), "mode": (str, True), "reserve_bytes": (int, False)},
+    "backing_open": {
+        "ino": (int, True),
+        "mode": (str, True),
+        "reserve_bytes": (int, False),
+        "reserve_files": (int, False),
+        "name": (str, False),
+    },
+    "backing_reserve": {
+        "grant": (int, True),
+        "reserve_bytes": (int, False),
+        "reserve_files": (int, False),
+    },
     "backing_settle": {"grant": (int, True)},
     "sync": {"vfid": (str, True)},
 }
-CONNECTION_OPS = frozenset({"backing_open", "backing_settle"})
+CONNECTION_OPS = frozenset({"backing_open", "backing_reserve", "backing_settle"})
 """Ops that act on their connection's state (its grants): they get ``conn=`` too."""
 assert set(FIELDS) == set(OPS)
 
@@ -107,7 +118,17 @@ class Service(Protocol):
     async def clone_cancel(self, *, vfid: str) -> dict[str, Any]: ...
     async def share(self, *, vfid: str, gid: int) -> dict[str, Any]: ...
     async def backing_open(
-        self, *, conn: Connection, ino: int, mode: str, reserve_bytes: int = 0
+        self,
+        *,
+        conn: Connection,
+        ino: int,
+        mode: str,
+        reserve_bytes: int = 0,
+        reserve_files: int = 0,
+        name: str | None = None,
+    ) -> dict[str, Any]: ...
+    async def backing_reserve(
+        self, *, conn: Connection, grant: int, reserve_bytes: int = 0, reserve_files: int = 0
     ) -> dict[str, Any]: ...
     async def backing_settle(self, *, conn: Connection, grant: int) -> dict[str, Any]: ...
     async def sync(self, *, vfid: str) -> dict[str, Any]: ...

@@ -188,17 +188,29 @@ class MountdService:
     # -- the direct data path of transfers (vfd.fuse.direct) ---------------------------
 
     async def backing_open(
-        self, *, conn: Connection, ino: int, mode: str, reserve_bytes: int = 0
+        self,
+        *,
+        conn: Connection,
+        ino: int,
+        mode: str,
+        reserve_bytes: int = 0,
+        reserve_files: int = 0,
+        name: str | None = None,
     ) -> dict[str, Any]:
-        return self.direct.open(conn, ino, mode, reserve_bytes)
+        return self.direct.open(conn, ino, mode, reserve_bytes, reserve_files, name)
+
+    async def backing_reserve(
+        self, *, conn: Connection, grant: int, reserve_bytes: int = 0, reserve_files: int = 0
+    ) -> dict[str, Any]:
+        return self.direct.reserve(conn, grant, reserve_bytes, reserve_files)
 
     async def backing_settle(self, *, conn: Connection, grant: int) -> dict[str, Any]:
-        settled = self.direct.settle(conn, grant)
-        await self.reg.notifier.drain()  # no stale size or page cached by the reply
+        settled = await self.direct.settle(conn, grant)
+        await self.reg.notifier.drain()  # no stale size, page or name cached by the reply
         return settled
 
     async def connection_closed(self, conn: Connection) -> None:
-        self.direct.settle_all(conn)
+        await self.direct.settle_all(conn)
 
     async def sync(self, *, vfid: str) -> dict[str, Any]:
         """``syncfs`` of the file system holding an attached folder (after uploads that

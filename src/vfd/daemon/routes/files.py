@@ -248,7 +248,13 @@ async def upload_archive(
         vfid = os.path.basename(fs.root)
         sync = functools.partial(daemon.mountd.sync, vfid) if durable else None
         result = await transfer.receive_archive(
-            fs, request.stream(), path=path, key=key, overwrite=overwrite, sync=sync
+            fs,
+            request.stream(),
+            path=path,
+            key=key,
+            overwrite=overwrite,
+            sync=sync,
+            link=daemon.mountd.transfer(),
         )
         return _echo(result)
     except VfdError as exc:

@@ -56,13 +56,23 @@ import re
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from email.utils import formatdate
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 from vfd import wirenames
 from vfd.daemon import runtime
 from vfd.daemon.mountlink import TransferLink
 from vfd.daemon.runtime import Pool
-from vfd.daemon.userfs import FolderFS, os_error, unpack_tar, write_tar
+from vfd.daemon.userfs import (
+    Budget,
+    FolderFS,
+    Unpacked,
+    os_error,
+    part_name,
+    place_unpacked,
+    unpack_tar,
+    unpack_tar_backing,
+    write_tar,
+)
 from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
@@ -409,19 +419,32 @@ async def receive_archive(
     key: str,
     overwrite: bool = False,
     sync: Callable[[], object] | None = None,
+    link: TransferLink | None = None,
 ) -> dict[str, Any]:
-    """Unpack the tar ``body`` into the directory ``path`` through the view, as the user
-    (:func:`~vfd.daemon.userfs.unpack_tar`): one request for a whole tree. ``sync`` (mountd's
-    ``syncfs`` of the folder) runs once at the end, for a durable answer."""
+    """Unpack the tar ``body`` into the directory ``path``: one request for a whole tree.
+
+    With ``link`` (closed here) and a mountd that offers it, the tree is made in the backing
+    tree below the directory opened through the view, as the user, under a tree grant
+    asked for in chunks (``Budget``), settled by mountd counting what was made; then its
+    top-level entries are renamed into place through the view. Otherwise it is unpacked
+    through the view (:func:`~vfd.daemon.userfs.unpack_tar`). ``sync`` (mountd's ``syncfs``
+    of the folder) runs once at the end, for a durable answer."""
     raw = _BodyFile(body, asyncio.get_running_loop())
     stream = io.BufferedReader(raw, CHUNK)
     try:
-        made = await _in_thread(
-            functools.partial(unpack_tar, fs, path, key, stream, overwrite=overwrite)
-        )
+        made = None
+        if link is not None:
+            made = await _unpack_direct(fs, stream, path, key, overwrite, link)
+        if made is None:
+            made = await _in_thread(
+                functools.partial(unpack_tar, fs, path, key, stream, overwrite=overwrite)
+            )
     except BaseException:
         raw.abort()
         raise
+    finally:
+        if link is not None:
+            link.close()
     if sync is not None:
         await runtime.current().run(Pool.MOUNTD, sync)
     return {
@@ -434,6 +457,36 @@ async def receive_archive(
         "skipped": made.skipped or [],
         "durable": sync is not None,
     }
+
+
+async def _unpack_direct(
+    fs: FolderFS, stream: BinaryIO, path: str, key: str, overwrite: bool, link: TransferLink
+) -> Unpacked | None:
+    """The backing-tree path of :func:`receive_archive`; None when mountd offers none."""
+    staging = part_name(key)
+    dfd = await _opened(functools.partial(fs.open_dir, path), os.close)
+    try:
+        got = await _opened(
+            functools.partial(link.open_tree, dfd, staging, Budget.CHUNK_BYTES, Budget.CHUNK_FILES),
+            functools.partial(_drop_grant, link),
+        )
+    finally:
+        await _close(dfd)
+    if got is None:
+        return None
+    backing, grant = got
+    try:
+        budget = Budget(
+            functools.partial(link.reserve, grant), Budget.CHUNK_BYTES, Budget.CHUNK_FILES
+        )
+        made = await _in_thread(
+            functools.partial(unpack_tar_backing, fs, path, key, stream, backing, budget)
+        )
+    finally:
+        os.close(backing)
+        await _settle(link, grant, path)
+    await _bounded(functools.partial(place_unpacked, fs, path, key, made, overwrite=overwrite))
+    return made
 
 
 # -- downloads -----------------------------------------------------------------------------
