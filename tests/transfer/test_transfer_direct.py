@@ -415,3 +415,23 @@ def test_archive_upload_cut_short_leaves_nothing(node: Node) -> None:
     assert list(node.backing(folder).iterdir()) == []
     usage = node.usage(folder)
     assert (usage["used_bytes"], usage["used_files"]) == (0, 0)
+
+
+def test_abandoned_archive_staging_directories_are_pruned(node: Node) -> None:
+    """A staging directory left by an archive upload whose daemon went away (its grant was
+    settled by counting it) is removed by the upload pruning, and its usage given back."""
+    alice = node.user()
+    folder = node.folder(alice)
+    staging = view(node, folder) / ".vfd-upload-lostkey01.part"
+    (staging / "t").mkdir(parents=True)
+    (staging / "t" / "f").write_bytes(b"x" * 5000)
+    old = time.time() - 8 * 24 * 3600
+    os.utime(staging, (old, old))
+    assert node.usage(folder)["used_bytes"] == 5000
+    done = node.cli.json("admin", "uploads", "prune")
+    assert [r["path"] for r in done["removed"] if r["vfolder"] == folder["name"]] == [
+        ".vfd-upload-lostkey01.part"
+    ]
+    assert list(node.backing(folder).iterdir()) == []
+    usage = node.usage(folder)
+    assert (usage["used_bytes"], usage["used_files"]) == (0, 0)

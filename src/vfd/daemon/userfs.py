@@ -418,7 +418,8 @@ class FolderFS:
                 os.close(fd)
 
     def walk_files(self) -> list[tuple[str, os.stat_result]]:
-        """``(path, lstat)`` of every entry below the root that is not a directory.
+        """``(path, lstat)`` of every entry below the root that is not a directory, and of
+        every archive upload's staging directory (named like a part file; not entered).
 
         Links are listed, never followed; a directory swapped for a link during the walk is
         skipped.
@@ -438,7 +439,9 @@ class FolderFS:
                             path = f"{rel}/{entry.name}" if rel else entry.name
                             try:
                                 st = entry.stat(follow_symlinks=False)
-                                if stat.S_ISDIR(st.st_mode):
+                                if stat.S_ISDIR(st.st_mode) and is_part_name(entry.name):
+                                    found.append((path, st))
+                                elif stat.S_ISDIR(st.st_mode):
                                     stack.append((os.open(entry.name, flags, dir_fd=dfd), path))
                                 else:
                                     found.append((path, st))

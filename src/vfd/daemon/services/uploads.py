@@ -1,4 +1,5 @@
-"""Abandoned uploads: part files (``.vfd-upload-<key>.part``) left by uploads never finished.
+"""Abandoned uploads: part files (``.vfd-upload-<key>.part``) left by uploads never finished,
+and the staging directories of the same name left by archive uploads whose daemon went away.
 
 An interrupted upload keeps its part file so that it can resume; one nobody resumes would hold
 its bytes against the scope's quota for ever. :func:`prune_parts` removes the part files that
@@ -60,7 +61,7 @@ def prune_parts(
                 continue
             if not dry_run:
                 try:
-                    fs.remove(rel, expect=(st.st_dev, st.st_ino))
+                    fs.remove(rel, expect=(st.st_dev, st.st_ino), recursive=True)
                 except VfdError as exc:
                     if exc.code is not ErrorCode.PATH_NOT_FOUND:  # gone meanwhile: not counted
                         log.warning(
