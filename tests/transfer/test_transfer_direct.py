@@ -406,12 +406,25 @@ def test_archive_upload_cut_short_leaves_nothing(node: Node) -> None:
     alice = node.user()
     folder = node.folder(alice)
     body = _tar([(f"t/f{i}", os.urandom(64 * KiB)) for i in range(64)])
-    url = f"/v1/vfolders/{folder['name']}/upload-archive?key=tree-cut-1"
-    with raw_request(node, "PUT", url, alice["email"], len(body)) as sock:
-        sock.sendall(body[: len(body) // 2])
-        wait_for("the tree grant", lambda: health(node)["direct_grants"] == 1)
-        wait_for("data unpacked", lambda: node.usage(folder)["used_files"] > 0)
-    wait_for("the grant settled", lambda: health(node)["direct_grants"] == 0)
+    with node.http(alice["email"]) as http:  # warm up
+        r = http.put(
+            f"/v1/vfolders/{folder['name']}/upload-archive",
+            params={"key": "tree-warm-1"},
+            content=_tar([("w", b"w")]),
+        )
+        assert r.status_code == 200, r.text
+        http.post(f"/v1/vfolders/{folder['name']}/remove", json={"paths": ["w"]})
+    daemon, mountd = node.child_pid(b"vfd.daemon"), node.mountd_pid()
+    assert mountd is not None
+    before = {pid: len(fd_targets(pid)) for pid in (daemon, mountd)}
+    for n in range(3):
+        url = f"/v1/vfolders/{folder['name']}/upload-archive?key=tree-cut-{n}"
+        with raw_request(node, "PUT", url, alice["email"], len(body)) as sock:
+            sock.sendall(body[: len(body) // 2 + n])
+            wait_for("the tree grant", lambda: health(node)["direct_grants"] == 1)
+        wait_for("the grant settled", lambda: health(node)["direct_grants"] == 0)
+    for pid, count in before.items():  # every fd of the transfers closed, on both sides
+        wait_for(f"the fds of {pid}", lambda pid=pid, count=count: len(fd_targets(pid)) <= count)
     assert list(node.backing(folder).iterdir()) == []
     usage = node.usage(folder)
     assert (usage["used_bytes"], usage["used_files"]) == (0, 0)
