@@ -306,7 +306,11 @@ def _count_and_share(grant: TreeGrant) -> Usage:
         st = os.stat(grant.name, dir_fd=grant.fd, follow_symlinks=False)
         return Usage(st.st_size if stat.S_ISREG(st.st_mode) else 0, 1)
     try:
-        gid = groups.folder_group(grant.inode.folder)
+        folder = grant.inode.folder
+        try:  # a folder detached meanwhile has no root fd: the count still matters
+            gid = None if folder.detached else groups.folder_group(folder)
+        except OSError:
+            gid = None
         if gid is not None:
             groups.share_tree(fd, gid)
         return _count_tree(fd)

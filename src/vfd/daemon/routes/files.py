@@ -156,7 +156,6 @@ async def upload_status(
 
 
 _OCTETS = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-_TAR = {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @router.put(
@@ -223,7 +222,7 @@ def _closing(response: Response) -> Response:
 @router.put(
     "/upload-archive",
     response_model=None,
-    openapi_extra={"requestBody": {"required": True, "content": _TAR}},
+    openapi_extra={"requestBody": {"required": True, "content": _OCTETS}},
 )
 async def upload_archive(
     name: str,
@@ -237,12 +236,12 @@ async def upload_archive(
         bool, Query(description="answer only once the data is on disk (one syncfs)")
     ] = True,
 ) -> JSON | Response:
-    """Unpack a tar body into the directory ``path`` (the folder root by default): its
-    top-level entries appear there together once the whole archive is in. Regular files,
-    directories and symbolic links are made, as the caller; other entries are listed in
-    ``skipped``. An existing top-level name is refused (``409 path_exists``) unless
-    ``overwrite`` (files only). Every refusal removes what was unpacked and closes the
-    connection (docs/transfers.md)."""
+    """Unpack a tar body (any content type) into the directory ``path`` (the folder root by
+    default): its top-level entries appear there together once the whole archive is in.
+    Regular files, directories and symbolic links are made, as the caller; other entries are
+    listed in ``skipped``. An existing top-level name is refused (``409 path_exists``)
+    unless ``overwrite`` (files only). Every refusal removes what was unpacked and closes
+    the connection (docs/transfers.md)."""
     try:
         fs = await run_files(open_folder, daemon, caller, name, write=True)
         vfid = os.path.basename(fs.root)
