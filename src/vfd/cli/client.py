@@ -19,23 +19,29 @@ This module is the ONE place where what comes back from the wire becomes a ``Vfd
 
 HTTP/1.1 is spoken by the small client below over an ``AF_UNIX`` socket (one kept-alive
 connection per client): bodies with a ``Content-Length``, chunked or up to the connection's
-end, read as they arrive; uploads chunked as they are produced. Not ``http.client``: it
-imports ``ssl`` (loading libssl and libcrypto) and the ``email`` parser, which cost every
-``vfd`` command more than its request takes (an HTTP library with async back-ends, more
-still). Commands never see a transport exception. Text that cannot travel (an argument whose
-bytes are not UTF-8, given by Python as lone surrogates) is refused before anything is sent:
-INVALID_NAME in a folder name, INVALID_ARGUMENT elsewhere; file paths inside folders are sent
-in the ``_b64`` form of :mod:`vfd.wirenames` by the commands.
-"""
+end, read as they arrive; uploads chunked as they are produced, or, from a file
+(:class:`FileBody`), handed to the kernel with ``sendfile`` under a ``Content-Length``.
+Downloads into a file (:meth:`Response.copy_to`) are moved by the kernel from the socket to the
+file through a pipe (``splice``) when the body has a ``Content-Length``, else received into
+one reused buffer and written in large writes: no copy of the bytes in Python.
+
+Not ``http.client``: it imports ``ssl`` (loading libssl and libcrypto) and the ``email``
+parser, which cost every ``vfd`` command more than its request takes (an HTTP library with
+async back-ends, more still). Commands never see a transport exception. Text that cannot travel
+(an argument whose bytes are not UTF-8, given by Python as lone surrogates) is refused before
+anything is sent: INVALID_NAME in a folder name, INVALID_ARGUMENT elsewhere; file paths inside
+folders are sent in the ``_b64`` form of :mod:`vfd.wirenames` by the commands."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json as json_module
+import os
 import select
 import socket
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, overload
@@ -106,6 +112,50 @@ class IncompleteBody(ProtocolError):
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
 _BLOCK = 65536
+_SENDFILE_SLICE = 8 << 20
+"""Bytes handed to one ``sendfile`` call (progress is reported between them)."""
+COPY_BUFFER = 1 << 20
+"""The buffer a download is received into before each write."""
+
+
+class FileBody:
+    """A request body of ``length`` bytes of an open file from ``offset``, sent by the kernel
+    (``sendfile``, no copy through Python) with a ``Content-Length``. ``advance(n)`` is called
+    after each piece. A file that ends before ``length`` raises :class:`SourceShrank`."""
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        offset: int,
+        length: int,
+        advance: Callable[[int], object] | None = None,
+    ) -> None:
+        self.file = file
+        self.offset = offset
+        self.length = length
+        self.advance = advance
+
+
+class SourceShrank(Exception):
+    """The file of a :class:`FileBody` ended before its length (it shrank while it was sent);
+    the request was cut short and its connection closed."""
+
+    def __init__(self, file: IO[bytes], sent: int, length: int) -> None:
+        super().__init__(
+            f"{getattr(file, 'name', 'the file')} ended after {sent} of {length} bytes"
+        )
+        self.file = file
+        self.sent = sent
+        self.length = length
+
+
+class LocalWriteError(Exception):
+    """Writing a downloaded body into a local file failed (``.error`` is the ``OSError``):
+    kept apart from the connection's failures, which are the daemon's."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class Headers:
@@ -177,6 +227,27 @@ class _Connection:
             return data
         return self._live().recv(limit)
 
+    def take_buffered(self, limit: int) -> bytes:
+        """The bytes already read from the socket (past what was parsed), at most ``limit``."""
+        data, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        return data
+
+    def read_into(self, view: memoryview) -> int:
+        """Fill ``view`` with what arrives (buffered bytes first), waiting until it is full or
+        the stream ends; how many bytes were put in (0: the stream had ended)."""
+        filled = 0
+        if self._buffer:
+            filled = min(len(view), len(self._buffer))
+            view[:filled] = self._buffer[:filled]
+            self._buffer = self._buffer[filled:]
+        sock = self._live()
+        while filled < len(view):
+            n = sock.recv_into(view[filled:])
+            if not n:
+                break
+            filled += n
+        return filled
+
     def readline(self) -> bytes:
         """One line with its ending; what is left when the stream ends first (maybe
         ``b""``)."""
@@ -199,7 +270,7 @@ def _send_request(
     method: str,
     target: str,
     headers: dict[str, str],
-    body: Iterable[bytes] | bytes | None,
+    body: Iterable[bytes] | bytes | FileBody | None,
 ) -> None:
     """Write one request: a ``bytes`` body with its ``Content-Length``, an iterable (or a
     file, read in blocks) chunked as it comes."""
@@ -207,6 +278,8 @@ def _send_request(
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     if isinstance(body, bytes | bytearray | memoryview):
         lines.append(f"Content-Length: {len(body)}")
+    elif isinstance(body, FileBody):
+        lines.append(f"Content-Length: {body.length}")
     elif body is not None:
         lines.append("Transfer-Encoding: chunked")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
@@ -216,12 +289,27 @@ def _send_request(
         connection.send(head + bytes(body) if len(body) <= _BLOCK else head)
         if len(body) > _BLOCK:
             connection.send(bytes(body))
+    elif isinstance(body, FileBody):
+        connection.send(head)
+        _send_file(connection._live(), body)
     else:
         connection.send(head)
         for piece in _pieces(body):
             if piece:
                 connection.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
         connection.send(b"0\r\n\r\n")
+
+
+def _send_file(sock: socket.socket, body: FileBody) -> None:
+    sent = 0
+    while sent < body.length:
+        piece = min(_SENDFILE_SLICE, body.length - sent)
+        n = sock.sendfile(body.file, body.offset + sent, piece)
+        if n == 0:
+            raise SourceShrank(body.file, sent, body.length)
+        sent += n
+        if body.advance is not None:
+            body.advance(n)
 
 
 def _pieces(body: Iterable[bytes] | IO[bytes]) -> Iterator[bytes]:
@@ -356,6 +444,57 @@ class Response:
             if connection.readline() not in (b"\r\n", b"\n"):
                 raise ProtocolError("a chunk of the answer is longer than its size")
 
+    def copy_to(
+        self,
+        fd: int,
+        advance: Callable[[int], object] | None = None,
+        buffer: bytearray | None = None,
+    ) -> int:
+        """Write the body into file descriptor ``fd`` as it arrives; the bytes written. A body
+        with a ``Content-Length`` is spliced from the socket into ``fd``, or where that is
+        refused received straight into ``buffer`` (``COPY_BUFFER`` bytes when not given) and
+        written from it when full; others go through :meth:`iter_bytes`.
+        ``advance(n)`` is called after each write. A failed write raises
+        :class:`LocalWriteError`; a body cut short :class:`IncompleteBody`."""
+        if self._chunked or self._length is None or self._done:
+            total = 0
+            for data in self.iter_bytes(COPY_BUFFER):
+                _write_all(fd, memoryview(data))
+                total += len(data)
+                if advance is not None:
+                    advance(len(data))
+            return total
+        connection = self._connection
+        total = 0
+        early = connection.take_buffered(self._length)
+        if early:
+            _write_all(fd, memoryview(early))
+            self._length -= len(early)
+            total += len(early)
+            if advance is not None:
+                advance(len(early))
+        if self._length:
+            moved = _splice_into(connection._live(), fd, self._length, advance)
+            self._length -= moved
+            total += moved
+        buf = buffer if buffer is not None else bytearray(COPY_BUFFER if self._length else 0)
+        view = memoryview(buf)
+        while self._length:
+            filled = connection.read_into(view[: min(len(view), self._length)])
+            if not filled:
+                raise IncompleteBody(
+                    f"the answer ended {self._length} bytes short of its Content-Length"
+                )
+            self._length -= filled
+            _write_all(fd, view[:filled])
+            total += filled
+            if advance is not None:
+                advance(filled)
+        self._done = True
+        if self._closes:
+            connection.close()
+        return total
+
     def read(self) -> bytes:
         if self._content is None:
             self._content = b"".join(self.iter_bytes())
@@ -377,6 +516,75 @@ class Response:
         """Stop reading: a body left unread makes the connection useless, so it is closed."""
         if not self._done:
             self._connection.close()
+
+
+def _splice_into(
+    sock: socket.socket, fd: int, count: int, advance: Callable[[int], object] | None
+) -> int:
+    """Move up to ``count`` bytes from ``sock`` into ``fd`` through a pipe (``splice``: the
+    kernel copies them once, from the socket's buffers into the file's pages); how many were
+    moved. Fewer than ``count`` (maybe 0) only where splicing is refused (a file or socket
+    that does not support it): the caller moves the rest otherwise. The end of the stream
+    raises :class:`IncompleteBody`, a failed write :class:`LocalWriteError`, no data within
+    the socket's timeout ``TimeoutError``."""
+    import fcntl  # only for downloads
+
+    try:
+        r, w = os.pipe2(os.O_CLOEXEC)
+    except OSError:
+        return 0
+    moved = 0
+    try:
+        with contextlib.suppress(OSError):  # beyond the pipe size limit: the default size
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, COPY_BUFFER)
+        while moved < count:
+            try:
+                n = os.splice(sock.fileno(), w, min(count - moved, COPY_BUFFER))
+            except BlockingIOError:  # a socket with a timeout is non-blocking
+                readable, _, _ = select.select([sock], [], [], sock.gettimeout())
+                if not readable:
+                    raise TimeoutError("no data within the timeout") from None
+                continue
+            except OSError as exc:
+                if moved == 0 and exc.errno in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    return 0  # no splicing from this socket
+                raise
+            if n == 0:
+                raise IncompleteBody(
+                    f"the answer ended {count - moved} bytes short of its Content-Length"
+                )
+            out = 0
+            while out < n:
+                try:
+                    out += os.splice(r, fd, n - out)
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise LocalWriteError(exc) from None
+                    # no splicing into this file: what is in the pipe goes by plain writes
+                    while out < n:
+                        data = os.read(r, n - out)
+                        _write_all(fd, memoryview(data))
+                        out += len(data)
+                    moved += n
+                    if advance is not None:
+                        advance(n)
+                    return moved
+            moved += n
+            if advance is not None:
+                advance(n)
+        return moved
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as exc:
+            raise LocalWriteError(exc) from None
+        view = view[n:]
 
 
 def _error_from_response(response: Response) -> VfdError:
@@ -422,6 +630,11 @@ class VfdClient:
     def __enter__(self) -> VfdClient:
         return self
 
+    def clone(self) -> VfdClient:
+        """Another client of the same daemon, as the same user, with a connection of its own
+        (for requests sent in parallel from other threads)."""
+        return VfdClient(self.socket, act_as=self._headers.get(ACT_AS_HEADER), timeout=self.timeout)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -434,6 +647,15 @@ class VfdClient:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def abort(self) -> None:
+        """Cut the exchange in progress from another thread: its blocked send or receive
+        fails at once (and the client closes its connection, as after any failure)."""
+        connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _connect(self, timeout: float | None) -> _Connection:
         """The kept-alive connection when it is still usable, else a new one."""
@@ -487,8 +709,10 @@ class VfdClient:
                 f"{_reason(exc)}",
                 socket=str(self.socket),
             ) from None
-        except KeyboardInterrupt:
-            self.close()  # cut off mid-exchange: the next request needs a connection of its own
+        except BaseException:
+            # cut off mid-exchange (Ctrl-C, a source file that shrank, a failed local write):
+            # the next request needs a connection of its own
+            self.close()
             raise
 
     @contextlib.contextmanager
@@ -499,7 +723,7 @@ class VfdClient:
         *,
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
-        content: Iterable[bytes] | bytes | None,
+        content: Iterable[bytes] | bytes | FileBody | None,
         headers: dict[str, str] | None,
         timeout: Timeout,
     ) -> Iterator[Response]:
@@ -510,7 +734,7 @@ class VfdClient:
         assert not isinstance(wait, _Default)
         target = path + ("?" + urlencode(params, quote_via=quote) if params else "")
         sent = {"Accept": "*/*", **self._headers, **(headers or {})}
-        body: Iterable[bytes] | bytes | None = content
+        body: Iterable[bytes] | bytes | FileBody | None = content
         if json is not None:
             body = json_module.dumps(
                 json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -555,11 +779,12 @@ class VfdClient:
         *,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
-        content: Iterable[bytes] | bytes | None = None,
+        content: Iterable[bytes] | bytes | FileBody | None = None,
         headers: dict[str, str] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> dict[str, Any]:
-        """Send one request (a JSON body, or ``content`` streamed from bytes or an iterator);
+        """Send one request (a JSON body, or ``content`` streamed from bytes, an iterator or a
+        file, :class:`FileBody`);
         return the JSON object answered, or raise a ``VfdError``. ``timeout=None`` waits as
         long as it takes (large uploads)."""
         with self._exchange(

@@ -1,13 +1,19 @@
 """Streaming transfers for the CLI: resumable uploads and downloads with a progress bar.
 
-Uploads go to ``PUT /v1/vfolders/{name}/upload`` in one streamed request per file, under a
-key derived from the source file (path, size, mtime) and the destination, so running the same
-``vfd vfolder upload`` again after an interruption resumes each file where the daemon's copy
-stops. Before anything is sent or made, every file's upload state is asked for: an existing
+Uploads go to ``PUT /v1/vfolders/{name}/upload`` in one request per file, under a key derived
+from the source file (path, size, mtime) and the destination, so running the same ``vfd
+vfolder upload`` again after an interruption resumes each file where the daemon's copy stops.
+Before anything is sent or made, every file's upload state is asked for: an existing
 destination (without ``--overwrite``) refuses the whole upload while no byte has travelled.
+A file's body goes with a ``Content-Length`` straight from the file (``sendfile``: no copy
+through Python). Several files travel at once (``WORKERS`` requests in flight, each on a
+connection of its own: many small files are bound by round trips, not bytes), each with
+``durable=false``, and one ``POST .../sync`` makes them durable before the upload counts as
+done; a single file is sent durable (the daemon fsyncs it before it answers).
 
 Downloads of files are written to ``<dest>/<name>.vfd-part`` and renamed when complete; the
-file's ``ETag`` is kept beside it in ``<name>.vfd-part.etag``. An existing part file is
+file's ``ETag`` is kept beside it in ``<name>.vfd-part.etag``. The body is received into one
+reused buffer and written from it (no copy per piece). An existing part file is
 resumed with a Range request under ``If-Range: <etag>``: the daemon sends the rest only if
 the file is still that version, else the whole file, and the part file starts over — so a
 download never joins two versions. A part file without a tag starts over too. Directories
@@ -34,13 +40,15 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from vfd import wirenames
-from vfd.cli.client import VfdClient, folder_path
+from vfd.cli.client import FileBody, LocalWriteError, SourceShrank, VfdClient, folder_path
 from vfd.errors import ErrorCode, VfdError
 
 if TYPE_CHECKING:
@@ -48,8 +56,13 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 CHUNK = 1 << 20
+WORKERS = 4
+"""Requests of one upload or download in flight at once (each on a connection of its own):
+many small files are limited by each request's round trip and the daemon's fsync, not by
+bytes. Fewer when the daemon answers ``429`` (the caller's limit of file requests)."""
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -127,12 +140,83 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _file_chunks(path: Path, offset: int, advance: Any) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while chunk := f.read(CHUNK):
-            advance(len(chunk))
-            yield chunk
+def parallel(
+    client: VfdClient,
+    items: Sequence[T],
+    work: Callable[[VfdClient, T], R],
+    workers: int = WORKERS,
+) -> list[R]:
+    """``work(client, item)`` for every item, up to ``workers`` at once, each worker with a
+    connection of its own; the results in the order of ``items``.
+
+    The first failure stops the others from starting new items and is raised once those in
+    flight ended. A ``429 too_many_requests`` answer retires its worker (the item goes back
+    to the others) while another worker is still busy; the last one waits ``Retry-After``
+    and tries again. Ctrl-C (or any failure of the caller's thread) cuts the requests in
+    flight and waits for every worker to end before it goes on: no thread, connection or file
+    is left behind.
+    """
+    if len(items) <= 1 or workers <= 1:
+        return [work(client, item) for item in items]
+    results: dict[int, R] = {}
+    todo = list(range(len(items)))[::-1]  # popped from the end: in order
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    active = [0]
+    clients = [client, *(client.clone() for _ in range(min(workers, len(items)) - 1))]
+
+    def run(mine: VfdClient) -> None:
+        while not stop.is_set():
+            with lock:
+                if not todo:
+                    return
+                index = todo.pop()
+                active[0] += 1
+            try:
+                results[index] = work(mine, items[index])
+            except VfdError as exc:
+                if exc.code is not ErrorCode.TOO_MANY_REQUESTS or stop.is_set():
+                    raise
+                with lock:
+                    todo.append(index)
+                    others = active[0] > 1
+                if others:
+                    return  # fewer workers: the caller's limit is lower than ours
+                time.sleep(float(exc.details.get("retry_after") or 1))
+            finally:
+                with lock:
+                    active[0] -= 1
+
+    def worker(mine: VfdClient) -> None:
+        try:
+            run(mine)
+        except BaseException as exc:
+            with lock:
+                failures.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in clients[1:]]
+    try:
+        for thread in threads:
+            thread.start()
+        run(clients[0])
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except BaseException:
+        stop.set()
+        for c in clients:
+            c.abort()  # requests in flight fail at once
+        for thread in threads:
+            thread.join()
+        raise
+    finally:
+        for c in clients[1:]:
+            c.close()
+    if failures:
+        raise failures[0]
+    return [results[i] for i in range(len(items))]
 
 
 def _local_failures(fn: Callable[P, T]) -> Callable[P, T]:
@@ -167,42 +251,116 @@ def upload(
     offsets = _preflight(client, name, items, overwrite=overwrite)
     for d in dirs:
         client.post(f"{base}/mkdir", {**wirenames.request_fields("path", d), "parents": True})
-    done: list[dict[str, Any]] = []
     total = sum(i.size for i in items)
     with _progress(console) as progress:
         task = progress.add_task(f"upload to {name}", total=total)
-        for item, offset in zip(items, offsets, strict=True):
-            progress.advance(task, offset)
-            query = {
-                **wirenames.request_fields("path", item.dest),
-                "key": item.key,
-                "size": str(item.size),
-                "offset": str(offset),
+        advance = _Throttled(lambda n: progress.advance(task, n))
+        advance(sum(offsets))
+
+        # several files: each without its own fsync, then one sync of the folder's file
+        # system before the upload counts as done (docs/transfers.md)
+        durable = len(items) <= 1
+
+        def send(c: VfdClient, job: tuple[UploadItem, int]) -> dict[str, Any]:
+            item, offset = job
+            _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
+            return {
+                "source": str(item.source),
+                "path": item.dest,
+                "size": item.size,
+                "resumed_from": offset,
             }
-            if overwrite:
-                query["overwrite"] = "true"
-            result = client.send(
-                "PUT",
-                f"{base}/upload",
-                params=query,
-                content=_file_chunks(item.source, offset, lambda n: progress.advance(task, n)),
-                timeout=None,
-            )
-            done.append(
-                {
-                    "source": str(item.source),
-                    "path": item.dest,
-                    "size": item.size,
-                    "resumed_from": offset,
-                }
-            )
-            if not result.get("complete"):
-                raise VfdError(
-                    ErrorCode.UPLOAD_OFFSET_MISMATCH,
-                    f"{item.source}: the daemon stored {result.get('offset')} of {item.size} "
-                    "bytes; run the same upload again to resume",
-                )
+
+        try:
+            done = parallel(client, list(zip(items, offsets, strict=True)), send)
+        finally:
+            advance.flush()
+    if not durable:
+        _sync(client, base)
     return {"vfolder": name, "directories": dirs, "files": done}
+
+
+def _sync(client: VfdClient, base: str) -> None:
+    """Have the daemon write the folder's file system to disk (after uploads sent with
+    ``durable=false``). A daemon without the route fsyncs every upload itself."""
+    try:
+        client.post(f"{base}/sync")
+    except VfdError as exc:
+        if exc.code not in (ErrorCode.NOT_FOUND, ErrorCode.METHOD_NOT_ALLOWED):
+            raise
+
+
+def _send_file(
+    client: VfdClient,
+    base: str,
+    item: UploadItem,
+    offset: int,
+    *,
+    overwrite: bool,
+    durable: bool,
+    advance: Callable[[int], object],
+) -> None:
+    """Upload ``item`` from ``offset`` in one request whose body the kernel sends from the
+    file (``sendfile``); refused when the file is no longer as it was planned."""
+    query = {
+        **wirenames.request_fields("path", item.dest),
+        "key": item.key,
+        "size": str(item.size),
+        "offset": str(offset),
+    }
+    if overwrite:
+        query["overwrite"] = "true"
+    if not durable:
+        query["durable"] = "false"
+    with open(item.source, "rb") as f:
+        if os.fstat(f.fileno()).st_size < item.size:
+            raise _changed(item, os.fstat(f.fileno()).st_size)
+        body = FileBody(f, offset, item.size - offset, advance)
+        try:
+            result = client.send("PUT", f"{base}/upload", params=query, content=body, timeout=None)
+        except SourceShrank as exc:
+            raise _changed(item, offset + exc.sent) from None
+    if not result.get("complete"):
+        raise VfdError(
+            ErrorCode.UPLOAD_OFFSET_MISMATCH,
+            f"{item.source}: the daemon stored {result.get('offset')} of {item.size} "
+            "bytes; run the same upload again to resume",
+        )
+
+
+def _changed(item: UploadItem, size: int) -> VfdError:
+    return VfdError(
+        ErrorCode.INVALID_ARGUMENT,
+        f"{item.source} changed while it was uploaded (it has {size} of the {item.size} "
+        "bytes it had): run the upload again",
+        path=str(item.source),
+    )
+
+
+class _Throttled:
+    """A progress callback that passes its counts on at most every 0.1 s (the bar cannot show
+    more; rich's advance takes a lock and the time), from any thread."""
+
+    def __init__(self, advance: Callable[[int], object]) -> None:
+        self._advance = advance
+        self._pending = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self._pending += n
+            now = time.monotonic()
+            if now - self._last < 0.1:
+                return
+            n, self._pending, self._last = self._pending, 0, now
+        self._advance(n)
+
+    def flush(self) -> None:
+        with self._lock:
+            n, self._pending = self._pending, 0
+        if n:
+            self._advance(n)
 
 
 def _preflight(
@@ -212,10 +370,10 @@ def _preflight(
     sent: a destination that is a directory, or that exists without ``overwrite``, refuses
     the upload. The daemon would refuse it too, but only once a request body is on its way."""
     base = folder_path(name)
-    offsets: list[int] = []
-    for item in items:
+
+    def ask(c: VfdClient, item: UploadItem) -> int:
         params = {**wirenames.request_fields("path", item.dest), "key": item.key}
-        state = client.get(f"{base}/upload", params=params)
+        state = c.get(f"{base}/upload", params=params)
         existing = state.get("existing")
         shown = wirenames.escaped(item.dest)
         if existing == "dir":
@@ -229,8 +387,9 @@ def _preflight(
                 path=item.dest,
             )
         offset = int(state["offset"])
-        offsets.append(0 if offset > item.size else offset)  # a stale part file: start over
-    return offsets
+        return 0 if offset > item.size else offset  # a stale part file: start over
+
+    return parallel(client, items, ask)
 
 
 @_local_failures
@@ -321,9 +480,10 @@ def _fetch(
                     tag.unlink(missing_ok=True)
             f.seek(offset)
             f.truncate()
-            for chunk in r.iter_bytes(CHUNK):
-                f.write(chunk)
-                progress.advance(task, len(chunk))
+            try:  # in 1 MiB pieces: few enough for the bar, no throttle needed
+                r.copy_to(f.fileno(), lambda n: progress.advance(task, n))
+            except LocalWriteError as exc:
+                raise _local_error(exc.error, part) from None
     return offset
 
 
@@ -381,9 +541,11 @@ def _unpack(
         reader.advance = lambda n: progress.advance(task, n)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+                linked = False  # a link was made: from then on only tarfile's checked path
                 for member in tar:
                     why = _refusal(member, top)
-                    if why is None:
+                    if why is None and (linked or not _extract_plain(tar, member, staging)):
+                        linked = linked or member.issym() or member.islnk()
                         try:
                             tar.extract(member, staging, filter="data")
                         except tarfile.FilterError as exc:
@@ -400,6 +562,49 @@ def _unpack(
         except OSError as exc:
             raise _local_error(exc, staging) from None
     return count, skipped
+
+
+def _extract_plain(tar: tarfile.TarFile, member: tarfile.TarInfo, staging: Path) -> bool:
+    """Make a directory or regular file of the archive whose name is plain (relative, no
+    ``.``/``..`` or empty parts) as tarfile's ``data`` filter would (no owner, the mode less
+    its high and group/other write bits, a file readable and writable by its owner, the
+    mtime), without the filter's two ``realpath`` walks per member; False for any other
+    member (tarfile extracts it, checked). Only while the archive made no link yet: with no
+    link in the staging directory, a plain name cannot lead out of it."""
+    name = member.name.rstrip("/")
+    parts = name.split("/")
+    if not name or any(p in ("", ".", "..") for p in parts):
+        return False
+    path = os.path.join(staging, *parts)
+    if member.isdir():
+        os.makedirs(path, exist_ok=True)
+        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+        return True
+    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        return False
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        source = tar.extractfile(member)
+        assert source is not None  # a regular file's
+        left = member.size
+        while left:
+            data = source.read(min(left, CHUNK))
+            if not data:
+                raise tarfile.ReadError(f"{member.name}: the archive ends inside the file")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            left -= len(data)
+        mode = member.mode & 0o755
+        if not mode & 0o100:
+            mode &= ~0o111
+        os.fchmod(fd, mode | 0o600)
+        os.utime(fd, (member.mtime, member.mtime))
+    finally:
+        os.close(fd)
+    return True
 
 
 _FILTER_REASONS: dict[type[Exception], str] = {
