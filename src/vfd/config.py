@@ -66,6 +66,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     attr_timeout = 1.0
     poll = 0.00005
     fast_path = "auto"                  # "off": pyfuse3's public API only
+    fd_cache = "auto"                   # descriptors mountd keeps open for inodes (or a number)
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ SYSTEM_CONFIG = Path("/etc/vfd/vfd.toml")
 SYSTEM_STATE = Path("/var/lib/vfd")
 SYSTEM_RUN = Path("/run/vfd")
 PROJECT_GID_RANGE = (200000, 299999)
+FD_CACHE_MIN = 16
+"""The smallest ``[fuse] fd_cache``."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,10 @@ class FuseOptions:
     fast_path: str = "auto"
     """``auto``: mountd's low-level fast path (``vfd.fuse.libfuse``) runs where pyfuse3 and
     libfuse are verified releases; ``off``: never (also ``VFD_FUSE_FAST_PATH``)."""
+    fd_cache: int | None = None
+    """How many inode descriptors mountd keeps open (``vfd.fuse.handles``), at least
+    :data:`FD_CACHE_MIN`; None (``"auto"``): half the open-file limit less a reserve, at most
+    65,536 (also ``VFD_FUSE_FD_CACHE``)."""
 
 
 @dataclass(frozen=True)
@@ -377,6 +384,9 @@ def _parse_fuse(value: Any, source: str) -> FuseOptions:
         if key == "fast_path":
             out[key] = _fast_path(item, f"fuse.{key}", source)
             continue
+        if key == "fd_cache":
+            out[key] = _fd_cache(item, source)
+            continue
         if key not in ("entry_timeout", "attr_timeout", "flush_interval", "poll"):
             raise _bad(f"fuse.{key}", source, "unknown key")
         if isinstance(item, bool) or not isinstance(item, int | float) or item < 0:
@@ -527,6 +537,23 @@ def _fast_path(value: Any, key: str, source: str) -> str:
     return str(value)
 
 
+def _fd_cache(value: Any, source: str) -> int | None:
+    """``[fuse] fd_cache``: "auto" (None) or a whole number of at least FD_CACHE_MIN; from
+    the environment, the same as a string."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < FD_CACHE_MIN:
+        raise _bad(
+            "fuse.fd_cache",
+            source,
+            f'must be "auto" or a whole number of descriptors of at least {FD_CACHE_MIN}, '
+            f"not {value!r}",
+        )
+    return value
+
+
 def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in _STR_KEYS | _PATH_KEYS | _INT_KEYS:
@@ -632,6 +659,10 @@ def load_config(
     if "VFD_FUSE_FAST_PATH" in env:
         fast = _fast_path(env["VFD_FUSE_FAST_PATH"], "fuse.fast_path", "VFD_FUSE_FAST_PATH")
         fuse = dataclasses.replace(fuse, fast_path=fast)
+    if "VFD_FUSE_FD_CACHE" in env:
+        fuse = dataclasses.replace(
+            fuse, fd_cache=_fd_cache(env["VFD_FUSE_FD_CACHE"], "VFD_FUSE_FD_CACHE")
+        )
     for key, value in _env_overrides(env).items():
         source = f"VFD_{key.upper()}"
         values[key] = (

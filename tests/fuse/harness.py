@@ -56,13 +56,29 @@ def fuse_unavailable() -> str | None:
 
 
 FAST_PATH_ENV = "VFD_FUSE_FAST_PATH"
-"""The one ``VFD_*`` variable child processes inherit: CI runs the mount tests a second time
-with it set to ``off`` (mountd on pyfuse3's public API alone)."""
+"""A ``VFD_*`` variable child processes inherit: CI runs the mount tests a second time with it
+set to ``off`` (mountd on pyfuse3's public API alone)."""
+FD_CACHE_ENV = "VFD_FUSE_FD_CACHE"
+"""The other one: the mount tests can be run with mountd's inode descriptor cache at its
+smallest (``VFD_FUSE_FD_CACHE=16``), so that inodes are opened again from their handles all
+the time."""
+INHERITED = frozenset({FAST_PATH_ENV, FD_CACHE_ENV})
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment without ``VFD_*`` variables, but for :data:`FAST_PATH_ENV`."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("VFD_") or k == FAST_PATH_ENV}
+    """This process's environment without ``VFD_*`` variables, but for :data:`INHERITED`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("VFD_") or k in INHERITED}
+
+
+def toml_value(value: float | str) -> str:
+    """``value`` as a TOML value (``[fuse]`` options of a test mountd)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -101,7 +117,7 @@ class MountdProcess:
     """A real ``python -m vfd.fuse`` subprocess on a tmp state dir."""
 
     def __init__(
-        self, tmp: Path, *, env: dict[str, str] | None = None, **fuse_options: float
+        self, tmp: Path, *, env: dict[str, str] | None = None, **fuse_options: float | str
     ) -> None:
         """``fuse_options`` go to the ``[fuse]`` table of vfd.toml; ``env`` is added to the
         child's environment (which otherwise carries no ``VFD_*`` variables but for
@@ -111,7 +127,7 @@ class MountdProcess:
         self.state_dir = tmp / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = tmp / "mountd.log"
-        body = ["[fuse]"] + [f"{k} = {float(v)!r}" for k, v in fuse_options.items()]
+        body = ["[fuse]"] + [f"{k} = {toml_value(v)}" for k, v in fuse_options.items()]
         (self.state_dir / "vfd.toml").write_text("\n".join(body) + "\n")
         self.config: Config = load_config(state_dir=self.state_dir, env={})
         self.mount_point: Path = self.config.mount_point

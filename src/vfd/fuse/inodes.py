@@ -2,25 +2,38 @@
 
 Three inodes are synthetic — the mount root (1) and the view directories ``rw/`` (2) and
 ``ro/`` (3). Every other inode is a backing inode seen through one view, keyed by
-``(view, st_dev, st_ino)`` and holding an ``O_PATH|O_NOFOLLOW`` descriptor that every
-operation on it starts from (``*at()`` calls), as in libfuse's ``passthrough_hp``. The same
-backing file seen through ``rw/`` and ``ro/`` is two inodes ("twins").
+``(view, st_dev, st_ino)``. Every operation on it starts from an ``O_PATH|O_NOFOLLOW``
+descriptor of it (``*at()`` calls), as in libfuse's ``passthrough_hp``. The same backing
+file seen through ``rw/`` and ``ro/`` is two inodes ("twins").
+
+Descriptors are bounded (``vfd.fuse.handles``): an inode keeps its file handle
+(``name_to_handle_at``) and its descriptor lives in an LRU of ``[fuse] fd_cache`` entries;
+:attr:`Inode.fd` opens an evicted inode again from its handle. A descriptor read from
+``Inode.fd`` stays open until the next ``await`` (only the least recently used descriptors
+are evicted, and the cache never holds fewer than 16), so handlers use it synchronously and
+read it again after an ``await``. Inodes with open files or directories, and inodes of file
+systems without handles, keep their descriptor (pinned) until closed or forgotten.
 
 Inode numbers are derived from the backing inode, ``dev index << 49 | st_ino << 1 | view``,
 so a file keeps its ``st_ino`` when the kernel forgets and looks it up again (``du``, ``tar``
-and ``rsync -H`` find hard links by it). A number is never in use for two backing inodes at
-once: while the table holds an entry its descriptor keeps the backing inode alive, so the
-backing file system cannot reuse the number. Inodes outside that range get counter numbers.
+and ``rsync -H`` find hard links by it). A number never stands for two backing files while
+the kernel knows it: while an inode's descriptor is open the backing file system cannot reuse
+its number; when it was evicted and a lookup finds another file (another handle) under the
+same ``(st_dev, st_ino)`` — the old file was deleted behind mountd's back and its number
+reused —, the old entry is no longer found by key (it answers ESTALE) and the new file gets a
+counter number. Inodes outside the derived range get counter numbers too.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from vfd.fuse.handles import MIN_CAPACITY, FdCache, handle_of, open_handle
 from vfd.fuse.usage import BackingKey, ScopeUsage
 
 ROOT_ID = 1
@@ -31,6 +44,11 @@ SYNTHETIC = frozenset({ROOT_ID, RW_ID, RO_ID})
 _INO_BITS = 48
 _DEV_BITS = 14
 FALLBACK_BASE = 1 << 63
+O_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _stale(what: str) -> OSError:
+    return OSError(errno.ESTALE, f"{os.strerror(errno.ESTALE)}: {what}")
 
 
 class View(enum.IntEnum):
@@ -61,6 +79,27 @@ class Folder:
     """``O_PATH`` descriptor of the backing root: the anchor of every path in the folder."""
     key: BackingKey
     detached: bool = False
+    handle_fd: int = -1
+    """A plain (``O_RDONLY``) descriptor of the backing root, opened when an inode of the
+    folder is first opened from its handle: ``open_by_handle_at`` takes no ``O_PATH`` one."""
+
+    def mount_fd(self, cache: FdCache) -> int:
+        """The descriptor that names the folder's file system to ``open_by_handle_at``."""
+        if self.handle_fd < 0:
+            if self.fd < 0:
+                raise _stale(f"folder {self.vfid} is detached")
+            root = self.fd
+            self.handle_fd = cache.opening(
+                lambda: os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root)
+            )
+        return self.handle_fd
+
+    def close(self) -> None:
+        """Close the descriptors of the backing root (detach, shutdown)."""
+        for fd in (self.fd, self.handle_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.handle_fd = -1
 
 
 @dataclass(slots=True, eq=False)
@@ -70,10 +109,17 @@ class Inode:
     id: int
     view: View
     folder: Folder
-    fd: int
+    _fd: int
+    """The descriptor while open; -1 when evicted (opened again from ``handle``) or gone."""
     key: BackingKey
     mode: int
+    handle: bytes | None
+    """The file handle; None: the descriptor is held for good (no handles), or the inode is
+    gone (forgotten, or its number was reused by another file)."""
+    cache: FdCache
     nlookup: int = 0
+    opens: int = 0
+    """Open files and directories of this inode: its descriptor is pinned while any are."""
     is_root: bool = False
     cache_sig: tuple[int, int, int] | None = None
     """(mtime_ns, ctime_ns, size) when the kernel's page cache of this inode was last known
@@ -85,18 +131,73 @@ class Inode:
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
 
+    @property
+    def fd(self) -> int:
+        """An ``O_PATH`` descriptor of the inode, valid until the next ``await``; OSError
+        ESTALE when the backing inode is gone, EMFILE when no descriptor can be had."""
+        fd = self._fd
+        if fd >= 0:
+            if self.handle is not None and not self.opens:
+                self.cache.touch(self)
+            return fd
+        return self._reopen()
+
+    @property
+    def cached(self) -> bool:
+        """Whether the inode holds its descriptor now (not evicted)."""
+        return self._fd >= 0
+
+    def _reopen(self) -> int:
+        handle, cache = self.handle, self.cache
+        if handle is None:
+            raise _stale("the inode was forgotten or its file deleted")
+        mount_fd = self.folder.mount_fd(cache)
+        try:
+            fd = cache.opening(lambda: open_handle(mount_fd, handle, O_PATH_FLAGS))
+        except OSError as exc:
+            if exc.errno == errno.ESTALE:
+                cache.stale += 1
+            raise
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if (st.st_dev, st.st_ino) != self.key:  # not on the folder's file system any more
+            os.close(fd)
+            cache.stale += 1
+            raise _stale("the handle names another inode")
+        cache.reopens += 1
+        self._fd = fd
+        cache.add(self)
+        return fd
+
+    def drop_fd(self) -> None:
+        """Close the descriptor (evicted from the cache); the handle opens it again."""
+        os.close(self._fd)
+        self._fd = -1
+
 
 class InodeTable:
     """Inodes the kernel knows (lookup count above zero), by number and by backing key."""
 
-    def __init__(self) -> None:
+    def __init__(self, fd_cache: int = MIN_CAPACITY) -> None:
         self.by_id: dict[int, Inode] = {}
         self.by_key: dict[tuple[View, int, int], Inode] = {}
+        self.fds = FdCache(fd_cache)
         self._devs: dict[int, int] = {}
         self._fallback: dict[tuple[View, int, int], int] = {}
+        self._next_fallback = FALLBACK_BASE
+        self.renumbered = 0
+        """Lookups that found another file under the number of a known inode."""
 
     def __len__(self) -> int:
         return len(self.by_id)
+
+    def _counter(self) -> int:
+        number = self._next_fallback
+        self._next_fallback += 1
+        return number
 
     def number(self, view: View, dev: int, ino: int) -> int:
         idx = self._devs.get(dev)
@@ -107,7 +208,7 @@ class InodeTable:
         key = (view, dev, ino)
         number = self._fallback.get(key)
         if number is None:
-            number = self._fallback[key] = FALLBACK_BASE + len(self._fallback)
+            number = self._fallback[key] = self._counter()
         return number
 
     def get(self, ino: int) -> Inode | None:
@@ -121,25 +222,95 @@ class InodeTable:
         other = View.RO if inode.view is View.RW else View.RW
         return self.by_key.get((other, inode.key[0], inode.key[1]))
 
+    @staticmethod
+    def _handle(folder: Folder, fd: int, st: os.stat_result) -> bytes | None:
+        """The handle ``fd`` is to be opened by again; None: hold the descriptor. Only on the
+        folder root's file system (a mount inside a backing tree is another one)."""
+        if st.st_dev != folder.key[0]:
+            return None
+        try:
+            return handle_of(fd)
+        except OSError:
+            return None
+
     def remember(
         self, view: View, folder: Folder, fd: int, st: os.stat_result, *, is_root: bool = False
     ) -> Inode:
         """Count one lookup of the backing inode ``fd`` holds; the table owns ``fd`` after."""
         tkey = (view, st.st_dev, st.st_ino)
         inode = self.by_key.get(tkey)
-        if inode is not None:
-            os.close(fd)
-            inode.folder = folder
-            inode.mode = st.st_mode
-            inode.is_root = inode.is_root or is_root
+        if inode is not None and inode._fd >= 0:
+            os.close(fd)  # it holds the backing inode open: the same file
+            if inode.handle is not None and not inode.opens:
+                self.fds.touch(inode)
         else:
-            number = self.number(view, st.st_dev, st.st_ino)
-            inode = Inode(number, view, folder, fd, (st.st_dev, st.st_ino), st.st_mode)
-            inode.is_root = is_root
-            self.by_id[number] = inode
-            self.by_key[tkey] = inode
+            handle = self._handle(folder, fd, st)
+            if inode is None:
+                inode = self._new(view, folder, fd, st, self.number(*tkey), handle)
+            elif handle is not None and handle == inode.handle:
+                inode._fd = fd  # the same file, evicted: it keeps the new descriptor
+                self.fds.add(inode)
+            else:
+                # Another file under the number of a known one, whose descriptor was evicted:
+                # the old file was deleted behind mountd's back and the backing file system
+                # reused its number. The old entry stays for the kernel's forget but answers
+                # ESTALE; the new file gets a number of its own.
+                del self.by_key[tkey]
+                inode.handle = None
+                self.renumbered += 1
+                inode = self._new(view, folder, fd, st, self._counter(), handle)
+        inode.folder = folder
+        inode.mode = st.st_mode
+        inode.is_root = inode.is_root or is_root
         inode.nlookup += 1
         return inode
+
+    def _new(
+        self,
+        view: View,
+        folder: Folder,
+        fd: int,
+        st: os.stat_result,
+        number: int,
+        handle: bytes | None,
+    ) -> Inode:
+        inode = Inode(
+            number, view, folder, fd, (st.st_dev, st.st_ino), st.st_mode, handle, self.fds
+        )
+        self.by_id[number] = inode
+        self.by_key[(view, st.st_dev, st.st_ino)] = inode
+        if handle is None:
+            self.fds.pinned += 1
+        else:
+            self.fds.add(inode)
+        return inode
+
+    def pin(self, inode: Inode) -> None:
+        """An open file or directory of ``inode`` (open again when evicted): its descriptor
+        is not evicted until :meth:`unpin` of the last one."""
+        if inode._fd < 0:
+            inode._reopen()  # raises when the inode is gone
+        inode.opens += 1
+        if inode.opens == 1 and inode.handle is not None:
+            self.fds.remove(inode)
+            self.fds.pinned += 1
+
+    def unpin(self, inode: Inode) -> None:
+        inode.opens -= 1
+        if inode.opens == 0 and inode.handle is not None and inode._fd >= 0:
+            self.fds.pinned -= 1
+            self.fds.add(inode)
+
+    def _close(self, inode: Inode) -> None:
+        """Close the inode's descriptor for good (forgotten)."""
+        if inode._fd >= 0:
+            if inode in self.fds:
+                self.fds.remove(inode)
+            else:
+                self.fds.pinned -= 1
+            os.close(inode._fd)
+            inode._fd = -1
+        inode.handle = None
 
     def forget(self, ino: int, n: int) -> None:
         """Drop ``n`` lookups; at zero the inode and its descriptor go."""
@@ -149,8 +320,10 @@ class InodeTable:
         inode.nlookup -= n
         if inode.nlookup <= 0:
             del self.by_id[ino]
-            del self.by_key[(inode.view, inode.key[0], inode.key[1])]
-            os.close(inode.fd)
+            tkey = (inode.view, inode.key[0], inode.key[1])
+            if self.by_key.get(tkey) is inode:
+                del self.by_key[tkey]
+            self._close(inode)
 
     def rebind(self, folder: Folder) -> None:
         """Point inodes left from an earlier attachment of the same folder at ``folder``."""
@@ -160,6 +333,7 @@ class InodeTable:
 
     def close_all(self) -> None:
         for inode in self.by_id.values():
-            os.close(inode.fd)
+            self._close(inode)
         self.by_id.clear()
         self.by_key.clear()
+        self.fds.clear()

@@ -20,11 +20,9 @@ import pyfuse3
 
 from vfd.fuse import attrs, groups
 from vfd.fuse.guard import handler, quiet
-from vfd.fuse.inodes import RO_ID, ROOT_ID, RW_ID, SYNTHETIC, Inode, View
+from vfd.fuse.inodes import O_PATH_FLAGS, RO_ID, ROOT_ID, RW_ID, SYNTHETIC, Inode, View
 from vfd.fuse.registry import Registry
 from vfd.fuse.usage import OpenFile
-
-O_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(eq=False)
@@ -105,9 +103,14 @@ class OpsBase(pyfuse3.Operations):
     def entry(self, inode: Inode, st: os.stat_result) -> pyfuse3.EntryAttributes:
         return attrs.from_stat(st, inode.id, self.entry_timeout, self.attr_timeout)
 
+    def open_fd(self, fn: Callable[[], int]) -> int:
+        """``fn()``, which opens a descriptor, with the inode table's answer to running out
+        of descriptors (``vfd.fuse.handles.FdCache.opening``)."""
+        return self.table.fds.opening(fn)
+
     def child(self, parent: Inode, name: bytes) -> tuple[Inode, os.stat_result]:
         """Look ``name`` up below ``parent`` (never following a link); counts one lookup."""
-        fd = os.open(name, O_PATH_FLAGS, dir_fd=parent.fd)
+        fd = self.open_fd(lambda: os.open(name, O_PATH_FLAGS, dir_fd=parent.fd))
         try:
             st = os.fstat(fd)
         except BaseException:
@@ -119,8 +122,12 @@ class OpsBase(pyfuse3.Operations):
         folder = self.reg.folders.get(vfid.decode("ascii", "replace"))
         if folder is None:
             return None
-        fd = os.dup(folder.fd)
-        st = os.fstat(fd)
+        fd = self.open_fd(lambda: os.dup(folder.fd))
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         return self.table.remember(view, folder, fd, st, is_root=True), st
 
     def synthetic_nlink(self, ino: int) -> int:
@@ -208,8 +215,12 @@ class OpsBase(pyfuse3.Operations):
         """``..`` of a folder root is its view directory: nothing above a root is reachable."""
         if inode.is_root:
             return inode.view.dir_id, None
-        fd = os.open(b"..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=inode.fd)
-        st = os.fstat(fd)
+        fd = self.open_fd(lambda: os.open(b"..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=inode.fd))
+        try:
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            raise
         is_root = (st.st_dev, st.st_ino) == inode.folder.key
         parent = self.table.remember(inode.view, inode.folder, fd, st, is_root=is_root)
         return parent.id, st

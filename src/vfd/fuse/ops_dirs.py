@@ -67,8 +67,10 @@ class DirOps(OpsBase):
     @handler
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = None if inode in SYNTHETIC else self.inode(inode)
-        if node is not None and not node.is_dir:
-            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        if node is not None:
+            if not node.is_dir:
+                raise pyfuse3.FUSEError(errno.ENOTDIR)
+            self.table.pin(node)  # listed from its descriptor, even once removed
         self._next_dir += 1
         self.dirs[self._next_dir] = DirHandle(inode, node)
         return self._next_dir
@@ -113,7 +115,9 @@ class DirOps(OpsBase):
         small = 1 << 48 if probe < FALLBACK_BASE else 0
         fsencode = os.fsencode
         add_name, add_ino, add_type = names.append, inos.append, types.append
-        fd = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=node.fd)
+        fd = self.open_fd(
+            lambda: os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=node.fd)
+        )
         try:
             with os.scandir(fd) as it:
                 for entry in it:
@@ -202,7 +206,9 @@ class DirOps(OpsBase):
 
     @quiet
     async def releasedir(self, fh: int) -> None:
-        self.dirs.pop(fh, None)
+        d = self.dirs.pop(fh, None)
+        if d is not None and d.inode is not None:
+            self.table.unpin(d.inode)
 
     @handler
     async def fsyncdir(self, fh: int, datasync: bool) -> None:

@@ -48,11 +48,18 @@ class FileOps(OpsBase):
     def _open_handle(
         self, node: Inode, fd: int, flags: int, truncated_from: int | None
     ) -> pyfuse3.FileInfo:
-        """Register an open descriptor; decide whether the kernel may keep its page cache."""
+        """Register an open descriptor (the inode's own is pinned while it is open); decide
+        whether the kernel may keep its page cache."""
+        try:
+            self.table.pin(node)
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             st = os.fstat(fd)
         except BaseException:
             os.close(fd)
+            self.table.unpin(node)
             raise
         of: OpenFile | None = None
         if stat.S_ISREG(st.st_mode):
@@ -84,7 +91,9 @@ class FileOps(OpsBase):
         if node.view is View.RO and (writes or truncates):
             raise pyfuse3.FUSEError(errno.EROFS)
         old = self._size_before_truncate(node) if truncates and stat.S_ISREG(node.mode) else None
-        fd = os.open(proc_path(node.fd), (flags & ~_DROP_FLAGS) | os.O_CLOEXEC)
+        fd = self.open_fd(
+            lambda: os.open(proc_path(node.fd), (flags & ~_DROP_FLAGS) | os.O_CLOEXEC)
+        )
         if old is not None:
             node.folder.usage.release(old)
             self.data_changed(node)
@@ -100,7 +109,7 @@ class FileOps(OpsBase):
         perm = stat.S_IMODE(mode) & ~ctx.umask
         usage.reserve(0, 1)
         try:
-            fd = os.open(name, bflags, perm, dir_fd=parent.fd)
+            fd = self.open_fd(lambda: os.open(name, bflags, perm, dir_fd=parent.fd))
         except FileExistsError:
             usage.release(0, 1)
             if flags & os.O_EXCL:
@@ -247,5 +256,6 @@ class FileOps(OpsBase):
                 handle.inode.cache_sig = _sig(os.fstat(handle.fd))
         finally:
             os.close(handle.fd)
+            self.table.unpin(handle.inode)
             if handle.of is not None:
                 self.reg.open_files.drop(handle.of)

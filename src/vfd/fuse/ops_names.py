@@ -17,8 +17,8 @@ import pyfuse3
 
 from vfd.fuse import groups, syscalls
 from vfd.fuse.guard import handler
-from vfd.fuse.inodes import Folder, Inode, View
-from vfd.fuse.ops_base import O_PATH_FLAGS, OpsBase, proc_path
+from vfd.fuse.inodes import O_PATH_FLAGS, Folder, Inode, View
+from vfd.fuse.ops_base import OpsBase, proc_path
 
 RENAME_WHITEOUT = 4
 """``renameat2`` flag: leave a whiteout (a 0/0 character device, as overlayfs reads it) at
@@ -169,7 +169,7 @@ class NameOps(OpsBase):
             # made by mountd (root): the caller's, and under the group rule, as a mknod is
             shared = self.own(src, name_old, ctx.uid, ctx.gid)
             if shared is not None:
-                fd = os.open(name_old, O_PATH_FLAGS, dir_fd=src.fd)
+                fd = self.open_fd(lambda: os.open(name_old, O_PATH_FLAGS, dir_fd=src.fd))
                 try:
                     groups.apply(fd, shared)
                 finally:

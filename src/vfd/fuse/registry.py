@@ -204,8 +204,7 @@ class Registry:
         name = vfid.encode()
         for view in View:
             self.notifier.invalidate_entry(view.dir_id, name)
-        os.close(folder.fd)
-        folder.fd = -1
+        folder.close()
         return folder
 
     def set_limits(self, host: str, scope: str, limits: Limits) -> ScopeUsage:
@@ -219,7 +218,5 @@ class Registry:
 
     def close(self) -> None:
         for folder in self.folders.values():
-            if folder.fd >= 0:
-                os.close(folder.fd)
-                folder.fd = -1
+            folder.close()
         self.folders.clear()

@@ -1,10 +1,12 @@
 """``vfd mountd``: the FUSE mount server.
 
-Start-up, in order: migrate the store; load the ready folders and every quota scope; rescan
-usage from the disks (before serving, so the counters start exact); mount (clearing a stale
-mount left by a crashed predecessor); serve the control socket; flush dirty usage counters to
-the store every ``fuse.flush_interval`` seconds. SIGINT/SIGTERM (or an external unmount) stop
-it: the counters are flushed, the mount is unmounted, the control socket removed.
+Start-up, in order: raise the soft open-file limit to the hard one and size the inode
+descriptor cache (``fuse.fd_cache``, ``vfd.fuse.handles``); migrate the store; load the
+ready folders and every quota scope; rescan usage from the disks (before serving, so the
+counters start exact); mount (clearing a stale mount left by a crashed predecessor); serve
+the control socket; flush dirty usage counters to the store every ``fuse.flush_interval``
+seconds. SIGINT/SIGTERM (or an external unmount) stop it: the counters are flushed, the mount
+is unmounted, the control socket removed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import trio
 from vfd import mountinfo, safedirs
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
-from vfd.fuse import groups, hooks, libfuse, persist
+from vfd.fuse import groups, handles, hooks, libfuse, persist
 from vfd.fuse.control import serve_control
 from vfd.fuse.inodes import InodeTable
 from vfd.fuse.loop import serve_requests
@@ -122,13 +124,37 @@ async def _wait_for_signal(done: trio.CancelScope) -> None:
             return
 
 
+def fd_cache_size(config: Config) -> int:
+    """Raise the open-file limit; the size of the inode descriptor cache under it."""
+    soft, hard = handles.raise_fd_limit()
+    auto = handles.auto_capacity(soft)
+    size = auto if config.fuse.fd_cache is None else config.fuse.fd_cache
+    if size > auto:
+        log.warning(
+            "fuse.fd_cache %d is more than the open-file limit %d leaves room for (%d); "
+            "raise LimitNOFILE of vfd-mountd.service or lower fuse.fd_cache",
+            size,
+            soft,
+            auto,
+        )
+    log.info(
+        "inode descriptor cache: %d (%s; open-file limit %d, hard %d)",
+        size,
+        "auto" if config.fuse.fd_cache is None else "fuse.fd_cache",
+        soft,
+        hard,
+    )
+    return size
+
+
 async def run(config: Config) -> None:
     """Run mountd until a signal or an unmount."""
+    fd_cache = fd_cache_size(config)
     engine = make_engine(config.database_url)
     await trio.to_thread.run_sync(migrate, engine)
     folder_rows, scope_rows = await trio.to_thread.run_sync(persist.load, engine, config)
     notifier = KernelNotifier()
-    registry = Registry(config, InodeTable(), notifier)
+    registry = Registry(config, InodeTable(fd_cache), notifier)
     service = MountdService(config, registry, engine)
     service.load_scopes(scope_rows)
     for row in folder_rows:

@@ -1,0 +1,254 @@
+"""File handles and the bounded cache of descriptors that mountd holds for inodes.
+
+mountd reaches every backing inode through an ``O_PATH`` descriptor (``vfd.fuse.inodes``).
+Holding one for every inode the kernel has cached would make the number of descriptors grow
+with the kernel's cache, without bound. Instead each inode keeps its *file handle* — the
+file system's own persistent name for it, from ``name_to_handle_at(2)`` — and its descriptor
+lives in an LRU of bounded size (:class:`FdCache`). An evicted inode is opened again from its
+handle with ``open_by_handle_at(2)`` when next used, as virtiofsd's inode-file-handles mode
+does. Re-opening needs ``CAP_DAC_READ_SEARCH`` (mountd runs as root).
+
+Some descriptors are never evicted ("pinned"):
+
+* inodes with open files or directories (a file deleted while open may not be openable by
+  handle any more, and its open state must stay where it is);
+* inodes of file systems that give no handles (``name_to_handle_at`` fails with
+  ``EOPNOTSUPP``: some FUSE and network file systems, overlayfs without ``nfs_export``),
+  and inodes on another file system than their folder's root (a mount inside a backing
+  directory): for these the descriptor is held as long as the kernel knows the inode, as
+  before handles — the documented fallback, bounded by the kernel's cache only.
+
+``struct file_handle`` is the documented kernel ABI of ``open_by_handle_at(2)``::
+
+    struct file_handle {
+        unsigned int  handle_bytes;   /* size of f_handle */
+        int           handle_type;
+        unsigned char f_handle[];     /* at most MAX_HANDLE_SZ (128) bytes */
+    };
+
+A handle is kept here as the bytes of that whole struct, so that opening it passes them as
+they are.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import resource
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from vfd.config import FD_CACHE_MIN
+
+log = logging.getLogger("vfd.fuse")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+MAX_HANDLE_SZ = 128
+AT_EMPTY_PATH = 0x1000
+_HEAD = struct.Struct("=Ii")  # handle_bytes, handle_type
+
+_name_to_handle_at = _libc.name_to_handle_at
+_name_to_handle_at.argtypes = [
+    ctypes.c_int,
+    ctypes.c_char_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_int),
+    ctypes.c_int,
+]
+_name_to_handle_at.restype = ctypes.c_int
+
+_open_by_handle_at = _libc.open_by_handle_at
+_open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+_open_by_handle_at.restype = ctypes.c_int
+
+NO_HANDLES = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EOVERFLOW})
+"""``name_to_handle_at`` errors that mean "this file system gives no handles"."""
+OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE})
+
+MIN_CAPACITY = FD_CACHE_MIN
+"""The smallest cache: an operation uses at most three inodes, the most recently used ones
+are evicted last, so the ones in use are never closed under it."""
+AUTO_MAX = 65536
+"""``fd_cache = "auto"``: at most this many descriptors ..."""
+AUTO_RESERVE = 128
+"""... and at most half of the open-file limit less this many (the other half and the
+reserve are for open files — each costs two descriptors —, directory listings, the control
+socket, the store and the direct data path)."""
+WARN_INTERVAL = 60.0
+"""Seconds between two warnings about running out of descriptors."""
+
+
+def handle_of(fd: int) -> bytes | None:
+    """The file handle of the inode ``fd`` holds (a ``struct file_handle``, as bytes); None
+    when its file system gives none (see :data:`NO_HANDLES`)."""
+    buf = ctypes.create_string_buffer(_HEAD.size + MAX_HANDLE_SZ)
+    _HEAD.pack_into(buf, 0, MAX_HANDLE_SZ, 0)
+    mount_id = ctypes.c_int()
+    if _name_to_handle_at(fd, b"", buf, ctypes.byref(mount_id), AT_EMPTY_PATH) != 0:
+        err = ctypes.get_errno()
+        if err in NO_HANDLES:
+            return None
+        raise OSError(err, os.strerror(err))
+    size, _type = _HEAD.unpack_from(buf, 0)
+    return buf.raw[: _HEAD.size + size]
+
+
+def open_handle(mount_fd: int, handle: bytes, flags: int) -> int:
+    """Open the inode ``handle`` names on the file system ``mount_fd`` is on.
+
+    ESTALE when the inode no longer exists (deleted behind mountd's back)."""
+    fd = int(_open_by_handle_at(mount_fd, handle, flags))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit (a shell or systemd
+    starts processes with 1,024); (soft, hard) after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft, hard
+
+
+def auto_capacity(soft_limit: int) -> int:
+    """The cache size ``fd_cache = "auto"`` means under an open-file limit of ``soft_limit``."""
+    return max(MIN_CAPACITY, min(AUTO_MAX, (soft_limit - AUTO_RESERVE) // 2))
+
+
+class Cached(Protocol):
+    """What the cache holds: an inode whose descriptor it may close (``drop_fd``)."""
+
+    def drop_fd(self) -> None: ...
+
+
+C = TypeVar("C", bound=Cached)
+T = TypeVar("T")
+
+
+class FdCache:
+    """The evictable descriptors, least recently used first, at most ``capacity`` of them.
+
+    Pinned descriptors are not in it (and do not count). Everything happens on the trio
+    thread; a descriptor taken from an entry stays open until the next ``await`` because
+    only the least recently used entries are evicted and an operation uses few.
+    """
+
+    def __init__(self, capacity: int, setting: str = "[fuse] fd_cache") -> None:
+        self.capacity = max(MIN_CAPACITY, capacity)
+        self.configured = self.capacity
+        self.setting = setting
+        self._lru: OrderedDict[Cached, None] = OrderedDict()
+        self.pinned = 0
+        """Descriptors held outside the cache (open inodes, no handles)."""
+        self.evictions = 0
+        self.reopens = 0
+        self.stale = 0
+        """Re-opens that found the inode gone (ESTALE)."""
+        self.out_of_fds = 0
+        """Times an open failed with EMFILE/ENFILE even after the cache was cut."""
+        self._warned = -WARN_INTERVAL
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def __contains__(self, item: Cached) -> bool:
+        return item in self._lru
+
+    def add(self, item: Cached) -> None:
+        """``item`` got a descriptor that may be evicted; it is the most recently used."""
+        self._lru[item] = None
+        if len(self._lru) > self.capacity:
+            self.evict(len(self._lru) - self.capacity)
+
+    def touch(self, item: Cached) -> None:
+        self._lru.move_to_end(item)
+
+    def remove(self, item: Cached) -> None:
+        """``item`` is pinned or gone: its descriptor is not the cache's to close any more."""
+        self._lru.pop(item, None)
+
+    def evict(self, n: int) -> None:
+        """Close the ``n`` least recently used descriptors."""
+        lru = self._lru
+        for _ in range(min(n, len(lru))):
+            item, _ = lru.popitem(last=False)
+            item.drop_fd()
+            self.evictions += 1
+
+    def clear(self) -> None:
+        self._lru.clear()
+
+    def opening(self, fn: Callable[[], T]) -> T:
+        """``fn()``, an open of a new descriptor; when the process is out of descriptors
+        (EMFILE/ENFILE) the cache is cut to half and ``fn`` tried once more. If that fails
+        too, one warning (at most every :data:`WARN_INTERVAL` seconds) says so, and the
+        error goes to the caller (whose request is answered EMFILE)."""
+        try:
+            return fn()
+        except OSError as exc:
+            if exc.errno not in OUT_OF_FDS:
+                raise
+            first = exc
+        self._cut()
+        try:
+            return fn()
+        except OSError as exc:
+            if exc.errno not in OUT_OF_FDS:
+                raise
+            self.out_of_fds += 1
+            self._warn(f"a request is refused with {errno.errorcode[first.errno or 0]}")
+            raise
+
+    def _cut(self) -> None:
+        # the most recently used stay: the operation at hand may be using them
+        keep = max(len(self._lru) // 2, min(len(self._lru), MIN_CAPACITY // 2))
+        old = self.capacity
+        self.evict(len(self._lru) - keep)
+        self.capacity = max(MIN_CAPACITY, keep)
+        if self.capacity < old:
+            self._warn(f"the descriptor cache is cut from {old} to {self.capacity}")
+
+    def _warn(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._warned < WARN_INTERVAL:
+            return
+        self._warned = now
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        log.warning(
+            "mountd is out of file descriptors (open-file limit %d; %d cached, %d held for "
+            "open files and file systems without handles): %s. Raise LimitNOFILE of "
+            "vfd-mountd.service, or lower %s (now %d)",
+            soft,
+            len(self._lru),
+            self.pinned,
+            what,
+            self.setting,
+            self.configured,
+        )
+
+    def stats(self) -> dict[str, int]:
+        """What ``health`` may report."""
+        return {
+            "capacity": self.capacity,
+            "configured": self.configured,
+            "cached": len(self._lru),
+            "pinned": self.pinned,
+            "evictions": self.evictions,
+            "reopens": self.reopens,
+            "stale": self.stale,
+            "out_of_fds": self.out_of_fds,
+        }
