@@ -122,7 +122,7 @@ def test_cli_interrupted_uploads_release_every_fd_and_thread(
     warm.write_bytes(b"w")
     node.cli.ok("vfolder", "upload", folder["name"], str(warm), as_=alice["email"])
     before_fds, before_threads = fds(), threading.active_count()
-    interrupt_sends(monkeypatch, after=1, in_main=in_main)
+    interrupt_sends(monkeypatch, after=3, in_main=in_main)
     result = node.cli.run("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
     monkeypatch.undo()
     assert result.exit_code == 130, result.output  # as on Ctrl-C
