@@ -117,13 +117,19 @@ class MountdProcess:
     """A real ``python -m vfd.fuse`` subprocess on a tmp state dir."""
 
     def __init__(
-        self, tmp: Path, *, env: dict[str, str] | None = None, **fuse_options: float | str
+        self,
+        tmp: Path,
+        *,
+        env: dict[str, str] | None = None,
+        nofile: int | None = None,
+        **fuse_options: float | str,
     ) -> None:
         """``fuse_options`` go to the ``[fuse]`` table of vfd.toml; ``env`` is added to the
         child's environment (which otherwise carries no ``VFD_*`` variables but for
-        :data:`FAST_PATH_ENV`)."""
+        :data:`INHERITED`); ``nofile`` is mountd's open-file limit, soft and hard."""
         self.tmp = tmp
         self.extra_env = dict(env or {})
+        self.nofile = nofile
         self.state_dir = tmp / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = tmp / "mountd.log"
@@ -155,8 +161,9 @@ class MountdProcess:
         assert self.proc is None or self.proc.poll() is not None, "mountd already running"
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
+            limit = [] if self.nofile is None else ["prlimit", f"--nofile={self.nofile}", "--"]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vfd.fuse", "--state-dir", str(self.state_dir)],
+                [*limit, sys.executable, "-m", "vfd.fuse", "--state-dir", str(self.state_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env(),

@@ -38,11 +38,13 @@ import logging
 import os
 import resource
 import struct
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from vfd import mountinfo
 from vfd.config import FD_CACHE_MIN
 
 log = logging.getLogger("vfd.fuse")
@@ -69,6 +71,17 @@ _open_by_handle_at.restype = ctypes.c_int
 
 NO_HANDLES = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EOVERFLOW})
 """``name_to_handle_at`` errors that mean "this file system gives no handles"."""
+UNRELIABLE = ("fuse", "fuseblk", "virtiofs")
+"""File system types (and ``fuse.*``) whose handles may not open again once the kernel has
+dropped the inode: a FUSE file system answers them only if its server supports it (export
+support), which cannot be told from here. Their inodes are treated as having no handles."""
+
+
+def reliable(fstype: str) -> bool:
+    """Whether handles of a file system of type ``fstype`` (mountinfo) can be relied on."""
+    return fstype not in UNRELIABLE and not fstype.startswith("fuse.")
+
+
 OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE})
 
 MIN_CAPACITY = FD_CACHE_MIN
@@ -84,19 +97,37 @@ WARN_INTERVAL = 60.0
 """Seconds between two warnings about running out of descriptors."""
 
 
+class _Buffers(threading.local):
+    """Per thread: the ``struct file_handle`` and mount id ``name_to_handle_at`` fills."""
+
+    def __init__(self) -> None:
+        self.handle = ctypes.create_string_buffer(_HEAD.size + MAX_HANDLE_SZ)
+        self.mount_id = ctypes.c_int()
+        self.mount_id_ref = ctypes.byref(self.mount_id)
+
+
+_buffers = _Buffers()
+
+
 def handle_of(fd: int) -> bytes | None:
     """The file handle of the inode ``fd`` holds (a ``struct file_handle``, as bytes); None
     when its file system gives none (see :data:`NO_HANDLES`)."""
-    buf = ctypes.create_string_buffer(_HEAD.size + MAX_HANDLE_SZ)
+    got = handle_and_mount(fd)
+    return None if got is None else got[0]
+
+
+def handle_and_mount(fd: int) -> tuple[bytes, int] | None:
+    """:func:`handle_of`, and the id of the mount ``fd`` is on (as in mountinfo)."""
+    bufs = _buffers
+    buf = bufs.handle
     _HEAD.pack_into(buf, 0, MAX_HANDLE_SZ, 0)
-    mount_id = ctypes.c_int()
-    if _name_to_handle_at(fd, b"", buf, ctypes.byref(mount_id), AT_EMPTY_PATH) != 0:
+    if _name_to_handle_at(fd, b"", buf, bufs.mount_id_ref, AT_EMPTY_PATH) != 0:
         err = ctypes.get_errno()
         if err in NO_HANDLES:
             return None
         raise OSError(err, os.strerror(err))
     size, _type = _HEAD.unpack_from(buf, 0)
-    return buf.raw[: _HEAD.size + size]
+    return buf.raw[: _HEAD.size + size], bufs.mount_id.value
 
 
 def open_handle(mount_fd: int, handle: bytes, flags: int) -> int:
@@ -130,12 +161,12 @@ def auto_capacity(soft_limit: int) -> int:
 
 
 class Cached(Protocol):
-    """What the cache holds: an inode whose descriptor it may close (``drop_fd``)."""
+    """What the cache holds: an inode whose descriptor it may close (``drop_fd``: False when
+    it cannot be opened again, and so was not closed)."""
 
-    def drop_fd(self) -> None: ...
+    def drop_fd(self) -> bool: ...
 
 
-C = TypeVar("C", bound=Cached)
 T = TypeVar("T")
 
 
@@ -152,6 +183,10 @@ class FdCache:
         self.configured = self.capacity
         self.setting = setting
         self._lru: OrderedDict[Cached, None] = OrderedDict()
+        self.no_handles: set[int] = set()
+        """File systems (``st_dev``) that give no handles, or none that can be relied on:
+        their inodes are pinned."""
+        self._checked: set[int] = set()
         self.pinned = 0
         """Descriptors held outside the cache (open inodes, no handles)."""
         self.evictions = 0
@@ -182,12 +217,54 @@ class FdCache:
         self._lru.pop(item, None)
 
     def evict(self, n: int) -> None:
-        """Close the ``n`` least recently used descriptors."""
+        """Close the ``n`` least recently used descriptors (an inode that turns out to have
+        no handle is pinned instead)."""
         lru = self._lru
-        for _ in range(min(n, len(lru))):
+        while n > 0 and lru:
             item, _ = lru.popitem(last=False)
-            item.drop_fd()
-            self.evictions += 1
+            if item.drop_fd():
+                self.evictions += 1
+                n -= 1
+            else:
+                self.pinned += 1
+
+    def usable(self, fd: int, dev: int) -> bool:
+        """Whether inodes of the file system ``dev`` (``fd`` holds one) may be evicted: it
+        gives handles, and of a type whose handles can be relied on (:data:`UNRELIABLE`).
+        Decided once per file system; False, undecided, when it cannot be told now."""
+        if dev in self._checked:
+            return True
+        if dev in self.no_handles:
+            return False
+        try:
+            got = handle_and_mount(fd)
+            entry = None if got is None else mountinfo.by_id(got[1])
+        except OSError as exc:
+            log.debug("cannot tell whether device %d gives file handles: %s", dev, exc)
+            return False
+        if entry is not None and reliable(entry.fstype):
+            self._checked.add(dev)
+            return True
+        self.no_handles.add(dev)
+        log.info(
+            "the file system of device %d:%d (%s) gives no file handles that can be relied on: "
+            "mountd holds a descriptor for each of its inodes the kernel knows",
+            os.major(dev),
+            os.minor(dev),
+            "no handles" if got is None else "unknown" if entry is None else entry.fstype,
+        )
+        return False
+
+    def handle_of(self, fd: int, dev: int) -> bytes | None:
+        """:func:`handle_of` on a file system found :meth:`usable`; None elsewhere, and when
+        the call fails (the descriptor is then held)."""
+        if dev not in self._checked:
+            return None
+        try:
+            return handle_of(fd)
+        except OSError as exc:
+            log.warning("no file handle for an inode on device %d: %s; holding it", dev, exc)
+            return None
 
     def clear(self) -> None:
         self._lru.clear()

@@ -33,7 +33,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfd.fuse.handles import MIN_CAPACITY, FdCache, handle_of, open_handle
+from vfd.fuse.handles import MIN_CAPACITY, FdCache, open_handle
 from vfd.fuse.usage import BackingKey, ScopeUsage
 
 ROOT_ID = 1
@@ -113,10 +113,13 @@ class Inode:
     """The descriptor while open; -1 when evicted (opened again from ``handle``) or gone."""
     key: BackingKey
     mode: int
-    handle: bytes | None
-    """The file handle; None: the descriptor is held for good (no handles), or the inode is
-    gone (forgotten, or its number was reused by another file)."""
     cache: FdCache
+    evictable: bool
+    """Whether the descriptor may be closed and opened again from a handle: False on a file
+    system without handles, or another one than the folder root's (held until forgotten)."""
+    handle: bytes | None = None
+    """The file handle, taken when the descriptor is first evicted. An inode without
+    descriptor and handle is gone (forgotten, or its number was reused by another file)."""
     nlookup: int = 0
     opens: int = 0
     """Open files and directories of this inode: its descriptor is pinned while any are."""
@@ -137,7 +140,7 @@ class Inode:
         ESTALE when the backing inode is gone, EMFILE when no descriptor can be had."""
         fd = self._fd
         if fd >= 0:
-            if self.handle is not None and not self.opens:
+            if self.evictable and not self.opens:
                 self.cache.touch(self)
             return fd
         return self._reopen()
@@ -148,34 +151,37 @@ class Inode:
         return self._fd >= 0
 
     def _reopen(self) -> int:
-        handle, cache = self.handle, self.cache
+        handle, cache, folder = self.handle, self.cache, self.folder
         if handle is None:
             raise _stale("the inode was forgotten or its file deleted")
-        mount_fd = self.folder.mount_fd(cache)
+        if folder.key[0] != self.key[0]:  # the folder came back on another file system
+            raise _stale("the folder's file system changed")
+        mount_fd = folder.mount_fd(cache)
         try:
+            # The handle was taken on the file system of the folder's root, which mount_fd
+            # is on: it opens this very inode (its generation included), or fails ESTALE.
             fd = cache.opening(lambda: open_handle(mount_fd, handle, O_PATH_FLAGS))
         except OSError as exc:
             if exc.errno == errno.ESTALE:
                 cache.stale += 1
             raise
-        try:
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        if (st.st_dev, st.st_ino) != self.key:  # not on the folder's file system any more
-            os.close(fd)
-            cache.stale += 1
-            raise _stale("the handle names another inode")
         cache.reopens += 1
         self._fd = fd
         cache.add(self)
         return fd
 
-    def drop_fd(self) -> None:
-        """Close the descriptor (evicted from the cache); the handle opens it again."""
+    def drop_fd(self) -> bool:
+        """Close the descriptor (evicted from the cache), first taking the handle that opens
+        it again; False (nothing closed, no longer evictable) where there is no handle."""
+        if self.handle is None:
+            handle = self.cache.handle_of(self._fd, self.key[0])
+            if handle is None:
+                self.evictable = False
+                return False
+            self.handle = handle
         os.close(self._fd)
         self._fd = -1
+        return True
 
 
 class InodeTable:
@@ -222,67 +228,47 @@ class InodeTable:
         other = View.RO if inode.view is View.RW else View.RW
         return self.by_key.get((other, inode.key[0], inode.key[1]))
 
-    @staticmethod
-    def _handle(folder: Folder, fd: int, st: os.stat_result) -> bytes | None:
-        """The handle ``fd`` is to be opened by again; None: hold the descriptor. Only on the
-        folder root's file system (a mount inside a backing tree is another one)."""
-        if st.st_dev != folder.key[0]:
-            return None
-        try:
-            return handle_of(fd)
-        except OSError:
-            return None
-
     def remember(
         self, view: View, folder: Folder, fd: int, st: os.stat_result, *, is_root: bool = False
     ) -> Inode:
         """Count one lookup of the backing inode ``fd`` holds; the table owns ``fd`` after."""
         tkey = (view, st.st_dev, st.st_ino)
         inode = self.by_key.get(tkey)
-        if inode is not None and inode._fd >= 0:
+        if inode is None:
+            inode = self._new(view, folder, fd, st, self.number(*tkey))
+        elif inode._fd >= 0:
             os.close(fd)  # it holds the backing inode open: the same file
-            if inode.handle is not None and not inode.opens:
+            if inode.evictable and not inode.opens:
                 self.fds.touch(inode)
+        elif inode.handle is not None and self.fds.handle_of(fd, st.st_dev) == inode.handle:
+            inode._fd = fd  # the same file, evicted: it keeps the new descriptor
+            self.fds.add(inode)
         else:
-            handle = self._handle(folder, fd, st)
-            if inode is None:
-                inode = self._new(view, folder, fd, st, self.number(*tkey), handle)
-            elif handle is not None and handle == inode.handle:
-                inode._fd = fd  # the same file, evicted: it keeps the new descriptor
-                self.fds.add(inode)
-            else:
-                # Another file under the number of a known one, whose descriptor was evicted:
-                # the old file was deleted behind mountd's back and the backing file system
-                # reused its number. The old entry stays for the kernel's forget but answers
-                # ESTALE; the new file gets a number of its own.
-                del self.by_key[tkey]
-                inode.handle = None
-                self.renumbered += 1
-                inode = self._new(view, folder, fd, st, self._counter(), handle)
+            # Another file under the number of a known one whose descriptor was evicted: the
+            # old file was deleted behind mountd's back and the backing file system reused
+            # its number. The old entry stays for the kernel's forget but answers ESTALE;
+            # the new file gets a number of its own.
+            del self.by_key[tkey]
+            inode.handle = None
+            self.renumbered += 1
+            inode = self._new(view, folder, fd, st, self._counter())
         inode.folder = folder
         inode.mode = st.st_mode
         inode.is_root = inode.is_root or is_root
         inode.nlookup += 1
         return inode
 
-    def _new(
-        self,
-        view: View,
-        folder: Folder,
-        fd: int,
-        st: os.stat_result,
-        number: int,
-        handle: bytes | None,
-    ) -> Inode:
-        inode = Inode(
-            number, view, folder, fd, (st.st_dev, st.st_ino), st.st_mode, handle, self.fds
-        )
+    def _new(self, view: View, folder: Folder, fd: int, st: os.stat_result, number: int) -> Inode:
+        dev = st.st_dev
+        # Handles only on the folder root's file system: the one open_by_handle_at is given.
+        evictable = dev == folder.key[0] and self.fds.usable(fd, dev)
+        inode = Inode(number, view, folder, fd, (dev, st.st_ino), st.st_mode, self.fds, evictable)
         self.by_id[number] = inode
-        self.by_key[(view, st.st_dev, st.st_ino)] = inode
-        if handle is None:
-            self.fds.pinned += 1
-        else:
+        self.by_key[(view, dev, st.st_ino)] = inode
+        if evictable:
             self.fds.add(inode)
+        else:
+            self.fds.pinned += 1
         return inode
 
     def pin(self, inode: Inode) -> None:
@@ -291,13 +277,13 @@ class InodeTable:
         if inode._fd < 0:
             inode._reopen()  # raises when the inode is gone
         inode.opens += 1
-        if inode.opens == 1 and inode.handle is not None:
+        if inode.opens == 1 and inode.evictable:
             self.fds.remove(inode)
             self.fds.pinned += 1
 
     def unpin(self, inode: Inode) -> None:
         inode.opens -= 1
-        if inode.opens == 0 and inode.handle is not None and inode._fd >= 0:
+        if inode.opens == 0 and inode.evictable and inode._fd >= 0:
             self.fds.pinned -= 1
             self.fds.add(inode)
 
