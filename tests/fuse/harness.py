@@ -13,10 +13,12 @@ scope row) the way the daemon records them, so a restarted mountd serves them ag
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -93,6 +95,59 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def fd_cache_stats(mountd: MountdProcess) -> dict[str, int]:
+    """The figures of mountd's inode descriptor cache it logged when it stopped."""
+    found = re.findall(r"inode descriptor cache at the end: (.*)", mountd.log_path.read_text())
+    assert found, f"mountd logged no descriptor cache figures:\n{mountd.log_tail()}"
+    return {k: int(v) for k, v in (item.split("=") for item in found[-1].split())}
+
+
+def assert_reopened(mountd: MountdProcess, *, by_handle: bool = True) -> None:
+    """The (stopped) mountd found inodes whose descriptors it had evicted: by number, opening
+    them again from their handles (``by_handle``), and by name (a lookup that compares the
+    handles): its tests ran the way a small descriptor cache makes them run."""
+    stats = fd_cache_stats(mountd)
+    assert stats["evictions"] > 0 and stats["readopted"] > 0, stats
+    if by_handle:
+        assert stats["reopens"] > 0, stats
+
+
+class Churn:
+    """Looks up files of a folder of its own through the mount, in a thread, so that a mountd
+    with a small descriptor cache keeps evicting the inodes that other tests use (the kernel
+    asks again about each file once its entry times out)."""
+
+    FILES = 256
+
+    def __init__(self, mountd: MountdProcess, pause: float = 0.001) -> None:
+        self.folder = mountd.new_folder()
+        for i in range(self.FILES):
+            (self.folder.backing / f"c{i}").write_bytes(b"c")
+        self.pause = pause
+        self.looked = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="churn", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.pause):
+                os.lstat(self.folder.rw / f"c{self.looked % self.FILES}")
+                self.looked += 1
+        except BaseException as exc:
+            self.error = exc
+
+    def __enter__(self) -> Churn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        assert self.error is None, f"churn failed: {self.error!r}"
+        assert self.looked > 0
 
 
 def is_mounted(path: Path) -> bool:

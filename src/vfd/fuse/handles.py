@@ -191,6 +191,10 @@ class FdCache:
         """Descriptors held outside the cache (open inodes, no handles)."""
         self.evictions = 0
         self.reopens = 0
+        """Evicted descriptors opened again from their handles."""
+        self.readopted = 0
+        """Evicted inodes looked up again by name (the handle compared; the new descriptor
+        kept)."""
         self.stale = 0
         """Re-opens that found the inode gone (ESTALE)."""
         self.out_of_fds = 0
@@ -326,6 +330,7 @@ class FdCache:
             "pinned": self.pinned,
             "evictions": self.evictions,
             "reopens": self.reopens,
+            "readopted": self.readopted,
             "stale": self.stale,
             "out_of_fds": self.out_of_fds,
         }

@@ -242,6 +242,7 @@ class InodeTable:
                 self.fds.touch(inode)
         elif inode.handle is not None and self.fds.handle_of(fd, st.st_dev) == inode.handle:
             inode._fd = fd  # the same file, evicted: it keeps the new descriptor
+            self.fds.readopted += 1
             self.fds.add(inode)
         else:
             # Another file under the number of a known one whose descriptor was evicted: the

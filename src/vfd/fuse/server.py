@@ -217,6 +217,10 @@ async def run(config: Config) -> None:
             except Exception:
                 log.exception("final flush of quota usage failed")
         pyfuse3.close(unmount=True)
+        log.info(
+            "inode descriptor cache at the end: %s",
+            " ".join(f"{k}={v}" for k, v in registry.table.fds.stats().items()),
+        )
         ops.close()
         registry.close()
         engine.dispose()
