@@ -2,21 +2,23 @@
 
 mountd reaches every backing inode through an ``O_PATH`` descriptor (``vfd.fuse.inodes``).
 Holding one for every inode the kernel has cached would make the number of descriptors grow
-with the kernel's cache, without bound. Instead each inode keeps its *file handle* — the
-file system's own persistent name for it, from ``name_to_handle_at(2)`` — and its descriptor
-lives in an LRU of bounded size (:class:`FdCache`). An evicted inode is opened again from its
-handle with ``open_by_handle_at(2)`` when next used, as virtiofsd's inode-file-handles mode
-does. Re-opening needs ``CAP_DAC_READ_SEARCH`` (mountd runs as root).
+with the kernel's cache, without bound. Instead the descriptors live in an LRU of bounded
+size (:class:`FdCache`). Before one is evicted, its inode's *file handle* is taken — the file
+system's own persistent name for it, from ``name_to_handle_at(2)`` —, and the inode is opened
+again from it with ``open_by_handle_at(2)`` when next used, as virtiofsd's inode-file-handles
+mode does. Re-opening needs ``CAP_DAC_READ_SEARCH`` (mountd runs as root). While the cache
+holds every inode the kernel knows, handles cost nothing.
 
 Some descriptors are never evicted ("pinned"):
 
 * inodes with open files or directories (a file deleted while open may not be openable by
   handle any more, and its open state must stay where it is);
 * inodes of file systems that give no handles (``name_to_handle_at`` fails with
-  ``EOPNOTSUPP``: some FUSE and network file systems, overlayfs without ``nfs_export``),
-  and inodes on another file system than their folder's root (a mount inside a backing
-  directory): for these the descriptor is held as long as the kernel knows the inode, as
-  before handles — the documented fallback, bounded by the kernel's cache only.
+  ``EOPNOTSUPP``: cifs, 9p, procfs, overlayfs without ``nfs_export``...) or none that can be
+  relied on (FUSE file systems, :data:`UNRELIABLE`), and inodes on another file system than
+  their folder's root (a mount inside a backing directory): for these the descriptor is held
+  as long as the kernel knows the inode, as before handles — the documented fallback, bounded
+  by the kernel's cache only.
 
 ``struct file_handle`` is the documented kernel ABI of ``open_by_handle_at(2)``::
 

@@ -6,13 +6,14 @@ Three inodes are synthetic — the mount root (1) and the view directories ``rw/
 descriptor of it (``*at()`` calls), as in libfuse's ``passthrough_hp``. The same backing
 file seen through ``rw/`` and ``ro/`` is two inodes ("twins").
 
-Descriptors are bounded (``vfd.fuse.handles``): an inode keeps its file handle
-(``name_to_handle_at``) and its descriptor lives in an LRU of ``[fuse] fd_cache`` entries;
-:attr:`Inode.fd` opens an evicted inode again from its handle. A descriptor read from
+Descriptors are bounded (``vfd.fuse.handles``): they live in an LRU of ``[fuse] fd_cache``
+entries; an inode's file handle (``name_to_handle_at``) is taken when its descriptor is
+evicted, and :attr:`Inode.fd` opens an evicted inode again from it. A descriptor read from
 ``Inode.fd`` stays open until the next ``await`` (only the least recently used descriptors
 are evicted, and the cache never holds fewer than 16), so handlers use it synchronously and
 read it again after an ``await``. Inodes with open files or directories, and inodes of file
-systems without handles, keep their descriptor (pinned) until closed or forgotten.
+systems without (reliable) handles, keep their descriptor (pinned) until closed or forgotten.
+An evicted inode whose backing file was deleted behind mountd's back answers ESTALE.
 
 Inode numbers are derived from the backing inode, ``dev index << 49 | st_ino << 1 | view``,
 so a file keeps its ``st_ino`` when the kernel forgets and looks it up again (``du``, ``tar``
