@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -9,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -194,3 +196,24 @@ class Node:
             self.process.kill()
             self.process.wait()
             pytest.fail(f"vfd up did not stop on SIGINT:\n{self.log.read_text()}")
+
+
+def running_node(database_url: str, *, prefix: str, extra: str = "") -> Iterator[Node]:
+    """A whole node (``vfd up``) on a fresh short state dir (unix socket paths are limited to
+    107 bytes) with ``extra`` TOML lines in its ``vfd.toml``, for a module-scoped fixture: it
+    fails in CI and skips elsewhere without FUSE, and stops and removes the node after."""
+    why = fuse_missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"FUSE is required in CI: {why}")
+        print(f"node tests skipped: {why}")
+        pytest.skip(why)
+    state_dir = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    (state_dir / "vfd.toml").write_text(f"database_url = {json.dumps(database_url)}\n{extra}")
+    n = Node.launch(state_dir)
+    try:
+        n.wait_ready()
+        yield n
+    finally:
+        n.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from filenode import Node
-from rich.progress import Progress, TaskID
+from test_files_transfer import interrupt_downloads_after, open_fds
 
 import vfd.cli.client as client_module
 from vfd.cli.client import FileBody
@@ -25,13 +25,7 @@ MiB = 1 << 20
 
 def fds() -> list[str]:
     """What this process's fds refer to (sockets, files), sorted."""
-    out = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            out.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except FileNotFoundError:
-            continue  # the listing's own fd
-    return sorted(out)
+    return sorted(open_fds(os.getpid()))
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -139,20 +133,6 @@ def test_cli_interrupted_uploads_release_every_fd_and_thread(
     node.cli.ok("vfolder", "upload", folder["name"], str(src), "--overwrite", as_=alice["email"])
     assert tree(backing) == want
     assert fds() == before_fds
-
-
-def interrupt_downloads_after(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
-    """Make the CLI's next download stop (as on Ctrl-C) once ``limit`` bytes are written."""
-    real = Progress.advance
-    seen = [0]
-
-    def advance(self: Progress, task_id: TaskID, advance: float = 1) -> None:
-        real(self, task_id, advance)
-        seen[0] += int(advance)
-        if seen[0] >= limit:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Progress, "advance", advance)
 
 
 def test_cli_interrupted_downloads_release_every_fd(
