@@ -248,6 +248,17 @@ class TransferLink:
         grant = result.get("grant")
         return fd, grant if isinstance(grant, int) else None
 
+    def _granted(self, view_fd: int, mode: str, **fields: int | str) -> tuple[int, int] | None:
+        """``_backing`` for the modes that come with a grant: the fd and the grant's number."""
+        got = self._backing(view_fd, mode, **fields)
+        if got is None:
+            return None
+        fd, grant = got
+        if grant is None:
+            os.close(fd)
+            raise VfdError(ErrorCode.INTERNAL, f"mountd granted a {mode} without a grant number")
+        return fd, grant
+
     def open_read(self, view_fd: int) -> int | None:
         """The backing file of ``view_fd`` opened for reading, or None when mountd offers no
         direct path (older mountd, control socket away): read through the view then."""
@@ -266,20 +277,9 @@ class TransferLink:
         """The backing directory of ``view_fd`` (a directory open through ``rw/``) and a
         tree grant to make its new entry ``name``, with that much reserved; None when mountd
         offers no direct path."""
-        got = self._backing(
-            view_fd,
-            "tree",
-            reserve_bytes=reserve_bytes,
-            reserve_files=reserve_files,
-            name=name,
+        return self._granted(
+            view_fd, "tree", reserve_bytes=reserve_bytes, reserve_files=reserve_files, name=name
         )
-        if got is None:
-            return None
-        fd, grant = got
-        if grant is None:
-            os.close(fd)
-            raise VfdError(ErrorCode.INTERNAL, "mountd granted a tree without a grant number")
-        return fd, grant
 
     def reserve(self, grant: int, reserve_bytes: int, reserve_files: int) -> None:
         """More room for a tree grant (``quota_exceeded`` when the quota has none)."""
@@ -297,14 +297,7 @@ class TransferLink:
         """The backing file of ``view_fd`` opened for writing and the grant's number, with
         ``reserve_bytes`` of quota reserved (``quota_exceeded`` otherwise); None when mountd
         offers no direct path."""
-        got = self._backing(view_fd, "write", reserve_bytes=reserve_bytes)
-        if got is None:
-            return None
-        fd, grant = got
-        if grant is None:
-            os.close(fd)
-            raise VfdError(ErrorCode.INTERNAL, "mountd granted a write without a grant number")
-        return fd, grant
+        return self._granted(view_fd, "write", reserve_bytes=reserve_bytes)
 
     def settle(self, grant: int) -> dict[str, Any]:
         """Account what was written under ``grant`` and give back the rest."""

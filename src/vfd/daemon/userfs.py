@@ -923,18 +923,36 @@ def unpack_tar(
                     _unpack(stream, top, made, modes, path)
                 finally:
                     os.close(top)
-                _place(dfd, staging, made, path, overwrite=overwrite)
             except BaseException:
                 shutil.rmtree(staging, dir_fd=dfd, ignore_errors=True)
                 raise
-            try:
-                os.rmdir(staging, dir_fd=dfd)
-            except OSError as exc:
-                raise os_error(exc, path) from None
-            _dir_modes(dfd, made, modes, path)
+            _place_staged(dfd, staging, made, modes, path, overwrite=overwrite)
         finally:
             os.close(dfd)
     return made
+
+
+def _place_staged(
+    dfd: int,
+    staging: str,
+    made: Unpacked,
+    modes: dict[tuple[str, ...], tuple[int, int]],
+    path: str,
+    *,
+    overwrite: bool,
+) -> None:
+    """Move the unpacked staging directory's entries into place in ``dfd``, remove it and
+    give the directories their modes; on a refusal the staging tree is removed. Blocking."""
+    try:
+        _place(dfd, staging, made, path, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(staging, dir_fd=dfd, ignore_errors=True)
+        raise
+    try:
+        os.rmdir(staging, dir_fd=dfd)
+    except OSError as exc:
+        raise os_error(exc, path) from None
+    _dir_modes(dfd, made, modes, path)
 
 
 def _unpack(
@@ -1105,15 +1123,6 @@ def place_unpacked(
     with fs._session() as root_fd:
         dfd = fs._walk(root_fd, parts, path)
         try:
-            try:
-                _place(dfd, staging, made, path, overwrite=overwrite)
-            except BaseException:
-                shutil.rmtree(staging, dir_fd=dfd, ignore_errors=True)
-                raise
-            try:
-                os.rmdir(staging, dir_fd=dfd)
-            except OSError as exc:
-                raise os_error(exc, path) from None
-            _dir_modes(dfd, made, made.modes or {}, path)
+            _place_staged(dfd, staging, made, made.modes or {}, path, overwrite=overwrite)
         finally:
             os.close(dfd)
