@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from vfd.config import Config, load_config
+from vfd.config import FD_CACHE_MIN, Config, load_config
 from vfd.folders import layout
 from vfd.mountctl import MountdClient
 from vfd.store.db import make_engine, session_scope
@@ -148,6 +148,22 @@ class Churn:
         self._thread.join()
         assert self.error is None, f"churn failed: {self.error!r}"
         assert self.looked > 0
+
+
+def churning_mountd(
+    tmp: Path, *, by_handle: bool = True, **options: Any
+) -> Iterator[MountdProcess]:
+    """For a module fixture: a started mountd with the smallest descriptor cache and a
+    :class:`Churn` beside its tests; once stopped, it must have reopened evicted inodes
+    (:func:`assert_reopened`)."""
+    proc = MountdProcess(tmp, env={"VFD_FUSE_FD_CACHE": str(FD_CACHE_MIN)}, **options)
+    proc.start()
+    try:
+        with Churn(proc):
+            yield proc
+    finally:
+        proc.close()
+    assert_reopened(proc, by_handle=by_handle)
 
 
 def is_mounted(path: Path) -> bool:

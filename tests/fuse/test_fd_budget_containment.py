@@ -16,11 +16,10 @@ import pytest
 import test_containment_crossing
 import test_containment_symlinks
 import test_containment_top
-from harness import Churn, MountdProcess, assert_reopened
+from harness import MountdProcess, churning_mountd
 from test_containment_symlinks import outside  # noqa: F401 - a fixture its tests use
 
 from conftest import require_fuse
-from vfd.config import FD_CACHE_MIN
 
 pytestmark = pytest.mark.fuse
 
@@ -35,14 +34,4 @@ def mountd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MountdProcess]:
     """A mountd with the smallest descriptor cache (the kernel caching names and attributes
     as usual, so that it asks about inodes by number, whose descriptors were evicted)."""
     require_fuse()
-    proc = MountdProcess(
-        tmp_path_factory.mktemp("fd-min"),
-        env={"VFD_FUSE_FD_CACHE": str(FD_CACHE_MIN)},
-    )
-    proc.start()
-    try:
-        with Churn(proc):
-            yield proc
-    finally:
-        proc.close()
-    assert_reopened(proc)
+    yield from churning_mountd(tmp_path_factory.mktemp("fd-min"))

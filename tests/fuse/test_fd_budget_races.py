@@ -8,11 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import test_containment_races
-from harness import Churn, MountdProcess, assert_reopened
+from harness import MountdProcess, churning_mountd
 from test_containment_races import outside  # noqa: F401 - a fixture its tests use
 
 from conftest import require_fuse
-from vfd.config import FD_CACHE_MIN
 
 pytestmark = pytest.mark.fuse
 
@@ -25,18 +24,11 @@ for _name, _test in vars(test_containment_races).items():
 def mountd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MountdProcess]:
     """As ``test_containment_races``'s mountd, with the smallest descriptor cache."""
     require_fuse()
-    proc = MountdProcess(
+    # no kernel caching: every access is a fresh lookup by name, which finds the evicted
+    # inode and compares handles (a request by number follows its lookup at once)
+    yield from churning_mountd(
         tmp_path_factory.mktemp("races-fd-min"),
-        env={"VFD_FUSE_FD_CACHE": str(FD_CACHE_MIN)},
+        by_handle=False,
         entry_timeout=0.0,
         attr_timeout=0.0,
     )
-    proc.start()
-    try:
-        with Churn(proc):
-            yield proc
-    finally:
-        proc.close()
-    # no kernel caching: every access is a fresh lookup by name, which finds the evicted
-    # inode and compares handles (a request by number follows its lookup at once)
-    assert_reopened(proc, by_handle=False)
