@@ -14,6 +14,7 @@ from filenode import Node
 from test_files_transfer import interrupt_downloads_after, open_fds
 
 import vfd.cli.client as client_module
+import vfd.cli.transfer as transfer
 from vfd.cli.client import FileBody
 
 # two file requests per user at once: the CLI's four workers meet 429 answers and go on
@@ -116,6 +117,7 @@ def test_cli_interrupted_uploads_release_every_fd_and_thread(
     warm.write_bytes(b"w")
     node.cli.ok("vfolder", "upload", folder["name"], str(warm), as_=alice["email"])
     before_fds, before_threads = fds(), threading.active_count()
+    monkeypatch.setattr(transfer, "ARCHIVE_FILE_MAX", 512 * KiB)  # each file a request
     interrupt_sends(monkeypatch, after=3, in_main=in_main)
     result = node.cli.run("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
     monkeypatch.undo()
@@ -130,6 +132,7 @@ def test_cli_interrupted_uploads_release_every_fd_and_thread(
     assert len(done) < len(want)  # cut short
     assert all(want[p] == b for p, b in done.items())  # what is there is whole
     # run again: the rest goes, the stored part of the file cut halfway resumes
+    monkeypatch.setattr(transfer, "ARCHIVE_FILE_MAX", 512 * KiB)
     node.cli.ok("vfolder", "upload", folder["name"], str(src), "--overwrite", as_=alice["email"])
     assert tree(backing) == want
     assert fds() == before_fds

@@ -118,7 +118,18 @@ COPY_BUFFER = 1 << 20
 """The buffer a download is received into before each write."""
 
 
-class FileBody:
+class SizedBody:
+    """A request body of a known ``length``, sent under a ``Content-Length`` by its own
+    :meth:`send` (which writes exactly ``length`` bytes, or raises: the request is then cut
+    short and its connection closed)."""
+
+    length: int
+
+    def send(self, sock: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class FileBody(SizedBody):
     """A request body of ``length`` bytes of an open file from ``offset``, sent by the kernel
     (``sendfile``, no copy through Python) with a ``Content-Length``. ``advance(n)`` is called
     after each piece. A file that ends before ``length`` raises :class:`SourceShrank`."""
@@ -134,6 +145,9 @@ class FileBody:
         self.offset = offset
         self.length = length
         self.advance = advance
+
+    def send(self, sock: socket.socket) -> None:
+        _send_file(sock, self)
 
 
 class SourceShrank(Exception):
@@ -270,7 +284,7 @@ def _send_request(
     method: str,
     target: str,
     headers: dict[str, str],
-    body: Iterable[bytes] | bytes | FileBody | None,
+    body: Iterable[bytes] | bytes | SizedBody | None,
 ) -> None:
     """Write one request: a ``bytes`` body with its ``Content-Length``, an iterable (or a
     file, read in blocks) chunked as it comes."""
@@ -278,7 +292,7 @@ def _send_request(
     lines.extend(f"{name}: {value}" for name, value in headers.items())
     if isinstance(body, bytes | bytearray | memoryview):
         lines.append(f"Content-Length: {len(body)}")
-    elif isinstance(body, FileBody):
+    elif isinstance(body, SizedBody):
         lines.append(f"Content-Length: {body.length}")
     elif body is not None:
         lines.append("Transfer-Encoding: chunked")
@@ -289,9 +303,9 @@ def _send_request(
         connection.send(head + bytes(body) if len(body) <= _BLOCK else head)
         if len(body) > _BLOCK:
             connection.send(bytes(body))
-    elif isinstance(body, FileBody):
+    elif isinstance(body, SizedBody):
         connection.send(head)
-        _send_file(connection._live(), body)
+        body.send(connection._live())
     else:
         connection.send(head)
         for piece in _pieces(body):
@@ -723,7 +737,7 @@ class VfdClient:
         *,
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
-        content: Iterable[bytes] | bytes | FileBody | None,
+        content: Iterable[bytes] | bytes | SizedBody | None,
         headers: dict[str, str] | None,
         timeout: Timeout,
     ) -> Iterator[Response]:
@@ -734,7 +748,7 @@ class VfdClient:
         assert not isinstance(wait, _Default)
         target = path + ("?" + urlencode(params, quote_via=quote) if params else "")
         sent = {"Accept": "*/*", **self._headers, **(headers or {})}
-        body: Iterable[bytes] | bytes | FileBody | None = content
+        body: Iterable[bytes] | bytes | SizedBody | None = content
         if json is not None:
             body = json_module.dumps(
                 json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -779,7 +793,7 @@ class VfdClient:
         *,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
-        content: Iterable[bytes] | bytes | FileBody | None = None,
+        content: Iterable[bytes] | bytes | SizedBody | None = None,
         headers: dict[str, str] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> dict[str, Any]:

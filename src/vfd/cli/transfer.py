@@ -1,15 +1,23 @@
 """Streaming transfers for the CLI: resumable uploads and downloads with a progress bar.
 
-Uploads go to ``PUT /v1/vfolders/{name}/upload`` in one request per file, under a key derived
-from the source file (path, size, mtime) and the destination, so running the same ``vfd
-vfolder upload`` again after an interruption resumes each file where the daemon's copy stops.
-Before anything is sent or made, every file's upload state is asked for: an existing
-destination (without ``--overwrite``) refuses the whole upload while no byte has travelled.
-A file's body goes with a ``Content-Length`` straight from the file (``sendfile``: no copy
-through Python). Several files travel at once (``WORKERS`` requests in flight, each on a
-connection of its own: many small files are bound by round trips, not bytes), each with
-``durable=false``, and one ``POST .../sync`` makes them durable before the upload counts as
-done; a single file is sent durable (the daemon fsyncs it before it answers).
+Directories are uploaded as tar archives (``PUT /v1/vfolders/{name}/upload-archive``, one
+request for a whole tree, built while it is sent: :mod:`vfd.cli.tarsend`). First, what exists
+is asked (a listing of each planned directory that exists already): a file in the way
+(without ``--overwrite``) refuses the whole upload before anything is made or sent, as does a
+directory where a file goes or a file where a directory goes. What is new below each existing
+directory then goes as one archive unpacked into it, so existing directories are merged into
+and a new tree appears at once; an archive cut short or refused leaves nothing. Files and
+directories get the modes of a per-file upload (0644, 0755) and the time of the upload.
+
+Files named on the command line, and files of ``ARCHIVE_FILE_MAX`` or more, go to ``PUT
+/v1/vfolders/{name}/upload`` in one request per file, under a key derived from the source
+file (path, size, mtime) and the destination, so running the same ``vfd vfolder upload``
+again after an interruption resumes each file where the daemon's copy stops. Their upload
+state is asked for first, too. A file's body goes with a ``Content-Length`` straight from the
+file (``sendfile``: no copy through Python). Several requests travel at once (``WORKERS`` in
+flight, each on a connection of its own), each with ``durable=false``, and one ``POST
+.../sync`` makes them durable before the upload counts as done; a single request is sent
+durable (the daemon syncs before it answers).
 
 Downloads of files are written to ``<dest>/<name>.vfd-part`` and renamed when complete; the
 file's ``ETag`` is kept beside it in ``<name>.vfd-part.etag``. The body is received into one
@@ -37,6 +45,7 @@ import functools
 import hashlib
 import os
 import posixpath
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -49,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from vfd import wirenames
 from vfd.cli.client import FileBody, LocalWriteError, SourceShrank, VfdClient, folder_path
+from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody
 from vfd.errors import ErrorCode, VfdError
 
 if TYPE_CHECKING:
@@ -56,6 +66,10 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 CHUNK = 1 << 20
+ARCHIVE_FILE_MAX = 64 << 20
+"""Files found in directories travel in archives (one per existing directory they go into)
+when smaller than this; larger ones, and files named on the command line, are uploaded one
+request each (resumable)."""
 WORKERS = 4
 """Requests of one upload or download in flight at once (each on a connection of its own):
 many small files are limited by each request's round trip and the daemon's fsync, not by
@@ -70,17 +84,25 @@ class UploadItem:
     source: Path
     dest: str
     size: int
-    key: str
+    mtime_ns: int
+    named: bool = False
+    """Named on the command line (not found inside a directory)."""
+
+    @property
+    def key(self) -> str:
+        """The resumable upload's key (:func:`upload_key`)."""
+        ident = f"{self.source.absolute()}\0{self.size}\0{self.mtime_ns}\0{self.dest}"
+        return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def upload_key(source: Path, st: os.stat_result, dest: str) -> str:
     """A key stable for one version of one source file going to one destination."""
-    ident = f"{source.absolute()}\0{st.st_size}\0{st.st_mtime_ns}\0{dest}"
-    return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return UploadItem(source, dest, st.st_size, st.st_mtime_ns).key
 
 
 def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadItem]]:
-    """Directories to make and files to send, in order; refuses missing or special sources."""
+    """Directories to make and files to send, in order; refuses missing or special sources.
+    Inside a directory, links and special files are left out (links never followed)."""
     items: list[UploadItem] = []
     base = dest.strip("/")
     dirs: list[str] = [base] if base else []  # --dest is made when missing
@@ -88,10 +110,24 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
     def join(*parts: str) -> str:
         return "/".join(p for p in (base, *parts) if p)
 
-    def add_file(path: Path, rel: str) -> None:
-        st = path.stat()
-        target = join(rel)
-        items.append(UploadItem(path, target, st.st_size, upload_key(path, st, target)))
+    def walk(root: str, rel: str) -> None:
+        try:
+            with os.scandir(root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return  # as os.walk: an unreadable directory is uploaded empty
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry)
+                dirs.append(join(rel, entry.name))
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                path = Path(entry.path)
+                items.append(UploadItem(path, join(rel, entry.name), st.st_size, st.st_mtime_ns))
+        for entry in subdirs:
+            walk(entry.path, f"{rel}/{entry.name}")
 
     for src in sources:
         if not src.exists() and not src.is_symlink():
@@ -99,20 +135,12 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
         if src.is_symlink():
             raise VfdError(ErrorCode.INVALID_PATH, f"{src}: symbolic links are not uploaded")
         if src.is_file():
-            add_file(src, src.name)
+            st = src.stat()
+            items.append(UploadItem(src, join(src.name), st.st_size, st.st_mtime_ns, named=True))
         elif src.is_dir():
             top = src.resolve().name
             dirs.append(join(top))
-            for root, subdirs, files in os.walk(src):
-                rel_root = Path(root).relative_to(src)
-                subdirs.sort()
-                for d in subdirs:
-                    if not (Path(root) / d).is_symlink():
-                        dirs.append(join(top, *rel_root.parts, d))
-                for f in sorted(files):
-                    p = Path(root) / f
-                    if p.is_file() and not p.is_symlink():
-                        add_file(p, "/".join([top, *rel_root.parts, f]))
+            walk(str(src), top)
         else:
             raise VfdError(ErrorCode.INVALID_PATH, f"{src}: not a regular file or directory")
     return dirs, items
@@ -245,39 +273,199 @@ def upload(
     *,
     overwrite: bool,
 ) -> dict[str, Any]:
-    """Upload files and directories into folder ``name`` under ``dest``."""
+    """Upload files and directories into folder ``name`` under ``dest``.
+
+    What exists is asked first, before anything is made or sent (one listing per planned
+    directory that exists already): a file in the way refuses the upload. Then ``dest`` is
+    made when missing, everything new below each existing directory goes as one archive
+    (directories, and the files found in them under ``ARCHIVE_FILE_MAX``), then the files
+    named on the command line and the larger ones, one request each, resumable.
+    """
     dirs, items = plan_upload(sources, dest)
     base = folder_path(name)
-    offsets = _preflight(client, name, items, overwrite=overwrite)
-    for d in dirs:
-        client.post(f"{base}/mkdir", {**wirenames.request_fields("path", d), "parents": True})
+    alone = [i for i in items if i.named or i.size >= ARCHIVE_FILE_MAX]
+    small = [i for i in items if not (i.named or i.size >= ARCHIVE_FILE_MAX)]
+    tree = _Tree(dest.strip("/"), dirs, small)
+    made_base = _explore(client, name, tree, overwrite=overwrite)
+    offsets = _preflight(client, name, alone, overwrite=overwrite)
+    if made_base:
+        body = {**wirenames.request_fields("path", tree.base), "parents": True}
+        client.post(f"{base}/mkdir", body)
+    archives = tree.archives()
     total = sum(i.size for i in items)
+    # several requests: each without its own sync, then one sync of the folder's file
+    # system before the upload counts as done (docs/transfers.md)
+    durable = len(archives) + len(alone) <= 1
     with _progress(console) as progress:
         task = progress.add_task(f"upload to {name}", total=total)
         advance = _Throttled(lambda n: progress.advance(task, n))
         advance(sum(offsets))
 
-        # several files: each without its own fsync, then one sync of the folder's file
-        # system before the upload counts as done (docs/transfers.md)
-        durable = len(items) <= 1
+        def send_archive(c: VfdClient, archive: tuple[str, list[Member]]) -> None:
+            _send_archive(c, base, *archive, overwrite=overwrite, durable=durable, advance=advance)
 
-        def send(c: VfdClient, job: tuple[UploadItem, int]) -> dict[str, Any]:
+        def send(c: VfdClient, job: tuple[UploadItem, int]) -> None:
             item, offset = job
             _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
-            return {
-                "source": str(item.source),
-                "path": item.dest,
-                "size": item.size,
-                "resumed_from": offset,
-            }
 
         try:
-            done = parallel(client, list(zip(items, offsets, strict=True)), send)
+            parallel(client, archives, send_archive)
+            parallel(client, list(zip(alone, offsets, strict=True)), send)
         finally:
             advance.flush()
     if not durable:
         _sync(client, base)
+    resumed = {id(item): offset for item, offset in zip(alone, offsets, strict=True)}
+    done = [
+        {
+            "source": str(item.source),
+            "path": item.dest,
+            "size": item.size,
+            "resumed_from": resumed.get(id(item), 0),
+        }
+        for item in items
+    ]
     return {"vfolder": name, "directories": dirs, "files": done}
+
+
+class _Tree:
+    """The planned upload as a tree of folder paths below ``base``: which are directories,
+    which files, and (once :func:`_explore` asked) which directories exist already."""
+
+    def __init__(self, base: str, dirs: list[str], files: list[UploadItem]) -> None:
+        self.base = base
+        self.dirs = set(dirs)
+        self.files = {item.dest: item for item in files}
+        self.existing: set[str] = set()
+        self.children: dict[str, dict[str, None]] = {}  # ordered sets
+        for path in [*dirs, *self.files]:
+            if path != base:
+                self.children.setdefault(posixpath.dirname(path), {})[path] = None
+
+    def archives(self) -> list[tuple[str, list[Member]]]:
+        """One archive per existing directory with something new below it: its directory
+        and the members, named from it; directories before what is in them."""
+        mtime = int(time.time())
+        out = []
+        for where in sorted(self.existing):
+            members: list[Member] = []
+            for child in self.children.get(where, ()):
+                if child not in self.existing:
+                    self._add(child, len(where) + 1 if where else 0, members, mtime)
+            if members:
+                out.append((where, members))
+        return out
+
+    def _add(self, path: str, cut: int, members: list[Member], mtime: int) -> None:
+        name = os.fsencode(path[cut:])
+        if path in self.dirs:
+            members.append(Member(name, None, mode=0o755, mtime=mtime))
+            for child in self.children.get(path, ()):
+                self._add(child, cut, members, mtime)
+        else:
+            item = self.files[path]
+            source = os.fsencode(item.source)
+            members.append(Member(name, source, item.size, mode=0o644, mtime=mtime))
+
+
+def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> bool:
+    """Find which planned directories exist (listing each one whose parent exists), and
+    refuse a planned file that exists (unless ``overwrite``) or is a directory, and a planned
+    directory that is something else; whether ``tree.base`` is missing (to be made)."""
+    base = folder_path(name)
+    queue = [tree.base]
+    missing_base = False
+    while queue:
+        where = queue.pop(0)
+        try:
+            listing = client.get(f"{base}/files", params=wirenames.request_fields("path", where))
+        except VfdError as exc:
+            if exc.code is not ErrorCode.PATH_NOT_FOUND:
+                raise
+            missing_base = where == tree.base
+            continue
+        if listing.get("type") != "dir":
+            raise _not_a_directory(name, where)
+        tree.existing.add(where)
+        present = {wirenames.from_answer(e, "name"): e.get("type") for e in listing["entries"]}
+        for child in tree.children.get(where, ()):
+            kind = present.get(posixpath.basename(child))
+            if kind is None:
+                continue
+            if child in tree.dirs:
+                if kind != "dir":
+                    raise _not_a_directory(name, child)
+                queue.append(child)
+            else:
+                _refuse_existing(name, child, kind, overwrite=overwrite)
+    if missing_base:
+        tree.existing.add(tree.base)
+    return missing_base
+
+
+def _not_a_directory(name: str, path: str) -> VfdError:
+    return VfdError(
+        ErrorCode.NOT_A_DIRECTORY,
+        f"{wirenames.escaped(path)} is not a directory in {name} (links are not followed)",
+        path=path,
+    )
+
+
+def _refuse_existing(name: str, path: str, existing: str | None, *, overwrite: bool) -> None:
+    """Refuse to upload a file to ``path`` where something of type ``existing`` is."""
+    shown = wirenames.escaped(path)
+    if existing == "dir":
+        raise VfdError(ErrorCode.IS_A_DIRECTORY, f"{shown} is a directory in {name}", path=path)
+    if existing is not None and not overwrite:
+        raise VfdError(
+            ErrorCode.PATH_EXISTS,
+            f"{shown} already exists in {name} (--overwrite replaces it)",
+            path=path,
+        )
+
+
+def _send_archive(
+    client: VfdClient,
+    base: str,
+    where: str,
+    members: list[Member],
+    *,
+    overwrite: bool,
+    durable: bool,
+    advance: Callable[[int], object],
+) -> None:
+    """Send ``members`` as one archive unpacked into the directory ``where``: all of it
+    appears there at once, or nothing (the daemon removes what it unpacked on a failure)."""
+    query = {**wirenames.request_fields("path", where), "key": secrets.token_hex(16)}
+    if overwrite:
+        query["overwrite"] = "true"
+    if not durable:
+        query["durable"] = "false"
+    body = TarBody(members, advance)
+    try:
+        made = client.send(
+            "PUT", f"{base}/upload-archive", params=query, content=body, timeout=None
+        )
+    except SourceChanged as exc:
+        raise VfdError(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{os.fsdecode(exc.source)} changed while it was uploaded (it has {exc.size} of "
+            f"the {exc.planned} bytes it had): run the upload again",
+            path=os.fsdecode(exc.source),
+        ) from None
+    except SourceUnreadable as exc:
+        raise _local_error(exc.error, Path(os.fsdecode(exc.source))) from None
+    files = sum(1 for m in members if m.source is not None)
+    if made.get("files") != files or made.get("skipped"):
+        raise VfdError(
+            ErrorCode.INTERNAL,
+            f"the daemon unpacked {made.get('files')} of the {files} files sent to "
+            f"{wirenames.escaped(where) or 'the folder root'} (left out: {made.get('skipped')})",
+        )
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top + "/")
 
 
 def _sync(client: VfdClient, base: str) -> None:
@@ -374,18 +562,7 @@ def _preflight(
     def ask(c: VfdClient, item: UploadItem) -> int:
         params = {**wirenames.request_fields("path", item.dest), "key": item.key}
         state = c.get(f"{base}/upload", params=params)
-        existing = state.get("existing")
-        shown = wirenames.escaped(item.dest)
-        if existing == "dir":
-            raise VfdError(
-                ErrorCode.IS_A_DIRECTORY, f"{shown} is a directory in {name}", path=item.dest
-            )
-        if existing is not None and not overwrite:
-            raise VfdError(
-                ErrorCode.PATH_EXISTS,
-                f"{shown} already exists in {name} (--overwrite replaces it)",
-                path=item.dest,
-            )
+        _refuse_existing(name, item.dest, state.get("existing"), overwrite=overwrite)
         offset = int(state["offset"])
         return 0 if offset > item.size else offset  # a stale part file: start over
 
