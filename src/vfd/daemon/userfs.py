@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import platform
 import shutil
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from vfd import wirenames
+from vfd.daemon.tarread import DIRECTORY, SYMLINK, TarError, TarReader
+from vfd.daemon.tarread import Member as TarMember
 from vfd.errors import ErrorCode, VfdError
 
 MAX_COMPONENT_BYTES = 255
@@ -965,31 +968,37 @@ def _unpack(
 ) -> None:
     dirs = _Dirs(top, made, modes, budget)
     skipped = made.skipped if made.skipped is not None else []
+    tar = TarReader(stream)
+    buffer = memoryview(bytearray(_WRITE_PIECE))
+
+    def where(parts: list[str]) -> str:
+        return "/".join([path, *parts]) if path else "/".join(parts)
+
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                parts = _member_parts(member.name)
-                where = "/".join([path, *parts]) if path else "/".join(parts)
-                if member.isdir():
-                    dirs.get(parts, where)
-                    modes[tuple(parts)] = (member.mode & 0o7777, int(member.mtime))
-                    continue
-                parent = dirs.get(parts[:-1], where)
-                name = parts[-1]
-                if budget is not None and (member.issym() or member.isreg()):
-                    budget.take(member.size if member.isreg() else 0, 1)
-                if member.issym():
-                    try:
-                        os.symlink(member.linkname, name, dir_fd=parent)
-                    except OSError as exc:
-                        raise os_error(exc, where) from None
-                    made.links += 1
-                elif member.isreg():
-                    made.bytes += _unpack_file(tar, member, parent, name, where)
-                    made.files += 1
-                else:
-                    skipped.append(f"{'/'.join(parts)} ({_member_kind(member)})")
-    except tarfile.TarError as exc:
+        while (member := tar.next()) is not None:
+            parts = _member_parts(member.name)
+            if member.kind == DIRECTORY:
+                dirs.get(parts, where(parts))
+                modes[tuple(parts)] = (member.mode & 0o7777, member.mtime)
+                continue
+            parent = dirs.get(parts[:-1], where(parts))
+            regular = member.isreg()
+            if not regular and member.kind != SYMLINK:
+                skipped.append(f"{'/'.join(parts)} ({member.what()})")
+                continue
+            if budget is not None:
+                budget.take(member.size if regular else 0, 1)
+            if regular:
+                made.bytes += _unpack_file(tar, member, parent, parts[-1], parts, where, buffer)
+                made.files += 1
+            else:
+                try:
+                    os.symlink(member.linkname, parts[-1], dir_fd=parent)
+                except OSError as exc:
+                    raise os_error(exc, where(parts)) from None
+                made.links += 1
+        _drain(stream)
+    except TarError as exc:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT, f"the body is not a tar archive: {exc}"
         ) from None
@@ -997,36 +1006,62 @@ def _unpack(
         dirs.close()
 
 
-def _member_kind(member: tarfile.TarInfo) -> str:
-    if member.islnk():
-        return "a hard link"
-    if member.isfifo():
-        return "a FIFO"
-    return "a device" if member.isdev() else "an unknown kind of entry"
+_WRITE_PIECE = 1 << 20
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask (read, not set: setting it would race other threads)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    return 0o777  # unknown: every mode is set explicitly
+
+
+def _drain(stream: BinaryIO) -> None:
+    """Read what follows the archive's end (its second zero block, a tar record's padding):
+    the body is read whole, so its connection can carry the next request."""
+    while stream.read(_WRITE_PIECE):
+        pass
 
 
 def _unpack_file(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, parent: int, name: str, where: str
+    tar: TarReader,
+    member: TarMember,
+    parent: int,
+    name: str,
+    parts: list[str],
+    where: Callable[[list[str]], str],
+    buffer: memoryview,
 ) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    """Make the regular file ``name`` in ``parent`` with the member's data, mode and mtime:
+    created new (``O_EXCL``: nothing that exists is opened, so no FIFO or device either),
+    written, its times set, closed."""
     mode = member.mode & 0o7777
-    fd = open_regular(name, parent, flags, where, mode=mode & 0o777)
     try:
-        src = tar.extractfile(member)
-        assert src is not None
-        written = 0
-        while chunk := src.read(1 << 20):
-            view = memoryview(chunk)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            written += len(chunk)
-        os.utime(fd, (member.mtime, member.mtime))
-        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:  # the umask took bits, or set-id bits
-            os.fchmod(fd, mode)
-        return written
+        fd = os.open(name, _CREATE, mode & 0o777, dir_fd=parent)
     except OSError as exc:
-        raise os_error(exc, where) from None
+        raise os_error(exc, where(parts)) from None
+    try:
+        if member.size <= _WRITE_PIECE:
+            data = tar.read(member.size)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        else:
+            while filled := tar.readinto(buffer):
+                view = buffer[:filled]
+                while view:
+                    view = view[os.write(fd, view) :]
+        tar.end_data()
+        os.utime(fd, (member.mtime, member.mtime))
+        if mode & ~0o777 or mode & _umask():  # bits the umask took, or set-id bits
+            os.fchmod(fd, mode)
+        return member.size
+    except OSError as exc:
+        raise os_error(exc, where(parts)) from None
     finally:
         os.close(fd)
 
