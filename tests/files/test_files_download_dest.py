@@ -94,3 +94,31 @@ def test_files_download_tree_makes_only_links_that_stay_inside(node: Node, tmp_p
     # run again: refused up front, nothing merged or staged
     node.cli.fails("vfolder", "download", name, "tree", "-d", str(dest), code="path_exists", as_=a)
     assert sorted(p.name for p in dest.iterdir()) == ["tree"]
+
+
+def test_files_download_part_file_is_new_or_cut_at_the_offset(tmp_path: Path) -> None:
+    """A download from the start writes a new part file, never one truncated to nothing
+    (ext4 writes such a file back when it is closed); a resume keeps the bytes before the
+    offset and drops those past it."""
+    from vfd.cli.transfer import _open_part
+
+    part = tmp_path / "f.vfd-part"
+    part.write_bytes(b"0123456789")
+    old = part.stat().st_ino
+    fd = _open_part(part, 4)
+    try:
+        os.write(fd, b"ab")
+    finally:
+        os.close(fd)
+    assert part.read_bytes() == b"0123ab"
+    assert part.stat().st_ino == old
+    fd = _open_part(part, 0)
+    try:
+        assert os.fstat(fd).st_size == 0
+        os.write(fd, b"new")
+    finally:
+        os.close(fd)
+    assert part.read_bytes() == b"new"
+    fd = _open_part(tmp_path / "fresh.vfd-part", 0)
+    os.close(fd)
+    assert (tmp_path / "fresh.vfd-part").read_bytes() == b""
