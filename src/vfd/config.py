@@ -32,6 +32,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     [workers]                           # threads per kind of blocking work in the daemon
     store = 8
     files = 16
+    transfer = 16                       # one thread per large upload or download while it runs
     mountd_wait = 30.0                  # seconds before a stalled mount answers 503
 
     [limits]                            # what one user or connection may take of the daemon
@@ -133,6 +134,10 @@ class WorkerLimits:
     """File operations through the views and bind mounts: may block on the FUSE mount."""
     mountd: int = 4
     """Calls on mountd's control socket (folder lifecycle, quota, rescans)."""
+    transfer: int = 16
+    """Uploads and downloads that move their bytes between the connection and the file in a
+    thread of their own, for the whole transfer (large files, archives): each holds one thread
+    of this pool while it runs, so long transfers never take the ``files`` threads."""
     docker: int = 8
     """The container runtime (sessions)."""
     mountd_wait: float = 30.0
@@ -155,6 +160,8 @@ class RequestLimits:
     ``429 too_many_requests``); ``None``: half of ``[workers] files``, at least 1."""
     user_mountd: int | None = None
     """The same for the mountd pool; ``None``: half of ``[workers] mountd``, at least 1."""
+    user_transfer: int | None = None
+    """The same for the transfer pool; ``None``: half of ``[workers] transfer``, at least 1."""
     retry_after: int = 1
     """Seconds a ``429`` answer asks the client to wait (``Retry-After``)."""
     peer_connections: int = 256
@@ -170,8 +177,10 @@ class RequestLimits:
     """Listen backlog of the API sockets (the kernel caps it at ``net.core.somaxconn``)."""
 
     def user_cap(self, pool: str, pool_size: int) -> int:
-        """The per-user cap of ``pool`` (``files`` or ``mountd``) for a pool of that size."""
-        cap = self.user_files if pool == "files" else self.user_mountd
+        """The per-user cap of ``pool`` (``files``, ``mountd`` or ``transfer``) for a pool
+        of that size."""
+        caps = {"files": self.user_files, "mountd": self.user_mountd}
+        cap = caps.get(pool, self.user_transfer)
         return cap if cap is not None else max(1, pool_size // 2)
 
 
@@ -417,6 +426,7 @@ def _parse_workers(value: Any, source: str) -> WorkerLimits:
 _LIMIT_INTS = {
     "user_files": (1, 1024),
     "user_mountd": (1, 1024),
+    "user_transfer": (1, 1024),
     "retry_after": (1, 3600),
     "keepalive_timeout": (1, 3600),
     "peer_connections": (1, 1 << 20),

@@ -61,7 +61,8 @@ def test_runtime_pools_are_sized_from_config(tmp_path: Path) -> None:
         return Runtime(limits).busy()
 
     sizes = {pool: figures["size"] for pool, figures in anyio.run(main).items()}
-    assert sizes == {"identity": 4, "store": 5, "files": 3, "mountd": 4, "docker": 8}
+    expected = {"identity": 4, "store": 5, "files": 3, "mountd": 4, "docker": 8, "transfer": 16}
+    assert sizes == expected
 
 
 def test_runtime_spawn_outside_the_task_group_is_refused() -> None:
@@ -146,7 +147,7 @@ def test_runtime_user_caps_refuse_a_users_extra_slow_requests() -> None:
                     assert await rt.run(Pool.FILES, len, "ab") == 2
                 assert await rt.run(Pool.FILES, len, "a") == 1  # no request: background work
             release.set()
-        assert rt.user_load() == {"files": {}, "mountd": {}}
+        assert rt.user_load() == {"files": {}, "mountd": {}, "transfer": {}}
 
     try:
         anyio.run(main)
@@ -155,8 +156,12 @@ def test_runtime_user_caps_refuse_a_users_extra_slow_requests() -> None:
 
 
 def test_runtime_user_caps_follow_the_config(tmp_path: Path) -> None:
-    (tmp_path / "vfd.toml").write_text("[workers]\nfiles = 6\n\n[limits]\nuser_mountd = 3\n")
+    (tmp_path / "vfd.toml").write_text(
+        "[workers]\nfiles = 6\n\n[limits]\nuser_mountd = 3\nuser_transfer = 2\n"
+    )
     config = load_config(state_dir=tmp_path, env={})
+    assert config.limits.user_cap("transfer", config.workers.transfer) == 2
+    assert RequestLimits().user_cap("transfer", 16) == 8
     assert config.limits.user_cap("files", config.workers.files) == 3  # half the pool
     assert config.limits.user_cap("mountd", config.workers.mountd) == 3
     assert RequestLimits().user_cap("mountd", 1) == 1  # at least one

@@ -402,6 +402,26 @@ def test_archive_upload_past_the_quota_leaves_nothing(node: Node) -> None:
     assert node.usage(folder)["used_bytes"] == 0
 
 
+def test_archive_upload_fits_a_quota_smaller_than_one_grant_chunk(node: Node) -> None:
+    """Less room left than one chunk of a tree grant (64 MiB, 4,096 files): the archive
+    still goes in when what it holds fits."""
+    alice = node.user()
+    folder = node.folder(alice)
+    node.cli.ok("admin", "quota", "set", "--user", alice["email"], "--bytes", "2M")
+    files = [(f"s/f{i}", os.urandom(10 * KiB)) for i in range(5)]
+    with node.http(alice["email"]) as http:
+        r = http.put(
+            f"/v1/vfolders/{folder['name']}/upload-archive",
+            params={"key": "tree-small-1", "durable": "false"},
+            content=_tar(files),
+        )
+    assert r.status_code == 200, r.text
+    for name, data in files:
+        assert (node.backing(folder) / name).read_bytes() == data
+    usage = node.usage(folder)
+    assert usage["used_bytes"] >= 50 * KiB and usage["used_files"] == 6
+
+
 def test_archive_upload_cut_short_leaves_nothing(node: Node) -> None:
     alice = node.user()
     folder = node.folder(alice)

@@ -18,14 +18,30 @@ cost the others their service (``[limits]``, docs/operations.md "Limits"):
 
 Refusals and closes are logged per peer, at most once per :data:`LOG_INTERVAL` seconds each,
 with the number left unlogged in between.
+
+**Raw bodies and sendfile.** A transfer may move its bytes past h11 (:class:`RawSocket`, in
+every request's scope ``state`` under :data:`RAW_KEY`): an upload takes the rest of its
+``Content-Length`` body straight from the socket (:meth:`RawSocket.take_body`), read in a
+worker thread into a large buffer and written to the file, instead of as one ASGI message per
+64 KiB parsed by h11; a download sends its file with ``sendfile`` once its head is out
+(:meth:`RawSocket.sendfile`), and h11 is told the bytes' length only (its documented
+``send_with_data_passthrough`` for sendfile). The same limits hold there: a body that stalls
+for ``body_timeout`` seconds ends the request as a client gone, and so does an answer the
+client stops reading. A connection whose body was taken raw is closed after its answer
+(``Connection: close``): h11 never saw the body's end, so no next request can follow on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
+import select
+import threading
 import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import h11
@@ -36,6 +52,10 @@ from vfd.daemon.identity import PEER_KEY, PeerCredProtocol
 log = logging.getLogger(__name__)
 
 LOG_INTERVAL = 10.0
+RAW_KEY = "vfd_raw"
+"""Where a request's scope ``state`` holds its connection's :class:`RawSocket`."""
+_POLL_SLICE = 0.5
+"""Seconds a raw read or write waits at a time before it looks whether it was aborted."""
 
 
 class RateLimitedLog:
@@ -120,6 +140,7 @@ class GuardedProtocol(PeerCredProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self.app_state = {**self.app_state, RAW_KEY: RawSocket(self)}
         peer = self.app_state.get(PEER_KEY)
         if peer is not None:
             self.peer = f"uid {peer.uid}"
@@ -279,3 +300,277 @@ class GuardedProtocol(PeerCredProtocol):
 def protocol_class(limits: RequestLimits) -> type[GuardedProtocol]:
     """The protocol class of one server: its connections share one :class:`ConnectionGuard`."""
     return type("VfdProtocol", (GuardedProtocol,), {"guard": ConnectionGuard(limits)})
+
+
+# -- raw bodies and sendfile ---------------------------------------------------------------
+
+
+class ClientGone(Exception):
+    """The client of a raw transfer closed or reset its connection, stopped sending its body
+    or reading its answer for ``body_timeout`` seconds (``stalled``), or the transfer was
+    aborted."""
+
+    def __init__(self, message: str, *, stalled: bool = False) -> None:
+        super().__init__(message)
+        self.stalled = stalled
+
+
+class _Span:
+    """What h11 is handed for bytes sent with ``sendfile``: their length only."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class RawSocket:
+    """One connection's socket, for the request in progress on it to move its body or its
+    answer's bytes directly (see the module's docstring). Everything that touches the socket
+    from a worker thread works on a duplicate of its descriptor, closed by its owner."""
+
+    def __init__(self, protocol: GuardedProtocol) -> None:
+        self._protocol = protocol
+
+    def _cycle(self, scope: MutableMapping[str, Any]) -> Any:
+        p = self._protocol
+        cycle = p.cycle
+        if cycle is None or cycle.scope is not scope or p.transport.is_closing():
+            return None
+        return cycle
+
+    def take_body(self, scope: MutableMapping[str, Any]) -> RawBody | None:
+        """The rest of the body of the request ``scope`` (which has read none of it) as a
+        :class:`RawBody`, when it has a ``Content-Length`` and is still on its way; None
+        otherwise (read it as ASGI messages). The connection closes after the answer."""
+        p = self._protocol
+        cycle = self._cycle(scope)
+        if cycle is None or p.conn.their_state is not h11.SEND_BODY or not cycle.more_body:
+            return None
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"transfer-encoding":
+                return None
+            if name == b"content-length":
+                length = int(value)
+        if length is None:
+            return None
+        head = bytes(cycle.body)
+        cycle.body = bytearray()
+        p.flow.pause_reading()
+        cycle.keep_alive = False  # h11 never sees this body end: nothing may follow it
+        scope["headers"] = [*scope["headers"], (b"connection", b"close")]
+        proceed = b""
+        if cycle.waiting_for_100_continue:
+            event = h11.InformationalResponse(status_code=100, headers=[], reason="Continue")
+            proceed = p.conn.send(event) or b""
+            cycle.waiting_for_100_continue = False
+        sock = p.transport.get_extra_info("socket")
+        fd = os.dup(sock.fileno())
+        timeout = p.guard.limits.body_timeout
+
+        def stalled() -> None:
+            p.guard.log.warning(
+                p.peer,
+                "body",
+                "closed a connection of %s: its request body stalled for %gs "
+                "([limits] body_timeout)",
+                p.peer,
+                timeout,
+            )
+
+        return RawBody(fd, head, length - len(head), proceed, timeout, stalled)
+
+    async def sendfile(
+        self,
+        scope: MutableMapping[str, Any],
+        run: Callable[[Callable[[], int]], Any],
+        fd: int,
+        offset: int,
+        count: int,
+    ) -> bool:
+        """Send ``count`` bytes of ``fd`` from ``offset`` as (the rest of) the body of the
+        answer to ``scope``, whose head is sent, with ``sendfile`` in a worker thread
+        (``run(call)`` awaits ``call`` there). False, with nothing sent, when the connection
+        cannot take it now (the head still waits in the transport's buffer); raises
+        :class:`ClientGone` (the connection aborted) when the client goes away or stops
+        reading for ``body_timeout`` seconds."""
+        p = self._protocol
+        cycle = self._cycle(scope)
+        if cycle is None or not cycle.response_started or cycle.response_complete:
+            return False
+        if p.transport.get_write_buffer_size() or count <= 0:
+            return False
+        p.conn.send_with_data_passthrough(h11.Data(data=_Span(count)))  # type: ignore[arg-type]
+        sock = p.transport.get_extra_info("socket")
+        out = os.dup(sock.fileno())
+        stop = threading.Event()
+        timeout = p.guard.limits.body_timeout
+        try:
+            await in_thread_until_done(
+                run, lambda: _sendfile_all(out, fd, offset, count, timeout, stop), stop.set
+            )
+        except BaseException as exc:
+            if isinstance(exc, ClientGone) and exc.stalled:
+                p.guard.log.warning(
+                    p.peer,
+                    "read",
+                    "closed a connection of %s: it read nothing of its answer for %gs "
+                    "([limits] body_timeout)",
+                    p.peer,
+                    timeout,
+                )
+            p.transport.abort()
+            raise
+        finally:
+            os.close(out)
+        return True
+
+
+async def in_thread_until_done(
+    run: Callable[[Callable[[], Any]], Any], call: Callable[[], Any], abort: Callable[[], None]
+) -> Any:
+    """``await run(call)`` (``call`` in a worker thread), returning only once the thread is
+    done: when the caller is cancelled meanwhile, ``abort()`` makes ``call`` end soon, and
+    the cancellation goes on after it has."""
+    job = asyncio.ensure_future(run(call))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        abort()
+        while not job.done():
+            try:
+                await asyncio.shield(job)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:
+                break
+        if not job.cancelled():
+            job.exception()  # retrieved: the cancellation is what the caller sees
+        raise
+
+
+class RawBody:
+    """The rest of a request body, read straight from the connection's socket by a worker
+    thread: first what had arrived before it was taken (``head``), then the socket, until
+    ``remaining`` more bytes are in. :meth:`close` closes its descriptor (a duplicate)."""
+
+    def __init__(
+        self,
+        fd: int,
+        head: bytes,
+        remaining: int,
+        proceed: bytes,
+        timeout: float,
+        on_stall: Callable[[], None] | None = None,
+    ) -> None:
+        self._fd = fd
+        self._head = memoryview(head)
+        self.length = len(head) + remaining
+        """The whole body's bytes (what was taken)."""
+        self._remaining = remaining
+        self._proceed = proceed  # a ``100 Continue`` to send before the first read
+        self._timeout = timeout
+        self._on_stall = on_stall
+        self._stop = threading.Event()
+        self.received = 0
+
+    def abort(self) -> None:
+        """Make the read in progress (and every later one) fail with :class:`ClientGone`."""
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def readinto(self, buf: memoryview) -> int:
+        """Fill ``buf`` (as far as the body goes); the bytes read, 0 at the body's end.
+        Blocking (a worker thread); raises :class:`ClientGone`."""
+        try:
+            return self._readinto(buf)
+        except ClientGone as exc:
+            if exc.stalled and self._on_stall is not None:
+                self._on_stall()
+            raise
+
+    def _readinto(self, buf: memoryview) -> int:
+        done = 0
+        if self._head:
+            done = min(len(buf), len(self._head))
+            buf[:done] = self._head[:done]
+            self._head = self._head[done:]
+        if self._proceed:
+            _send_all(self._fd, self._proceed, self._timeout, self._stop)
+            self._proceed = b""
+        while done < len(buf) and self._remaining:
+            want = min(len(buf) - done, self._remaining)
+            try:
+                n = os.readv(self._fd, [buf[done : done + want]])
+            except BlockingIOError:
+                if done:  # a part now; the rest with the next call
+                    break
+                _wait(self._fd, select.POLLIN, self._timeout, self._stop, "send its body")
+                continue
+            except OSError as exc:
+                raise ClientGone(f"the client went away: {exc.strerror}") from None
+            if n == 0:
+                raise ClientGone("the client went away before its body ended")
+            done += n
+            self._remaining -= n
+        self.received += done
+        return done
+
+
+def _wait(fd: int, event: int, timeout: float, stop: threading.Event, what: str) -> None:
+    """Wait until ``fd`` is ready for ``event``, at most ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(fd, event | select.POLLERR | select.POLLHUP)
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ClientGone(
+                f"the client did not {what} for {timeout:g}s ([limits] body_timeout)", stalled=True
+            )
+        if poller.poll(min(left, _POLL_SLICE) * 1000):
+            return
+    raise ClientGone("the transfer was aborted")
+
+
+def _send_all(fd: int, data: bytes, timeout: float, stop: threading.Event) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            _wait(fd, select.POLLOUT, timeout, stop, "read its answer")
+            continue
+        except OSError as exc:
+            raise ClientGone(f"the client went away: {exc.strerror}") from None
+        view = view[n:]
+
+
+def _sendfile_all(
+    out: int, fd: int, offset: int, count: int, timeout: float, stop: threading.Event
+) -> int:
+    """``count`` bytes of ``fd`` from ``offset`` into the socket ``out``; ``ClientGone``
+    when the client stops reading for ``timeout`` seconds or goes away."""
+    sent = 0
+    while sent < count:
+        if stop.is_set():
+            raise ClientGone("the transfer was aborted")
+        try:
+            n = os.sendfile(out, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            _wait(out, select.POLLOUT, timeout, stop, "read its answer")
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                raise ClientGone(f"the client went away: {exc.strerror}") from None
+            raise
+        if n == 0:  # the file is shorter than it was: the answer cannot be completed
+            raise OSError(errno.EIO, f"the file ended {count - sent} bytes early")
+        sent += n
+    return sent

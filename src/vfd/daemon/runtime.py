@@ -5,12 +5,12 @@ Every blocking call of a request runs in a worker thread of the pool for its kin
 on a stalled mount, a mountd that does not answer, docker — can use up its own pool only:
 resolving callers and reading the store go on.
 
-One user cannot take a whole pool either: a request's first call into the ``files`` or
-``mountd`` pool takes one of its caller's slots for that pool (``[limits] user_files`` and
-``user_mountd``, half the pool by default), held until the request ends — its answer streamed
-— and a request that would pass the cap is answered ``429 too_many_requests`` with
-``Retry-After`` at once, instead of queueing behind the caller's own requests without end
-(:meth:`Runtime.user_slots`).
+One user cannot take a whole pool either: a request's first call into the ``files``,
+``mountd`` or ``transfer`` pool takes one of its caller's slots for that pool (``[limits]
+user_files``, ``user_mountd`` and ``user_transfer``, half the pool by default), held until
+the request ends — its answer streamed — and a request that would pass the cap is answered
+``429 too_many_requests`` with ``Retry-After`` at once, instead of queueing behind the
+caller's own requests without end (:meth:`Runtime.user_slots`).
 
 Background work (the systemd watchdog now; the scheduler loop, runtime reconciliation and the
 idle reaper with sessions) runs as tasks of one task group, opened by the application's
@@ -55,9 +55,10 @@ class Pool(enum.StrEnum):
     FILES = "files"  # file I/O through the views, bind mounts
     MOUNTD = "mountd"  # calls on mountd's control socket
     DOCKER = "docker"  # the container runtime
+    TRANSFER = "transfer"  # a transfer's bytes between its connection and its file
 
 
-CAPPED = (Pool.FILES, Pool.MOUNTD)
+CAPPED = (Pool.FILES, Pool.MOUNTD, Pool.TRANSFER)
 """The pools whose use is capped per user (the slow ones)."""
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -12,9 +13,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from vfd import wirenames
+from vfd.daemon.connections import RAW_KEY, ClientGone, RawBody, RawSocket
 from vfd.daemon.errors import error_response
 from vfd.daemon.routes.deps import (
     INT64_MAX,
@@ -188,12 +190,13 @@ async def upload(
     quota before the body is read, and the answer waits for ``fsync`` unless
     ``durable=false`` (docs/transfers.md).
     """
+    raw = _raw_body(request, transfer.DIRECT_MIN)
     try:
         fs = await run_files(open_folder, daemon, caller, name, write=True)
         return _echo(
             await transfer.receive_upload(
                 fs,
-                request.stream(),
+                raw or request.stream(),
                 path=path,
                 key=key,
                 size=size,
@@ -205,12 +208,35 @@ async def upload(
         )
     except VfdError as exc:
         return _closing(error_response(exc))
-    except ClientDisconnect:
+    except (ClientDisconnect, ClientGone) as exc:
+        why = f": {exc}" if isinstance(exc, ClientGone) else ""
         log.info(
-            "upload of %s into %s: the client went away mid-body", wirenames.escaped(path), name
+            "upload of %s into %s: the client went away mid-body%s",
+            wirenames.escaped(path),
+            name,
+            why,
         )
         err = VfdError(ErrorCode.INVALID_ARGUMENT, "the request body ended early", path=path)
         return _closing(error_response(err))
+    finally:
+        if raw is not None:
+            raw.close()
+
+
+def _raw_socket(scope: Scope) -> RawSocket | None:
+    raw = scope.get("state", {}).get(RAW_KEY)
+    return raw if isinstance(raw, RawSocket) else None
+
+
+def _raw_body(request: Request, minimum: int = 0) -> RawBody | None:
+    """The request's body read straight from its socket (connections.RawSocket), when the
+    connection offers that and the body has a ``Content-Length`` of ``minimum`` bytes or
+    more; None: read it as ASGI messages (``request.stream()``)."""
+    raw = _raw_socket(request.scope)
+    length = request.headers.get("content-length", "")
+    if raw is None or not length.isdigit() or int(length) < minimum:
+        return None
+    return raw.take_body(request.scope)
 
 
 def _closing(response: Response) -> Response:
@@ -242,13 +268,14 @@ async def upload_archive(
     listed in ``skipped``. An existing top-level name is refused (``409 path_exists``)
     unless ``overwrite`` (files only). Every refusal removes what was unpacked and closes
     the connection (docs/transfers.md)."""
+    raw = _raw_body(request)
     try:
         fs = await run_files(open_folder, daemon, caller, name, write=True)
         vfid = os.path.basename(fs.root)
         sync = functools.partial(daemon.mountd.sync, vfid) if durable else None
         result = await transfer.receive_archive(
             fs,
-            request.stream(),
+            raw or request.stream(),
             path=path,
             key=key,
             overwrite=overwrite,
@@ -258,10 +285,14 @@ async def upload_archive(
         return _echo(result)
     except VfdError as exc:
         return _closing(error_response(exc))
-    except ClientDisconnect:
-        log.info("archive upload into %s: the client went away mid-body", name)
+    except (ClientDisconnect, ClientGone) as exc:
+        why = f": {exc}" if isinstance(exc, ClientGone) else ""
+        log.info("archive upload into %s: the client went away mid-body%s", name, why)
         err = VfdError(ErrorCode.INVALID_ARGUMENT, "the request body ended early", path=path)
         return _closing(error_response(err))
+    finally:
+        if raw is not None:
+            raw.close()
 
 
 @router.post("/sync")
@@ -301,9 +332,45 @@ class SourceResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            span = self.source.span() if isinstance(self.source, transfer.FileSource) else None
+            raw = _raw_socket(scope)
+            if span is None or raw is None or scope["method"] != "GET":
+                await super().__call__(scope, receive, send)
+                return
+            await self._sendfile(raw, span, scope, send)
         finally:
             await self.source.aclose()
+
+    async def _sendfile(
+        self, raw: RawSocket, span: tuple[int, int, int], scope: Scope, send: Send
+    ) -> None:
+        """The answer with its bytes sent by ``sendfile`` from the backing file (a thread of
+        the transfer pool for the whole file; its slot is taken before the head is sent,
+        so that a user past ``[limits] user_transfer`` gets a 429 instead of a cut answer)."""
+        try:
+            await transfer.in_transfer_pool(lambda: None)
+        except VfdError as exc:
+            await error_response(exc)(scope, _no_receive, send)
+            return
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        fd, offset, count = span
+        try:
+            sent = await raw.sendfile(scope, transfer.in_transfer_pool, fd, offset, count)
+        except ClientGone as exc:
+            log.info("download of %s: %s", wirenames.escaped(self.source.filename), exc)
+            for _ in range(2):  # the connection's loss is seen before the request ends
+                await asyncio.sleep(0)
+            return
+        if not sent:  # the head is still in the transport's buffer: the bytes follow it
+            async for chunk in self.source.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _header(name: str, doc: str) -> Any:

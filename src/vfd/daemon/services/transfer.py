@@ -54,12 +54,13 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from vfd import wirenames
 from vfd.daemon import runtime
+from vfd.daemon.connections import RawBody, in_thread_until_done
 from vfd.daemon.mountlink import TransferLink
 from vfd.daemon.runtime import Pool
 from vfd.daemon.userfs import (
@@ -132,6 +133,22 @@ async def _opened(call: Callable[[], T], close: Callable[[T], object]) -> T:
     except asyncio.CancelledError:
         _close_after(job, close)
         raise
+
+
+async def _in_transfer_thread(call: Callable[[], T], abort: Callable[[], None]) -> T:
+    """``call()`` in a thread of the transfer pool for as long as it runs (a whole raw body,
+    a whole ``sendfile``); a cancelled caller aborts it and waits for the thread's end."""
+
+    def run(fn: Callable[[], T]) -> Any:
+        return runtime.current().run(Pool.TRANSFER, fn)
+
+    result: T = await in_thread_until_done(run, call, abort)
+    return result
+
+
+def in_transfer_pool(call: Callable[[], T]) -> Any:
+    """The awaitable of ``call()`` in a thread of the transfer pool (for the routes)."""
+    return runtime.current().run(Pool.TRANSFER, call)
 
 
 async def _close(fd: int) -> None:
@@ -207,7 +224,7 @@ def upload_status(fs: FolderFS, path: str, key: str) -> dict[str, Any]:
 
 async def receive_upload(
     fs: FolderFS,
-    body: AsyncIterable[bytes],
+    body: AsyncIterable[bytes] | RawBody,
     *,
     path: str,
     key: str,
@@ -223,11 +240,17 @@ async def receive_upload(
     the direct path (for a body of ``DIRECT_MIN`` bytes or more).
 
     An exception raised by ``body`` (the client went away) propagates after the part file is
-    closed; what was written stays for a resume.
+    closed; what was written stays for a resume. A :class:`RawBody` (read from the socket in
+    one thread of the transfer pool) longer than what is left of ``size`` is refused before
+    any of it is read.
     """
     try:
         if offset > size:
             raise VfdError(ErrorCode.INVALID_ARGUMENT, "offset is past size", field="offset")
+        if isinstance(body, RawBody) and offset + body.length > size:
+            raise VfdError(
+                ErrorCode.INVALID_ARGUMENT, f"the body is longer than size={size}", field="size"
+            )
         fd = await _opened(
             functools.partial(fs.upload_open, path, key, offset, overwrite=overwrite), os.close
         )
@@ -253,7 +276,7 @@ async def receive_upload(
 async def _store(
     view_fd: int,
     link: TransferLink | None,
-    body: AsyncIterable[bytes],
+    body: AsyncIterable[bytes] | RawBody,
     path: str,
     offset: int,
     size: int,
@@ -271,7 +294,12 @@ async def _store(
             )
             if got is not None:
                 fd, grant = got
-        stored = await _append(fd, body, path, offset, size)
+        if isinstance(body, RawBody):
+            stored = offset + await _in_transfer_thread(
+                functools.partial(_pump, fd, body, offset, path), body.abort
+            )
+        else:
+            stored = await _append(fd, body, path, offset, size)
         if durable:
             await _in_thread(functools.partial(_fsync, fd, path))
         return stored
@@ -354,7 +382,18 @@ async def _append(fd: int, body: AsyncIterable[bytes], path: str, stored: int, s
     return stored
 
 
-def _write_all(fd: int, pieces: list[bytes], pos: int, path: str) -> int:
+def _pump(fd: int, body: RawBody, pos: int, path: str) -> int:
+    """Write ``body`` into ``fd`` at ``pos``, ``CHUNK`` bytes per write, in this (worker)
+    thread; the bytes written. A body that breaks leaves what was written (for a resume)."""
+    buf = memoryview(bytearray(CHUNK))
+    total = 0
+    while n := body.readinto(buf):
+        _write_all(fd, [buf[:n]], pos + total, path)
+        total += n
+    return total
+
+
+def _write_all(fd: int, pieces: list[bytes] | list[memoryview], pos: int, path: str) -> int:
     """Write ``pieces`` at ``pos``, one ``pwritev`` (more only after a short write)."""
     total = sum(len(p) for p in pieces)
     try:
@@ -411,9 +450,22 @@ class _BodyFile(io.RawIOBase):
         return n
 
 
+class _RawFile(io.RawIOBase):
+    """A :class:`RawBody` as a blocking file (for the unpacking thread)."""
+
+    def __init__(self, body: RawBody) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self._body.readinto(memoryview(b).cast("B"))
+
+
 async def receive_archive(
     fs: FolderFS,
-    body: AsyncIterable[bytes],
+    body: AsyncIterable[bytes] | RawBody,
     *,
     path: str,
     key: str,
@@ -429,14 +481,23 @@ async def receive_archive(
     top-level entries are renamed into place through the view. Otherwise it is unpacked
     through the view (:func:`~vfd.daemon.userfs.unpack_tar`). ``sync`` (mountd's ``syncfs``
     of the folder) runs once at the end, for a durable answer."""
-    raw = _BodyFile(body, asyncio.get_running_loop())
-    stream = io.BufferedReader(raw, CHUNK)
+    raw: _BodyFile | RawBody
+    stream: BinaryIO
+    unpack: Callable[[Callable[[], Unpacked]], Awaitable[Unpacked]]
+    if isinstance(body, RawBody):
+        raw = body
+        stream = io.BufferedReader(_RawFile(body), CHUNK)
+        unpack = functools.partial(_in_transfer_thread, abort=body.abort)
+    else:
+        raw = _BodyFile(body, asyncio.get_running_loop())
+        stream = io.BufferedReader(raw, CHUNK)
+        unpack = _in_thread
     try:
         made = None
         if link is not None:
-            made = await _unpack_direct(fs, stream, path, key, overwrite, link)
+            made = await _unpack_direct(fs, stream, path, key, overwrite, link, unpack)
         if made is None:
-            made = await _in_thread(
+            made = await unpack(
                 functools.partial(unpack_tar, fs, path, key, stream, overwrite=overwrite)
             )
     except BaseException:
@@ -460,26 +521,43 @@ async def receive_archive(
 
 
 async def _unpack_direct(
-    fs: FolderFS, stream: BinaryIO, path: str, key: str, overwrite: bool, link: TransferLink
+    fs: FolderFS,
+    stream: BinaryIO,
+    path: str,
+    key: str,
+    overwrite: bool,
+    link: TransferLink,
+    unpack: Callable[[Callable[[], Unpacked]], Awaitable[Unpacked]],
 ) -> Unpacked | None:
-    """The backing-tree path of :func:`receive_archive`; None when mountd offers none."""
+    """The backing-tree path of :func:`receive_archive` (``unpack`` runs the unpacking in a
+    worker thread); None when mountd offers none."""
     staging = part_name(key)
     dfd = await _opened(functools.partial(fs.open_dir, path), os.close)
+    room = (Budget.CHUNK_BYTES, Budget.CHUNK_FILES)
     try:
-        got = await _opened(
-            functools.partial(link.open_tree, dfd, staging, Budget.CHUNK_BYTES, Budget.CHUNK_FILES),
-            functools.partial(_drop_grant, link),
-        )
+        try:
+            got = await _opened(
+                functools.partial(link.open_tree, dfd, staging, *room),
+                functools.partial(_drop_grant, link),
+            )
+        except VfdError as exc:
+            if exc.code is not ErrorCode.QUOTA_EXCEEDED:
+                raise
+            # less room left than one chunk: the staging directory only, then what each
+            # member needs (Budget asks for exactly that when a chunk is refused)
+            room = (0, 1)
+            got = await _opened(
+                functools.partial(link.open_tree, dfd, staging, *room),
+                functools.partial(_drop_grant, link),
+            )
     finally:
         await _close(dfd)
     if got is None:
         return None
     backing, grant = got
     try:
-        budget = Budget(
-            functools.partial(link.reserve, grant), Budget.CHUNK_BYTES, Budget.CHUNK_FILES
-        )
-        made = await _in_thread(
+        budget = Budget(functools.partial(link.reserve, grant), *room)
+        made = await unpack(
             functools.partial(unpack_tar_backing, fs, path, key, stream, backing, budget)
         )
     finally:
@@ -591,11 +669,28 @@ class FileSource:
     media_type = "application/octet-stream"
 
     def __init__(
-        self, fd: int | None, status: int, start: int, end: int, headers: dict[str, str], name: str
+        self,
+        fd: int | None,
+        status: int,
+        start: int,
+        end: int,
+        headers: dict[str, str],
+        name: str,
+        *,
+        direct: bool = False,
     ) -> None:
         self._reader = _Reader(fd) if fd is not None else None
         self.status, self.headers, self.filename = status, headers, name
         self._start, self._end = start, end
+        self._direct = fd if direct else None
+
+    def span(self) -> tuple[int, int, int] | None:
+        """``(fd, offset, count)`` of the bytes to send, for ``sendfile`` instead of
+        :meth:`chunks`, when they come from the backing file (the direct path); the fd
+        stays this source's (closed by :meth:`aclose`)."""
+        if self._direct is None or self._end < self._start:
+            return None
+        return self._direct, self._start, self._end - self._start + 1
 
     async def chunks(self) -> AsyncIterator[bytes]:
         if self._reader is None:
@@ -712,7 +807,7 @@ async def _open_download(
     except BaseException:
         os.close(backing)
         raise
-    return FileSource(backing, status, start, end, headers, name)
+    return FileSource(backing, status, start, end, headers, name, direct=True)
 
 
 def _close_late_read(backing: int | None) -> None:
