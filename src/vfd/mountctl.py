@@ -14,7 +14,9 @@ Operations (``result`` shapes):
 op           request fields                                   result
 ============ ================================================ ==================================
 health       -                                                {version, mount_point, folders,
-                                                              scopes, pid}
+                                                              scopes, pid, inodes, open_files,
+                                                              requests, fast_path,
+                                                              direct_grants}
 attach       vfid, host, scope, path                          {vfid, rw, ro} (view paths)
 detach       vfid                                             {vfid}
 set_limits   host, scope, max_bytes, max_files                {host, scope, max_bytes, max_files,
