@@ -34,7 +34,9 @@ client stops reading. A connection whose body was taken raw is closed after its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -54,6 +56,8 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0
 RAW_KEY = "vfd_raw"
 """Where a request's scope ``state`` holds its connection's :class:`RawSocket`."""
+_PIPE_SIZE = 1 << 20
+"""Bytes of the pipe a raw body is spliced through (more than the default 64 KiB: fewer calls)."""
 _POLL_SLICE = 0.5
 """Seconds a raw read or write waits at a time before it looks whether it was aborted."""
 
@@ -521,6 +525,56 @@ class RawBody:
             self._remaining -= n
         self.received += done
         return done
+
+    def splice_to(self, fd: int, pos: int) -> int:
+        """Move the whole body into the file ``fd`` at ``pos`` through a pipe (``splice``:
+        the pages the client sent go to the file without a copy through this process); the
+        bytes written, every one of them in the file when :class:`ClientGone` is raised.
+        Blocking (a worker thread); an ``OSError`` of the file's side propagates."""
+        try:
+            return self._splice_to(fd, pos)
+        except ClientGone as exc:
+            if exc.stalled and self._on_stall is not None:
+                self._on_stall()
+            raise
+
+    def _splice_to(self, fd: int, pos: int) -> int:
+        start = pos
+        while self._head:
+            n = os.pwrite(fd, self._head, pos)
+            self._head = self._head[n:]
+            pos += n
+        if self._proceed:
+            _send_all(self._fd, self._proceed, self._timeout, self._stop)
+            self._proceed = b""
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):  # a larger pipe where the system allows it
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            while self._remaining:
+                if self._stop.is_set():
+                    raise ClientGone("the transfer was aborted")
+                try:
+                    n = os.splice(
+                        self._fd, w, min(self._remaining, _PIPE_SIZE), flags=os.SPLICE_F_MOVE
+                    )
+                except BlockingIOError:
+                    _wait(self._fd, select.POLLIN, self._timeout, self._stop, "send its body")
+                    continue
+                except OSError as exc:
+                    raise ClientGone(f"the client went away: {exc.strerror}") from None
+                if n == 0:
+                    raise ClientGone("the client went away before its body ended")
+                self._remaining -= n
+                while n:  # the pipe is emptied into the file before more is taken
+                    m = os.splice(r, fd, n, offset_dst=pos, flags=os.SPLICE_F_MOVE)
+                    pos += m
+                    n -= m
+        finally:
+            os.close(r)
+            os.close(w)
+            self.received += pos - start
+        return pos - start
 
 
 def _wait(fd: int, event: int, timeout: float, stop: threading.Event, what: str) -> None:

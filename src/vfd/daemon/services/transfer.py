@@ -383,14 +383,12 @@ async def _append(fd: int, body: AsyncIterable[bytes], path: str, stored: int, s
 
 
 def _pump(fd: int, body: RawBody, pos: int, path: str) -> int:
-    """Write ``body`` into ``fd`` at ``pos``, ``CHUNK`` bytes per write, in this (worker)
-    thread; the bytes written. A body that breaks leaves what was written (for a resume)."""
-    buf = memoryview(bytearray(CHUNK))
-    total = 0
-    while n := body.readinto(buf):
-        _write_all(fd, [buf[:n]], pos + total, path)
-        total += n
-    return total
+    """Move ``body`` into ``fd`` at ``pos`` (``splice``) in this (worker) thread; the bytes
+    written. A body that breaks leaves all it brought in the file (for a resume)."""
+    try:
+        return body.splice_to(fd, pos)
+    except OSError as exc:
+        raise os_error(exc, path) from None
 
 
 def _write_all(fd: int, pieces: list[bytes] | list[memoryview], pos: int, path: str) -> int:
