@@ -66,20 +66,19 @@ def _padding(size: int) -> int:
     return -size % BLOCK
 
 
+_MAGIC = b"ustar  \0"
+_IDS = b"0000000\x000000000\0"  # uid and gid 0
+
+
 def _block(name: bytes, kind: bytes, size: int, mode: int, mtime: int) -> bytes:
     if size > _MAX_SIZE:
         raise ValueError(f"a member of {size} bytes does not fit a tar header")
-    head = bytearray(BLOCK)
-    head[0 : len(name)] = name
-    head[100:108] = b"%07o\0" % mode
-    head[108:124] = b"0000000\x000000000\0"
-    head[124:136] = b"%011o\0" % size
-    head[136:148] = b"%011o\0" % max(mtime, 0)
-    head[148:156] = b"        "
-    head[156:157] = kind
-    head[257:265] = b"ustar  \0"
-    head[148:156] = b"%06o\0 " % sum(head)
-    return bytes(head)
+    if len(name) > 100:
+        raise ValueError("a name of more than 100 bytes goes in a long-name member")
+    fields = b"%s%07o\0%s%011o\0%011o\0" % (name.ljust(100, b"\0"), mode, _IDS, size, max(mtime, 0))
+    tail = kind + bytes(100) + _MAGIC  # type, link name, magic and version
+    check = sum(fields) + sum(tail) + 8 * 32  # the checksum field counts as spaces
+    return fields + b"%06o\0 " % check + tail + bytes(BLOCK - 265)
 
 
 def header(member: Member) -> bytes:
@@ -125,11 +124,12 @@ class TarBody(SizedBody):
         self.members = members
         self.length = archive_length(members)
         self.advance = advance or (lambda n: None)
+        """Called with the bytes of file data sent (headers not counted), now and then."""
 
     def send(self, sock: socket.socket) -> None:
         out = bytearray()
         sent = 0
-        advance = self.advance
+        data_bytes = 0  # file data gathered in ``out``, for ``advance``
         for member in self.members:
             out += header(member)
             if member.source is None:
@@ -140,46 +140,52 @@ class TarBody(SizedBody):
             except OSError as exc:
                 raise SourceUnreadable(member.source, exc) from None
             try:
-                now = os.fstat(fd).st_size
-                if now != size:
-                    raise SourceChanged(member.source, size, now)
                 if size <= SMALL:
-                    data = _read(fd, member, size)
-                    out += data
-                    pending = size
+                    out += _read(fd, member)
+                    data_bytes += size
                 else:
+                    now = os.fstat(fd).st_size
+                    if now != size:
+                        raise SourceChanged(member.source, size, now)
                     sock.sendall(out)
                     sent += len(out)
                     out.clear()
-                    _sendfile(sock, fd, member, advance)
+                    _sendfile(sock, fd, member, self.advance)
                     sent += size
-                    pending = 0
             finally:
                 os.close(fd)
-            out += bytes(_padding(size))
+            out += _ZEROS[: -size % BLOCK]
             if len(out) >= GATHER:
                 sock.sendall(out)
                 sent += len(out)
                 out.clear()
-            if pending:
-                advance(pending)
+                self.advance(data_bytes)
+                data_bytes = 0
         out += bytes(2 * BLOCK)
         sock.sendall(out)
         sent += len(out)
+        if data_bytes:
+            self.advance(data_bytes)
         assert sent == self.length, (sent, self.length)
 
 
-def _read(fd: int, member: Member, size: int) -> bytes:
+_ZEROS = bytes(BLOCK)
+
+
+def _read(fd: int, member: Member) -> bytes:
+    """The member's data: all of the file, which must have the size planned (one byte more
+    is asked for, so that a file that grew is seen as well as one that shrank)."""
     assert member.source is not None
+    want = member.size + 1
     try:
-        data = os.read(fd, size) if size else b""
-        while len(data) < size:
-            more = os.read(fd, size - len(data))
-            if not more:
-                raise SourceChanged(member.source, size, len(data))
+        data = os.read(fd, want)
+        while 0 < len(data) < want and (more := os.read(fd, want - len(data))):
             data += more
     except OSError as exc:
         raise SourceUnreadable(member.source, exc) from None
+    if len(data) != member.size:
+        size = len(data) if len(data) < want else os.fstat(fd).st_size
+        raise SourceChanged(member.source, member.size, size)
     return data
 
 

@@ -79,9 +79,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class UploadItem:
-    source: Path
+    source: str
+    """The local file (a ``str``: a ``Path`` per file costs more than its ``lstat``)."""
     dest: str
     size: int
     mtime_ns: int
@@ -91,13 +92,13 @@ class UploadItem:
     @property
     def key(self) -> str:
         """The resumable upload's key (:func:`upload_key`)."""
-        ident = f"{self.source.absolute()}\0{self.size}\0{self.mtime_ns}\0{self.dest}"
+        ident = f"{Path(self.source).absolute()}\0{self.size}\0{self.mtime_ns}\0{self.dest}"
         return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def upload_key(source: Path, st: os.stat_result, dest: str) -> str:
     """A key stable for one version of one source file going to one destination."""
-    return UploadItem(source, dest, st.st_size, st.st_mtime_ns).key
+    return UploadItem(str(source), dest, st.st_size, st.st_mtime_ns).key
 
 
 def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadItem]]:
@@ -124,8 +125,8 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
         for entry in entries:
             if entry.is_file(follow_symlinks=False):
                 st = entry.stat(follow_symlinks=False)
-                path = Path(entry.path)
-                items.append(UploadItem(path, join(rel, entry.name), st.st_size, st.st_mtime_ns))
+                dest = join(rel, entry.name)
+                items.append(UploadItem(entry.path, dest, st.st_size, st.st_mtime_ns))
         for entry in subdirs:
             walk(entry.path, f"{rel}/{entry.name}")
 
@@ -136,7 +137,8 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
             raise VfdError(ErrorCode.INVALID_PATH, f"{src}: symbolic links are not uploaded")
         if src.is_file():
             st = src.stat()
-            items.append(UploadItem(src, join(src.name), st.st_size, st.st_mtime_ns, named=True))
+            item = UploadItem(str(src), join(src.name), st.st_size, st.st_mtime_ns, named=True)
+            items.append(item)
         elif src.is_dir():
             top = src.resolve().name
             dirs.append(join(top))
@@ -318,7 +320,7 @@ def upload(
     resumed = {id(item): offset for item, offset in zip(alone, offsets, strict=True)}
     done = [
         {
-            "source": str(item.source),
+            "source": item.source,
             "path": item.dest,
             "size": item.size,
             "resumed_from": resumed.get(id(item), 0),
@@ -521,7 +523,7 @@ def _changed(item: UploadItem, size: int) -> VfdError:
         ErrorCode.INVALID_ARGUMENT,
         f"{item.source} changed while it was uploaded (it has {size} of the {item.size} "
         "bytes it had): run the upload again",
-        path=str(item.source),
+        path=item.source,
     )
 
 
