@@ -10,6 +10,11 @@ On a fresh node (``vfd up`` on a temporary state directory under ``--dir``, SQLi
     (``fsync``); a bare ``cp`` would measure the page cache;
   - download: ``vfd vfolder download`` and ``curl -o COPY …/download``, against ``cp`` (neither
     side syncs: vfd does not fsync what it downloads);
+  - with nginx installed (``apt-get install nginx-light``), the same curl commands against
+    nginx on a unix socket (``GET`` with ``sendfile``; WebDAV ``PUT`` then ``sync``): the
+    reference HTTP server, which says what any HTTP API with curl as its client can reach
+    here against ``cp`` (a raw-API row that misses its target says "nginx too" when nginx
+    misses it as well);
 * one directory of ``--files`` files of 4 KiB (default 10,000):
   - upload: ``vfd vfolder upload DIR``, against ``tar -C DIR -cf - . | tar -C COPY -xf -``
     followed by ``sync -f COPY`` (the file system's data on disk, as vfd's answer means);
@@ -196,7 +201,57 @@ class Node:
         self.log.close()
 
 
+class Nginx:
+    """nginx on a unix socket, the reference HTTP server of the single-file rows: ``GET`` of
+    the folder's backing copy with ``sendfile``, ``PUT`` (WebDAV) into a directory on the same
+    disk. It says how fast a plain, well-made HTTP server and curl move the file here, which
+    bounds what any HTTP API can reach against ``cp``."""
+
+    def __init__(self, work: Path, serve: Path) -> None:
+        self.socket = str(work / "nginx.sock")
+        self.put_dir = work / "nginx-put"
+        self.put_dir.mkdir()
+        (work / "nginx-tmp").mkdir()
+        conf = work / "nginx.conf"
+        conf.write_text(
+            f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    sendfile on;
+    client_max_body_size 0;
+    client_body_temp_path {work}/nginx-tmp;
+    server {{
+        listen unix:{self.socket};
+        location /get/ {{ alias {serve}/; }}
+        location /put/ {{ alias {self.put_dir}/; dav_methods PUT; }}
+    }}
+}}
+"""
+        )
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (work / "nginx-error.log").read_text(errors="replace")
+                sys.exit(f"transfer_bench: nginx did not start:\n{log}")
+            time.sleep(0.05)
+
+    def url(self, path: str) -> str:
+        return f"http://nginx/{path}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
 class Bench:
+    nginx: Nginx | None = None
+
     def __init__(self, node: Node, work: Path, size: int, files: int) -> None:
         self.node = node
         self.work = work
@@ -265,6 +320,29 @@ class Bench:
             self.big,
             lambda: sh([*curl, "-o", "/dev/null", "-T", str(self.big), url]),
             lambda: self.node.remove(name),
+        )
+
+    def file_upload_http(self) -> float:
+        assert self.nginx is not None
+        name = f"up{secrets.token_hex(4)}.bin"
+        copy = self.nginx.put_dir / name
+        curl = ["curl", "-sSf", "--unix-socket", self.nginx.socket, "-H", "Expect:"]
+        put = [*curl, "-o", "/dev/null", "-T", str(self.big), self.nginx.url(f"put/{name}")]
+
+        def run() -> None:
+            sh(put)
+            sh(["sync", str(copy)])
+
+        return self.timed(self.big, run, copy.unlink)
+
+    def file_download_http(self) -> float:
+        assert self.nginx is not None
+        out = self.fresh()
+        curl = ["curl", "-sSf", "--unix-socket", self.nginx.socket]
+        return self.timed(
+            self.remote_big,
+            lambda: sh([*curl, "-o", str(out / "big.bin"), self.nginx.url("get/big.bin")]),
+            lambda: shutil.rmtree(out),
         )
 
     def file_download_ref(self) -> float:
@@ -337,9 +415,11 @@ ROWS: list[tuple[str, str, str]] = [
     ("file upload", "ref", "cp + sync FILE"),
     ("file upload", "cli", "vfd vfolder upload"),
     ("file upload", "api", "curl PUT (raw API)"),
+    ("file upload", "http", "curl PUT to nginx + sync"),
     ("file download", "ref", "cp"),
     ("file download", "cli", "vfd vfolder download"),
     ("file download", "api", "curl GET (raw API)"),
+    ("file download", "http", "curl GET from nginx"),
     ("dir upload", "ref", "tar | tar + sync -f"),
     ("dir upload", "cli", "vfd vfolder upload"),
     ("dir download", "ref", "tar | tar"),
@@ -351,7 +431,7 @@ ROWS: list[tuple[str, str, str]] = [
 def transfers(bench: Bench, runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {f"{g} {n}": [] for g, n, _ in ROWS}
     for group in ("file upload", "file download", "dir upload", "dir download"):
-        names = [n for g, n, _ in ROWS if g == group]
+        names = [n for g, n, _ in ROWS if g == group and (n != "http" or bench.nginx)]
         for round_ in range(runs):
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
@@ -465,6 +545,10 @@ def report(
             if target is not None:
                 verdicts[key] = ratio >= target
                 line += f"  >= {target}: {'meets' if verdicts[key] else 'MISSES'}"
+                http = f"{group} http"
+                nginx_misses = http in med and med[f"{group} ref"] / med[http] < target
+                if name == "api" and not verdicts[key] and nginx_misses:
+                    line += " (nginx too)"
         print(line)
     if inodes is not None:
         errors = ", ".join(f"{n} x {e}" for e, n in inodes["errors"].items()) or "none"
@@ -533,7 +617,19 @@ def main() -> None:
         node = Node(work, args.src)
         try:
             bench = Bench(node, work, args.size, args.files)
-            times = transfers(bench, args.runs)
+            if shutil.which("nginx"):
+                bench.nginx = Nginx(work, node.backing)
+            else:
+                print(
+                    "transfer_bench: no reference HTTP server rows: nginx is not installed "
+                    "(apt-get install nginx-light)",
+                    file=sys.stderr,
+                )
+            try:
+                times = transfers(bench, args.runs)
+            finally:
+                if bench.nginx is not None:
+                    bench.nginx.stop()
             inodes = inode_cost(node, args.inodes) if args.inodes else None
             start = startup(node, args.cli_runs)
         except BaseException:
