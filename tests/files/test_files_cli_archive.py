@@ -344,3 +344,23 @@ def test_cli_archive_headers_read_back_with_tarfile(tmp_path: Path) -> None:
         for info, (_name, data) in zip(infos[1:], files.items(), strict=True):
             assert info.isreg() and info.size == len(data) and info.mode == 0o644
             assert tar.extractfile(info).read() == data  # type: ignore[union-attr]
+
+
+def test_cli_archive_upload_into_a_directory_it_may_not_list(node: Node, tmp_path: Path) -> None:
+    """A directory the user may write to but not read: what is in it is asked name by name,
+    and an existing file there is still refused."""
+    alice = node.user()
+    folder = node.folder(alice)
+    email, name = alice["email"], folder["name"]
+    src = tmp_path / "box"
+    (src / "new").mkdir(parents=True)
+    (src / "new" / "f").write_bytes(b"f")
+    (src / "a").write_bytes(b"a")
+    node.cli.ok("vfolder", "mkdir", name, "box", as_=email)
+    os.chmod(Path(folder["views"]["rw"]) / "box", 0o333)  # through the view, as root
+    node.cli.ok("vfolder", "upload", name, str(src), as_=email)
+    backing = node.backing(folder)
+    assert (backing / "box" / "new" / "f").read_bytes() == b"f"
+    assert (backing / "box" / "a").read_bytes() == b"a"
+    err = node.cli.fails("vfolder", "upload", name, str(src), code="path_exists", as_=email)
+    assert err["details"]["path"] in ("box/a", "box/new/f")

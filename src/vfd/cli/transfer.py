@@ -289,9 +289,19 @@ def upload(
     small = [i for i in items if not (i.named or i.size >= ARCHIVE_FILE_MAX)]
     tree = _Tree(dest.strip("/"), dirs, small)
     made_base = _explore(client, name, tree, overwrite=overwrite)
+    # an archive is unpacked into a directory the user may list: into one they may only
+    # write to, new directories are made one by one and files sent one by one
+    made_dirs = [tree.base] if made_base else []
+    for where in sorted(tree.unreadable):
+        for child in tree.children.get(where, ()):
+            if child in tree.dirs and child not in tree.existing:
+                made_dirs.append(child)
+                tree.existing.add(child)
+            elif child in tree.files:
+                alone.append(tree.files.pop(child))
     offsets = _preflight(client, name, alone, overwrite=overwrite)
-    if made_base:
-        body = {**wirenames.request_fields("path", tree.base), "parents": True}
+    for path in made_dirs:
+        body = {**wirenames.request_fields("path", path), "parents": True}
         client.post(f"{base}/mkdir", body)
     archives = tree.archives()
     total = sum(i.size for i in items)
@@ -339,6 +349,8 @@ class _Tree:
         self.dirs = set(dirs)
         self.files = {item.dest: item for item in files}
         self.existing: set[str] = set()
+        self.unreadable: set[str] = set()
+        """Existing directories the user may not list (no archive goes into them)."""
         self.children: dict[str, dict[str, None]] = {}  # ordered sets
         for path in [*dirs, *self.files]:
             if path != base:
@@ -349,7 +361,7 @@ class _Tree:
         and the members, named from it; directories before what is in them."""
         mtime = int(time.time())
         out = []
-        for where in sorted(self.existing):
+        for where in sorted(self.existing - self.unreadable):
             members: list[Member] = []
             for child in self.children.get(where, ()):
                 if child not in self.existing:
@@ -382,16 +394,27 @@ def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> b
         try:
             listing = client.get(f"{base}/files", params=wirenames.request_fields("path", where))
         except VfdError as exc:
-            if exc.code is not ErrorCode.PATH_NOT_FOUND:
+            if exc.code is ErrorCode.PERMISSION_DENIED:  # may be written to, not listed
+                listing = {"type": "dir", "unreadable": True}
+            elif exc.code is ErrorCode.PATH_NOT_FOUND:
+                missing_base = where == tree.base
+                continue
+            else:
                 raise
-            missing_base = where == tree.base
-            continue
         if listing.get("type") != "dir":
             raise _not_a_directory(name, where)
         tree.existing.add(where)
-        present = {wirenames.from_answer(e, "name"): e.get("type") for e in listing["entries"]}
-        for child in tree.children.get(where, ()):
-            kind = present.get(posixpath.basename(child))
+        children = list(tree.children.get(where, ()))
+        if listing.get("unreadable"):
+            tree.unreadable.add(where)
+            present = _ask_each(client, name, children)
+        else:
+            present = {
+                posixpath.join(where, wirenames.from_answer(e, "name")): e.get("type")
+                for e in listing["entries"]
+            }
+        for child in children:
+            kind = present.get(child)
             if kind is None:
                 continue
             if child in tree.dirs:
@@ -403,6 +426,20 @@ def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> b
     if missing_base:
         tree.existing.add(tree.base)
     return missing_base
+
+
+def _ask_each(client: VfdClient, name: str, paths: list[str]) -> dict[str, str | None]:
+    """The type of what is at each of ``paths`` (None: nothing), one request each: for a
+    directory the user may write to but not list. A path whose parent is not a directory
+    (or not searchable) is refused as the daemon refuses it."""
+    base = folder_path(name)
+
+    def ask(c: VfdClient, path: str) -> str | None:
+        params = {**wirenames.request_fields("path", path), "key": "vfd-probe"}
+        existing: str | None = c.get(f"{base}/upload", params=params).get("existing")
+        return existing
+
+    return dict(zip(paths, parallel(client, paths, ask), strict=True))
 
 
 def _not_a_directory(name: str, path: str) -> VfdError:
