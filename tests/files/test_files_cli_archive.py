@@ -364,3 +364,30 @@ def test_cli_archive_upload_into_a_directory_it_may_not_list(node: Node, tmp_pat
     assert (backing / "box" / "a").read_bytes() == b"a"
     err = node.cli.fails("vfolder", "upload", name, str(src), code="path_exists", as_=email)
     assert err["details"]["path"] in ("box/a", "box/new/f")
+
+
+def test_cli_archive_upload_of_a_large_tree_goes_in_rounds(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tree past ``ARCHIVE_MAX_BYTES`` is sent in several rounds of archives, each into
+    directories that exist by then: the same tree comes out."""
+    alice = node.user()
+    folder = node.folder(alice)
+    src = tmp_path / "src"
+    make_source(src)
+    for i in range(12):
+        sub = src / f"s{i % 3}" / f"t{i % 2}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i}").write_bytes(os.urandom(30 * KiB))
+    targets: list[bytes] = []
+    real = transfer._send_archive
+
+    def spy(client: Any, base: str, where: str, members: list[Any], **kw: Any) -> None:
+        targets.append(os.fsencode(where))
+        real(client, base, where, members, **kw)
+
+    monkeypatch.setattr(transfer, "ARCHIVE_MAX_BYTES", 64 * KiB)
+    monkeypatch.setattr(transfer, "_send_archive", spy)
+    node.cli.ok("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
+    assert len(targets) > 4 and targets[0] == b"" and len(set(targets)) > 3
+    assert snapshot(node.backing(folder)) == expected(src, b"")

@@ -6,8 +6,12 @@ is asked (a listing of each planned directory that exists already): a file in th
 (without ``--overwrite``) refuses the whole upload before anything is made or sent, as does a
 directory where a file goes or a file where a directory goes. What is new below each existing
 directory then goes as one archive unpacked into it, so existing directories are merged into
-and a new tree appears at once; an archive cut short or refused leaves nothing. Files and
-directories get the modes of a per-file upload (0644, 0755) and the time of the upload.
+and a new tree appears at once; an archive cut short or refused leaves nothing. A tree of more
+than ``ARCHIVE_MAX_BYTES`` goes in rounds (each into directories the rounds before it made),
+so that it is never staged whole. Into a directory the user may write to but not list, new
+directories are made and files sent one by one. Files and directories get the modes of a
+per-file upload (0644, 0755) and the time of the upload; links and special files found in a
+directory are left out, as before.
 
 Files named on the command line, and files of ``ARCHIVE_FILE_MAX`` or more, go to ``PUT
 /v1/vfolders/{name}/upload`` in one request per file, under a key derived from the source
@@ -57,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from vfd import wirenames
+from vfd.cli import tarsend
 from vfd.cli.client import FileBody, LocalWriteError, SourceShrank, VfdClient, folder_path
 from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody
 from vfd.errors import ErrorCode, VfdError
@@ -66,6 +71,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 CHUNK = 1 << 20
+ARCHIVE_MAX_BYTES = 1 << 30
+"""About the most file data one round of archives holds (a larger tree goes in several)."""
 ARCHIVE_FILE_MAX = 64 << 20
 """Files found in directories travel in archives (one per existing directory they go into)
 when smaller than this; larger ones, and files named on the command line, are uploaded one
@@ -303,11 +310,11 @@ def upload(
     for path in made_dirs:
         body = {**wirenames.request_fields("path", path), "parents": True}
         client.post(f"{base}/mkdir", body)
-    archives = tree.archives()
+    rounds = tree.archives()
     total = sum(i.size for i in items)
     # several requests: each without its own sync, then one sync of the folder's file
     # system before the upload counts as done (docs/transfers.md)
-    durable = len(archives) + len(alone) <= 1
+    durable = sum(len(r) for r in rounds) + len(alone) <= 1
     with _progress(console) as progress:
         task = progress.add_task(f"upload to {name}", total=total)
         advance = _Throttled(lambda n: progress.advance(task, n))
@@ -321,7 +328,8 @@ def upload(
             _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
 
         try:
-            parallel(client, archives, send_archive)
+            for archives in rounds:
+                parallel(client, archives, send_archive)
             parallel(client, list(zip(alone, offsets, strict=True)), send)
         finally:
             advance.flush()
@@ -356,30 +364,52 @@ class _Tree:
             if path != base:
                 self.children.setdefault(posixpath.dirname(path), {})[path] = None
 
-    def archives(self) -> list[tuple[str, list[Member]]]:
-        """One archive per existing directory with something new below it: its directory
-        and the members, named from it; directories before what is in them."""
+    def archives(self) -> list[list[tuple[str, list[Member]]]]:
+        """The archives to send, in rounds: each round's archives go into directories that
+        exist once the rounds before it are placed (one archive per such directory, its
+        members named from it, directories before what is in them), and hold at most about
+        ``ARCHIVE_MAX_BYTES`` of data together, so that a huge tree is not staged whole."""
         mtime = int(time.time())
-        out = []
-        for where in sorted(self.existing - self.unreadable):
-            members: list[Member] = []
-            for child in self.children.get(where, ()):
-                if child not in self.existing:
-                    self._add(child, len(where) + 1 if where else 0, members, mtime)
-            if members:
-                out.append((where, members))
-        return out
+        rounds: list[list[tuple[str, list[Member]]]] = []
+        there = set(self.existing)  # directories that exist before the round being built
+        current: dict[str, list[Member]] = {}
+        target: dict[str, str] = {}  # a directory made in this round -> its archive's target
+        size = 0
+        for path, item in self._new():
+            if size >= ARCHIVE_MAX_BYTES:
+                rounds.append(list(current.items()))
+                there.update(target)
+                current, target, size = {}, {}, 0
+            parent = posixpath.dirname(path)
+            where = parent if parent in there else target[parent]
+            name = os.fsencode(path[len(where) + 1 if where else 0 :])
+            if item is None:
+                target[path] = where
+                member = Member(name, None, mode=0o755, mtime=mtime)
+            else:
+                member = Member(name, os.fsencode(item.source), item.size, 0o644, mtime)
+                size += item.size + tarsend.BLOCK
+            current.setdefault(where, []).append(member)
+        if current:
+            rounds.append(list(current.items()))
+        return rounds
 
-    def _add(self, path: str, cut: int, members: list[Member], mtime: int) -> None:
-        name = os.fsencode(path[cut:])
-        if path in self.dirs:
-            members.append(Member(name, None, mode=0o755, mtime=mtime))
-            for child in self.children.get(path, ()):
-                self._add(child, cut, members, mtime)
-        else:
-            item = self.files[path]
-            source = os.fsencode(item.source)
-            members.append(Member(name, source, item.size, mode=0o644, mtime=mtime))
+    def _new(self) -> Iterator[tuple[str, UploadItem | None]]:
+        """What is new below the existing directories that can be listed, depth first:
+        ``(path, None)`` for a directory, ``(path, item)`` for a file."""
+        stack = [
+            child
+            for where in sorted(self.existing - self.unreadable, reverse=True)
+            for child in reversed(self.children.get(where, {}))
+            if child not in self.existing
+        ]
+        while stack:
+            path = stack.pop()
+            if path in self.dirs:
+                yield path, None
+                stack.extend(reversed(self.children.get(path, {})))
+            else:
+                yield path, self.files[path]
 
 
 def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> bool:
