@@ -413,49 +413,71 @@ class _Tree:
 
 
 def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> bool:
-    """Find which planned directories exist (listing each one whose parent exists), and
-    refuse a planned file that exists (unless ``overwrite``) or is a directory, and a planned
-    directory that is something else; whether ``tree.base`` is missing (to be made)."""
+    """Find which planned directories exist (listing each one whose parent exists, a level of
+    the tree at a time, in parallel), and refuse a planned file that exists (unless
+    ``overwrite``) or is a directory, and a planned directory that is something else;
+    whether ``tree.base`` is missing (to be made)."""
     base = folder_path(name)
-    queue = [tree.base]
-    missing_base = False
-    while queue:
-        where = queue.pop(0)
+
+    def listing(c: VfdClient, where: str) -> dict[str, Any] | None:
         try:
-            listing = client.get(f"{base}/files", params=wirenames.request_fields("path", where))
+            return c.get(f"{base}/files", params=wirenames.request_fields("path", where))
         except VfdError as exc:
             if exc.code is ErrorCode.PERMISSION_DENIED:  # may be written to, not listed
-                listing = {"type": "dir", "unreadable": True}
-            elif exc.code is ErrorCode.PATH_NOT_FOUND:
-                missing_base = where == tree.base
-                continue
-            else:
-                raise
-        if listing.get("type") != "dir":
-            raise _not_a_directory(name, where)
-        tree.existing.add(where)
-        children = list(tree.children.get(where, ()))
-        if listing.get("unreadable"):
-            tree.unreadable.add(where)
-            present = _ask_each(client, name, children)
+                return {"type": "dir", "unreadable": True}
+            if exc.code is ErrorCode.PATH_NOT_FOUND:
+                return None
+            raise
+
+    level = [tree.base]
+    while level:
+        below: list[str] = []
+        for where, found in zip(level, parallel(client, level, listing), strict=True):
+            if found is None:
+                if where == tree.base:
+                    tree.existing.add(where)
+                    return True
+                continue  # removed meanwhile: what was below it is new
+            below.extend(_check_listing(client, name, tree, where, found, overwrite=overwrite))
+        level = below
+    return False
+
+
+def _check_listing(
+    client: VfdClient,
+    name: str,
+    tree: _Tree,
+    where: str,
+    listing: dict[str, Any],
+    *,
+    overwrite: bool,
+) -> list[str]:
+    """Note the existing directory ``where`` (listed as ``listing``) and check its planned
+    children against what is there; the planned directories that exist below it."""
+    if listing.get("type") != "dir":
+        raise _not_a_directory(name, where)
+    tree.existing.add(where)
+    children = list(tree.children.get(where, ()))
+    if listing.get("unreadable"):
+        tree.unreadable.add(where)
+        present = _ask_each(client, name, children)
+    else:
+        present = {
+            posixpath.join(where, wirenames.from_answer(e, "name")): e.get("type")
+            for e in listing["entries"]
+        }
+    below = []
+    for child in children:
+        kind = present.get(child)
+        if kind is None:
+            continue
+        if child in tree.dirs:
+            if kind != "dir":
+                raise _not_a_directory(name, child)
+            below.append(child)
         else:
-            present = {
-                posixpath.join(where, wirenames.from_answer(e, "name")): e.get("type")
-                for e in listing["entries"]
-            }
-        for child in children:
-            kind = present.get(child)
-            if kind is None:
-                continue
-            if child in tree.dirs:
-                if kind != "dir":
-                    raise _not_a_directory(name, child)
-                queue.append(child)
-            else:
-                _refuse_existing(name, child, kind, overwrite=overwrite)
-    if missing_base:
-        tree.existing.add(tree.base)
-    return missing_base
+            _refuse_existing(name, child, kind, overwrite=overwrite)
+    return below
 
 
 def _ask_each(client: VfdClient, name: str, paths: list[str]) -> dict[str, str | None]:
