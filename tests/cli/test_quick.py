@@ -336,6 +336,18 @@ LEFT = [
     ["vfolder", "info", "--trash", "x"],
     ["vfolder", "list-hosts", "x"],
     ["vfolder", "storage-status", "--trash"],
+    ["vfolder", "upload", "data"],
+    ["vfolder", "upload", "data", "x", "--dest"],
+    ["vfolder", "upload", "data", "x", "--dest=y"],
+    ["vfolder", "upload", "data", "x", "-d", "-y"],
+    ["vfolder", "upload", "data", "x", "-d", ""],
+    ["vfolder", "upload", "data", "x", "--dest", "a", "-d", "b"],
+    ["vfolder", "upload", "data", "x", "--overwrite=yes"],
+    ["vfolder", "upload", "data", "--", "-x"],
+    ["vfolder", "upload", "data", "x", "--help"],
+    ["vfolder", "download", "data"],
+    ["vfolder", "download", "data", "x", "--dest"],
+    ["vfolder", "download", "data", "x", "--overwrite"],
     ["vfolder", "lst"],
     ["vfolder"],
     ["vfolder", "--help"],
@@ -377,19 +389,30 @@ def test_quick_table_is_the_typer_commands() -> None:
         assert group.callback is None or not group.params[:-1]
         command = group.commands[path[1]]
         options = [p for p in command.params if p.param_type_name == "option"]
-        flags = {}
+        flags, valued = {}, {}
         for option in options:
             if option.name == "help":
                 continue
-            assert option.is_flag and not option.multiple and not option.secondary_opts
+            assert not option.multiple and not option.secondary_opts
             assert not option.envvar, option.name
-            (name,) = option.opts
-            flags[name] = option.name
+            if option.is_flag:
+                (name,) = option.opts
+                flags[name] = option.name
+                continue
+            assert option.nargs == 1 and not option.required, option.name
+            for name in option.opts:
+                valued[name] = option.name
+            assert quick.defaults[option.name] == option.default, option.name
+            turn = quick.convert.get(option.name)
+            assert isinstance(option.default, str if turn is None else turn), option.name
         expected = {n: ("json" if d == "json" else d) for n, d in quick.flags.items()}
         assert {n: ("json" if d == "json_output" else d) for n, d in flags.items()} == expected
+        assert valued == quick.options
         arguments = [p for p in command.params if p.param_type_name == "argument"]
         assert tuple(a.name for a in arguments) == quick.arguments
-        assert all(a.required and a.nargs == 1 for a in arguments)
+        for a in arguments:
+            assert a.required, a.name
+            assert a.nargs == (-1 if a.name == quick.many else 1), a.name
         assert command.context_settings.get("allow_interspersed_args", True)
 
 

@@ -11,8 +11,6 @@ shows them (``name\xff.txt``; a backslash shows as ``\\``).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +18,11 @@ from typing import Annotated, Any
 import typer
 
 from vfd import wirenames
+from vfd.cli import transferview
 from vfd.cli.client import folder_path
 from vfd.cli.context import JsonOption, use
-from vfd.cli.output import key_values, print_warning, table
+from vfd.cli.output import key_values, table
 from vfd.cli.sizes import format_limit, format_size
-from vfd.errors import ErrorCode, VfdError
 
 NameArg = Annotated[str, typer.Argument(help="The folder's name.", show_default=False)]
 
@@ -103,15 +101,7 @@ def upload(
     is ever visible; an upload past the quota fails and leaves nothing behind. A file that
     exists already refuses the upload (without --overwrite) before anything is sent.
     """
-    cli = use(ctx, json_output)
-    from vfd.cli import transfer  # tarfile, hashlib: only for transfers
-
-    result = transfer.upload(cli.client(), cli.console, name, sources, dest, overwrite=overwrite)
-    total = sum(f["size"] for f in result["files"])
-    cli.emit(
-        result,
-        lambda: f"Uploaded {len(result['files'])} file(s), {format_size(total)}, to {name}",
-    )
+    transferview.upload(use(ctx, json_output), name, sources, dest, overwrite)
 
 
 def download(
@@ -132,46 +122,7 @@ def download(
     symbolic links in it are made only when they point inside it: others are skipped and
     listed at the end.
     """
-    cli = use(ctx, json_output)
-    made = _make_local_dir(dest)
-    try:
-        from vfd.cli import transfer
-
-        result = transfer.download(cli.client(), cli.console, name, paths, dest)
-    except BaseException:
-        if made is not None:  # nothing came: leave no empty directories behind
-            for directory in made:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-        raise
-
-    def human() -> str:
-        for item in result["downloaded"]:
-            for skip in item.get("skipped", ()):
-                print_warning(f"skipped {wirenames.escaped(skip['path'])}: {skip['reason']}")
-        return f"Downloaded {len(result['downloaded'])} item(s) to {dest}"
-
-    cli.emit(result, human)
-
-
-def _make_local_dir(dest: Path) -> list[Path] | None:
-    """Make the download directory ``dest`` (and missing parents) unless it exists; the
-    directories made, innermost first, or None when there were none to make."""
-    if dest.is_dir():
-        return None
-    if dest.exists() or dest.is_symlink():
-        raise VfdError(ErrorCode.NOT_A_DIRECTORY, f"{dest} is not a directory", path=str(dest))
-    missing = [dest, *(p for p in dest.absolute().parents if not p.exists())]
-    try:
-        dest.mkdir(parents=True)
-    except OSError as exc:
-        code = (
-            ErrorCode.PERMISSION_DENIED
-            if exc.errno in (errno.EACCES, errno.EPERM)
-            else (ErrorCode.INVALID_PATH)
-        )
-        raise VfdError(code, f"cannot make {dest}: {exc.strerror}", path=str(dest)) from None
-    return missing
+    transferview.download(use(ctx, json_output), name, paths, dest)
 
 
 def mv(

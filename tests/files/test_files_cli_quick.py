@@ -1,0 +1,130 @@
+"""``vfd vfolder upload`` and ``vfd vfolder download`` on the console script's fast path
+(:mod:`vfd.cli.quickcmds`, run by :mod:`vfd.cli.transferview` as the typer commands are) and
+through typer (``VFD_QUICK=off``), as real processes against a real node: the same output,
+exit status, errors and files either way, and the fast path imports no typer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from filenode import Node
+
+VFD = str(Path(sys.executable).parent / "vfd")
+KiB = 1 << 10
+
+
+def vfd(node: Node, who: str, *args: str, quick: bool) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    env.update({k: v for k, v in node.env.items() if v is not None})
+    env["COLUMNS"] = "200"
+    if not quick:
+        env["VFD_QUICK"] = "off"
+    return subprocess.run(
+        [VFD, "--as", who, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def both(node: Node, who: str, *args: str) -> tuple[Any, Any]:
+    """Run ``vfd ARGS`` both ways; assert the same status, stdout and stderr (with the
+    paths that differ between the two runs made equal); the two results."""
+    fast = vfd(node, who, *args, quick=True)
+    slow = vfd(node, who, *[a.replace("-quick", "-typer") for a in args], quick=False)
+    same = (slow.returncode, *(t.replace("-typer", "-quick") for t in (slow.stdout, slow.stderr)))
+    assert (fast.returncode, fast.stdout, fast.stderr) == same
+    return fast, slow
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {}
+    for i in range(30):
+        rel = f"d{i % 3}/f{i:03d}.bin"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        data = os.urandom(4 * KiB + i)
+        (root / rel).write_bytes(data)
+        files[rel] = data
+    return files
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_quick_upload_and_download_match_typer(node: Node, tmp_path: Path) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    who, name = alice["email"], folder["name"]
+    for way in ("quick", "typer"):
+        want = make_tree(tmp_path / f"src-{way}")
+        (tmp_path / f"one-{way}.txt").write_bytes(b"one file\n")
+        assert want
+    # a directory and a file, human output, options after the arguments
+    fast, _ = both(
+        node, who, "vfolder", "upload", name, str(tmp_path / "src-quick"),
+        str(tmp_path / "one-quick.txt"), "--dest", "in-quick",
+    )  # fmt: skip
+    assert fast.stdout.startswith("Uploaded 31 file(s), ")
+    backing = node.backing(folder)
+    assert tree(backing / "in-quick" / "src-quick") == tree(tmp_path / "src-quick")
+    assert tree(backing / "in-typer" / "src-typer") == tree(tmp_path / "src-typer")
+    # --json, -d, --overwrite before the arguments
+    fast, _ = both(
+        node, who, "vfolder", "upload", "--overwrite", "-d", "in-quick", name,
+        str(tmp_path / "one-quick.txt"), "--json",
+    )  # fmt: skip
+    assert json.loads(fast.stdout)["files"][0]["path"] == "in-quick/one-quick.txt"
+    # a file in the way, without --overwrite: the same error, nothing sent
+    fast, _ = both(
+        node, who, "vfolder", "upload", name, str(tmp_path / "one-quick.txt"), "-d", "in-quick"
+    )
+    assert fast.returncode == 1 and "[path_exists]" in fast.stderr
+    # a source that does not exist
+    fast, _ = both(node, who, "vfolder", "upload", name, str(tmp_path / "none-quick"))
+    assert fast.returncode == 1 and fast.stderr.startswith("error: ")
+    # downloads: a directory and a file into a directory made for them
+    fast, _ = both(
+        node, who, "vfolder", "download", name, "in-quick/src-quick", "in-quick/one-quick.txt",
+        "--dest", str(tmp_path / "back-quick" / "deeper"),
+    )  # fmt: skip
+    assert fast.stdout.startswith("Downloaded 2 item(s) to ")
+    back = tmp_path / "back-quick" / "deeper"
+    assert tree(back / "src-quick") == tree(tmp_path / "src-quick")
+    assert (back / "one-quick.txt").read_bytes() == b"one file\n"
+    assert tree(tmp_path / "back-typer" / "deeper" / "src-typer") == tree(tmp_path / "src-typer")
+    # a path missing in the folder: the same error, no directory left behind
+    fast, _ = both(
+        node, who, "vfolder", "download", name, "nothing-quick", "-d", str(tmp_path / "new-quick")
+    )
+    assert fast.returncode == 1 and "[path_not_found]" in fast.stderr
+    assert not (tmp_path / "new-quick").exists() and not (tmp_path / "new-typer").exists()
+
+
+def test_quick_transfers_import_no_typer(node: Node, tmp_path: Path) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    (tmp_path / "x.txt").write_bytes(b"x")
+    report = (
+        "import sys\nfrom vfd.cli import quick\nstatus = quick.run(sys.argv[1:])\n"
+        "sys.stdout.flush()\n"
+        "print(status, 'TYPER' if 'typer' in sys.modules else 'NO-TYPER', file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    env.update({k: v for k, v in node.env.items() if v is not None})
+    for argv in (
+        ["vfolder", "upload", folder["name"], str(tmp_path / "x.txt")],
+        ["vfolder", "download", folder["name"], "x.txt", "-d", str(tmp_path / "b")],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", report, "--as", alice["email"], *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.stderr.rstrip().endswith("0 NO-TYPER"), (argv, done.stdout, done.stderr)
+    assert (tmp_path / "b" / "x.txt").read_bytes() == b"x"
