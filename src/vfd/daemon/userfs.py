@@ -775,11 +775,12 @@ def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
 
 
 # -- archive uploads -----------------------------------------------------------------------
-# A tar stream is unpacked through the view, as the user, into a staging directory
-# ``.vfd-upload-<key>.part`` inside the target directory; its top-level entries are renamed
-# into the target once the whole archive is in, so the tree appears at once. Every file is
-# created, written and given its mode through the view: ownership, group-sharing, read-only
-# views and quota are mountd's, as for any other write.
+# A tar stream (read by :mod:`vfd.daemon.tarread`) is unpacked as the user into a staging
+# directory ``.vfd-upload-<key>.part`` inside the target directory: in the backing tree under
+# a tree grant (``unpack_tar_backing``), or through the view (``unpack_tar``). Its top-level
+# entries are renamed into the target through the view once the whole archive is in, so the
+# tree appears at once. Each file is made new (``O_CREAT|O_EXCL``: nothing that exists is
+# ever opened) with its mode, written, given its mtime and closed: four calls.
 
 
 @dataclass
