@@ -59,7 +59,7 @@ from email.utils import formatdate
 from typing import Any, BinaryIO, Protocol, TypeVar
 
 from vfd import wirenames
-from vfd.daemon import runtime
+from vfd.daemon import runtime, tarwrite
 from vfd.daemon.connections import RawBody, in_thread_until_done
 from vfd.daemon.mountlink import TransferLink
 from vfd.daemon.runtime import Pool
@@ -67,9 +67,11 @@ from vfd.daemon.userfs import (
     Budget,
     FolderFS,
     Unpacked,
+    acting_as,
     os_error,
     part_name,
     place_unpacked,
+    split_path,
     unpack_tar,
     unpack_tar_backing,
     write_tar,
@@ -851,8 +853,17 @@ class TarSource:
     def _produce(self, fs: FolderFS, path: str, wfd: int, backing: int | None) -> None:
         skipped: list[str] = []
         try:
-            with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
-                write_tar(fs, path, out, skipped, backing=backing)
+            if backing is not None:  # the backing tree, walked as the user
+                parts = split_path(path)
+                base = parts[-1] if parts else "folder"
+                try:
+                    with acting_as(fs.ident):
+                        tarwrite.write_tree(backing, base, wfd, skipped)
+                finally:
+                    os.close(wfd)
+            else:
+                with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
+                    write_tar(fs, path, out, skipped)
         except BaseException as exc:  # reported by truncating the stream
             self._failure.append(exc)
         finally:
