@@ -223,6 +223,11 @@ def test_transfers_past_the_users_transfer_slots_are_refused(node: Node) -> None
         with raw_request(node, "PUT", url, alice["email"], 4 * MiB) as sock:
             status, answer = status_of(sock)
         assert status == 429 and b"transfer" in answer, answer
+        with node.http(alice["email"]) as http:  # an archive download too, before any byte
+            r = http.get(
+                f"/v1/vfolders/{folder['name']}/download", params={"path": "", "archive": "true"}
+            )
+            assert r.status_code == 429 and r.json()["error"]["details"]["pool"] == "transfer"
         with node.http(bob["email"]) as http:
             r = http.get(download_url(bobs, "b.bin"))
             assert r.status_code == 200 and r.content == data

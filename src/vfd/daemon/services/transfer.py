@@ -53,7 +53,6 @@ import io
 import logging
 import os
 import re
-import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -816,7 +815,8 @@ def _close_late_read(backing: int | None) -> None:
 
 
 class TarSource:
-    """A tar stream of a path, written by a worker thread into a pipe and read from it.
+    """A tar stream of a path, written into a pipe by a thread of the transfer pool and read
+    from it.
 
     Closing it early (the client went away) closes the pipe's read end: the writer fails on
     its next write, closes what it holds and ends.
@@ -838,19 +838,25 @@ class TarSource:
                 os.close(backing)
             raise
         self._reader = _Reader(rfd)
-        self._thread = threading.Thread(
-            target=self._produce, args=(fs, path, wfd, backing), name="vfd-tar", daemon=True
+        self._started = False
+        # a thread of the transfer pool (the request holds its user's slot already)
+        self._job = asyncio.ensure_future(
+            runtime.current().run(Pool.TRANSFER, self._produce, fs, path, wfd, backing)
         )
-        try:
-            self._thread.start()
-        except BaseException:
-            os.close(rfd)
+        self._job.add_done_callback(functools.partial(self._never_ran, wfd, backing))
+
+    def _never_ran(self, wfd: int, backing: int | None, job: asyncio.Future[None]) -> None:
+        """A job that ended before the thread ran it (the daemon stopping): what the thread
+        would have closed is closed here."""
+        if not job.cancelled():
+            job.exception()  # seen: a failure is reported by truncating the stream
+        if not self._started:
             os.close(wfd)
             if backing is not None:
                 os.close(backing)
-            raise
 
     def _produce(self, fs: FolderFS, path: str, wfd: int, backing: int | None) -> None:
+        self._started = True
         skipped: list[str] = []
         try:
             if backing is not None:  # the backing tree, walked as the user
@@ -883,7 +889,7 @@ class TarSource:
     async def chunks(self) -> AsyncIterator[bytes]:
         while data := await self._reader.read(_read_chunk):
             yield data
-        await _in_thread(self._thread.join)
+        await asyncio.shield(self._job)
         if self._failure:
             raise self._failure[0]
 
@@ -906,6 +912,7 @@ async def open_archive(fs: FolderFS, path: str, link: TransferLink | None = None
                 f"{path} is a FIFO, socket or device: nothing to archive",
                 path=path,
             )
+        await in_transfer_pool(lambda: None)  # the user's transfer slot, before any answer
         backing = None
         if entry["type"] == "dir" and link is not None:
             dfd = await _opened(functools.partial(fs.open_dir, path), os.close)
