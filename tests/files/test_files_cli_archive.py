@@ -391,3 +391,29 @@ def test_cli_archive_upload_of_a_large_tree_goes_in_rounds(
     node.cli.ok("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
     assert len(targets) > 4 and targets[0] == b"" and len(set(targets)) > 3
     assert snapshot(node.backing(folder)) == expected(src, b"")
+
+
+def test_cli_upload_of_named_files_lists_nothing(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files named on the command line go one request each, as before: no listing of the
+    directory they go into (which may be large), no archive."""
+    from vfd.cli.client import VfdClient
+
+    alice = node.user()
+    folder = node.folder(alice)
+    (tmp_path / "a.txt").write_bytes(b"a")
+    (tmp_path / "b.txt").write_bytes(b"b")
+    asked: list[str] = []
+    real = VfdClient.get
+
+    def spy(self: VfdClient, path: str, **kw: Any) -> dict[str, Any]:
+        asked.append(path.rsplit("/", 1)[-1])
+        return real(self, path, **kw)
+
+    monkeypatch.setattr(VfdClient, "get", spy)
+    monkeypatch.setattr(tarsend.TarBody, "send", None)  # no archive may be sent
+    names = [str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]
+    node.cli.ok("vfolder", "upload", folder["name"], *names, "--dest", "in", as_=alice["email"])
+    assert sorted(asked) == ["upload", "upload"]
+    assert (node.backing(folder) / "in" / "b.txt").read_bytes() == b"b"

@@ -295,7 +295,10 @@ def upload(
     alone = [i for i in items if i.named or i.size >= ARCHIVE_FILE_MAX]
     small = [i for i in items if not (i.named or i.size >= ARCHIVE_FILE_MAX)]
     tree = _Tree(dest.strip("/"), dirs, small)
-    made_base = _explore(client, name, tree, overwrite=overwrite)
+    if tree.children:  # something goes in archives: what exists is listed
+        made_base = _explore(client, name, tree, overwrite=overwrite)
+    else:  # files named on the command line only: asked for one by one, as before
+        made_base = bool(tree.base)  # made when missing (mkdir -p)
     # an archive is unpacked into a directory the user may list: into one they may only
     # write to, new directories are made one by one and files sent one by one
     made_dirs = [tree.base] if made_base else []
