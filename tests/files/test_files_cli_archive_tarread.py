@@ -1,4 +1,4 @@
-"""The daemon's reader of uploaded tar streams (``vfd.daemon.tarread``) against archives
+"""The reader of tar streams (``vfd.tarread``) against archives
 written by ``tarfile`` in each format, by the CLI (``vfd.cli.tarsend``), and broken ones."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from vfd.cli import tarsend
-from vfd.daemon.tarread import DIRECTORY, SYMLINK, TarError, TarReader
+from vfd.tarread import DIRECTORY, SYMLINK, TarError, TarReader
 
 KiB = 1 << 10
 

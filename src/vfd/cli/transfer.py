@@ -35,8 +35,9 @@ archive is in: a failure leaves nothing behind, and an existing ``<dest>/<name>`
 merged into (refused up front). Unpacking never follows or makes anything that leads outside
 the downloaded directory: a symbolic link is recreated only when its target stays inside it
 (a relative target with no way out); links to absolute paths or out through ``..``, and
-special files, are skipped and reported. Beyond that, tarfile's ``data`` filter refuses
-anything that would escape.
+special files, are skipped and reported. Every entry is made by calls on directory
+descriptors opened ``O_NOFOLLOW`` from the staging directory down, so no name leads through
+a link or out of it (:class:`_Extractor`; the archive is read by :mod:`vfd.tarread`).
 
 File names are bytes throughout: paths that are not UTF-8 travel in the ``_b64`` form of
 :mod:`vfd.wirenames` and local files keep the original bytes in their names.
@@ -51,7 +52,6 @@ import os
 import posixpath
 import secrets
 import shutil
-import tarfile
 import tempfile
 import threading
 import time
@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from vfd import wirenames
+from vfd import tarread, wirenames
 from vfd.cli import tarsend
 from vfd.cli.client import FileBody, LocalWriteError, SourceShrank, VfdClient, folder_path
 from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody
@@ -823,104 +823,179 @@ def _unpack(
     """Extract the archive of ``path`` into ``staging``; the entries made and those skipped
     (``{"path", "reason"}``)."""
     reader = _StreamReader()
-    skipped: list[dict[str, str]] = []
-    count = 0
     params = {**wirenames.request_fields("path", path), "archive": "true"}
     with client.stream("GET", f"{base}/download", params=params) as r:
         reader.iterator = r.iter_bytes(CHUNK)
         reader.advance = lambda n: progress.advance(task, n)
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-                linked = False  # a link was made: from then on only tarfile's checked path
-                for member in tar:
-                    why = _refusal(member, top)
-                    if why is None and (linked or not _extract_plain(tar, member, staging)):
-                        linked = linked or member.issym() or member.islnk()
-                        try:
-                            tar.extract(member, staging, filter="data")
-                        except tarfile.FilterError as exc:
-                            why = _FILTER_REASONS.get(type(exc), str(exc))
-                    if why is None:
-                        count += 1
-                    else:
-                        skipped.append({"path": member.name, "reason": why})
-        except tarfile.TarError as exc:
+            out = _Extractor(staging, top)
+            try:
+                tar = tarread.TarReader(reader)  # type: ignore[arg-type]
+                while (member := tar.next()) is not None:
+                    out.member(tar, member)
+            finally:
+                out.close()
+        except tarread.TarError as exc:
             raise VfdError(
                 ErrorCode.INTERNAL,
                 f"the daemon's archive of {wirenames.escaped(path)} is unreadable: {exc}",
             ) from None
         except OSError as exc:
             raise _local_error(exc, staging) from None
-    return count, skipped
+    return out.count, out.skipped
 
 
-def _extract_plain(tar: tarfile.TarFile, member: tarfile.TarInfo, staging: Path) -> bool:
-    """Make a directory or regular file of the archive whose name is plain (relative, no
-    ``.``/``..`` or empty parts) as tarfile's ``data`` filter would (no owner, the mode less
-    its high and group/other write bits, a file readable and writable by its owner, the
-    mtime), without the filter's two ``realpath`` walks per member; False for any other
-    member (tarfile extracts it, checked). Only while the archive made no link yet: with no
-    link in the staging directory, a plain name cannot lead out of it."""
-    name = member.name.rstrip("/")
-    parts = name.split("/")
-    if not name or any(p in ("", ".", "..") for p in parts):
-        return False
-    path = os.path.join(staging, *parts)
-    if member.isdir():
-        os.makedirs(path, exist_ok=True)
-        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
-        return True
-    if member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        return False
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
-    try:
-        source = tar.extractfile(member)
-        assert source is not None  # a regular file's
-        left = member.size
-        while left:
-            data = source.read(min(left, CHUNK))
-            if not data:
-                raise tarfile.ReadError(f"{member.name}: the archive ends inside the file")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            left -= len(data)
-        mode = member.mode & 0o755
+class _Extractor:
+    """Members of a directory's archive made below ``staging``, each by a few calls on
+    directory descriptors (``O_NOFOLLOW`` from ``staging`` down: a name never leads through
+    a link, nor out of ``staging``). Directories get the umask's mode and their mtime;
+    files the archive's mode less its high and group/other write bits, at least readable
+    and writable by their owner, and their mtime (what ``tarfile``'s ``data`` filter
+    gives); symbolic links and hard links only when they stay inside ``top``; anything else
+    is skipped, with the reason."""
+
+    _MAX_DIRS = 64
+
+    def __init__(self, staging: Path, top: str) -> None:
+        self.top = top
+        self.count = 0
+        self.skipped: list[dict[str, str]] = []
+        self.root = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self._dirs: dict[tuple[str, ...], int] = {}
+        self._umask = _umask()
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+        os.close(self.root)
+
+    def member(self, tar: tarread.TarReader, m: tarread.Member) -> None:
+        why = _refusal(
+            m.name,
+            m.linkname,
+            m.kind in (tarread.SYMLINK, tarread.HARDLINK),
+            m.kind == tarread.SYMLINK,
+            self.top,
+        )
+        parts = m.name.split("/")
+        if why is None and any(p in ("", ".", "..") for p in parts):
+            why = "a name with an empty, '.' or '..' part"
+        if why is None and not (
+            m.isreg() or m.kind in (tarread.DIRECTORY, tarread.SYMLINK, tarread.HARDLINK)
+        ):
+            why = m.what()
+        if why is None:
+            try:
+                why = self._make(tar, m, parts)
+            except NotADirectoryError:
+                why = "a name leading through a link or a file"
+        if why is None:
+            self.count += 1
+        else:
+            self.skipped.append({"path": m.name, "reason": why})
+
+    def _make(self, tar: tarread.TarReader, m: tarread.Member, parts: list[str]) -> str | None:
+        if m.kind == tarread.DIRECTORY:
+            fd = self._dir(parts)
+            os.utime(fd, (m.mtime, m.mtime))
+            return None
+        parent, name = self._dir(parts[:-1]), parts[-1]
+        if m.kind == tarread.SYMLINK:
+            os.symlink(m.linkname, name, dir_fd=parent)
+            return None
+        if not m.isreg():  # a hard link inside top (checked): to a file made before
+            tparts = m.linkname.split("/")
+            if any(p in ("", ".", "..") for p in tparts):
+                return "a hard link with an empty, '.' or '..' part"
+            os.link(
+                tparts[-1],
+                name,
+                src_dir_fd=self._dir(tparts[:-1]),
+                dst_dir_fd=parent,
+                follow_symlinks=False,
+            )
+            return None
+        mode = m.mode & 0o755
         if not mode & 0o100:
             mode &= ~0o111
-        os.fchmod(fd, mode | 0o600)
-        os.utime(fd, (member.mtime, member.mtime))
-    finally:
-        os.close(fd)
-    return True
+        mode |= 0o600
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags, mode, dir_fd=parent)
+        try:
+            left = m.size
+            while left:
+                data = tar.read(min(left, CHUNK))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                left -= len(data)
+            tar.end_data()
+            if mode & self._umask:  # the umask took bits of it
+                os.fchmod(fd, mode)
+            os.utime(fd, (m.mtime, m.mtime))
+        finally:
+            os.close(fd)
+        return None
+
+    def _dir(self, parts: list[str]) -> int:
+        """The directory ``parts`` below the staging directory, made where missing; its
+        descriptor stays this extractor's. ``NotADirectoryError`` when a part is a link or
+        not a directory."""
+        key = tuple(parts)
+        fd = self._dirs.get(key)
+        if fd is not None:
+            return fd
+        if not parts:
+            return self.root
+        parent = self._dir(parts[:-1])
+        try:
+            os.mkdir(parts[-1], 0o777, dir_fd=parent)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(
+                parts[-1],
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=parent,
+            )
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise NotADirectoryError(exc.errno, exc.strerror) from None
+            raise
+        if len(self._dirs) >= self._MAX_DIRS:  # members come directory by directory
+            for old in self._dirs.values():
+                if old != parent:
+                    os.close(old)
+            self._dirs = {k: v for k, v in self._dirs.items() if v == parent}
+        self._dirs[key] = fd
+        return fd
 
 
-_FILTER_REASONS: dict[type[Exception], str] = {
-    tarfile.AbsoluteLinkError: "a link to an absolute path",
-    tarfile.LinkOutsideDestinationError: "a link leading outside the downloaded directory",
-    tarfile.OutsideDestinationError: "a name leading outside the downloaded directory",
-    tarfile.AbsolutePathError: "an absolute name",
-    tarfile.SpecialFileError: "a special file (device or pipe)",
-}
+def _umask() -> int:
+    """This process's umask, read without changing it (other threads may be making files)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: always fchmod
 
 
-def _refusal(member: tarfile.TarInfo, top: str) -> str | None:
-    """Why ``member`` is not unpacked, or None: it must lie inside ``top`` and, if it is a
+def _refusal(name: str, target: str, link: bool, symbolic: bool, top: str) -> str | None:
+    """Why a member is not unpacked, or None: it must lie inside ``top`` and, if it is a
     link, its target must stay inside ``top`` too (such a link is always safe to make)."""
-    name = member.name
     if name != top and not name.startswith(top + "/"):
         return f"not inside '{wirenames.escaped(top)}'"
-    if member.issym() or member.islnk():
-        target = member.linkname
+    if link:
         if posixpath.isabs(target):
             return f"a link to an absolute path ({wirenames.escaped(target)})"
-        if member.issym():
-            target = posixpath.join(posixpath.dirname(name), target)
-        target = posixpath.normpath(target)
-        if target != top and not target.startswith(top + "/"):
-            shown = wirenames.escaped(member.linkname)
+        resolved = posixpath.join(posixpath.dirname(name), target) if symbolic else target
+        resolved = posixpath.normpath(resolved)
+        if resolved != top and not resolved.startswith(top + "/"):
+            shown = wirenames.escaped(target)
             return f"a link leading outside '{wirenames.escaped(top)}' ({shown})"
     return None
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from vfd import wirenames
-from vfd.daemon.tarread import DIRECTORY, SYMLINK, TarError, TarReader
-from vfd.daemon.tarread import Member as TarMember
 from vfd.errors import ErrorCode, VfdError
+from vfd.tarread import DIRECTORY, SYMLINK, TarError, TarReader
+from vfd.tarread import Member as TarMember
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4095
@@ -775,7 +775,7 @@ def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
 
 
 # -- archive uploads -----------------------------------------------------------------------
-# A tar stream (read by :mod:`vfd.daemon.tarread`) is unpacked as the user into a staging
+# A tar stream (read by :mod:`vfd.tarread`) is unpacked as the user into a staging
 # directory ``.vfd-upload-<key>.part`` inside the target directory: in the backing tree under
 # a tree grant (``unpack_tar_backing``), or through the view (``unpack_tar``). Its top-level
 # entries are renamed into the target through the view once the whole archive is in, so the

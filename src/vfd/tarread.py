@@ -1,4 +1,5 @@
-"""A reader of tar streams for archive uploads: the members' headers, then their data.
+"""A reader of tar streams (archive uploads in the daemon, directory downloads in the CLI):
+the members' headers, then their data.
 
 ``tarfile`` spends tens of microseconds of Python per member (a ``TarInfo`` with every field
 decoded, a file object per member's data, checksums summed twice); an upload of many small
