@@ -22,11 +22,14 @@ On a fresh node (``vfd up`` on a temporary state directory under ``--dir``, SQLi
     (the raw API), against ``tar | tar``.
 
 All copies are made on the same disk (under ``--dir``, where the node's storage host lies too).
+Outputs: every timing's output is removed only once all timings are done (about 25 GiB for
+the defaults): on ext4, files made shortly after many were removed cost far more (the inode
+allocator skips recently freed inodes), which would land on whichever timing came next.
 Page cache: *warm* for subject and reference alike — the source of each timing (the local file
 or directory, or the folder's backing copy) is read once right before it, and ``sync`` runs
-before every timing so that no earlier write is flushed inside it. After each timing its
-output is removed and (as root) the kernel's unused dentries and inodes are dropped
-(``drop_caches`` = 2), so that mountd forgets them before the next.
+before every timing so that no earlier write is flushed inside it. After each timing (as
+root) the kernel's unused dentries and inodes are dropped (``drop_caches`` = 2), so that
+mountd forgets them before the next.
 
 Targets (ratio = reference time / vfd time, so 1.0 is as fast as the reference): single-file
 CLI upload and download >= 0.8, raw API >= 0.9; directories >= 0.5.
@@ -254,6 +257,7 @@ class Bench:
 
     def __init__(self, node: Node, work: Path, size: int, files: int) -> None:
         self.node = node
+        self.cleanups: list[Callable[[], None]] = []
         self.work = work
         self.big = work / "src" / "big.bin"
         self.small = work / "src" / "small"
@@ -289,10 +293,16 @@ class Bench:
         start = time.perf_counter()
         run()
         took = time.perf_counter() - start
-        cleanup()
+        self.cleanups.append(cleanup)  # at the end: see "Outputs" in the docstring
         sh(["sync"])
         forget_inodes()
         return took
+
+    def clean(self) -> None:
+        """Remove every timing's output."""
+        for cleanup in self.cleanups:
+            cleanup()
+        self.cleanups.clear()
 
     # -- one file
     def file_upload_ref(self) -> float:
@@ -437,6 +447,7 @@ def transfers(bench: Bench, runs: int) -> dict[str, list[float]]:
             for name in names[shift:] + names[:shift]:
                 method = getattr(bench, f"{group.replace(' ', '_')}_{name}")
                 times[f"{group} {name}"].append(method())
+    bench.clean()
     return times
 
 
