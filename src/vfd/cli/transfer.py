@@ -564,7 +564,8 @@ def _under(path: str, top: str) -> bool:
 
 def _sync(client: VfdClient, base: str) -> None:
     """Have the daemon write the folder's file system to disk (after uploads sent with
-    ``durable=false``). A daemon without the route fsyncs every upload itself."""
+    ``durable=false``). A daemon without the route is older than ``durable``: it syncs
+    nothing, so there is nothing to wait for."""
     try:
         client.post(f"{base}/sync")
     except VfdError as exc:
