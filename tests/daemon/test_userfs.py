@@ -222,24 +222,24 @@ def test_userfs_tar_keeps_links_as_links(fs: FolderFS, root: Path, tmp_path: Pat
     import io
     import tarfile
 
-    from vfd.daemon.userfs import write_tar
+    from vfd.daemon.tarwrite import write_tar
+
+    def archived(path: str) -> io.BytesIO:
+        with open(tmp_path / "out.tar", "w+b") as out:
+            write_tar(fs, path, out.fileno())
+            out.seek(0)
+            return io.BytesIO(out.read())
 
     (root / "d/e").mkdir(parents=True)
     (root / "d/e/f.txt").write_text("content")
     os.symlink("/etc", root / "d/etc-link")
-    buf = io.BytesIO()
-    write_tar(fs, "d", buf)
-    buf.seek(0)
-    with tarfile.open(fileobj=buf) as tar:
+    with tarfile.open(fileobj=archived("d")) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert set(members) == {"d", "d/e", "d/e/f.txt", "d/etc-link"}
         assert members["d/etc-link"].issym() and members["d/etc-link"].linkname == "/etc"
         f = tar.extractfile("d/e/f.txt")
         assert f is not None and f.read() == b"content"
-    buf = io.BytesIO()
-    write_tar(fs, "d/e/f.txt", buf)
-    buf.seek(0)
-    with tarfile.open(fileobj=buf) as tar:
+    with tarfile.open(fileobj=archived("d/e/f.txt")) as tar:
         assert tar.getnames() == ["f.txt"]
     with pytest.raises(VfdError):
-        write_tar(fs, "d/etc-link/passwd", io.BytesIO())
+        archived("d/etc-link/passwd")

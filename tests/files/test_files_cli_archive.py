@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from filenode import Node
-from test_files_transfer import daemon_pid, open_fds, wait_fds_back
+from test_files_transfer import daemon_pid, not_store, open_fds, wait_fds_back
 
 import vfd.cli.tarsend as tarsend
 import vfd.cli.transfer as transfer
@@ -189,7 +189,7 @@ def test_cli_archive_upload_refuses_an_existing_file_before_anything_is_made(
     assert got[b"tree/sub/g.txt"] == ("file", 0o644, b"g")
     assert got[b"tree/new"] == ("dir", 0o755, b"")
     assert not [p for p in backing.rglob(".vfd-upload-*")]
-    wait_fds_back(pid, len(open_fds(pid)), ".vfd-upload-")
+    wait_fds_back(pid, len(not_store(open_fds(pid))), ".vfd-upload-")
 
 
 def test_cli_archive_upload_past_the_quota_leaves_nothing(node: Node, tmp_path: Path) -> None:
@@ -237,7 +237,7 @@ def test_cli_archive_upload_of_a_file_that_changes_fails_cleanly(
 
         monkeypatch.setattr(tarsend.TarBody, "send", change_first)
     pid = daemon_pid(node)
-    baseline = len(open_fds(pid))
+    baseline = len(not_store(open_fds(pid)))
     result = node.cli.run("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
     monkeypatch.undo()
     assert result.exit_code == 1, result.output
@@ -261,7 +261,7 @@ def test_cli_archive_upload_interrupted_leaves_nothing_and_no_fd(
     (tmp_path / "warm" / "w").write_bytes(b"w")
     node.cli.ok("vfolder", "upload", folder["name"], str(tmp_path / "warm"), as_=alice["email"])
     pid = daemon_pid(node)
-    baseline = len(open_fds(pid))
+    baseline = len(not_store(open_fds(pid)))
     mine = sorted(open_fds(os.getpid()))
     threads = threading.active_count()
     real = tarsend._sendfile

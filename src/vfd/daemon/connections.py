@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -492,8 +493,30 @@ class RawBody:
     def readinto(self, buf: memoryview) -> int:
         """Fill ``buf`` (as far as the body goes); the bytes read, 0 at the body's end.
         Blocking (a worker thread); raises :class:`ClientGone`."""
+        return self._stalls_told(lambda: self._readinto(buf))
+
+    def _socket_read(self, read: Callable[[], int], *, wait: bool) -> int:
+        """``read()``, one call that takes bytes from the socket: how many (never 0 unless
+        none were there and not ``wait``; with ``wait``, until some come, at most the body
+        timeout). :class:`ClientGone` when the client closed or reset the connection."""
+        while True:
+            try:
+                n = read()
+            except BlockingIOError:
+                if not wait:
+                    return 0
+                _wait(self._fd, select.POLLIN, self._timeout, self._stop, "send its body")
+                continue
+            except OSError as exc:
+                raise ClientGone(f"the client went away: {exc.strerror}") from None
+            if n == 0:
+                raise ClientGone("the client went away before its body ended")
+            return n
+
+    def _stalls_told(self, call: Callable[[], int]) -> int:
+        """``call()``; a stall it ends with is told (``on_stall``) before it propagates."""
         try:
-            return self._readinto(buf)
+            return call()
         except ClientGone as exc:
             if exc.stalled and self._on_stall is not None:
                 self._on_stall()
@@ -509,18 +532,11 @@ class RawBody:
             _send_all(self._fd, self._proceed, self._timeout, self._stop)
             self._proceed = b""
         while done < len(buf) and self._remaining:
-            want = min(len(buf) - done, self._remaining)
-            try:
-                n = os.readv(self._fd, [buf[done : done + want]])
-            except BlockingIOError:
-                if done:  # a part now; the rest with the next call
-                    break
-                _wait(self._fd, select.POLLIN, self._timeout, self._stop, "send its body")
-                continue
-            except OSError as exc:
-                raise ClientGone(f"the client went away: {exc.strerror}") from None
-            if n == 0:
-                raise ClientGone("the client went away before its body ended")
+            piece = buf[done : done + min(len(buf) - done, self._remaining)]
+            # with a part in hand, it is returned now: the rest comes with the next call
+            n = self._socket_read(functools.partial(os.readv, self._fd, [piece]), wait=not done)
+            if not n:
+                break
             done += n
             self._remaining -= n
         self.received += done
@@ -531,12 +547,7 @@ class RawBody:
         the pages the client sent go to the file without a copy through this process); the
         bytes written, every one of them in the file when :class:`ClientGone` is raised.
         Blocking (a worker thread); an ``OSError`` of the file's side propagates."""
-        try:
-            return self._splice_to(fd, pos)
-        except ClientGone as exc:
-            if exc.stalled and self._on_stall is not None:
-                self._on_stall()
-            raise
+        return self._stalls_told(lambda: self._splice_to(fd, pos))
 
     def _splice_to(self, fd: int, pos: int) -> int:
         start = pos
@@ -554,17 +565,16 @@ class RawBody:
             while self._remaining:
                 if self._stop.is_set():
                     raise ClientGone("the transfer was aborted")
-                try:
-                    n = os.splice(
-                        self._fd, w, min(self._remaining, _PIPE_SIZE), flags=os.SPLICE_F_MOVE
-                    )
-                except BlockingIOError:
-                    _wait(self._fd, select.POLLIN, self._timeout, self._stop, "send its body")
-                    continue
-                except OSError as exc:
-                    raise ClientGone(f"the client went away: {exc.strerror}") from None
-                if n == 0:
-                    raise ClientGone("the client went away before its body ended")
+                n = self._socket_read(
+                    functools.partial(
+                        os.splice,
+                        self._fd,
+                        w,
+                        min(self._remaining, _PIPE_SIZE),
+                        flags=os.SPLICE_F_MOVE,
+                    ),
+                    wait=True,
+                )
                 self._remaining -= n
                 while n:  # the pipe is emptied into the file before more is taken
                     m = os.splice(r, fd, n, offset_dst=pos, flags=os.SPLICE_F_MOVE)

@@ -1,15 +1,14 @@
-"""The tar stream of a directory download, written from the backing tree without
-:mod:`tarfile`'s per-member objects (docs/transfers.md "Directories").
+"""The tar stream of a download with ``archive=true`` (docs/transfers.md "Directories"),
+written without :mod:`tarfile`'s per-member objects.
 
 A member whose fields fit a plain ustar header (an ASCII name of at most 100 bytes, an ASCII
 link target of at most 100, a size under 8 GiB, ids and mtime in their octal fields) gets one
 built from a template — the very bytes :mod:`tarfile` writes for it in its default (pax)
 format; any other member gets :mod:`tarfile`'s own header (pax records for long or non-ASCII
 names, large sizes and ids). Data and headers are gathered into large writes on the output
-descriptor (a pipe). The walk is :func:`vfd.daemon.userfs.write_tar`'s: directory
-descriptors opened ``O_NOFOLLOW`` relative to their parent, links archived as links, FIFOs,
-sockets and devices never opened (listed in ``skipped``), entries swapped or unreadable
-meanwhile left out. The caller acts as the user (permissions apply as through the view).
+descriptor (a pipe). The walk: directory descriptors opened ``O_NOFOLLOW`` relative to
+their parent, links archived as links, FIFOs, sockets and devices never opened (listed in
+``skipped``), entries swapped or unreadable meanwhile left out.
 """
 
 from __future__ import annotations
@@ -18,7 +17,14 @@ import os
 import stat
 import tarfile
 
-from vfd.daemon.userfs import open_regular, special_type
+from vfd.daemon.userfs import (
+    FolderFS,
+    acting_as,
+    open_regular,
+    os_error,
+    special_type,
+    split_path,
+)
 from vfd.errors import ErrorCode, VfdError
 
 BLOCK = 512
@@ -94,9 +100,60 @@ def _tarfile_header(name: str, st: os.stat_result, kind: bytes, size: int, link:
     return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
+def write_tar(
+    fs: FolderFS,
+    path: str,
+    out_fd: int,
+    skipped: list[str] | None = None,
+    *,
+    backing: int | None = None,
+) -> None:
+    """Stream ``path`` of ``fs`` (a directory or a file) as a tar archive into ``out_fd``.
+
+    An entry swapped for a link during the walk is skipped, never followed; each FIFO,
+    socket or device left out is added to ``skipped`` as ``"<archive name> (<what it is>)"``.
+    ``backing`` is the directory ``path`` in the backing tree (from mountd, once the daemon
+    opened it through the view): the walk then runs below it, as the user (so permissions
+    apply as through the view), without a FUSE request per entry. It is not closed here.
+    Without it the walk goes through the view, as the user.
+    """
+    skipped = [] if skipped is None else skipped
+    parts = split_path(path)
+    base = parts[-1] if parts else "folder"
+    out = _Out(out_fd)
+    if backing is not None:
+        with acting_as(fs.ident):
+            _dir(out, backing, base, skipped)
+    else:
+        with fs._session() as root_fd:
+            top = fs._walk(root_fd, parts[:-1], path) if parts else os.dup(root_fd)
+            try:
+                dfd = None
+                if parts:
+                    st = os.stat(parts[-1], dir_fd=top, follow_symlinks=False)
+                    if not stat.S_ISDIR(st.st_mode):
+                        _entry(out, top, parts[-1], base, st, skipped)
+                    else:
+                        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                        dfd = os.open(parts[-1], flags, dir_fd=top)
+                else:
+                    dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=top)
+            except OSError as exc:
+                raise os_error(exc, path) from None
+            finally:
+                os.close(top)
+            if dfd is not None:
+                try:
+                    _dir(out, dfd, base, skipped)
+                finally:
+                    os.close(dfd)
+    out.add(bytes(2 * BLOCK))
+    out.flush()
+
+
 def write_tree(dfd: int, arcname: str, out_fd: int, skipped: list[str]) -> None:
     """The tar stream of the directory ``dfd`` (archived as ``arcname``) into ``out_fd``,
-    with the end-of-archive blocks. ``dfd`` is not closed."""
+    with the end-of-archive blocks; the caller acts as the user. ``dfd`` is not closed."""
     out = _Out(out_fd)
     _dir(out, dfd, arcname, skipped)
     out.add(bytes(2 * BLOCK))

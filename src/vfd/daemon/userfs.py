@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import stat
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -662,116 +661,6 @@ def is_part_name(name: str) -> bool:
         and name.endswith(_PART_SUFFIX)
         and _valid_key(name[len(_PART_PREFIX) : -len(_PART_SUFFIX)])
     )
-
-
-def write_tar(
-    fs: FolderFS,
-    path: str,
-    out: BinaryIO,
-    skipped: list[str] | None = None,
-    *,
-    backing: int | None = None,
-) -> None:
-    """Stream ``path`` (a directory or a file) as a tar archive into ``out``.
-
-    The tree is walked with directory fds and ``O_NOFOLLOW``: links are archived as links, and
-    an entry swapped for a link during the walk is skipped, never followed. FIFOs, sockets and
-    devices are skipped without being opened (a FIFO would block the open); each entry left
-    out that way is added to ``skipped`` as ``"<archive name> (<what it is>)"``.
-
-    ``backing`` is the directory ``path`` in the backing tree (from mountd, once the daemon
-    opened it through the view): the walk then runs below it, as the user (so permissions
-    apply as through the view), without a FUSE request per entry. It is not closed here.
-    """
-    skipped = [] if skipped is None else skipped
-    parts = split_path(path)
-    base = parts[-1] if parts else "folder"
-    if backing is not None:
-        with acting_as(fs.ident), tarfile.open(fileobj=out, mode="w|") as tar:
-            _tar_dir(tar, backing, base, skipped)
-        return
-    with fs._session() as root_fd, tarfile.open(fileobj=out, mode="w|") as tar:
-        top = fs._walk(root_fd, parts[:-1], path) if parts else os.dup(root_fd)
-        try:
-            if parts:
-                st = os.stat(parts[-1], dir_fd=top, follow_symlinks=False)
-                if not stat.S_ISDIR(st.st_mode):
-                    _tar_entry(tar, top, parts[-1], base, st, skipped)
-                    return
-                dfd = os.open(parts[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
-            else:
-                dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=top)
-        except OSError as exc:
-            raise os_error(exc, path) from None
-        finally:
-            os.close(top)
-        try:
-            _tar_dir(tar, dfd, base, skipped)
-        finally:
-            os.close(dfd)
-
-
-def _tar_dir(tar: tarfile.TarFile, dfd: int, arcname: str, skipped: list[str]) -> None:
-    info = _tarinfo(arcname, os.fstat(dfd))
-    tar.addfile(info)
-    for name in sorted(os.listdir(dfd)):
-        try:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        child = f"{arcname}/{name}"
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
-            except OSError:
-                continue  # swapped or unreadable: skipped
-            try:
-                _tar_dir(tar, sub, child, skipped)
-            finally:
-                os.close(sub)
-        else:
-            _tar_entry(tar, dfd, name, child, st, skipped)
-
-
-def _tar_entry(
-    tar: tarfile.TarFile,
-    dfd: int,
-    name: str,
-    arcname: str,
-    st: os.stat_result,
-    skipped: list[str],
-) -> None:
-    kind = special_type(st.st_mode)
-    if kind is not None:
-        skipped.append(f"{arcname} ({kind})")
-    elif stat.S_ISLNK(st.st_mode):
-        info = _tarinfo(arcname, st)
-        info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(name, dir_fd=dfd)
-        tar.addfile(info)
-    elif stat.S_ISREG(st.st_mode):
-        try:
-            fd = open_regular(name, dfd, os.O_RDONLY, arcname)
-        except VfdError as exc:
-            if exc.code is ErrorCode.NOT_A_REGULAR_FILE:  # swapped for one meanwhile
-                skipped.append(f"{arcname} (not a regular file)")
-            return  # swapped for a link or unreadable: skipped
-        with os.fdopen(fd, "rb") as f:
-            fst = os.fstat(fd)
-            info = _tarinfo(arcname, fst)
-            tar.addfile(info, f)
-
-
-def _tarinfo(arcname: str, st: os.stat_result) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(arcname)
-    info.mode = stat.S_IMODE(st.st_mode)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.mtime = int(st.st_mtime)
-    if stat.S_ISDIR(st.st_mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISREG(st.st_mode):
-        info.size = st.st_size
-    return info
 
 
 # -- archive uploads -----------------------------------------------------------------------

@@ -66,14 +66,11 @@ from vfd.daemon.userfs import (
     Budget,
     FolderFS,
     Unpacked,
-    acting_as,
     os_error,
     part_name,
     place_unpacked,
-    split_path,
     unpack_tar,
     unpack_tar_backing,
-    write_tar,
 )
 from vfd.errors import ErrorCode, VfdError
 
@@ -826,7 +823,7 @@ class TarSource:
     media_type = "application/x-tar"
 
     def __init__(self, fs: FolderFS, path: str, backing: int | None = None) -> None:
-        """``backing``: the directory ``path`` in the backing tree (``write_tar``), owned
+        """``backing``: the directory ``path`` in the backing tree (``tarwrite.write_tar``), owned
         (closed) by this source from here on."""
         self.headers: dict[str, str] = {}
         self.filename = (path.rstrip("/").rsplit("/", 1)[-1] or "folder") + ".tar"
@@ -859,17 +856,10 @@ class TarSource:
         self._started = True
         skipped: list[str] = []
         try:
-            if backing is not None:  # the backing tree, walked as the user
-                parts = split_path(path)
-                base = parts[-1] if parts else "folder"
-                try:
-                    with acting_as(fs.ident):
-                        tarwrite.write_tree(backing, base, wfd, skipped)
-                finally:
-                    os.close(wfd)
-            else:
-                with os.fdopen(wfd, "wb", buffering=CHUNK) as out:
-                    write_tar(fs, path, out, skipped)
+            try:
+                tarwrite.write_tar(fs, path, wfd, skipped, backing=backing)
+            finally:
+                os.close(wfd)
         except BaseException as exc:  # reported by truncating the stream
             self._failure.append(exc)
         finally:
