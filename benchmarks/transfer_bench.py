@@ -22,9 +22,11 @@ On a fresh node (``vfd up`` on a temporary state directory under ``--dir``, SQLi
     (the raw API), against ``tar | tar``.
 
 All copies are made on the same disk (under ``--dir``, where the node's storage host lies too).
-Outputs: every timing's output is removed only once all timings are done (about 25 GiB for
-the defaults): on ext4, files made shortly after many were removed cost far more (the inode
-allocator skips recently freed inodes), which would land on whichever timing came next.
+Outputs: a single file's copy is removed right after its timing (kept, two dozen copies of
+1 GiB would crowd the page cache of the timings after them); the directories' copies are
+removed only once all timings are done: on ext4, files made shortly after many were removed
+cost far more (the inode allocator skips recently freed inodes), which would land on
+whichever timing came next.
 Page cache: *warm* for subject and reference alike — the source of each timing (the local file
 or directory, or the folder's backing copy) is read once right before it, and ``sync`` runs
 before every timing so that no earlier write is flushed inside it. After each timing (as
@@ -293,7 +295,10 @@ class Bench:
         start = time.perf_counter()
         run()
         took = time.perf_counter() - start
-        self.cleanups.append(cleanup)  # at the end: see "Outputs" in the docstring
+        if source.is_dir():  # many files: removed at the end (see "Outputs" in the docstring)
+            self.cleanups.append(cleanup)
+        else:
+            cleanup()
         sh(["sync"])
         forget_inodes()
         return took

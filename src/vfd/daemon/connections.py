@@ -42,6 +42,7 @@ import json
 import logging
 import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, MutableMapping
@@ -59,6 +60,8 @@ RAW_KEY = "vfd_raw"
 """Where a request's scope ``state`` holds its connection's :class:`RawSocket`."""
 _PIPE_SIZE = 1 << 20
 """Bytes of the pipe a raw body is spliced through (more than the default 64 KiB: fewer calls)."""
+_SO_SNDBUFFORCE = 32
+"""``SO_SNDBUFFORCE`` (Linux; not in the socket module): a send buffer past ``wmem_max``."""
 _POLL_SLICE = 0.5
 """Seconds a raw read or write waits at a time before it looks whether it was aborted."""
 
@@ -386,6 +389,19 @@ class RawSocket:
             )
 
         return RawBody(fd, head, length - len(head), proceed, timeout, stalled)
+
+    def widen(self, scope: MutableMapping[str, Any], nbytes: int) -> None:
+        """Let the answer to ``scope`` run up to ``nbytes`` ahead of the client (the socket's
+        send buffer and the transport's, each): a stream made as it is sent (an archive)
+        goes on while the client is busy with what came before, instead of taking turns."""
+        cycle = self._cycle(scope)
+        if cycle is None:
+            return
+        transport = self._protocol.transport
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):  # SO_SNDBUFFORCE: root passes wmem_max
+            sock.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, nbytes)
+        transport.set_write_buffer_limits(high=nbytes)
 
     async def sendfile(
         self,

@@ -334,6 +334,8 @@ class SourceResponse(StreamingResponse):
         try:
             span = self.source.span() if isinstance(self.source, transfer.FileSource) else None
             raw = _raw_socket(scope)
+            if raw is not None and isinstance(self.source, transfer.TarSource):
+                raw.widen(scope, transfer.CHUNK)
             if span is None or raw is None or scope["method"] != "GET":
                 await super().__call__(scope, receive, send)
                 return

@@ -46,7 +46,9 @@ its owner (the route's response) however the exchange ends, after any read still
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import fcntl
 import functools
 import hashlib
 import io
@@ -834,6 +836,8 @@ class TarSource:
             if backing is not None:
                 os.close(backing)
             raise
+        with contextlib.suppress(OSError):  # the writer runs ahead of the sender (1 MiB)
+            fcntl.fcntl(wfd, fcntl.F_SETPIPE_SZ, 1 << 20)
         self._reader = _Reader(rfd)
         self._started = False
         # a thread of the transfer pool (the request holds its user's slot already)
