@@ -131,3 +131,28 @@ def test_files_info_shows_a_ro_user_only_the_ro_view(node: Node) -> None:
         if f["name"] == name
     ]
     assert listed["views"] == info["views"]
+
+
+def test_files_entry_true_answers_what_a_path_is_without_listing_it(node: Node) -> None:
+    alice = node.user()
+    folder = node.folder(alice)
+    backing = node.backing(folder)
+    (backing / "d").mkdir()
+    for i in range(5):
+        (backing / "d" / f"f{i}").write_bytes(b"x" * i)
+    (backing / "file.txt").write_bytes(b"abc")
+    url = f"/v1/vfolders/{folder['name']}/files"
+    with node.http(alice["email"]) as http:
+        listed = http.get(url, params={"path": "d"}).json()
+        assert listed["type"] == "dir" and len(listed["entries"]) == 5
+        only = http.get(url, params={"path": "d", "entry": "true"}).json()
+        assert only["type"] == "dir" and [e["name"] for e in only["entries"]] == ["d"]
+        assert only["entries"][0]["type"] == "dir"
+        one = http.get(url, params={"path": "file.txt", "entry": "true"}).json()
+        assert one["type"] == "file" and one["entries"][0]["size"] == 3
+        root = http.get(url, params={"entry": "true"}).json()
+        assert root["type"] == "dir" and len(root["entries"]) == 1
+        r = http.get(url, params={"path": "nothing", "entry": "true"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "path_not_found"
+        r = http.get(url, params={"path": "d", "entry": "maybe"})
+        assert r.status_code == 400, r.text

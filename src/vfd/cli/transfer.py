@@ -678,7 +678,9 @@ def download(
     base = folder_path(name)
     entries = []
     for path in paths:
-        listing = client.get(f"{base}/files", params=wirenames.request_fields("path", path))
+        # what it is (entry=true: a directory's own entry, not its listing)
+        params = {**wirenames.request_fields("path", path), "entry": "true"}
+        listing = client.get(f"{base}/files", params=params)
         entries.append((path, listing["type"] == "dir", listing["entries"]))
     results: list[dict[str, Any]] = []
     total = sum(e[2][0]["size"] for e in entries if not e[1])

@@ -109,11 +109,22 @@ def _echo(result: JSON) -> JSON:
 
 
 @router.get("/files")
-async def list_files(name: str, daemon: DaemonDep, caller: CallerDep, path: RootPathQ) -> JSON:
-    """The entries of a directory (or the one entry of a file), links not followed."""
+async def list_files(
+    name: str,
+    daemon: DaemonDep,
+    caller: CallerDep,
+    path: RootPathQ,
+    entry_only: Annotated[
+        bool,
+        Query(alias="entry", description="the entry of path itself, not a directory's listing"),
+    ] = False,
+) -> JSON:
+    """The entries of a directory (or the one entry of a file), links not followed; with
+    ``entry=true`` the one entry of ``path`` whatever it is (what it is, without listing a
+    directory of many files)."""
     fs = await run_files(open_folder, daemon, caller, name, write=False)
     entry = await run_files(fs.stat, path)
-    if entry["type"] != "dir":
+    if entry["type"] != "dir" or entry_only:
         return _echo({"path": path, "type": entry["type"], "entries": [entry]})
     return _echo({"path": path, "type": "dir", "entries": await run_files(fs.listdir, path)})
 
