@@ -218,7 +218,12 @@ def test_transfers_past_the_users_transfer_slots_are_refused(node: Node) -> None
             sock = raw_request(node, "PUT", url, alice["email"], 4 * MiB)
             sock.sendall(b"x" * 1024)
             held.append(sock)
-        time.sleep(0.5)
+        # each has its slot once its thread has spliced what came into its part file
+        parts = [node.backing(folder) / f".vfd-upload-raw-slot-{i:03d}.part" for i in range(2)]
+        wait_for(
+            "both bodies in their part files",
+            lambda: all(p.exists() and p.stat().st_size == 1024 for p in parts),
+        )
         url = upload_url(folder, path="third.bin", key="raw-slot-003", size=4 * MiB)
         with raw_request(node, "PUT", url, alice["email"], 4 * MiB) as sock:
             status, answer = status_of(sock)

@@ -495,7 +495,6 @@ class RawBody:
         self._timeout = timeout
         self._on_stall = on_stall
         self._stop = threading.Event()
-        self.received = 0
 
     def abort(self) -> None:
         """Make the read in progress (and every later one) fail with :class:`ClientGone`."""
@@ -555,7 +554,6 @@ class RawBody:
                 break
             done += n
             self._remaining -= n
-        self.received += done
         return done
 
     def splice_to(self, fd: int, pos: int) -> int:
@@ -599,7 +597,6 @@ class RawBody:
         finally:
             os.close(r)
             os.close(w)
-            self.received += pos - start
         return pos - start
 
 

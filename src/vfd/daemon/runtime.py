@@ -94,7 +94,7 @@ class Runtime:
         of the caller's, or raises ``too_many_requests`` when the caller has none left.
         """
         if pool in CAPPED:
-            self._take_slot(pool)
+            self.take_slot(pool)
         call = functools.partial(fn, *args, **kwargs)
         return await anyio.to_thread.run_sync(call, limiter=self._limiters[pool])
 
@@ -119,7 +119,9 @@ class Runtime:
                     del self._in_use[key]
             slots.held.clear()
 
-    def _take_slot(self, pool: Pool) -> None:
+    def take_slot(self, pool: Pool) -> None:
+        """Take the request's slot of ``pool`` now (as its first call into it would), so
+        that ``too_many_requests`` comes before an answer starts; once per request."""
         slots = _request_slots.get()
         if slots is None or not slots.open or pool in slots.held:
             return  # not a request (background work), or it holds its slot already

@@ -120,42 +120,44 @@ def write_tar(
     skipped = [] if skipped is None else skipped
     parts = split_path(path)
     base = parts[-1] if parts else "folder"
-    out = _Out(out_fd)
     if backing is not None:
         with acting_as(fs.ident):
-            _dir(out, backing, base, skipped)
-    else:
-        with fs._session() as root_fd:
-            top = fs._walk(root_fd, parts[:-1], path) if parts else os.dup(root_fd)
-            try:
-                dfd = None
-                if parts:
-                    st = os.stat(parts[-1], dir_fd=top, follow_symlinks=False)
-                    if not stat.S_ISDIR(st.st_mode):
-                        _entry(out, top, parts[-1], base, st, skipped)
-                    else:
-                        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                        dfd = os.open(parts[-1], flags, dir_fd=top)
-                else:
-                    dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=top)
-            except OSError as exc:
-                raise os_error(exc, path) from None
-            finally:
-                os.close(top)
-            if dfd is not None:
-                try:
-                    _dir(out, dfd, base, skipped)
-                finally:
-                    os.close(dfd)
-    out.add(bytes(2 * BLOCK))
-    out.flush()
+            write_tree(backing, base, out_fd, skipped)
+        return
+    with fs._session() as root_fd:
+        top = fs._walk(root_fd, parts[:-1], path) if parts else os.dup(root_fd)
+        try:
+            dfd = None
+            if parts:
+                st = os.stat(parts[-1], dir_fd=top, follow_symlinks=False)
+                if not stat.S_ISDIR(st.st_mode):  # one member, in the directory above it
+                    out = _Out(out_fd)
+                    _entry(out, top, parts[-1], base, st, skipped)
+                    _end(out)
+                    return
+                flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                dfd = os.open(parts[-1], flags, dir_fd=top)
+            else:
+                dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=top)
+        except OSError as exc:
+            raise os_error(exc, path) from None
+        finally:
+            os.close(top)
+        try:
+            write_tree(dfd, base, out_fd, skipped)
+        finally:
+            os.close(dfd)
 
 
 def write_tree(dfd: int, arcname: str, out_fd: int, skipped: list[str]) -> None:
     """The tar stream of the directory ``dfd`` (archived as ``arcname``) into ``out_fd``,
-    with the end-of-archive blocks; the caller acts as the user. ``dfd`` is not closed."""
+    with the end-of-archive blocks, as whoever calls it. ``dfd`` is not closed."""
     out = _Out(out_fd)
     _dir(out, dfd, arcname, skipped)
+    _end(out)
+
+
+def _end(out: _Out) -> None:
     out.add(bytes(2 * BLOCK))
     out.flush()
 

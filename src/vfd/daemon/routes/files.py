@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 from vfd import wirenames
+from vfd.daemon import runtime
 from vfd.daemon.connections import RAW_KEY, ClientGone, RawBody, RawSocket
 from vfd.daemon.errors import error_response
 from vfd.daemon.routes.deps import (
@@ -27,6 +28,7 @@ from vfd.daemon.routes.deps import (
     run_files,
     run_mountd,
 )
+from vfd.daemon.runtime import Pool
 from vfd.daemon.services import transfer
 from vfd.daemon.services.files import open_folder
 from vfd.errors import ErrorCode, VfdError
@@ -361,7 +363,7 @@ class SourceResponse(StreamingResponse):
         the transfer pool for the whole file; its slot is taken before the head is sent,
         so that a user past ``[limits] user_transfer`` gets a 429 instead of a cut answer)."""
         try:
-            await transfer.in_transfer_pool(lambda: None)
+            runtime.current().take_slot(Pool.TRANSFER)
         except VfdError as exc:
             await error_response(exc)(scope, _no_receive, send)
             return

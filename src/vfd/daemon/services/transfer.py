@@ -906,7 +906,7 @@ async def open_archive(fs: FolderFS, path: str, link: TransferLink | None = None
                 f"{path} is a FIFO, socket or device: nothing to archive",
                 path=path,
             )
-        await in_transfer_pool(lambda: None)  # the user's transfer slot, before any answer
+        runtime.current().take_slot(Pool.TRANSFER)  # before any answer: a 429 is whole
         backing = None
         if entry["type"] == "dir" and link is not None:
             dfd = await _opened(functools.partial(fs.open_dir, path), os.close)
