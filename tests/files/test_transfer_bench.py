@@ -72,6 +72,10 @@ def test_transfer_bench_runs_one_tiny_round_and_prints_ratios() -> None:
     assert (
         len(re.findall(r"^  vfd vfolder (up|down)load .* >= 0\.5: (meets|MISSES)$", out, re.M)) == 2
     )
+    # one verdict line: how many of the seven targets were met, which were missed
+    verdict = re.search(r"^targets: (\d) of 7 met(; missed: .*)?$", out, re.M)
+    assert verdict, out
+    assert out.count("meets") == int(verdict[1]), out
     assert re.search(r"^  fds +\d+ -> \d+: -?\d+ per 100,000 cached inodes$", out, re.M), out
     assert re.search(r"^  VmRSS [\d.]+ -> [\d.]+ MiB: -?[\d.]+ MiB per 100,000", out, re.M), out
     assert re.search(r"^  stat errors: none$", out, re.M), out
