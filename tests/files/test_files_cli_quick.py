@@ -128,3 +128,83 @@ def test_quick_transfers_import_no_typer(node: Node, tmp_path: Path) -> None:
         )
         assert done.stderr.rstrip().endswith("0 NO-TYPER"), (argv, done.stdout, done.stderr)
     assert (tmp_path / "b" / "x.txt").read_bytes() == b"x"
+
+
+def on_terminal(node: Node, who: str, *args: str) -> tuple[int, str]:
+    """Run ``vfd ARGS`` with a pseudo-terminal as its stdout and stderr: its exit status and
+    all it wrote there."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    env.update({k: v for k, v in node.env.items() if v is not None})
+    env.update({"COLUMNS": "120", "TERM": "xterm"})
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [VFD, "--as", who, *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        terminal = -1
+        out = bytearray()
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        return proc.wait(timeout=120), out.decode(errors="replace")
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+
+
+def test_progress_shows_on_a_terminal_and_not_in_a_pipe(node: Node, tmp_path: Path) -> None:
+    """A transfer shows rich's progress bar (name, bytes, speed) on a terminal; into a pipe it
+    prints only its result, and does not import rich's progress module at all."""
+    alice = node.user()
+    folder = node.folder(alice)
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    rc, shown = on_terminal(node, alice["email"], "vfolder", "upload", folder["name"], str(src))
+    assert rc == 0, shown
+    assert f"upload to {folder['name']}" in shown and "3.1/3.1 MB" in shown, shown
+    dest = tmp_path / "back"
+    rc, shown = on_terminal(
+        node, alice["email"], "vfolder", "download", folder["name"], "big.bin", "--dest", str(dest)
+    )
+    assert rc == 0, shown
+    assert f"download from {folder['name']}" in shown and "3.1/3.1 MB" in shown, shown
+    assert (dest / "big.bin").read_bytes() == src.read_bytes()
+    # into a pipe: the result line alone; rich.progress never imported (python -X importtime)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    env.update({k: v for k, v in node.env.items() if v is not None})
+    env["PYTHONPROFILEIMPORTTIME"] = "1"
+    done = subprocess.run(
+        [
+            VFD,
+            "--as",
+            alice["email"],
+            "vfolder",
+            "upload",
+            folder["name"],
+            str(src),
+            "--dest",
+            "again",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"Uploaded 1 file(s), 3 MiB, to {folder['name']}"), done.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()]
+    assert "vfd.cli.transfer" in imported  # the import log is there
+    assert "rich.progress" not in imported

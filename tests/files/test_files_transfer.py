@@ -15,6 +15,7 @@ import pytest
 from filenode import Node
 from rich.progress import Progress, TaskID
 
+from vfd.cli import transfer
 from vfd.cli.transfer import upload_key
 
 MiB = 1 << 20
@@ -446,17 +447,20 @@ def test_files_download_validators(node: Node) -> None:
 
 
 def interrupt_downloads_after(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
-    """Make the CLI's next download stop (as on Ctrl-C) once ``limit`` bytes are written."""
-    real = Progress.advance
+    """Make the CLI's next download stop (as on Ctrl-C) once ``limit`` bytes are written
+    (its progress is rich's on a terminal, none otherwise: both are counted)."""
     seen = [0]
 
-    def advance(self: Progress, task_id: TaskID, advance: float = 1) -> None:
-        real(self, task_id, advance)
-        seen[0] += int(advance)
-        if seen[0] >= limit:
-            raise KeyboardInterrupt
+    for kind in (Progress, transfer._NoProgress):
+        real = kind.advance
 
-    monkeypatch.setattr(Progress, "advance", advance)
+        def advance(self: Any, task_id: TaskID, advance: float = 1, real: Any = real) -> None:
+            real(self, task_id, advance)
+            seen[0] += int(advance)
+            if seen[0] >= limit:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(kind, "advance", advance)
 
 
 def test_files_download_resumes_only_the_same_version(

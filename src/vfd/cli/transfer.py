@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from vfd import tarread, wirenames
 from vfd.cli import tarsend
@@ -68,7 +68,7 @@ from vfd.errors import ErrorCode, VfdError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
 CHUNK = 1 << 20
 ARCHIVE_MAX_BYTES = 1 << 30
@@ -155,7 +155,27 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
     return dirs, items
 
 
-def _progress(console: Console) -> Progress:
+class _NoProgress:
+    """A progress display that shows nothing, for output that is not a terminal (a pipe, a
+    file, a script): rich's own would be disabled there anyway, and importing it costs about
+    70 ms, a tenth of a 10,000-file upload."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None) -> TaskID:
+        return cast("TaskID", 0)
+
+    def advance(self, task: Any, advance: float = 1) -> None:
+        return None
+
+
+def _progress(console: Console) -> Progress | _NoProgress:
+    if not console.is_terminal:
+        return _NoProgress()
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -173,7 +193,6 @@ def _progress(console: Console) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
-        disable=not console.is_terminal,
     )
 
 
@@ -695,7 +714,7 @@ def download(
 
 
 def _download_file(
-    client: VfdClient, base: str, path: str, dest: Path, progress: Progress, task: Any
+    client: VfdClient, base: str, path: str, dest: Path, progress: Progress | _NoProgress, task: Any
 ) -> dict[str, Any]:
     filename = path.rstrip("/").rsplit("/", 1)[-1]
     final = dest / filename
@@ -727,7 +746,7 @@ def _fetch(
     tag: Path,
     offset: int,
     etag: str,
-    progress: Progress,
+    progress: Progress | _NoProgress,
     task: Any,
 ) -> int:
     """Write the file into ``part`` from ``offset`` (resumed only while the daemon's file is
@@ -781,7 +800,7 @@ def _open_part(part: Path, offset: int) -> int:
 
 
 def _download_tree(
-    client: VfdClient, base: str, path: str, dest: Path, progress: Progress, task: Any
+    client: VfdClient, base: str, path: str, dest: Path, progress: Progress | _NoProgress, task: Any
 ) -> dict[str, Any]:
     """Unpack the archive of directory ``path`` as ``dest/<its name>``: in a staging
     directory beside it, renamed into place when complete (removed on any failure)."""
@@ -820,7 +839,7 @@ def _unpack(
     path: str,
     staging: Path,
     top: str,
-    progress: Progress,
+    progress: Progress | _NoProgress,
     task: Any,
 ) -> tuple[int, list[dict[str, str]]]:
     """Extract the archive of ``path`` into ``staging``; the entries made and those skipped
