@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr fio \
                 postgresql postgresql-client util-linux procps docker.io busybox-static \
-                nginx-light curl openssh-client
+                nginx-light curl openssh-client chromium
 
 .PHONY: run test setup system-deps venv install docker test-image lint typecheck pytest \
         pytest-fast-path-off bench bench-sessions clean
