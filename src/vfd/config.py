@@ -220,6 +220,27 @@ class SessionOptions:
 
 
 @dataclass(frozen=True)
+class AppOptions:
+    """``[apps]``: the app servers the daemon runs for sessions (docs/apps.md)."""
+
+    ports: tuple[int, int] = (30000, 30999)
+    """The TCP ports app servers listen on (``"30000-30999"``), when the user's own is taken
+    or none is asked for."""
+    listen: str = "0.0.0.0"
+    """The address app servers listen on."""
+    public_host: str = ""
+    """The host name printed in the commands that reach an app; empty = this host's name."""
+    sftp_idle_timeout: float = 1800.0
+    """Seconds an SFTP session may pass without a request before it ends itself; 0 = never."""
+    max_storage_sessions: int = 2
+    """Live storage-only sessions of a user without a resource policy; 0 = unlimited."""
+    start_timeout: float = 10.0
+    """Seconds an app server may take to say it serves."""
+    stop_timeout: float = 5.0
+    """Seconds between SIGTERM and SIGKILL when an app server is stopped."""
+
+
+@dataclass(frozen=True)
 class Config:
     """The settings every vfd process reads. Built by :func:`load_config`."""
 
@@ -252,6 +273,7 @@ class Config:
     """The hosts marked ``shared = true``: the same storage on every node (a network file
     system); the others are this node's own (docs/nodes.md "Storage hosts")."""
     sessions: SessionOptions = field(default_factory=SessionOptions)
+    apps: AppOptions = field(default_factory=AppOptions)
     log_level: str = "info"
 
     def host_path(self, name: str) -> Path:
@@ -269,7 +291,16 @@ class Config:
 _STR_KEYS = {"database_url", "tcp_listen", "default_host", "log_level"}
 _PATH_KEYS = {"mount_point", "api_socket", "mountd_socket"}
 _INT_KEYS = {"default_uid", "default_gid"}
-_TABLE_KEYS = {"hosts", "default_policy", "fuse", "workers", "limits", "plugins", "sessions"}
+_TABLE_KEYS = {
+    "hosts",
+    "default_policy",
+    "fuse",
+    "workers",
+    "limits",
+    "plugins",
+    "sessions",
+    "apps",
+}
 _RANGE_KEYS = {"project_gid_range"}
 _KNOWN_KEYS = _STR_KEYS | _PATH_KEYS | _INT_KEYS | _TABLE_KEYS | _RANGE_KEYS
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
@@ -541,6 +572,59 @@ def _parse_sessions(value: Any, source: str) -> SessionOptions:
     return SessionOptions(**out)
 
 
+_APP_NUMBERS = {
+    "sftp_idle_timeout": (0.0, 30 * 86400.0),
+    "start_timeout": (0.1, 600.0),
+    "stop_timeout": (0.0, 600.0),
+}
+
+
+def _parse_ports(value: Any, key: str, source: str) -> tuple[int, int]:
+    """``"LOW-HIGH"`` (or one port) as a range of TCP ports."""
+    why = 'must be a port range "LOW-HIGH" with 1 <= LOW <= HIGH <= 65535'
+    if not isinstance(value, str):
+        raise _bad(key, source, why)
+    low_s, _, high_s = value.partition("-")
+    try:
+        low, high = int(low_s), int(high_s or low_s)
+    except ValueError:
+        raise _bad(key, source, why) from None
+    if not 1 <= low <= high <= 65535:
+        raise _bad(key, source, why)
+    return low, high
+
+
+def _parse_apps(value: Any, source: str) -> AppOptions:
+    if not isinstance(value, dict):
+        raise _bad("apps", source, "must be a table")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        full = f"apps.{key}"
+        if key == "ports":
+            out[key] = _parse_ports(item, full, source)
+        elif key in ("listen", "public_host"):
+            if not isinstance(item, str) or len(item) > 253 or any(c.isspace() for c in item):
+                raise _bad(full, source, "must be a host name or address (no spaces)")
+            if key == "listen" and not item:
+                raise _bad(full, source, "must not be empty")
+            out[key] = item
+        elif key in _APP_NUMBERS:
+            low, high = _APP_NUMBERS[key]
+            if isinstance(item, bool) or not isinstance(item, int | float):
+                raise _bad(full, source, f"must be a number between {low:g} and {high:g}")
+            if not low <= item <= high:
+                raise _bad(full, source, f"must be between {low:g} and {high:g}")
+            out[key] = float(item)
+        elif key == "max_storage_sessions":
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 10000:
+                raise _bad(full, source, "must be an integer between 0 and 10000")
+            out[key] = item
+        else:
+            known = ", ".join(sorted({*AppOptions.__dataclass_fields__}))
+            raise _bad(full, source, f"unknown key (known: {known})")
+    return AppOptions(**out)
+
+
 def _fast_path(value: Any, key: str, source: str) -> str:
     if value not in ("auto", "off"):
         raise _bad(key, source, 'must be "auto" or "off"')
@@ -615,6 +699,7 @@ def load_config(
     plugin_block: tuple[str, ...] = ()
     plugin_trace = False
     sessions = SessionOptions()
+    apps = AppOptions()
 
     path = find_config_file(config_file, state_dir, env)
     if path is not None:
@@ -651,6 +736,8 @@ def load_config(
                 plugins, plugin_block, plugin_trace = _parse_plugins(value, source)
             elif key == "sessions":
                 sessions = _parse_sessions(value, source)
+            elif key == "apps":
+                apps = _parse_apps(value, source)
             elif key == "project_gid_range":
                 gid_range = _parse_gid_range(value, source)
             else:
@@ -702,5 +789,6 @@ def load_config(
         plugin_block=plugin_block,
         plugin_trace=plugin_trace,
         sessions=sessions,
+        apps=apps,
         **values,
     )

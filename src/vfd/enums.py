@@ -82,3 +82,19 @@ class DotfileScope(enum.StrEnum):
     USER = "user"  # the owner's sessions
     PROJECT = "project"  # the sessions of the project's members
     CLUSTER = "cluster"  # every session
+
+
+class SessionKind(enum.StrEnum):
+    """What a session runs."""
+
+    COMPUTE = "compute"  # a container, placed by the scheduler; holds cpu and memory
+    STORAGE = "storage"  # no container: apps over folder views; holds no compute resources
+
+
+class AppStatus(enum.StrEnum):
+    """An app of a session (``sessionapp``): its process, or its proxied service."""
+
+    STARTING = "starting"  # launched; not serving yet
+    RUNNING = "running"  # serving at its endpoint
+    STOPPED = "stopped"  # ended: stopped with its session, idle, or it exited; final
+    FAILED = "failed"  # could not start, or died with an error; final

@@ -41,6 +41,7 @@ class ErrorCode(enum.Enum):
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405, _errno.EINVAL)
     INVALID_MOUNT = ("invalid_mount", 400, _errno.EINVAL)  # a bad -m spec or target
     SESSION_REJECTED = ("session_rejected", 400, _errno.EPERM)  # a plugin refused the request
+    APP_REJECTED = ("app_rejected", 400, _errno.EPERM)  # a plugin refused an app's launch
     EXCEEDS_CAPACITY = ("exceeds_capacity", 400, _errno.ENOSPC)  # larger than any node
     # above a resource policy's absolute limit: details.limit, asked, allowed
     POLICY_VIOLATION = ("policy_violation", 403, _errno.EPERM)
@@ -70,6 +71,7 @@ class ErrorCode(enum.Enum):
     GROUP_NOT_FOUND = ("group_not_found", 404, _errno.ENOENT)  # a resource group
     PRESET_NOT_FOUND = ("preset_not_found", 404, _errno.ENOENT)
     NODE_NOT_FOUND = ("node_not_found", 404, _errno.ENOENT)
+    APP_NOT_FOUND = ("app_not_found", 404, _errno.ENOENT)  # no such app (running) in a session
     # conflicts
     VFOLDER_EXISTS = ("vfolder_exists", 409, _errno.EEXIST)
     USER_EXISTS = ("user_exists", 409, _errno.EEXIST)
@@ -104,6 +106,8 @@ class ErrorCode(enum.Enum):
     DAEMON_UNAVAILABLE = ("daemon_unavailable", 503, _errno.ECONNREFUSED)
     RUNTIME_UNAVAILABLE = ("runtime_unavailable", 503, _errno.EIO)  # docker not reachable
     PLUGIN_FAILED = ("plugin_failed", 500, _errno.EIO)  # a plugin raised where it may not
+    APP_FAILED = ("app_failed", 500, _errno.EIO)  # an app server did not start
+    NO_FREE_PORT = ("no_free_port", 503, _errno.EADDRINUSE)  # the [apps] ports are all taken
     CONFIG_INVALID = ("config_invalid", 500, _errno.EINVAL)
     INTERNAL = ("internal", 500, _errno.EIO)
 

@@ -15,7 +15,7 @@ from vfd.plugins import hookspecs
 
 REPO = Path(__file__).parents[2]
 DOC = REPO / "docs" / "plugin-hooks.md"
-TEST_DIRS = [REPO / "tests" / "plugins", REPO / "tests" / "sessions"]
+TEST_DIRS = [REPO / "tests" / "plugins", REPO / "tests" / "sessions", REPO / "tests" / "apps"]
 HOOKS = sorted(
     name
     for name, fn in vars(hookspecs).items()

@@ -13,6 +13,7 @@ import vfd
 from vfd.daemon import errors, reaper, reconcile, runtime, scheduler
 from vfd.daemon.routes import (
     admin,
+    apps,
     clones,
     dotfiles,
     files,
@@ -29,7 +30,7 @@ from vfd.daemon.routes import (
     vfolders,
 )
 from vfd.daemon.runtime import BackgroundTask, Runtime
-from vfd.daemon.services import agents
+from vfd.daemon.services import agents, session_apps
 from vfd.daemon.services.clones import supervise
 from vfd.daemon.services.context import Daemon
 
@@ -51,6 +52,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         ("scheduler", functools.partial(scheduler.serve, daemon)),
         ("heartbeat", functools.partial(agents.serve, daemon)),
         ("reaper", functools.partial(reaper.serve, daemon)),
+        ("apps", functools.partial(session_apps.serve, daemon)),
     ]
 
     @contextlib.asynccontextmanager
@@ -90,6 +92,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         images,
         plugins,
         dotfiles,
+        apps,
     ):
         app.include_router(module.router)
     return app

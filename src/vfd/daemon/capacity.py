@@ -5,7 +5,8 @@ The totals are ``[sessions] cpu`` and ``memory`` when set, else the machine's: t
 process may run on (``sched_getaffinity``, which honours a cpuset) and ``MemTotal`` of
 ``/proc/meminfo``. A session holds its cpu and memory from the moment the scheduler places it
 (``scheduled``) until its container is gone (``terminating`` ends); a session asking no
-memory limit (``memory = 0``) holds no memory.
+memory limit (``memory = 0``) holds no memory. Storage-only sessions hold nothing and are not
+counted.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import Resources
 from vfd.store.models import Agent as AgentRow
-from vfd.store.models import ComputeSession, SessionStatus
+from vfd.store.models import ComputeSession, SessionKind, SessionStatus
 
 HOLDING = frozenset(
     {
@@ -163,6 +164,7 @@ def held(session: Session) -> Held:
             func.count(),
         )
         .where(col(ComputeSession.status).in_(list(HOLDING)))
+        .where(col(ComputeSession.kind) == SessionKind.COMPUTE)
         .group_by(col(ComputeSession.node), col(ComputeSession.user_id), col(ComputeSession.group))
     ).all()
     by_node: dict[str, Resources] = {}

@@ -36,7 +36,7 @@ from vfd.daemon.services import session_state
 from vfd.daemon.services.agents import aware
 from vfd.daemon.services.context import Daemon
 from vfd.daemon.services.policies import SessionLimits, session_limits
-from vfd.store.models import ComputeSession, SessionStatus, User, utcnow
+from vfd.store.models import ComputeSession, SessionKind, SessionStatus, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def _running(daemon: Daemon) -> list[Running]:
             select(ComputeSession)
             .where(ComputeSession.node == node)
             .where(col(ComputeSession.status) == SessionStatus.RUNNING)
+            .where(col(ComputeSession.kind) == SessionKind.COMPUTE)
         ).all()
         limits: dict[uuid.UUID, SessionLimits] = {}
         for row in rows:

@@ -47,7 +47,7 @@ from vfd.daemon.services import session_state
 from vfd.daemon.services.context import Daemon
 from vfd.enums import SessionStatus as S
 from vfd.errors import VfdError
-from vfd.store.models import ComputeSession, SessionEvent, SessionMount, utcnow
+from vfd.store.models import ComputeSession, SessionEvent, SessionKind, SessionMount, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ def _live_sessions(daemon: Daemon) -> list[_Live]:
             select(ComputeSession)
             .where(ComputeSession.node == node)
             .where(col(ComputeSession.status).in_(statuses))
+            .where(col(ComputeSession.kind) == SessionKind.COMPUTE)
         ).all()
         return [_Live(r.id, r.status, r.container_id) for r in rows]
 

@@ -16,6 +16,7 @@ See ``docs/plugin-hooks.md`` for every hook and ``docs/plugins.md`` for packagin
 from vfd.plugins.hookspecs import PROJECT, hookimpl, hookspec
 from vfd.plugins.types import (
     Agent,
+    AppView,
     BindMount,
     ContainerContribution,
     Decision,
@@ -38,6 +39,7 @@ from vfd.plugins.types import (
 __all__ = [
     "PROJECT",
     "Agent",
+    "AppView",
     "BindMount",
     "ContainerContribution",
     "Decision",

@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 
 from vfd.plugins.types import (
+    AppView,
     ContainerContribution,
     FolderView,
     SchedulerSpec,
@@ -108,3 +109,23 @@ def vfd_folder_restored(folder: FolderView) -> Awaitable[None] | None:
 @hookspec
 def vfd_folder_purged(folder: FolderView) -> Awaitable[None] | None:
     """Notification: a folder's data was deleted for good."""
+
+
+@hookspec
+def vfd_app_before_launch(session: SessionView, app: AppView) -> Awaitable[None] | None:
+    """Called before an app of ``session`` starts (``app.status`` is ``starting``; no process
+    runs, no port is held yet). Raise :class:`~vfd.plugins.types.Reject` to veto: the launch
+    is answered ``400 app_rejected`` with the reason and the plugin's name; a storage-only
+    session made for the app is not kept."""
+
+
+@hookspec
+def vfd_app_launched(session: SessionView, app: AppView) -> Awaitable[None] | None:
+    """Notification: an app of ``session`` serves (``app.status`` ``running``, its
+    ``endpoint`` set)."""
+
+
+@hookspec
+def vfd_app_stopped(session: SessionView, app: AppView) -> Awaitable[None] | None:
+    """Notification: an app of ``session`` ended (``stopped`` or ``failed``, ``app.reason``
+    says why): stopped with its session, idle, or its process exited."""

@@ -33,6 +33,7 @@ from vfd.errors import ErrorCode, VfdError
 from vfd.plugins import loading
 from vfd.plugins.loading import Loaded, PluginRecord, describe
 from vfd.plugins.types import (
+    AppView,
     ContainerContribution,
     Reject,
     Scheduler,
@@ -221,6 +222,30 @@ class Plugins:
             except Exception as exc:
                 log.exception("plugin %s failed in vfd_session_before_start", impl.plugin_name)
                 raise Vetoed(impl.plugin_name, f"the plugin failed: {describe(exc)}") from None
+
+    async def before_app_launch(self, session: SessionView, app: AppView) -> None:
+        """Every ``vfd_app_before_launch``; the first Reject raises ``app_rejected`` naming the
+        plugin. A plugin raising anything else refuses too (fail closed), as
+        ``plugin_failed``."""
+        for impl in self._impls("vfd_app_before_launch"):
+            try:
+                await self._call(impl, "vfd_app_before_launch", {"session": session, "app": app})
+            except Reject as exc:
+                raise VfdError(
+                    ErrorCode.APP_REJECTED,
+                    f"plugin {impl.plugin_name} refused app {app.name!r}: {exc.reason}",
+                    plugin=impl.plugin_name,
+                    reason=exc.reason,
+                    app=app.name,
+                ) from None
+            except Exception as exc:
+                log.exception("plugin %s failed in vfd_app_before_launch", impl.plugin_name)
+                raise VfdError(
+                    ErrorCode.PLUGIN_FAILED,
+                    f"plugin {impl.plugin_name} failed checking app {app.name!r}: {describe(exc)}",
+                    plugin=impl.plugin_name,
+                    app=app.name,
+                ) from None
 
     async def notify(self, hook: str, **kwargs: Any) -> None:
         """Call notification hook ``hook`` on every plugin; an exception is logged with the

@@ -1,8 +1,9 @@
 """The records plugins receive and return. Plain frozen dataclasses: a plugin needs nothing of
 vfd's store or web framework to read them, and cannot change what it was handed.
 
-Registration hooks return specs (:class:`SchedulerSpec` now; accelerator and app specs come
-with their plugins); lifecycle hooks receive a :class:`SessionView` or a :class:`FolderView`;
+Registration hooks return specs (:class:`SchedulerSpec` now; accelerator specs come with
+their plugins); lifecycle hooks receive a :class:`SessionView`, a :class:`FolderView` or,
+for apps, a :class:`SessionView` and an :class:`AppView`;
 ``vfd_container_spec`` returns a :class:`ContainerContribution`; ``pre`` hooks veto by raising
 :class:`Reject`.
 """
@@ -17,8 +18,9 @@ from typing import Any, Protocol
 
 
 class Reject(Exception):
-    """Raised by a veto hook (``vfd_validate_session``, ``vfd_session_before_start``) to
-    refuse a session; ``reason`` is shown to the user with the plugin's name."""
+    """Raised by a veto hook (``vfd_validate_session``, ``vfd_session_before_start``,
+    ``vfd_app_before_launch``) to refuse a session or an app; ``reason`` is shown to the user
+    with the plugin's name."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -79,6 +81,30 @@ class SessionView:
     created_at: datetime
     container_id: str | None = None
     exit_code: int | None = None
+    kind: str = "compute"
+    """``compute`` (a container) or ``storage`` (apps over folder views, no container)."""
+
+
+@dataclass(frozen=True)
+class AppView:
+    """An app of a session as plugins see it (the ``vfd_app_*`` hooks)."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    name: str
+    """``sftp``, ``filebrowser``, or a service's name."""
+    kind: str
+    """``process`` (a server the daemon runs over the session's folders) or ``service`` (a
+    port of the session's container, reached through the daemon's proxy)."""
+    status: str
+    """``starting`` (``vfd_app_before_launch``), ``running`` (``vfd_app_launched``),
+    ``stopped`` or ``failed`` (``vfd_app_stopped``)."""
+    port: int | None = None
+    endpoint: str | None = None
+    """Where a client reaches it (``host:port`` or a URL); None before it serves."""
+    pid: int | None = None
+    reason: str | None = None
+    """Why it stopped (``vfd_app_stopped``)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from vfd.enums import (
+    AppStatus as AppStatus,
+)
+from vfd.enums import (
     DotfileScope as DotfileScope,
 )
 from vfd.enums import (
@@ -37,6 +40,9 @@ from vfd.enums import (
 )
 from vfd.enums import (
     Permission as Permission,
+)
+from vfd.enums import (
+    SessionKind as SessionKind,
 )
 from vfd.enums import (
     SessionStatus as SessionStatus,
@@ -162,6 +168,9 @@ class ResourcePolicy(SQLModel, table=True):
         default_factory=list,
         sa_column=Column(JSON, nullable=False),
         description="resource groups sessions may use; empty = any",
+    )
+    max_storage_sessions: int = Field(
+        default=2, description="live storage-only sessions at once; 0 = unlimited"
     )
     created_at: datetime = _ts(nullable=False)
 
@@ -313,6 +322,8 @@ class ComputeSession(SQLModel, table=True):
     __tablename__ = "session"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: SessionKind = _enum(SessionKind, SessionKind.COMPUTE, index=True)
+    """``compute`` (a container) or ``storage`` (apps over folder views, no container)."""
     name: str = Field(index=True, max_length=64)
     user_id: uuid.UUID = Field(foreign_key="user.id", index=True)
     uid: int = Field(description="the uid the container runs as")
@@ -376,6 +387,33 @@ class SessionMount(SQLModel, table=True):
     name: str = Field(max_length=64, description="the folder's name when the session began")
     permission: Permission = _enum(Permission)
     automount: bool = Field(default=False)
+
+
+class SessionApp(SQLModel, table=True):
+    """An app of a session: a server process the daemon runs for it (``sftp``,
+    ``filebrowser``) or a service of its container reached through the daemon's proxy.
+
+    ``endpoint`` is where a client reaches it (``host:port`` or a URL); ``pid`` the process
+    the daemon runs for it (None for a proxied service). Apps end with their session.
+    """
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="session.id", index=True)
+    name: str = Field(max_length=64)
+    kind: str = Field(max_length=32, description="process | service")
+    port: int | None = Field(default=None)
+    endpoint: str | None = Field(default=None, max_length=1024)
+    pid: int | None = Field(default=None)
+    status: AppStatus = _enum(AppStatus, AppStatus.STARTING, index=True)
+    status_reason: str | None = Field(default=None, max_length=1024)
+    secret: str | None = Field(
+        default=None,
+        max_length=8192,
+        description="what its user needs to reach it (the SFTP app's private key); "
+        "cleared when it ends",
+    )
+    started_at: datetime = _ts(nullable=False)
+    ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class Dotfile(SQLModel, table=True):

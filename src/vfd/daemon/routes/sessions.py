@@ -1,4 +1,5 @@
-"""``/v1/sessions``: create, list, show, destroy compute sessions (docs/api.md "Sessions").
+"""``/v1/sessions``: create, list, show, destroy sessions (docs/api.md "Sessions"); storage
+sessions and the SFTP app's key (docs/apps.md).
 
 The session's output, exec and shell routes live in ``routes/session_io.py``.
 """
@@ -11,7 +12,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from vfd.daemon.routes.deps import JSON, Body, CallerDep, DaemonDep, Int64, run
-from vfd.daemon.services import sessions
+from vfd.daemon.services import sessions, sftp_app, storage_sessions
 from vfd.errors import ErrorCode
 
 router = APIRouter(prefix="/v1/sessions")
@@ -44,6 +45,34 @@ class SessionCreate(Body):
 @router.post("", status_code=201)
 async def create(body: SessionCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
     return await sessions.create(daemon, caller, sessions.SessionAsk(**body.model_dump()))
+
+
+class StorageCreate(Body):
+    """``POST /v1/sessions/storage``."""
+
+    text_codes = {"name": ErrorCode.INVALID_NAME}
+
+    mounts: list[str] = Field(description="NAME[:TARGET][:ro] each; at least one")
+    app: str = Field(default="sftp", description="the app serving them: sftp")
+    name: str | None = Field(default=None, description="default: <app>-<4 hex>")
+    port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description="the app's port, when free; default: a port of [apps] ports",
+    )
+
+
+@router.post("/storage", status_code=201)
+async def create_storage(body: StorageCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await storage_sessions.create(
+        daemon, caller, storage_sessions.StorageAsk(**body.model_dump())
+    )
+
+
+@router.get("/{ref}/sftp-key")
+async def sftp_key(ref: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(sftp_app.key_info, daemon, caller, ref)
 
 
 @router.get("")

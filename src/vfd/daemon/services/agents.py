@@ -31,7 +31,7 @@ from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.resource_groups import find_group
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
-from vfd.store.models import Agent, ComputeSession, ResourceGroup, utcnow
+from vfd.store.models import Agent, ComputeSession, ResourceGroup, SessionKind, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def _held(session: Session) -> dict[str, tuple[float, int, int]]:
             func.count(),
         )
         .where(col(ComputeSession.status).in_(list(capacity.HOLDING)))
+        .where(col(ComputeSession.kind) == SessionKind.COMPUTE)
         .group_by(col(ComputeSession.node))
     ).all()
     return {node: (float(cpu), int(mem), int(n)) for node, cpu, mem, n in rows}

@@ -99,10 +99,10 @@ def touch(session: Session, session_id: uuid.UUID) -> None:
     )
 
 
-def record_created(session: Session, row: ComputeSession) -> None:
-    """The first event of a new session (``pending``)."""
+def record_created(session: Session, row: ComputeSession, reason: str = "requested") -> None:
+    """The first event of a new session (``pending``; ``preparing`` for a storage one)."""
     session.add(
-        SessionEvent(session_id=row.id, at=row.created_at, status=row.status, reason="requested")
+        SessionEvent(session_id=row.id, at=row.created_at, status=row.status, reason=reason)
     )
 
 
@@ -153,6 +153,7 @@ def view_of(session: Session, row: ComputeSession) -> SessionView:
         created_at=row.created_at,
         container_id=row.container_id,
         exit_code=row.exit_code,
+        kind=row.kind.value,
     )
 
 
@@ -212,6 +213,7 @@ def session_json(session: Session, row: ComputeSession, *, events: bool = False)
     out: dict[str, Any] = {
         "id": str(row.id),
         "short_id": row.id.hex[:8],
+        "kind": row.kind.value,
         "name": row.name,
         "user": user.email if user is not None else None,
         "status": row.status.value,
@@ -246,6 +248,9 @@ def session_json(session: Session, row: ComputeSession, *, events: bool = False)
             for m in mounts_of(session, row.id)
         ],
     }
+    from vfd.daemon.services.session_apps import app_json, apps_of
+
+    out["apps"] = [app_json(app) for app in apps_of(session, row.id)]
     if events:
         rows = session.exec(
             select(SessionEvent)
@@ -257,6 +262,11 @@ def session_json(session: Session, row: ComputeSession, *, events: bool = False)
             for e in rows
         ]
     return out
+
+
+def iso(value: datetime | None) -> str | None:
+    """``value`` in ISO 8601 with its time zone (UTC when the store dropped it)."""
+    return _iso(value)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -27,6 +27,7 @@ from vfd.daemon import capacity, containers, runtime, scheduler
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import audit, session_limits, session_state
 from vfd.daemon.services.context import Caller, Daemon
+from vfd.enums import SessionKind
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import MountView, SessionRequest
 from vfd.sessions.lifecycle import FINAL, LIVE, WAITING
@@ -338,8 +339,15 @@ async def destroy(
     kept container (no ``auto_remove``) is removed. Destroying again is harmless.
     """
     live = runtime.current()
-    session_id, status, cancelled = await live.run(Pool.STORE, _cancel_waiting, daemon, caller, ref)
-    if not cancelled:
+    session_id, status, cancelled, kind = await live.run(
+        Pool.STORE, _cancel_waiting, daemon, caller, ref
+    )
+    if kind is SessionKind.STORAGE:
+        from vfd.daemon.services import storage_sessions
+
+        if status not in FINAL:
+            await storage_sessions.destroy(daemon, caller, session_id)
+    elif not cancelled:
         from vfd.daemon import launcher
 
         if status in FINAL:
@@ -352,20 +360,22 @@ async def destroy(
 
 def _cancel_waiting(
     daemon: Daemon, caller: Caller, ref: str
-) -> tuple[uuid.UUID, SessionStatus, bool]:
+) -> tuple[uuid.UUID, SessionStatus, bool, SessionKind]:
     """Cancel session ``ref`` if it still waits (serialised with the scheduler, which may
-    place it meanwhile); its id, its status then, and whether it was cancelled now."""
+    place it meanwhile); its id, its status then, whether it was cancelled now, its kind."""
     with daemon.naming() as session:
         row = session_state.find(session, caller.user, ref)
+        if row.kind is SessionKind.STORAGE:
+            return row.id, row.status, False, row.kind
         if row.status in WAITING:
             session_state.transition(
                 session, row, SessionStatus.CANCELLED, f"destroyed by {caller.actor.email}"
             )
             audit.record(session, caller, "session.destroy", row.name, id=str(row.id))
-            return row.id, row.status, True
+            return row.id, row.status, True, row.kind
         if row.status in (SessionStatus.PREPARING, SessionStatus.RUNNING):
             audit.record(session, caller, "session.destroy", row.name, id=str(row.id))
-        return row.id, row.status, False
+        return row.id, row.status, False, row.kind
 
 
 def _json_of(daemon: Daemon, session_id: uuid.UUID) -> dict[str, Any]:
