@@ -64,11 +64,6 @@ function pathFromHash() {
   return raw.split("/").filter(Boolean).map(decodeURIComponent).join("/");
 }
 
-function go(path) {
-  const hash = "#/" + path.split("/").filter(Boolean).map(encodeURIComponent).join("/");
-  if (location.hash === hash) { load(); } else { location.hash = hash; }
-}
-
 async function load() {
   const path = pathFromHash();
   if (path !== state.path) { state.offset = 0; }
@@ -126,8 +121,8 @@ function render() {
     const name = document.createElement("td");
     name.className = "name";
     const icon = document.createElement("span");
-    icon.className = "icon";
-    icon.textContent = e.type === "dir" ? "📁" : e.type === "link" ? "↪" : "📄";
+    icon.className = "icon " + e.type;
+    icon.title = { dir: "directory", file: "file", link: "symbolic link" }[e.type] || "special file";
     const full = join(state.path, e.name);
     const a = document.createElement("a");
     a.textContent = e.name;
