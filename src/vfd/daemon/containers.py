@@ -14,6 +14,7 @@ codes (``runtime_unavailable``, ``image_not_found``, ``session_not_running``,
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import struct
 import threading
@@ -550,6 +551,56 @@ def exec_state(url: str, exec_id: str) -> tuple[bool, int | None, int]:
 def exec_resize(url: str, exec_id: str, cols: int, rows: int) -> None:
     with contextlib.suppress(VfdError), translated(f"exec {exec_id[:12]}"):
         client(url).api.exec_resize(exec_id, height=rows, width=cols)
+
+
+def exec_detached(
+    url: str,
+    container_id: str,
+    command: Sequence[str],
+    *,
+    user: str,
+    env: Mapping[str, str],
+    workdir: str | None,
+) -> str:
+    """Start ``command`` in the running container without following it (a service app's
+    server); its exec id (:func:`exec_state` gives its host pid)."""
+    with translated(f"container {container_id[:12]}"):
+        api = client(url).api
+        made = api.exec_create(
+            container_id,
+            list(command),
+            stdout=False,
+            stderr=False,
+            environment=dict(env),
+            workdir=workdir,
+            user=user,
+        )
+        exec_id = str(made["Id"])
+        api.exec_start(exec_id, detach=True)
+    return exec_id
+
+
+def image_labels(url: str, image: str) -> dict[str, str]:
+    """The labels of a local image."""
+    with translated(f"image {image}"):
+        raw = client(url).api.inspect_image(image)
+    return dict((raw.get("Config") or {}).get("Labels") or {})
+
+
+def network_namespace(url: str, container_id: str) -> str:
+    """The path of the running container's network namespace: docker's own file for it
+    (``SandboxKey``) when this process sees it, else ``/proc/PID/ns/net`` of its first
+    process. ``session_not_running`` when it does not run."""
+    with translated(f"container {container_id[:12]}"):
+        raw = client(url).api.inspect_container(container_id)
+    st = raw.get("State") or {}
+    pid = int(st.get("Pid") or 0)
+    if not st.get("Running") or pid <= 0:
+        raise VfdError(ErrorCode.SESSION_NOT_RUNNING, f"container {container_id[:12]} does not run")
+    key = str((raw.get("NetworkSettings") or {}).get("SandboxKey") or "")
+    if key.startswith("/") and os.path.exists(key):
+        return key
+    return f"/proc/{pid}/ns/net"
 
 
 def path_exists(url: str, container_id: str, path: str) -> bool:
