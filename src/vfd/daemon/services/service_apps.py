@@ -71,7 +71,8 @@ class _Served:
 
 
 _served: dict[uuid.UUID, _Served] = {}
-_locks: dict[tuple[uuid.UUID, str], asyncio.Lock] = {}
+_locks: dict[tuple[uuid.UUID, str], tuple[asyncio.Lock, int]] = {}
+"""The lock of each service being started, with how many starts hold or wait for it."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +222,18 @@ async def start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[str
     seen = await live.run(Pool.STORE, _find, daemon, caller, ref)
     if name in session_apps.APPS:
         return await session_apps.launch(daemon, seen.view.id, name)
-    lock = _locks.setdefault((seen.view.id, name), asyncio.Lock())
+    key = (seen.view.id, name)
+    lock, users = _locks.get(key) or (asyncio.Lock(), 0)
+    _locks[key] = (lock, users + 1)
     try:
-        async with lock:
+        async with lock:  # one start of a service at a time: a second finds it running
             return await _start(daemon, caller, ref, name)
     finally:
-        if not lock.locked() and _locks.get((seen.view.id, name)) is lock:
-            del _locks[(seen.view.id, name)]
+        lock, users = _locks[key]
+        if users > 1:
+            _locks[key] = (lock, users - 1)
+        else:
+            del _locks[key]
 
 
 async def _start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[str, Any]:
