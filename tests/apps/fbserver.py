@@ -39,7 +39,7 @@ class FileServer:
 
     @property
     def url(self) -> str:
-        return f"{self.base}/?token={self.token}"
+        return f"{self.base}/?vfd_token={self.token}"
 
     @property
     def cookie(self) -> str:
@@ -49,7 +49,7 @@ class FileServer:
     def client(self) -> Iterator[httpx.Client]:
         """A client signed in the way a browser is: the token link, then the cookie."""
         with httpx.Client(base_url=self.base, timeout=30, headers={"X-Vfd-Files": "1"}) as client:
-            answer = client.get(f"/?token={self.token}")
+            answer = client.get(f"/?vfd_token={self.token}")
             assert answer.status_code == 303, answer.text
             assert client.cookies.get(self.cookie) == self.token
             yield client

@@ -43,13 +43,13 @@ def test_filebrowser_token_required(server: FileServer) -> None:
         assert anon.get("/static/app.js").status_code == 401
         answer = anon.get("/api/list", params={"path": "data"})
         assert answer.status_code == 401 and code(answer) == "unauthenticated"
-        wrong = anon.get("/", params={"token": server.token[:-1] + "x"})
+        wrong = anon.get("/", params={"vfd_token": server.token[:-1] + "x"})
         assert wrong.status_code == 403 and "Wrong token" in wrong.text
         assert server.cookie not in wrong.headers.get("set-cookie", "")
     with httpx.Client(base_url=server.base, cookies={server.cookie: "x" * 32}) as forged:
         assert forged.get("/api/list").status_code == 401
     with server.client() as client:
-        head = client.get("/", params={"token": server.token})
+        head = client.get("/", params={"vfd_token": server.token})
         assert head.status_code == 303
         cookie = head.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie

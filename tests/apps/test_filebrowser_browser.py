@@ -112,7 +112,7 @@ def answer_dialog(page: Page, text: str | None = None) -> None:
 
 
 def test_filebrowser_browser_wrong_token(browser: Browser, server: FileServer, page: Page) -> None:
-    answer = page.goto(f"{server.base}/?token=not-the-token-at-all")
+    answer = page.goto(f"{server.base}/?vfd_token=not-the-token-at-all")
     assert answer is not None and answer.status == 403
     expect(page.locator("h1")).to_have_text("Wrong token")
     shot(page, "wrong-token")

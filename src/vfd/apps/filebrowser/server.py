@@ -1,6 +1,6 @@
 """The file manager's HTTP server: its static page and a small JSON API over a :class:`Tree`.
 
-Reachable only with the server's token: ``GET /?token=…`` (the URL vfd prints) sets it as an
+Reachable only with the server's token: ``GET /?vfd_token=…`` (the URL vfd prints) sets it as an
 ``HttpOnly``, ``SameSite=Strict`` cookie named after the port (two file managers on one host
 keep theirs) and redirects to ``/``, which drops the token from the address bar and history;
 every other request needs the cookie, and every request that changes something also needs
@@ -61,6 +61,8 @@ from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
 
+TOKEN_PARAM = "vfd_token"
+"""The query parameter of the token in the link vfd prints (as for the proxy's apps)."""
 MAX_JSON = 1 << 20
 FLUSH = 1 << 20
 ASSETS = ("index.html", "app.js", "app.css")
@@ -105,7 +107,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        given = request.query_params.get("token")
+        given = request.query_params.get(TOKEN_PARAM)
         if scope["path"] == "/" and given is not None:
             if not self._matches(given):
                 page = _page(403, "Wrong token", "This link's token is not valid here.")
@@ -200,11 +202,11 @@ def _disposition(name: str) -> str:
 class FileManager:
     """The routes of one server over one tree."""
 
-    def __init__(self, spec: BrowserSpec, tree: Tree) -> None:
+    def __init__(self, spec: BrowserSpec, tree: Tree, assets: dict[str, bytes]) -> None:
         self.spec = spec
         self.tree = tree
         self.uploads = Uploads(tree, spec.stall)
-        self.assets = load_assets()
+        self.assets = assets
 
     def routes(self) -> list[Route]:
         api = [
@@ -291,7 +293,7 @@ class FileManager:
         try:
             fd = await settle(self.uploads.open_file, batch, rel, cleanup=os.close)
             try:
-                size = await self._receive(request, fd)
+                size = await self._receive(request, fd, rel)
             except BaseException:  # a file cut short: the whole upload goes, nothing shows
                 with anyio.CancelScope(shield=True):
                     await settle(self.uploads.abort, batch)
@@ -303,17 +305,17 @@ class FileManager:
             batch.touched = time.monotonic()
         return JSONResponse({"path": rel, "size": size}, headers=HEADERS)
 
-    async def _receive(self, request: Request, fd: int) -> int:
+    async def _receive(self, request: Request, fd: int, rel: str) -> int:
         size = 0
         buf = bytearray()
         async for chunk in request.stream():
             buf += chunk
             if len(buf) >= FLUSH:
-                await settle(write_all, fd, buf)
+                await settle(write_all, fd, buf, rel)
                 size += len(buf)
                 buf = bytearray()
         if buf:
-            await settle(write_all, fd, buf)
+            await settle(write_all, fd, buf, rel)
             size += len(buf)
         return size
 
@@ -344,9 +346,11 @@ class FileManager:
                 await settle(self.uploads.abort, batch)
 
 
-def build_app(spec: BrowserSpec, tree: Tree, port: int) -> ASGIApp:
+def build_app(
+    spec: BrowserSpec, tree: Tree, port: int, assets: dict[str, bytes] | None = None
+) -> ASGIApp:
     """The whole application: the token guard around the file manager's routes."""
-    manager = FileManager(spec, tree)
+    manager = FileManager(spec, tree, load_assets() if assets is None else assets)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -383,7 +387,14 @@ LIMITS = RequestLimits(peer_connections=64, header_timeout=30.0, body_timeout=60
 
 class _Server(uvicorn.Server):
     """uvicorn's server ending on SIGTERM/SIGINT with a clean exit (uvicorn's own capture
-    re-raises the signal after shutdown: status -15)."""
+    re-raises the signal after shutdown: status -15), calling ``on_ready`` once it serves."""
+
+    on_ready: Callable[[], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.on_ready is not None and self.started:
+            self.on_ready()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -402,11 +413,18 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def server_for(spec: BrowserSpec, tree: Tree, sock: socket.socket) -> uvicorn.Server:
-    """A uvicorn server of the file manager on ``sock`` (bound, listening)."""
+def server_for(
+    spec: BrowserSpec,
+    tree: Tree,
+    sock: socket.socket,
+    assets: dict[str, bytes] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> uvicorn.Server:
+    """A uvicorn server of the file manager on ``sock`` (bound, listening), its
+    configuration loaded (so that nothing is imported once it serves)."""
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        build_app(spec, tree, port),
+        build_app(spec, tree, port, assets),
         http=protocol_class(LIMITS),
         lifespan="on",
         log_config=None,
@@ -415,14 +433,18 @@ def server_for(spec: BrowserSpec, tree: Tree, sock: socket.socket) -> uvicorn.Se
         server_header=False,
         timeout_keep_alive=LIMITS.keepalive_timeout,
         timeout_graceful_shutdown=5,
+        ws="none",
+        loop="none",
     )
-    return _Server(config)
+    config.load()
+    server = _Server(config)
+    server.on_ready = on_ready
+    return server
 
 
-async def serve(spec: BrowserSpec, sock: socket.socket, tree: Tree | None = None) -> None:
-    """Serve until SIGTERM/SIGINT. ``tree`` may be opened by the caller beforehand (a
-    confined server opens its root before it chroots)."""
-    tree = tree or Tree(spec.root, spec.folders)
+async def serve(spec: BrowserSpec, sock: socket.socket) -> None:
+    """Serve ``spec.root`` on ``sock`` until SIGTERM/SIGINT."""
+    tree = Tree(spec.root, spec.folders).open()
     try:
         await server_for(spec, tree, sock).serve(sockets=[sock])
     finally:

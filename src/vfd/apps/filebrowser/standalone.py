@@ -31,7 +31,7 @@ def main() -> int:
     sock = bind(spec.host, spec.port)
     port = sock.getsockname()[1]
     host = f"[{spec.host}]" if ":" in spec.host else spec.host
-    url = f"http://{host}:{port}/?token={spec.token}"
+    url = f"http://{host}:{port}/?vfd_token={spec.token}"
     print(json.dumps({"url": url, "port": port}), flush=True)
     uvloop.run(serve(spec, sock))
     return 0

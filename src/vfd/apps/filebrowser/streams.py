@@ -20,6 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from vfd.daemon.tarwrite import write_tree
+from vfd.daemon.userfs import os_error
 
 T = TypeVar("T")
 CHUNK = 1 << 20
@@ -41,10 +42,14 @@ async def settle(
         raise
 
 
-def write_all(fd: int, data: bytes | bytearray) -> None:
-    with memoryview(data) as view:
-        while view:
-            view = view[os.write(fd, view) :]
+def write_all(fd: int, data: bytes | bytearray, path: str) -> None:
+    """Write all of ``data``; a failure (the quota, above all) as the VfdError of ``path``."""
+    try:
+        with memoryview(data) as view:
+            while view:
+                view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise os_error(exc, path) from None
 
 
 class Held:

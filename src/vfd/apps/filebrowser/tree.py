@@ -82,11 +82,18 @@ def entry(name: str, st: os.stat_result) -> dict[str, Any]:
 
 
 class Tree:
-    """The folders below one root directory (opened once; the caller closes the tree)."""
+    """The folders below one root directory: opened once (:meth:`open`, which a confined
+    server calls after its chroot), closed by the caller."""
 
     def __init__(self, root: str, folders: list[Folder]) -> None:
+        self.root = root
         self.folders = {f.name: f for f in folders}
-        self.root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.root_fd = -1
+
+    def open(self) -> Tree:
+        if self.root_fd < 0:
+            self.root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self
 
     def close(self) -> None:
         if self.root_fd >= 0:

@@ -1,0 +1,188 @@
+"""The web file manager as a session's app on a real node (``vfd up``, FUSE; no docker):
+started by the daemon, confined to the session's folders as its user, reachable only with its
+token; uploads are the user's files and count in the quota, a write past it fails and leaves
+nothing, an ro folder refuses writes, links lead nowhere else; ``destroy`` ends it."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tarfile
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from appnode import AppNode, app_node_fixture, app_servers, port_free, proc_status, wait_gone
+from fbserver import wait_for
+
+PORTS = "31400-31499"
+MODULE = "vfd.apps.filebrowser"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppNode]:
+    yield from app_node_fixture(tmp_path_factory, f'[apps]\nports = "{PORTS}"\n')
+
+
+@pytest.fixture
+def user(node: AppNode) -> dict[str, Any]:
+    return node.user()
+
+
+class Served:
+    """A storage session serving folders with the file manager, and a client signed in."""
+
+    def __init__(self, node: AppNode, user: dict[str, Any], *mounts: str) -> None:
+        self.node, self.user = node, user
+        made = node.post(
+            "/v1/sessions/storage", user["email"], {"mounts": list(mounts), "app": "filebrowser"}
+        )
+        assert made.status_code == 201, made.text
+        self.session = made.json()
+        [self.app] = self.session["apps"]
+        link = node.get(f"/v1/sessions/{self.session['id']}/filebrowser", user["email"])
+        assert link.status_code == 200, link.text
+        self.url = link.json()["url"]
+        parts = urllib.parse.urlsplit(self.url)
+        self.token = urllib.parse.parse_qs(parts.query)["vfd_token"][0]
+        self.base = f"http://127.0.0.1:{parts.port}"
+        self.client = httpx.Client(base_url=self.base, timeout=30, headers={"X-Vfd-Files": "1"})
+        signed = self.client.get("/", params={"vfd_token": self.token})
+        assert signed.status_code == 303, signed.text
+
+    def upload(self, dest: str, name: str, blob: bytes) -> httpx.Response:
+        begun = self.client.post("/api/uploads", json={"dest": dest, "names": [name]})
+        if begun.status_code != 201:
+            return begun
+        key = begun.json()["key"]
+        sent = self.client.put(f"/api/uploads/{key}/file", params={"path": name}, content=blob)
+        if sent.status_code != 200:
+            return sent
+        return self.client.post(f"/api/uploads/{key}/commit")
+
+    def destroy(self) -> dict[str, Any]:
+        self.client.close()
+        gone = self.node.delete(f"/v1/sessions/{self.session['id']}", self.user["email"])
+        assert gone.status_code == 200, gone.text
+        ended: dict[str, Any] = gone.json()
+        return ended
+
+
+def code(answer: httpx.Response) -> str:
+    return str(answer.json()["error"]["code"])
+
+
+def test_filebrowser_session_confined_as_the_user(node: AppNode, user: dict[str, Any]) -> None:
+    data, refs = node.folder(user), node.folder(user)
+    served = Served(node, user, data["name"], f"{refs['name']}:ro")
+    app = served.app
+    assert (app["name"], app["kind"], app["status"]) == ("filebrowser", "process", "running")
+    assert app["endpoint"].endswith(f":{app['port']}/")
+    assert "vfd_token" not in app["endpoint"]  # the token is shown to its user alone
+    status = proc_status(app["pid"])
+    uid = str(user["uid"])
+    assert status["Uid"].split() == [uid] * 4 and status["Gid"].split()[0] == uid
+    assert status["NoNewPrivs"] == "1" and status["CapEff"] == "0000000000000000"
+    assert os.readlink(f"/proc/{app['pid']}/root") != "/"
+
+    other = node.user()
+    stranger = node.get(f"/v1/sessions/{served.session['id']}/filebrowser", other["email"])
+    assert stranger.status_code == 404, stranger.text
+    with httpx.Client(base_url=served.base) as anon:
+        assert anon.get("/api/list").status_code == 401
+        wrong = anon.get("/", params={"vfd_token": "x" * 43})
+        assert wrong.status_code == 403
+
+    top = served.client.get("/api/list").json()
+    assert [(e["name"], e["readonly"]) for e in top["entries"]] == sorted(
+        [(data["name"], False), (refs["name"], True)]
+    )
+    before = node.usage(data)["used_bytes"]
+    blob = os.urandom(3 << 20)
+    done = served.upload(data["name"], "up.bin", blob)
+    assert done.status_code == 200, done.text
+    st = (node.backing(data) / "up.bin").stat()
+    assert (st.st_uid, st.st_gid, st.st_size) == (user["uid"], user["uid"], len(blob))
+    assert node.usage(data)["used_bytes"] >= before + len(blob)
+    listing = served.client.get("/api/list", params={"path": data["name"]}).json()
+    assert [e["name"] for e in listing["entries"]] == ["up.bin"]
+    assert listing["quota"]["used"] >= len(blob)
+    got = served.client.get("/api/download", params={"path": f"{data['name']}/up.bin"})
+    assert got.content == blob
+    assert served.client.post("/api/mkdir", json={"path": f"{data['name']}/d"}).status_code == 200
+    made = (node.backing(data) / "d").stat()
+    assert (made.st_uid, made.st_gid) == (user["uid"], user["uid"])
+    name = data["name"]
+    moved = served.client.post("/api/move", json={"paths": [f"{name}/up.bin"], "dest": f"{name}/d"})
+    assert moved.status_code == 200, moved.text
+    renamed = served.client.post("/api/rename", json={"path": f"{name}/d", "name": "e"})
+    assert renamed.status_code == 200, renamed.text
+    archive = served.client.get("/api/download", params={"path": f"{name}/e"})
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
+        member = tar.extractfile("e/up.bin")
+        assert member is not None and member.read() == blob
+    deleted = served.client.post("/api/delete", json={"paths": [f"{name}/e"]})
+    assert deleted.status_code == 200, deleted.text
+    assert os.listdir(node.backing(data)) == []
+    wait_for(lambda: node.usage(data)["used_bytes"] <= before, what="the deleted bytes freed")
+
+    refused = served.upload(refs["name"], "x.txt", b"x")
+    assert refused.status_code == 403 and code(refused) == "read_only"
+    assert os.listdir(node.backing(refs)) == []
+
+    ended = served.destroy()
+    assert ended["status"] == "terminated", ended
+    assert ended["apps"][0]["status"] == "stopped"
+    wait_gone(app["pid"])
+    assert port_free(app["port"])
+    assert app_servers(node, MODULE) == []
+    hooks = [(h["hook"], h["app"]) for h in node.hooks() if h["session"] == ended["name"]]
+    assert hooks[:2] == [("before_launch", "filebrowser"), ("launched", "filebrowser")]
+    assert hooks[2:] and set(hooks[2:]) == {("stopped", "filebrowser")}, hooks
+
+
+def test_filebrowser_session_quota_and_links(
+    node: AppNode, user: dict[str, Any], tmp_path: Path
+) -> None:
+    other = node.user()
+    theirs = node.folder(other)
+    (tmp_path / "secret.txt").write_text("not yours")
+    node.cli.ok(
+        "vfolder", "upload", theirs["name"], str(tmp_path / "secret.txt"), as_=other["email"]
+    )
+    data = node.folder(user)
+    node.cli.ok("admin", "quota", "set", "--user", user["email"], "--bytes", "1M")
+    backing = node.backing(data)
+    links = {
+        "abs": "/etc",
+        "theirs": str(node.config.mount_point / "rw" / theirs["id"]),
+        "backing": str(node.backing(theirs)),
+        "up": "../../../../../../etc",
+    }
+    for link, target in links.items():
+        os.symlink(target, backing / link)
+    served = Served(node, user, data["name"])
+    name = data["name"]
+
+    over = served.upload(name, "big.bin", os.urandom(3 << 20))
+    assert over.status_code == 507 and code(over) == "quota_exceeded", over.text
+    assert sorted(os.listdir(backing)) == sorted(links)  # nothing of it, hidden or not
+    wait_for(lambda: node.usage(data)["used_bytes"] < 1 << 20, what="the cut upload's bytes freed")
+    assert served.upload(name, "small.bin", b"s" * 1000).status_code == 200
+
+    for link in links:
+        listed = served.client.get("/api/list", params={"path": f"{name}/{link}"})
+        assert listed.status_code in (404, 409), (link, listed.text)
+        got = served.client.get("/api/download", params={"path": f"{name}/{link}/secret.txt"})
+        assert got.status_code in (404, 409), (link, got.text)
+        assert b"not yours" not in got.content
+    for path in ["../etc", f"{name}/../..", "/etc"]:
+        answer = served.client.get("/api/list", params={"path": path})
+        assert answer.status_code in (400, 404), (path, answer.text)
+    served.destroy()
