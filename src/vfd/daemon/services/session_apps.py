@@ -47,6 +47,7 @@ LIVE_APP = (AppStatus.STARTING, AppStatus.RUNNING)
 
 APPS: dict[str, str] = {
     "sftp": "vfd.daemon.services.sftp_app:plan",
+    "filebrowser": "vfd.daemon.services.filebrowser_app:plan",
 }
 """The apps a session may run, by name: ``module:function`` of the function that plans its
 launch (a :data:`Planner`), imported when the app is first launched."""
