@@ -16,6 +16,7 @@ from vfd.daemon.routes import (
     apps,
     clones,
     dotfiles,
+    filebrowser,
     files,
     hosts,
     images,
@@ -93,6 +94,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         plugins,
         dotfiles,
         apps,
+        filebrowser,
     ):
         app.include_router(module.router)
     return app
