@@ -53,6 +53,9 @@ FOLLOW_POLL = 1.0
 """Seconds between looks at the session of a running service app."""
 READY_POLL = 0.1
 HOME = "/home/work"
+SESSION_ENDED = "its session ended"
+"""Why a service app stops when its session leaves ``running`` (destroyed, or its container
+exited)."""
 
 
 @dataclass
@@ -449,8 +452,7 @@ def _still_live(daemon: Daemon, app_id: uuid.UUID, session_id: uuid.UUID) -> str
             return (app.status_reason if app is not None else None) or "stopped"
         row = session.get(ComputeSession, session_id)
         if row is None or row.status is not S.RUNNING:
-            status = row.status.value if row is not None else "gone"
-            return f"its session ended ({status})"
+            return SESSION_ENDED
         return None
 
 
