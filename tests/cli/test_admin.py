@@ -109,8 +109,12 @@ def test_admin_policy_commands_parse_sizes(cli: Cli, vfd_daemon: Any) -> None:
         "max_lifetime": 0,
         "allowed_images": [],
         "allowed_groups": [],
+        "max_storage_sessions": 2,
     }
     cli.fails("admin", "policy", "create", name, code="policy_exists")
+    storage = cli.json("admin", "policy", "update", name, "--max-storage-sessions", "5")
+    assert storage["max_storage_sessions"] == 5
+    assert "storage sessions: 5" in cli.ok("admin", "policy", "update", name, "--max-sessions", "0")
     out = cli.ok("admin", "policy", "update", name, "--max-quota-scope-size", "512M")
     assert (
         f"Updated policy {name} (folders: 3, quota: 512 MiB, hosts: local; sessions: unlimited"

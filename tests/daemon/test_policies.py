@@ -30,6 +30,7 @@ def _policy(vfd_daemon: Any, **fields: Any) -> str:
         "max_lifetime": 0.0,
         "allowed_images": [],
         "allowed_groups": [],
+        "max_storage_sessions": 2,
     }
     return name
 

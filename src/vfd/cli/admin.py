@@ -78,6 +78,15 @@ MaxSessionsOpt = Annotated[
     int | None,
     typer.Option("--max-sessions", min=0, metavar="N", help="Most live sessions; 0 = no limit."),
 ]
+MaxStorageOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-storage-sessions",
+        min=0,
+        metavar="N",
+        help="Most live storage-only sessions (SFTP, file manager); 0 = no limit.",
+    ),
+]
 MaxCpuOpt = Annotated[
     float | None,
     typer.Option(
@@ -315,6 +324,7 @@ def _session_limits(policy: dict[str, Any]) -> str:
     return ", ".join(
         (
             f"sessions: {policy.get('max_sessions') or 'unlimited'}",
+            f"storage sessions: {policy.get('max_storage_sessions') or 'unlimited'}",
             f"cpu: {f'{cpu:g}' if cpu else 'unlimited'}",
             f"memory: {format_limit(policy.get('max_session_memory'))}",
             f"idle timeout: {format_duration(policy.get('idle_timeout'))}",
@@ -359,9 +369,10 @@ def policy_create(
     max_lifetime: LifetimeOpt = None,
     allow_image: ImagesOpt = None,
     allow_group: GroupsOpt = None,
+    max_storage_sessions: MaxStorageOpt = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a resource policy; unset limits mean no limit."""
+    """Create a resource policy; unset limits mean no limit (storage sessions: 2)."""
     cli = use(ctx, json_output)
     body = {
         "name": name,
@@ -372,6 +383,8 @@ def policy_create(
             max_sessions, max_cpu, max_mem, idle_timeout, max_lifetime, allow_image, allow_group
         ),
     }
+    if max_storage_sessions is not None:
+        body["max_storage_sessions"] = max_storage_sessions
     policy = cli.client().post("/v1/admin/policies", body)
     cli.emit(policy, lambda: f"Created policy {_policy_line(policy)}")
 
@@ -390,6 +403,7 @@ def policy_update(
     max_lifetime: LifetimeOpt = None,
     allow_image: ImagesOpt = None,
     allow_group: GroupsOpt = None,
+    max_storage_sessions: MaxStorageOpt = None,
     any_image: Annotated[
         bool, typer.Option("--any-image", help="Allow every image again.")
     ] = False,
@@ -411,6 +425,8 @@ def policy_update(
             max_sessions, max_cpu, max_mem, idle_timeout, max_lifetime, allow_image, allow_group
         ),
     )
+    if max_storage_sessions is not None:
+        body["max_storage_sessions"] = max_storage_sessions
     if any_image:
         body["allowed_images"] = []
     if any_group:

@@ -1,4 +1,5 @@
-"""``vfd session``: list, inspect, follow, exec into and destroy compute sessions.
+"""``vfd session``: list, inspect, follow, exec into and destroy sessions (compute sessions,
+and the storage-only sessions of apps: ``sftp-key`` lives in :mod:`vfd.cli.sftp`).
 
 Every command names a session as the API accepts it (``docs/sessions.md``): its full id, a
 prefix of at least 4 hex digits (the 8 the tables show are enough), or the name of one of
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vfd.cli import shell
+from vfd.cli import sftp, shell
 from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
 from vfd.cli.durations import format_duration
@@ -103,6 +104,22 @@ def mount_text(mount: dict[str, Any]) -> str:
     return f"{mount.get('folder')} -> {mount.get('target')} ({how})"
 
 
+def _storage_text(s: dict[str, Any]) -> str:
+    """What a storage session shows where a compute one shows its image: its apps."""
+    if s.get("kind") != "storage":
+        return ""
+    names = sorted({str(a.get("name")) for a in s.get("apps") or []})
+    return f"(storage: {', '.join(names) or 'no app'})"
+
+
+def app_text(a: dict[str, Any]) -> str:
+    """``sftp running sftp://alice@node1:30001`` (or how it ended)."""
+    text = f"{a.get('name')} {a.get('status')}"
+    if a.get("status") in ("starting", "running"):
+        return f"{text} {a.get('endpoint') or ''}".rstrip()
+    return f"{text} ({a.get('status_reason')})" if a.get("status_reason") else text
+
+
 def _cpu_text(cpu: object) -> str:
     return f"{cpu:g}" if isinstance(cpu, int | float) else cell_text(cpu)
 
@@ -133,9 +150,9 @@ def session_rows(sessions: list[dict[str, Any]]) -> list[list[object]]:
                 s.get("short_id") or str(s.get("id", ""))[:8],
                 s.get("name"),
                 s.get("status"),
-                s.get("image"),
-                _cpu_text(s.get("cpu")),
-                format_limit(s.get("memory")),
+                s.get("image") or _storage_text(s),
+                "-" if s.get("kind") == "storage" else _cpu_text(s.get("cpu")),
+                "-" if s.get("kind") == "storage" else format_limit(s.get("memory")),
                 ago(s.get("created_at")),
                 mounts,
                 waits_on(s),
@@ -197,9 +214,14 @@ def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
             for v in verdicts
         ]
     command = s.get("command") or []
+    if s.get("kind") == "storage":
+        pairs.append(("kind", "storage (no container)"))
+    else:
+        pairs += [
+            ("image", s.get("image")),
+            ("command", " ".join(command) if command else "(the image's default)"),
+        ]
     pairs += [
-        ("image", s.get("image")),
-        ("command", " ".join(command) if command else "(the image's default)"),
         ("cpu", _cpu_text(s.get("cpu"))),
         ("memory", format_limit(s.get("memory"))),
         ("node", s.get("node")),
@@ -216,6 +238,7 @@ def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
     pairs += [("env", f"{k}={v}") for k, v in sorted(env.items())]
     mounts = s.get("mounts") or []
     pairs += [("mount", mount_text(m)) for m in mounts] or [("mounts", "none")]
+    pairs += [("app", app_text(a)) for a in s.get("apps") or []]
     return pairs
 
 
@@ -362,3 +385,4 @@ def destroy(
 
 
 app.command("shell")(shell.shell)
+app.command("sftp-key")(sftp.sftp_key)

@@ -80,6 +80,9 @@ class PolicyCreate(Body):
     max_lifetime: Seconds = 0.0
     allowed_images: list[str] = Field(default_factory=list, description="fnmatch patterns")
     allowed_groups: list[str] = Field(default_factory=list, description="resource groups")
+    max_storage_sessions: Int32 = Field(
+        default=2, description="live storage-only sessions at once; 0 = unlimited"
+    )
 
 
 class PolicyPatch(Body):
@@ -93,6 +96,7 @@ class PolicyPatch(Body):
     max_lifetime: Seconds | None = None
     allowed_images: list[str] | None = None
     allowed_groups: list[str] | None = None
+    max_storage_sessions: int | None = Field(default=None, ge=0, le=INT32_MAX)
 
 
 class PolicyAssign(Body):

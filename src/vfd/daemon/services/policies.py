@@ -5,7 +5,8 @@ A user's policy is ``user.resource_policy`` when set, else the config's ``defaul
 ``max_quota_scope_size`` becomes the byte limit of the user's quota scopes: when a scope is
 first made, and again whenever the policy or the user's assignment changes.
 
-Session limits (docs/resource-groups.md): ``max_sessions`` live sessions at once,
+Session limits (docs/resource-groups.md): ``max_sessions`` live (compute) sessions at once,
+``max_storage_sessions`` live storage-only sessions (docs/apps.md),
 ``max_session_cpu`` and ``max_session_memory`` for all of them together, ``idle_timeout`` and
 ``max_lifetime`` in seconds, ``allowed_images`` (fnmatch patterns) and ``allowed_groups``.
 0 or empty means no limit; users without a policy have none.
@@ -67,7 +68,7 @@ class SessionLimits:
 
 NO_LIMITS = SessionLimits()
 
-SESSION_INTS = ("max_sessions", "max_session_memory")
+SESSION_INTS = ("max_sessions", "max_session_memory", "max_storage_sessions")
 SESSION_FLOATS = ("max_session_cpu", "idle_timeout", "max_lifetime")
 SESSION_LISTS = ("allowed_images", "allowed_groups")
 PATTERN_MAX = 512
@@ -117,6 +118,7 @@ def policy_json(policy: ResourcePolicy) -> dict[str, Any]:
         "max_lifetime": policy.max_lifetime,
         "allowed_images": list(policy.allowed_images),
         "allowed_groups": list(policy.allowed_groups),
+        "max_storage_sessions": policy.max_storage_sessions,
     }
 
 
