@@ -80,6 +80,9 @@ def test_filebrowser_listing_and_quota(server: FileServer) -> None:
         assert 0 < page["quota"]["used"] <= page["quota"]["limit"]
         assert page["readonly"] is False
         assert client.get("/api/list", params={"path": "refs"}).json()["readonly"] is True
+        os.close(os.open(bytes(server.root / "data") + b"/bad\xff", os.O_CREAT | os.O_WRONLY))
+        odd = client.get("/api/list", params={"path": "data"}).json()["entries"]
+        assert {"name": "bad\ufffd", "name_b64": "YmFk/w=="}.items() <= odd[1].items()
         missing = client.get("/api/list", params={"path": "nope"})
         assert missing.status_code == 404 and code(missing) == "vfolder_not_found"
 

@@ -111,7 +111,9 @@ function render() {
     const box = document.createElement("input");
     box.type = "checkbox";
     box.setAttribute("aria-label", "Select " + e.name);
-    box.disabled = state.path === "";
+    // a name whose bytes are not UTF-8 cannot be addressed from here: shown, not offered
+    const odd = e.name_b64 !== undefined;
+    box.disabled = state.path === "" || odd;
     box.addEventListener("change", () => {
       if (box.checked) { state.selected.add(e.name); } else { state.selected.delete(e.name); }
       tr.classList.toggle("selected", box.checked);
@@ -126,7 +128,9 @@ function render() {
     const full = join(state.path, e.name);
     const a = document.createElement("a");
     a.textContent = e.name;
-    if (e.type === "dir") {
+    if (odd) {
+      a.title = "This name is not UTF-8 text: use the vfd command to work with it";
+    } else if (e.type === "dir") {
       a.href = "#/" + full.split("/").map(encodeURIComponent).join("/");
     } else if (e.type === "file") {
       a.href = "/api/download?" + q({ path: full });
