@@ -386,3 +386,4 @@ def destroy(
 
 app.command("shell")(shell.shell)
 app.command("sftp-key")(sftp.sftp_key)
+from vfd.cli import apps as _apps  # noqa: E402, F401  (vfd session apps, vfd session app)
