@@ -238,6 +238,9 @@ class AppOptions:
     """Seconds an app server may take to say it serves."""
     stop_timeout: float = 5.0
     """Seconds between SIGTERM and SIGKILL when an app server is stopped."""
+    service_ports: tuple[tuple[str, str], ...] = ()
+    """``[apps.service_ports]``: ``"IMAGE-PATTERN" = "NAME:PROTOCOL:PORT,..."``, the services
+    of images that declare none by label (the first pattern matching the session's image)."""
 
 
 @dataclass(frozen=True)
@@ -594,6 +597,24 @@ def _parse_ports(value: Any, key: str, source: str) -> tuple[int, int]:
     return low, high
 
 
+def _service_ports(value: Any, key: str, source: str) -> tuple[tuple[str, str], ...]:
+    """``[apps.service_ports]``: image patterns to service declarations, each checked."""
+    from vfd.apps.service_ports import parse
+
+    if not isinstance(value, dict):
+        raise _bad(key, source, 'must be a table of "IMAGE-PATTERN" = "NAME:PROTOCOL:PORT,..."')
+    out: list[tuple[str, str]] = []
+    for pattern, text in value.items():
+        if not pattern or not isinstance(text, str):
+            raise _bad(f"{key}.{pattern}", source, 'must be "NAME:PROTOCOL:PORT,..."')
+        try:
+            parse(text, source=f"[apps.service_ports] {pattern!r}")
+        except VfdError as exc:
+            raise _bad(f"{key}.{pattern}", source, exc.message) from None
+        out.append((pattern, text))
+    return tuple(out)
+
+
 def _parse_apps(value: Any, source: str) -> AppOptions:
     if not isinstance(value, dict):
         raise _bad("apps", source, "must be a table")
@@ -619,6 +640,8 @@ def _parse_apps(value: Any, source: str) -> AppOptions:
             if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 10000:
                 raise _bad(full, source, "must be an integer between 0 and 10000")
             out[key] = item
+        elif key == "service_ports":
+            out[key] = _service_ports(item, full, source)
         else:
             known = ", ".join(sorted({*AppOptions.__dataclass_fields__}))
             raise _bad(full, source, f"unknown key (known: {known})")

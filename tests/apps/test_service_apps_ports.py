@@ -3,9 +3,12 @@ refused and how the refusal reads."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vfd.apps.service_ports import ServicePort, find, from_labels, parse
+from vfd.config import load_config
 from vfd.errors import ErrorCode, VfdError
 
 
@@ -66,3 +69,27 @@ def test_service_ports_find_names_the_known() -> None:
         find(services, "nope")
     assert missing.value.code is ErrorCode.APP_NOT_FOUND
     assert "files, raw" in missing.value.message
+
+
+def test_service_ports_from_config_for_unlabelled_images() -> None:
+    configured = [("vfd-test/*:latest", "web:http:8080"), ("*", "any:http:1")]
+    [web] = from_labels({}, configured, "vfd-test/busybox:latest")
+    assert (web.name, web.port, web.command) == ("web", 8080, ())
+    assert [s.name for s in from_labels({}, configured, "other:1")] == ["any"]
+    assert from_labels({}, [], "vfd-test/busybox:latest") == []
+    # a label wins over the config
+    labelled = from_labels({"ai.vfd.service-ports": "x:http:1"}, configured, "vfd-test/b:latest")
+    assert [s.name for s in labelled] == ["x"]
+
+
+def test_service_ports_config_checked_at_load(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[apps.service_ports]\n"img/*" = "web:http:8080"\n')
+    assert load_config(config_file=good, env={}).apps.service_ports == (("img/*", "web:http:8080"),)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[apps.service_ports]\n"img/*" = "web:http"\n')
+    with pytest.raises(VfdError) as refused:
+        load_config(config_file=bad, env={})
+    assert refused.value.code is ErrorCode.CONFIG_INVALID
+    assert "apps.service_ports.img/*" in refused.value.message
+    assert "'web:http' is not NAME:PROTOCOL:PORT" in refused.value.message

@@ -2,7 +2,8 @@
 starts.
 
 An image declares them with labels (set by ``LABEL`` in its Dockerfile, or ``docker commit
---change``)::
+--change``), or the node's config for images without the label (``[apps.service_ports]``,
+image patterns to declarations)::
 
     ai.vfd.service-ports = "files:http:8080,board:http:6006"
     ai.vfd.service.files.command = '["httpd", "-f", "-p", "8080", "-h", "/home/work"]'
@@ -18,9 +19,10 @@ Nothing here talks to docker: :func:`from_labels` reads the labels docker report
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from vfd.errors import ErrorCode, VfdError
@@ -51,19 +53,21 @@ class ServicePort:
         return self.protocol in PROXIED
 
 
-def _bad(text: str, why: str) -> VfdError:
+def _bad(text: str, why: str, source: str | None) -> VfdError:
+    where = source or f"the image's label {PORTS_LABEL}"
     return VfdError(
         ErrorCode.INVALID_ARGUMENT,
-        f"the image's label {PORTS_LABEL}={text!r} is not valid: {why} "
+        f"{where}={text!r} is not valid: {why} "
         '(expected "NAME:PROTOCOL:PORT,...", e.g. "files:http:8080")',
         label=PORTS_LABEL,
     )
 
 
-def parse(text: str) -> list[ServicePort]:
+def parse(text: str, source: str | None = None) -> list[ServicePort]:
     """The services of a ``NAME:PROTOCOL:PORT[,...]`` declaration, in its order.
 
-    Raises ``invalid_argument`` naming the label and what is wrong with it."""
+    Raises ``invalid_argument`` naming where it comes from (``source``; default: the image's
+    label) and what is wrong with it."""
     services: list[ServicePort] = []
     seen_names: set[str] = set()
     seen_ports: set[int] = set()
@@ -73,32 +77,32 @@ def parse(text: str) -> list[ServicePort]:
             continue
         fields = part.split(":")
         if len(fields) != 3:
-            raise _bad(text, f"{part!r} is not NAME:PROTOCOL:PORT")
+            raise _bad(text, f"{part!r} is not NAME:PROTOCOL:PORT", source)
         name, protocol, port_text = (f.strip() for f in fields)
         if not _NAME.fullmatch(name):
             raise _bad(
                 text,
                 f"service name {name!r}: 1-32 lowercase letters, digits or '-', "
                 "starting with a letter",
+                source,
             )
         if name in RESERVED:
-            raise _bad(text, f"service name {name!r} is one of vfd's own apps")
+            raise _bad(text, f"service name {name!r} is one of vfd's own apps", source)
         if protocol not in PROTOCOLS:
-            raise _bad(
-                text, f"protocol {protocol!r} of {name}: one of {', '.join(sorted(PROTOCOLS))}"
-            )
+            known = ", ".join(sorted(PROTOCOLS))
+            raise _bad(text, f"protocol {protocol!r} of {name}: one of {known}", source)
         if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise _bad(text, f"port {port_text!r} of {name}: a number from 1 to 65535")
+            raise _bad(text, f"port {port_text!r} of {name}: a number from 1 to 65535", source)
         port = int(port_text)
         if name in seen_names:
-            raise _bad(text, f"service {name} is declared twice")
+            raise _bad(text, f"service {name} is declared twice", source)
         if port in seen_ports:
-            raise _bad(text, f"port {port} is declared twice")
+            raise _bad(text, f"port {port} is declared twice", source)
         seen_names.add(name)
         seen_ports.add(port)
         services.append(ServicePort(name=name, protocol=protocol, port=port))
     if len(services) > MAX_SERVICES:
-        raise _bad(text, f"more than {MAX_SERVICES} services")
+        raise _bad(text, f"more than {MAX_SERVICES} services", source)
     return services
 
 
@@ -125,12 +129,23 @@ def _command(labels: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def from_labels(labels: Mapping[str, str]) -> list[ServicePort]:
-    """The services an image's (or its container's) labels declare; none without the label."""
+def from_labels(
+    labels: Mapping[str, str], configured: Sequence[tuple[str, str]] = (), image: str = ""
+) -> list[ServicePort]:
+    """The services an image's (or its container's) labels declare; without the label, those
+    of the first ``configured`` pattern (``[apps.service_ports]``) matching ``image``."""
     text = labels.get(PORTS_LABEL)
+    source = None
     if text is None:
-        return []
-    return [ServicePort(s.name, s.protocol, s.port, _command(labels, s.name)) for s in parse(text)]
+        found = [(p, d) for p, d in configured if fnmatch.fnmatchcase(image, p)]
+        if not found:
+            return []
+        source = f"[apps.service_ports] {found[0][0]!r}"
+        text = found[0][1]
+    return [
+        ServicePort(s.name, s.protocol, s.port, _command(labels, s.name))
+        for s in parse(text, source)
+    ]
 
 
 def find(services: list[ServicePort], name: str) -> ServicePort:

@@ -132,16 +132,18 @@ def endpoint_of(daemon: Daemon, port: int) -> str:
 
 
 async def _services(daemon: Daemon, seen: _Seen) -> list[ServicePort]:
-    """The services the session's container (else its image) declares."""
+    """The services the session's container (else its image) declares by label, else those
+    ``[apps.service_ports]`` gives its image."""
     live = runtime.current()
+    configured = daemon.config.apps.service_ports
     if seen.container_id is not None and seen.status in (S.RUNNING, S.TERMINATING):
         state = await live.run(Pool.DOCKER, containers.state, _docker(daemon), seen.container_id)
         if state is not None:
-            return service_ports.from_labels(state.labels)
+            return service_ports.from_labels(state.labels, configured, seen.view.image)
     if seen.kind is not SessionKind.COMPUTE:
         return []
     labels = await live.run(Pool.DOCKER, containers.image_labels, _docker(daemon), seen.view.image)
-    return service_ports.from_labels(labels)
+    return service_ports.from_labels(labels, configured, seen.view.image)
 
 
 # -- listing ------------------------------------------------------------------------------
