@@ -87,6 +87,8 @@ class AppProcess:
     asked_to_stop: str | None = None
     """Why the daemon stopped it, when it did."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when :meth:`wait` has followed it to its end."""
+    followed: bool = False
 
     @property
     def pid(self) -> int:
@@ -96,6 +98,7 @@ class AppProcess:
         """Follow the server until it exits (reaped); why it ended, for people."""
         out = self.proc.stdout
         assert out is not None
+        self.followed = True
         try:
             while True:
                 try:
@@ -131,7 +134,8 @@ class AppProcess:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()
-        await self.done.wait()
+        if self.followed:
+            await self.done.wait()
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

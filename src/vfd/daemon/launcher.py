@@ -26,7 +26,7 @@ from vfd.daemon import containers, runtime, workdir
 from vfd.daemon.containers import Bind
 from vfd.daemon.output import save_output
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import dotfiles, session_groups, session_state
+from vfd.daemon.services import dotfiles, session_apps, session_groups, session_state
 from vfd.daemon.services.context import Daemon
 from vfd.daemon.services.dotfiles import DotfileEntry
 from vfd.daemon.spec import build_spec
@@ -369,6 +369,7 @@ async def ended(
     _wake_scheduler()
     # the output is saved before the container can go: until then, logs read it from docker
     await save_output(daemon, session_id, container_id)
+    await session_apps.stop_session_apps(daemon, session_id, "its session ended")
     if done is not None:
         await daemon.plugins.notify("vfd_session_stopped", session=done[0])
         if done[1]:
@@ -404,6 +405,7 @@ async def vanished(daemon: Daemon, session_id: uuid.UUID, reason: str) -> None:
     """End a live session ``error`` with ``reason`` (its container is gone)."""
     live = runtime.current()
     failed = await live.run(Pool.STORE, fail_live, daemon, session_id, reason)
+    await session_apps.stop_session_apps(daemon, session_id, "its session ended")
     if failed is not None:
         await daemon.plugins.notify("vfd_session_failed", session=failed, reason=reason)
     await remove_home(daemon, session_id)

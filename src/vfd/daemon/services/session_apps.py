@@ -202,6 +202,12 @@ async def launch(
         raise
     view = await live.run(Pool.STORE, _running, daemon, app_id, started.pid, endpoint)
     live.spawn(f"app {name} {app_id}", lambda: _follow(daemon, started))
+    if view is None:  # its session ended while it started
+        await started.stop("its session ended", options.stop_timeout)
+        raise VfdError(
+            ErrorCode.SESSION_NOT_RUNNING,
+            f"session {prepared.view.name!r} ended while its app {name} started",
+        )
     await daemon.plugins.notify("vfd_app_launched", session=prepared.view, app=view)
     return await live.run(Pool.STORE, _app_json_of, daemon, app_id)
 
@@ -228,9 +234,13 @@ def _insert(
         )
 
 
-def _running(daemon: Daemon, app_id: uuid.UUID, pid: int, endpoint: str) -> AppView:
+def _running(daemon: Daemon, app_id: uuid.UUID, pid: int, endpoint: str) -> AppView | None:
+    """Record the app serving; None when it was recorded ended meanwhile (its session
+    ended)."""
     with daemon.session() as session:
         row = _load(session, app_id)
+        if row.status is not AppStatus.STARTING:
+            return None
         row.status, row.pid, row.endpoint = AppStatus.RUNNING, pid, endpoint
         session.add(row)
         return app_view(row)
