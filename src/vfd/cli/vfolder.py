@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vfd.cli import clone, folderview, sftp, sharing
+from vfd.cli import clone, folderview, sftp, sharing, web
 from vfd.cli.client import folder_path
 from vfd.cli.context import CliState, JsonOption, use
 from vfd.enums import Permission, UsageMode
@@ -289,3 +289,4 @@ def _purge_settled(folder: dict[str, Any] | None) -> bool | None:
 sharing.register(app)
 clone.register(app)
 app.command("sftp")(sftp.sftp)
+app.command("web")(web.web)
