@@ -186,3 +186,29 @@ def test_filebrowser_session_quota_and_links(
         answer = served.client.get("/api/list", params={"path": path})
         assert answer.status_code in (400, 404), (path, answer.text)
     served.destroy()
+
+
+def test_filebrowser_session_cli_web(node: AppNode, user: dict[str, Any]) -> None:
+    """``vfd vfolder web NAME`` prints the link; the link signs a client in; a folder the
+    user cannot reach is refused before anything starts."""
+    data = node.folder(user)
+    out = node.cli.ok("vfolder", "web", data["name"], as_=user["email"])
+    lines = out.splitlines()
+    assert lines[0].startswith("Session ") and "serves the web file manager" in lines[0]
+    url = lines[1]
+    parts = urllib.parse.urlsplit(url)
+    assert parts.scheme == "http" and parts.query.startswith("vfd_token=")
+    with httpx.Client(base_url=f"http://127.0.0.1:{parts.port}") as client:
+        signed = client.get(f"/?{parts.query}")
+        assert signed.status_code == 303
+        listed = client.get("/api/list").json()
+        assert [e["name"] for e in listed["entries"]] == [data["name"]]
+    made = node.cli.json("vfolder", "web", data["name"], as_=user["email"])
+    assert made["url"].startswith("http://") and made["session"]["kind"] == "storage"
+    for session in node.get("/v1/sessions", user["email"]).json()["sessions"]:
+        node.delete(f"/v1/sessions/{session['id']}", user["email"])
+    other = node.user()
+    theirs = node.folder(other)
+    node.cli.fails("vfolder", "web", theirs["name"], code="vfolder_not_found", as_=user["email"])
+    assert node.get("/v1/sessions", user["email"]).json()["sessions"] == []
+    assert app_servers(node, MODULE) == []
