@@ -365,11 +365,12 @@ async def ended(
     """End a session whose container ``seen`` has exited (``reason``: instead of the usual
     one)."""
     live = runtime.current()
+    # its apps end first: once a session is final, none of its apps runs
+    await session_apps.stop_session_apps(daemon, session_id, "its session ended")
     done = await live.run(Pool.STORE, _record_exit, daemon, session_id, seen, reason)
     _wake_scheduler()
     # the output is saved before the container can go: until then, logs read it from docker
     await save_output(daemon, session_id, container_id)
-    await session_apps.stop_session_apps(daemon, session_id, "its session ended")
     if done is not None:
         await daemon.plugins.notify("vfd_session_stopped", session=done[0])
         if done[1]:
@@ -404,8 +405,8 @@ def _record_exit(
 async def vanished(daemon: Daemon, session_id: uuid.UUID, reason: str) -> None:
     """End a live session ``error`` with ``reason`` (its container is gone)."""
     live = runtime.current()
-    failed = await live.run(Pool.STORE, fail_live, daemon, session_id, reason)
     await session_apps.stop_session_apps(daemon, session_id, "its session ended")
+    failed = await live.run(Pool.STORE, fail_live, daemon, session_id, reason)
     if failed is not None:
         await daemon.plugins.notify("vfd_session_failed", session=failed, reason=reason)
     await remove_home(daemon, session_id)
