@@ -50,6 +50,7 @@ class ErrorCode(enum.Enum):
     PERMISSION_DENIED = ("permission_denied", 403, _errno.EACCES)
     ADMIN_REQUIRED = ("admin_required", 403, _errno.EPERM)
     USER_INACTIVE = ("user_inactive", 403, _errno.EACCES)
+    CSRF_FAILED = ("csrf_failed", 403, _errno.EACCES)  # a console call without its CSRF token
     HOST_NOT_ALLOWED = ("host_not_allowed", 403, _errno.EACCES)
     FOLDER_LIMIT_REACHED = ("folder_limit_reached", 403, _errno.EDQUOT)
     READ_ONLY = ("read_only", 403, _errno.EROFS)
@@ -108,6 +109,7 @@ class ErrorCode(enum.Enum):
     PLUGIN_FAILED = ("plugin_failed", 500, _errno.EIO)  # a plugin raised where it may not
     APP_FAILED = ("app_failed", 500, _errno.EIO)  # an app server did not start
     NO_FREE_PORT = ("no_free_port", 503, _errno.EADDRINUSE)  # the [apps] ports are all taken
+    CONSOLE_UNAVAILABLE = ("console_unavailable", 503, _errno.ENOTCONN)  # no tcp_listen
     CONFIG_INVALID = ("config_invalid", 500, _errno.EINVAL)
     INTERNAL = ("internal", 500, _errno.EIO)
 
