@@ -99,6 +99,10 @@ def test_filebrowser_session_confined_as_the_user(node: AppNode, user: dict[str,
         wrong = anon.get("/", params={"vfd_token": "x" * 43})
         assert wrong.status_code == 403
 
+    page = served.client.get("/")  # the page's files were read before the chroot
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    script = served.client.get("/static/app.js")
+    assert script.status_code == 200 and "X-Vfd-Files" in script.text
     top = served.client.get("/api/list").json()
     assert [(e["name"], e["readonly"]) for e in top["entries"]] == sorted(
         [(data["name"], False), (refs["name"], True)]

@@ -256,7 +256,7 @@ class FileManager:
         else:
             headers["Content-Disposition"] = _disposition(name)
             headers["Content-Length"] = str(st.st_size)
-            body = file_chunks(held)
+            body = file_chunks(held, st.st_size)
             media = "application/octet-stream"
         return OwnedStream(body, held, headers=headers, media_type=media)
 

@@ -81,14 +81,17 @@ class OwnedStream(StreamingResponse):
             self.held.close()
 
 
-async def file_chunks(held: Held) -> AsyncGenerator[bytes, None]:
-    """The bytes of the open file ``held.fds[0]``."""
+async def file_chunks(held: Held, size: int) -> AsyncGenerator[bytes, None]:
+    """The first ``size`` bytes of the open file ``held.fds[0]`` (the length its answer
+    announced: a file growing meanwhile is cut there, one shrinking ends the answer short)."""
     fd = held.fds[0]
+    left = size
     try:
-        while True:
-            data = await settle(os.read, fd, CHUNK)
+        while left > 0:
+            data = await settle(os.read, fd, min(CHUNK, left))
             if not data:
                 return
+            left -= len(data)
             yield data
     finally:
         held.close()
