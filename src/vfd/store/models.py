@@ -433,3 +433,34 @@ class Dotfile(SQLModel, table=True):
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
+
+
+class ConsoleLink(SQLModel, table=True):
+    """A one-time sign-in link of the web console (``vfd console``): only its code's SHA-256
+    is stored; it signs in once (``used_at``) before ``expires_at``."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True)
+    actor_id: uuid.UUID | None = Field(default=None, description="who asked for it")
+    code_sha256: str = Field(unique=True, max_length=64)
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser of the web console: only the SHA-256 of its cookie is stored.
+
+    ``method`` is how it signed in (``link`` or ``token``); ``token_id`` the API token it
+    signed in with, whose revocation or expiry ends it. Sign-out sets ``ended_at``.
+    """
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user.id", index=True)
+    actor_id: uuid.UUID | None = Field(default=None)
+    token_sha256: str = Field(unique=True, max_length=64)
+    method: str = Field(max_length=16)
+    token_id: uuid.UUID | None = Field(default=None)
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
