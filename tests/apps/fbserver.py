@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 START_TIMEOUT = 30.0
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "filebrowser"
+"""Where the browser tests save their screenshots (ignored by git; printed by the tests)."""
 
 
 @dataclass
@@ -130,3 +134,42 @@ def make_tree(root: Path) -> None:
 
 
 FOLDERS = [{"name": "data", "readonly": False}, {"name": "refs", "readonly": True}]
+
+
+def needs_browser() -> None:
+    """Skip (fail under CI) without playwright or Debian's chromium, saying which."""
+    missing = []
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -e '.[dev]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing.append(f"{CHROMIUM} (apt-get install chromium)")
+    if missing:
+        reason = "browser tests need " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(reason + " — CI must run them")
+        pytest.skip(reason)
+
+
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (for a module-scoped fixture); the screenshots' directory made
+    and printed."""
+    needs_browser()
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots of the file manager: {ARTIFACTS}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def shot(page: Any, name: str, *, full_page: bool = True) -> None:
+    """Save a screenshot of ``page`` as ``ARTIFACTS/<name>.png``."""
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    assert path.stat().st_size > 0

@@ -15,41 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fbserver import FOLDERS, FileServer, file_server, make_tree, wait_for
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "filebrowser"
+from fbserver import FOLDERS, FileServer, chromium, file_server, make_tree, shot, wait_for
 
 try:
-    from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
-except ImportError:  # pragma: no cover - the dev extra installs it
-    sync_playwright = None
-
-
-def _needs_browser() -> None:
-    missing = []
-    if sync_playwright is None:
-        missing.append("the playwright package (pip install -e '.[dev]')")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    if missing:
-        reason = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason + " — CI must run them")
-        pytest.skip(reason)
+    from playwright.sync_api import Browser, Page, Route, expect
+except ImportError:  # pragma: no cover - the dev extra installs it; needs_browser says so
+    pass
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    _needs_browser()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots of the file manager: {ARTIFACTS}")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from chromium()
 
 
 @pytest.fixture
@@ -71,12 +47,6 @@ def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
     finally:
         context.close()
     assert errors == [], f"the page raised: {errors}"
-
-
-def shot(page: Page, name: str, *, full_page: bool = True) -> None:
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
-    assert path.stat().st_size > 0
 
 
 def pump_until(page: Page, check: Any, what: str, timeout: float = 15.0) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from appnode import AppNode, app_node_fixture, app_servers, port_free, proc_status, wait_gone
-from fbserver import wait_for
+from fbserver import chromium, shot, wait_for
 
 PORTS = "31400-31499"
 MODULE = "vfd.apps.filebrowser"
@@ -216,3 +216,49 @@ def test_filebrowser_session_cli_web(node: AppNode, user: dict[str, Any]) -> Non
     node.cli.fails("vfolder", "web", theirs["name"], code="vfolder_not_found", as_=user["email"])
     assert node.get("/v1/sessions", user["email"]).json()["sessions"] == []
     assert app_servers(node, MODULE) == []
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from chromium()
+
+
+def test_filebrowser_session_in_chromium(
+    node: AppNode, user: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """The confined server's page in a real browser: a directory tree uploaded with the
+    folder picker lands as the user's files; the ro folder's controls are disabled."""
+    from playwright.sync_api import expect
+
+    data, refs = node.folder(user), node.folder(user)
+    served = Served(node, user, data["name"], f"{refs['name']}:ro")
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.txt").write_text("a\n")
+    (tree / "sub" / "b.bin").write_bytes(os.urandom(1 << 20))
+    context = browser.new_context(viewport={"width": 1100, "height": 600})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(served.url.replace(urllib.parse.urlsplit(served.url).hostname, "127.0.0.1"))
+        page.locator(f'#rows tr[data-name="{data["name"]}"] td.name a').click()
+        page.set_input_files("#pick-dir", str(tree))
+        expect(page.locator('#rows tr[data-name="tree"]')).to_be_visible()
+        expect(page.locator("#quota-text")).to_contain_text("used")
+        shot(page, "session-folder")
+        page.locator("#crumbs a", has_text="Folders").click()
+        page.locator(f'#rows tr[data-name="{refs["name"]}"] td.name a').click()
+        expect(page.locator("#ro-badge")).to_be_visible()
+        expect(page.locator("#btn-mkdir")).to_be_disabled()
+        shot(page, "session-readonly")
+        assert errors == []
+    finally:
+        context.close()
+    for rel in ["tree/a.txt", "tree/sub/b.bin", "tree/sub"]:
+        st = (node.backing(data) / rel).stat()
+        assert (st.st_uid, st.st_gid) == (user["uid"], user["uid"]), rel
+    assert (node.backing(data) / "tree" / "sub" / "b.bin").read_bytes() == (
+        tree / "sub" / "b.bin"
+    ).read_bytes()
+    served.destroy()

@@ -164,10 +164,11 @@ function render() {
   $("quota").hidden = !quota;
   if (quota) {
     const limit = quota.limit || 0;
+    $("quota-meter").hidden = !limit;  // 0: no limit
     $("quota-meter").max = Math.max(limit, 1);
     $("quota-meter").value = quota.used;
     $("quota-text").textContent = limit
-      ? `${size(quota.used)} of ${size(limit)} used` : `${size(quota.used)} used`;
+      ? `${size(quota.used)} of ${size(limit)} used` : `${size(quota.used)} used (no limit)`;
   }
   controls();
 }
