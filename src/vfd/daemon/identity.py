@@ -6,7 +6,10 @@ The rules (docs/api.md "Identity"):
   entry becomes a vfd user ``<login>@local`` (host account); uid 0 and members of the
   ``vfd-admin`` group are admins. A uid without a passwd entry is accepted only when exactly
   one vfd user has that uid; otherwise ``401 unauthenticated``.
-- TCP: ``Authorization: Bearer <token>``; only the token's SHA-256 is stored.
+- TCP: ``Authorization: Bearer <token>``; only the token's SHA-256 is stored. Without that
+  header, the web console's session cookie (``vfd_session``, :mod:`vfd.console.auth`): a
+  mutating call made with it must carry the session's CSRF token in ``X-CSRF-Token`` and come
+  from the console's own origin, else ``403 csrf_failed``.
 - ``X-Vfd-Act-As: <email>``: an admin acts as that user; anyone else gets ``403 admin_required``.
 - a deactivated user (caller or act-as target) gets ``403 user_inactive``.
 
@@ -35,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from vfd.console import auth as console_auth
 from vfd.daemon import runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import audit
@@ -154,7 +158,8 @@ def _token_user(session: Session, authorization: str | None) -> User:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise VfdError(
-            ErrorCode.UNAUTHENTICATED, "TCP requests need 'Authorization: Bearer <token>'"
+            ErrorCode.UNAUTHENTICATED,
+            "TCP requests need 'Authorization: Bearer <token>' or a console session",
         )
     row = session.exec(
         select(ApiToken).where(ApiToken.token_sha256 == token_digest(token.strip()))
@@ -183,8 +188,14 @@ def resolve_caller(
     via: str,
     authorization: str | None,
     act_as: str | None,
+    console_cookie: str | None = None,
 ) -> Caller:
-    """Apply the identity rules to one request (blocking: runs in a worker thread)."""
+    """Apply the identity rules to one request (blocking: runs in a worker thread).
+
+    ``console_cookie`` (the ``vfd_session`` cookie) counts only on TCP without an
+    ``Authorization`` header; the caller is then the session's user, ``via`` ``console``
+    (its CSRF token is checked by :func:`get_caller`, which alone has the request).
+    """
     for attempt in range(2):
         try:
             with daemon.session() as session:
@@ -192,6 +203,9 @@ def resolve_caller(
                     if peer is None:
                         raise VfdError(ErrorCode.UNAUTHENTICATED, "peer credentials unavailable")
                     actor = _host_user(session, peer)
+                elif console_cookie is not None and not authorization:
+                    actor = console_auth.session_of(session, console_cookie).user
+                    via = "console"
                 else:
                     actor = _token_user(session, authorization)
                 _check_active(actor)
@@ -224,15 +238,78 @@ async def get_caller(request: Request) -> AsyncIterator[Caller]:
     """
     daemon: Daemon = request.app.state.daemon
     state = request.scope.get("state") or {}
+    via = state.get(VIA_KEY, "tcp")
+    authorization = request.headers.get("authorization")
+    cookie = console_cookie(request) if via == "tcp" and not authorization else None
     live = runtime.current()
     caller = await live.run(
         Pool.IDENTITY,
         resolve_caller,
         daemon,
         peer=state.get(PEER_KEY),
-        via=state.get(VIA_KEY, "tcp"),
-        authorization=request.headers.get("authorization"),
+        via=via,
+        authorization=authorization,
         act_as=request.headers.get(ACT_AS_HEADER),
+        console_cookie=cookie,
     )
+    if cookie is not None:
+        check_console_request(request, cookie)
     with live.user_slots(caller.user.id, daemon.config.limits):
         yield caller
+
+
+def console_cookie(request: Request) -> str | None:
+    """The console session cookie of ``request``, if it sent one."""
+    return request.cookies.get(console_auth.SESSION_COOKIE)
+
+
+def _same_origin(origin: str, host: str | None) -> bool:
+    """Whether ``origin`` (``scheme://host[:port]``) is the origin the request was sent to."""
+    scheme, sep, netloc = origin.partition("://")
+    return bool(
+        sep and host and scheme.lower() in ("http", "https") and netloc.lower() == host.lower()
+    )
+
+
+def check_console_request(request: Request, cookie: str) -> None:
+    """The CSRF rules of a request made with the console's cookie (``403 csrf_failed``):
+
+    - an ``Origin`` header, when sent, names this listener (``Host``): a page of another
+      origin — another port of the same host included, such as an app's — cannot use the
+      cookie, which browsers send to every port of the host;
+    - a mutating method (anything but GET, HEAD, OPTIONS) carries the session's CSRF token
+      in ``X-CSRF-Token``, and, when the browser says where it comes from
+      (``Sec-Fetch-Site``), comes from this origin.
+    """
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    if origin is not None and not _same_origin(origin, host):
+        raise VfdError(
+            ErrorCode.CSRF_FAILED,
+            f"a console call from another origin ({origin}) is refused",
+            reason="origin",
+            origin=origin,
+        )
+    if request.method.upper() in console_auth.SAFE_METHODS:
+        return
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise VfdError(
+            ErrorCode.CSRF_FAILED,
+            f"a console call from another site ({site}) is refused",
+            reason="origin",
+        )
+    given = request.headers.get(console_auth.CSRF_HEADER)
+    if not given:
+        raise VfdError(
+            ErrorCode.CSRF_FAILED,
+            "a console call that changes something needs the session's CSRF token in "
+            "X-CSRF-Token (GET /v1/console/session gives it)",
+            reason="missing",
+        )
+    if not console_auth.csrf_matches(cookie, given):
+        raise VfdError(
+            ErrorCode.CSRF_FAILED,
+            "wrong CSRF token for this console session",
+            reason="mismatch",
+        )
