@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from fastapi import FastAPI
 
 import vfd
+from vfd.console import routes as console
 from vfd.daemon import errors, reaper, reconcile, runtime, scheduler
 from vfd.daemon.routes import (
     admin,
@@ -95,6 +96,7 @@ def create_app(daemon: Daemon, tasks: Iterable[tuple[str, BackgroundTask]] = ())
         dotfiles,
         apps,
         filebrowser,
+        console,
     ):
         app.include_router(module.router)
     return app
