@@ -55,6 +55,10 @@ COMMANDS: dict[str, Entry] = {
     "up": Entry(
         "up", "Run mountd and the daemon in the foreground until Ctrl-C (embedded defaults)."
     ),
+    "console": Entry(
+        "console",
+        "Print a link that signs a browser in to the web console as you (once, within minutes).",
+    ),
     "run": Entry(
         "run",
         "Run a command in a new session; follow its output and exit with its exit code.",
@@ -117,6 +121,7 @@ _ATTACH: dict[str, Callable[[typer.Typer], None]] = {
     "system": _register("system"),
     "plugins": _register("plugins"),
     "up": _register("up"),
+    "console": _register("console"),
     "run": _register("run"),
     "vfolder": lambda app: app.add_typer(_vfolder_app(), name="vfolder"),
     "admin": lambda app: app.add_typer(_admin_app(), name="admin"),
