@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -198,6 +199,15 @@ def _default_state_dir() -> Path | None:
     return Path(base) / "vfd"
 
 
+def _console_url(listen: str) -> str:
+    """Where a browser on this machine finds the web console served on ``listen``."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/console/"
+
+
 def _banner(config: Config, mountd: bool, sessions: str | None) -> str:
     client = "vfd"
     if config.state_dir is not None:
@@ -211,6 +221,10 @@ def _banner(config: Config, mountd: bool, sessions: str | None) -> str:
         f"  sessions       {sessions or '(unknown: the daemon did not say)'}",
         f"  clients        {client} vfolder list",
     ]
+    if config.tcp_listen:
+        lines.append(
+            f"  console        {_console_url(config.tcp_listen)}  (sign in: {client} console)"
+        )
     if config.state_dir is not None:
         lines.append(f"                 or: export VFD_STATE_DIR={config.state_dir}")
     lines.append("Stop with Ctrl-C.")
