@@ -19,7 +19,7 @@ APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr 
 run: install
 	@scripts/start-docker.sh && scripts/build-test-image.sh || \
 	  echo "make: docker is not available; vfd runs without sessions"
-	$(BIN)/vfd up
+	VFD_TCP_LISTEN=$${VFD_TCP_LISTEN:-127.0.0.1:8090} $(BIN)/vfd up
 
 test: install docker test-image
 	. scripts/start-postgres.sh && $(MAKE) --no-print-directory lint typecheck pytest pytest-fast-path-off
