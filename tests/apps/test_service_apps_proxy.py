@@ -192,6 +192,8 @@ def test_proxy_token_in_url_then_cookie(proxied: Proxied) -> None:
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
         # the cookie alone lets the next request through, and never reaches the service
         client.cookies.set("other", "kept")
+        client.cookies.set("vfd_session", "the-console-session")  # no vfd cookie is forwarded
+        client.cookies.set("vfd_app_other", "another-apps-token")
         second = client.get("/next")
         assert second.status_code == 200
         assert second.json()["path"] == "/next"

@@ -240,7 +240,10 @@ class _Verdict:
 
 
 def _split_cookies(value: bytes, name: bytes) -> tuple[bytes, list[bytes]]:
-    """(the Cookie header without cookie ``name``, the values of ``name``)."""
+    """(the Cookie header without vfd's own cookies, the values of cookie ``name``).
+
+    Browsers send a host's cookies to all of its ports: every ``vfd_*`` cookie (this app's,
+    other apps', the web console's session) is taken out, so a service never sees them."""
     others: list[bytes] = []
     ours: list[bytes] = []
     for piece in value.split(b";"):
@@ -250,7 +253,7 @@ def _split_cookies(value: bytes, name: bytes) -> tuple[bytes, list[bytes]]:
         key, _, val = piece.partition(b"=")
         if key.strip() == name:
             ours.append(val.strip())
-        else:
+        elif not key.strip().startswith(b"vfd_"):
             others.append(piece)
     return b"; ".join(others), ours
 
