@@ -307,3 +307,35 @@ def test_filebrowser_stops_cleanly(tmp_path: Path) -> None:
         srv.proc.terminate()
         assert srv.proc.wait(15) == 0, srv.log.read_text()
     assert hidden(root / "data") == []
+
+
+def test_filebrowser_slow_clients_are_cut(tmp_path: Path) -> None:
+    """A request head that never ends, and an upload body that stalls, lose their connection
+    after their timeouts; the stalled upload is removed then (not by the stall sweeper, which
+    waits far longer here) and nothing else waits for them."""
+    root = tmp_path / "root"
+    make_tree(root)
+    settings = {"header_timeout": 1, "body_timeout": 1, "stall": 600}
+    with file_server(root, FOLDERS, **settings) as srv, srv.client() as client:
+        with socket.create_connection(("127.0.0.1", srv.port)) as slow_head:
+            slow_head.sendall(b"GET /api/list HTTP/1.1\r\nHost: x\r\n")
+            slow_head.settimeout(10)
+            started = time.monotonic()
+            assert names(client, "data") == ["docs", "notes.txt"]  # others are served
+            assert slow_head.recv(4096) == b""  # closed by the server
+            assert time.monotonic() - started < 5
+        key = client.post("/api/uploads", json={"dest": "data", "names": ["s.bin"]}).json()["key"]
+        head = (
+            f"PUT /api/uploads/{key}/file?path=s.bin HTTP/1.1\r\nHost: x\r\n"
+            f"Cookie: {srv.cookie}={srv.token}\r\nX-Vfd-Files: 1\r\nContent-Length: 1000000\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", srv.port)) as slow_body:
+            slow_body.sendall(head + b"x" * 1000)
+            slow_body.settimeout(10)
+            started = time.monotonic()
+            while slow_body.recv(4096):
+                pass
+            assert time.monotonic() - started < 5
+        wait_for(lambda: hidden(root / "data") == [], timeout=5, what="the stalled upload removed")
+        assert client.post(f"/api/uploads/{key}/commit").status_code == 404
+    assert not (root / "data" / "s.bin").exists()

@@ -5,8 +5,9 @@ page's files read, every module imported, uvicorn's configuration loaded) while 
 see the system, confines itself to the session's folders as the session's user
 (:mod:`vfd.apps.confine`: ``/`` then holds one directory per folder), opens ``/`` and serves
 on the socket the daemon bound, reporting ``ready`` once it accepts requests and
-``stopped`` when SIGTERM ends it. Spec options: ``token`` (required), ``stall`` and
-``page`` (see :class:`~vfd.apps.filebrowser.spec.BrowserSpec`).
+``stopped`` when SIGTERM ends it. Spec options: ``token`` (required), ``stall``,
+``page``, ``header_timeout`` and ``body_timeout`` (see
+:class:`~vfd.apps.filebrowser.spec.BrowserSpec`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vfd.apps.filebrowser.tree import Tree
 from vfd.logs import setup_logging
 
 _PRELOADED = (encodings.idna, http.cookies, anyio._backends._asyncio)
+OPTIONS = ("token", "stall", "page", "header_timeout", "body_timeout")
 
 
 def main() -> None:
@@ -39,7 +41,7 @@ def main() -> None:
         options = {
             "root": "/",
             "folders": [{"name": f.name, "readonly": f.read_only} for f in spec.folders],
-            **{k: v for k, v in spec.options.items() if k in ("token", "stall", "page")},
+            **{k: v for k, v in spec.options.items() if k in OPTIONS},
         }
         browser = parse_spec(options)
         tree = Tree(browser.root, browser.folders)

@@ -382,7 +382,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-LIMITS = RequestLimits(peer_connections=64, header_timeout=30.0, body_timeout=60.0)
+PEER_CONNECTIONS = 64
+"""Connections one address may hold open at once (one more is answered ``429``)."""
 
 
 class _Server(uvicorn.Server):
@@ -423,15 +424,20 @@ def server_for(
     """A uvicorn server of the file manager on ``sock`` (bound, listening), its
     configuration loaded (so that nothing is imported once it serves)."""
     port = sock.getsockname()[1]
+    limits = RequestLimits(
+        peer_connections=PEER_CONNECTIONS,
+        header_timeout=spec.header_timeout,
+        body_timeout=spec.body_timeout,
+    )
     config = uvicorn.Config(
         build_app(spec, tree, port, assets),
-        http=protocol_class(LIMITS),
+        http=protocol_class(limits),
         lifespan="on",
         log_config=None,
         access_log=False,
         proxy_headers=False,
         server_header=False,
-        timeout_keep_alive=LIMITS.keepalive_timeout,
+        timeout_keep_alive=limits.keepalive_timeout,
         timeout_graceful_shutdown=5,
         ws="none",
         loop="none",

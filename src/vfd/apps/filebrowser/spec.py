@@ -17,6 +17,7 @@ from vfd.apps.filebrowser.tree import Folder, check_name
 from vfd.errors import ErrorCode, VfdError
 
 MIN_TOKEN = 16
+TIMEOUTS = ("header_timeout", "body_timeout")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class BrowserSpec:
     """Seconds an upload may go without a request before it is removed."""
     page: int = 200
     """Entries per page of a listing (the browser may ask for up to 1000)."""
+    header_timeout: float = 30.0
+    """Seconds a connection may take to send a request head."""
+    body_timeout: float = 60.0
+    """Seconds a request body may stall (then the connection is closed: an upload in
+    flight is removed)."""
 
 
 def _bad(message: str, key: str) -> VfdError:
@@ -42,7 +48,8 @@ def parse_spec(obj: Any) -> BrowserSpec:
     """The spec a JSON object describes; ``invalid_argument`` naming the bad field."""
     if not isinstance(obj, dict):
         raise _bad("expected a JSON object", "")
-    unknown = set(obj) - {"root", "folders", "token", "host", "port", "stall", "page"}
+    known = {"root", "folders", "token", "host", "port", "stall", "page"} | set(TIMEOUTS)
+    unknown = set(obj) - known
     if unknown:
         raise _bad(f"unknown fields {sorted(unknown)}", sorted(unknown)[0])
     root = obj.get("root")
@@ -72,10 +79,13 @@ def parse_spec(obj: Any) -> BrowserSpec:
         raise _bad("host must be an address", "host")
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise _bad("port must be 0-65535", "port")
-    stall = obj.get("stall", spec.stall)
+    seconds = {}
+    for key in ("stall", *TIMEOUTS):
+        value = obj.get(key, getattr(spec, key))
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise _bad(f"{key} must be a positive number of seconds", key)
+        seconds[key] = float(value)
     page = obj.get("page", spec.page)
-    if not isinstance(stall, int | float) or isinstance(stall, bool) or stall <= 0:
-        raise _bad("stall must be a positive number of seconds", "stall")
     if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= 1000:
         raise _bad("page must be 1-1000", "page")
-    return BrowserSpec(root, folders, token, host, port, float(stall), page)
+    return BrowserSpec(root, folders, token, host, port, page=page, **seconds)
