@@ -9,10 +9,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv attr fio \
                 postgresql postgresql-client util-linux procps docker.io busybox-static \
-                nginx-light curl openssh-client chromium
+                nginx-light curl openssh-client chromium nodejs
 
 .PHONY: run test setup system-deps venv install docker test-image lint typecheck pytest \
-        pytest-fast-path-off bench bench-sessions clean
+        pytest-fast-path-off console-js bench bench-sessions clean
 
 # Sessions need docker: without it (or when dockerd cannot start here) vfd runs all the same,
 # and `vfd up` says that sessions are off and how to turn them on.
@@ -22,7 +22,7 @@ run: install
 	VFD_TCP_LISTEN=$${VFD_TCP_LISTEN:-127.0.0.1:8090} $(BIN)/vfd up
 
 test: install docker test-image
-	. scripts/start-postgres.sh && $(MAKE) --no-print-directory lint typecheck pytest pytest-fast-path-off
+	. scripts/start-postgres.sh && $(MAKE) --no-print-directory lint typecheck console-js pytest pytest-fast-path-off
 
 setup: install
 
@@ -60,6 +60,14 @@ lint:
 
 typecheck:
 	$(BIN)/mypy src/vfd
+
+# the console's own tests: its logic under node --test, and axe-core (npm ci) for the browser
+# tests to inject. Node.js serves tests only: the console ships as plain files in the package.
+# (npm apart from APT_PACKAGES: NodeSource's nodejs bundles it and conflicts with Debian's.)
+console-js: system-deps
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm
+	cd console && npm ci --no-audit --no-fund
+	node --test tests/console/js/
 
 pytest:
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
