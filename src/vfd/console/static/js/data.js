@@ -345,7 +345,7 @@ async function renderStorage(status) {
       el("th", { scope: "row", text: h.name + (h.allowed ? "" : " (not allowed)") }),
       el("td", { class: "user-quota" }, bar(`your quota on ${h.name}`, q.used_bytes, q.max_bytes)),
       projects,
-      el("td", {}, bar(`disk of ${h.name}`, cap.used_bytes || 0, cap.total_bytes || 0),
+      el("td", {}, bar(`disk of ${h.name}`, (cap.total_bytes || 0) - (cap.free_bytes || 0), cap.total_bytes || 0),
         el("div", { class: "muted", text: `${formatBytes(cap.free_bytes)} free` })),
     ));
   }

@@ -9,13 +9,18 @@ import * as sessions from "./sessions.js";
 export const me = { user: null, admin: false };
 
 const PAGES = ["signin", "data", "explorer", "sessions"];
+let shown = null;
 
+/** Show one page; true when it was not the one shown (focus then moves to it). */
 function show(page) {
+  const changed = page !== shown;
+  shown = page;
   for (const p of PAGES) { $("page-" + p).hidden = p !== page; }
   for (const a of document.querySelectorAll("#nav a")) {
     const current = a.dataset.page === page || (page === "explorer" && a.dataset.page === "data");
     if (current) { a.setAttribute("aria-current", "page"); } else { a.removeAttribute("aria-current"); }
   }
+  return changed;
 }
 
 /** Who is signed in (the session cookie); false when no one is. */
@@ -49,21 +54,21 @@ async function route() {
   say("");
   const raw = location.hash.replace(/^#\/?/, "");
   const parts = raw.split("/").map((p) => { try { return decodeURIComponent(p); } catch (e) { return p; } });
+  const page = parts[0] === "folder" && parts[1] ? "explorer" : parts[0] === "sessions" ? "sessions" : "data";
+  const moved = show(page);
   try {
-    if (parts[0] === "folder" && parts[1]) {
-      show("explorer");
+    if (page === "explorer") {
       await explorer.open(parts[1], parts.slice(2).filter(Boolean).join("/"));
-    } else if (parts[0] === "sessions") {
-      show("sessions");
+    } else if (page === "sessions") {
       await sessions.load();
     } else {
-      show("data");
       await data.load(parts[1] || "folders");
     }
   } catch (err) {
     fail(err);
   }
-  $("content").focus({ preventScroll: true });
+  // a new page (not a tab of the same one) takes the focus, as a page load would
+  if (moved) { $("content").focus({ preventScroll: true }); }
 }
 
 /** Sign in with an API token (the form also works without script: it posts itself). */
