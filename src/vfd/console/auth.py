@@ -228,8 +228,14 @@ def session_of(session: Session, cookie: str) -> SessionInfo:
         raise _refused("ended", "this console session was signed out; sign in again")
     if _aware(row.expires_at) <= _now():
         raise _refused("expired", "this console session has expired; sign in again")
-    if row.token_id is not None and session.get(ApiToken, row.token_id) is None:
-        raise _refused("revoked", "the token this console session signed in with was revoked")
+    if row.token_id is not None:
+        token = session.get(ApiToken, row.token_id)
+        if token is None:
+            raise _refused("revoked", "the token this console session signed in with was revoked")
+        if token.expires_at is not None and _aware(token.expires_at) <= _now():
+            raise _refused(
+                "expired", f"the token {token.name!r} this session signed in with expired"
+            )
     user = session.get(User, row.user_id)
     if user is None:
         raise _refused("unknown", "the session's user no longer exists")
