@@ -12,10 +12,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "sessions"))
 from sessionnode import build_image
 
-SERVICE_IMAGE = "vfd-test/busybox-httpd:1"
+SERVICE_IMAGE = "vfd-test/busybox-httpd:2"
 SERVICE_LABELS = {
-    "ai.vfd.service-ports": "files:http:8080,idle:http:9100,raw:tcp:9000",
+    "ai.vfd.service-ports": "files:http:8080,idle:http:9100,raw:tcp:9000,broken:http:9200",
     "ai.vfd.service.files.command": json.dumps(["httpd", "-f", "-p", "8080", "-h", "/home/work"]),
+    "ai.vfd.service.broken.command": json.dumps(["sh", "-c", "exit 3"]),
 }
 
 

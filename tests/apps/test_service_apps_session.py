@@ -170,7 +170,11 @@ def test_service_app_refusals(node: SessionNode, image: str) -> None:
     assert raw.returncode == 1 and "[invalid_argument]" in raw.stderr, raw.stderr
     missing = node.run("session", "app", ref, "nope", as_=alice["email"])
     assert missing.returncode == 1 and "[app_not_found]" in missing.stderr
-    assert "files, idle, raw" in missing.stderr
+    assert "files, idle, raw, broken" in missing.stderr
+    # its command exits: refused at once, with the exit code
+    broken = node.run("session", "app", ref, "broken", as_=alice["email"])
+    assert broken.returncode == 1 and "[app_failed]" in broken.stderr, broken.stderr
+    assert "'sh -c exit 3' exited with code 3" in broken.stderr
     # declared but nothing starts it: refused after [apps] start_timeout, nothing kept
     idle = node.run("session", "app", ref, "idle", as_=alice["email"])
     assert idle.returncode == 1 and "[app_failed]" in idle.stderr, idle.stderr

@@ -298,7 +298,7 @@ async def _start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[st
                 env={"HOME": HOME},
                 workdir=HOME,
             )
-        await _wait_ready(daemon, namespace, service, started=exec_id is not None)
+        await _wait_ready(daemon, namespace, service, exec_id)
         options = daemon.config.apps
         listener = process.bind(options.listen, options.ports)
         proxy = AppProxy(
@@ -370,16 +370,30 @@ async def _answers(namespace: int, port: int) -> bool:
 
 
 async def _wait_ready(
-    daemon: Daemon, namespace: int, service: ServicePort, *, started: bool
+    daemon: Daemon, namespace: int, service: ServicePort, exec_id: str | None
 ) -> None:
-    """Wait until the service accepts connections (``[apps] start_timeout``)."""
+    """Wait until the service accepts connections (``[apps] start_timeout``); fail early
+    when the command that was to start it (``exec_id``) has exited."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + daemon.config.apps.start_timeout
+    command = " ".join(service.command)
     while not await _answers(namespace, service.port):
+        if exec_id is not None:
+            running, code, _ = await runtime.current().run(
+                Pool.DOCKER, containers.exec_state, _docker(daemon), exec_id
+            )
+            if not running and code is not None and not await _answers(namespace, service.port):
+                raise VfdError(
+                    ErrorCode.APP_FAILED,
+                    f"service {service.name}: its command {command!r} exited with code {code} "
+                    f"before anything answered on port {service.port} of the session",
+                    app=service.name,
+                    exit_code=code,
+                )
         if loop.time() > deadline:
             how = (
-                f"its command {' '.join(service.command)!r} was started"
-                if started
+                f"its command {command!r} was started"
+                if exec_id is not None
                 else "nothing in the session starts it (its image gives no command: "
                 f"{service_ports.COMMAND_LABEL.format(name=service.name)})"
             )
