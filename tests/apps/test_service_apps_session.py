@@ -32,7 +32,7 @@ NODE_CONFIG = """
 listen = "127.0.0.1"
 public_host = "127.0.0.1"
 ports = "41000-41999"
-start_timeout = 3
+start_timeout = 8
 
 [apps.service_ports]
 "vfd-test/busybox:*" = "web:http:8080"
@@ -288,3 +288,27 @@ def test_service_app_stop_command(node: SessionNode, image: str) -> None:
     again = node.run("session", "app", ref, "files", as_=alice["email"]).stdout.strip()
     assert _split(again)[1] != token
     node.cli.ok("session", "destroy", ref, as_=alice["email"])
+
+
+def test_own_apps_started_like_services(node: SessionNode, image: str) -> None:
+    """``vfd session app ID filebrowser`` (or ``sftp``) starts one of vfd's own apps over the
+    session's folders; the file manager's link carries its token, as a service's does."""
+    alice = node.user()
+    folder = node.folder(alice)
+    ref = _session(node, alice, image, folder["name"])
+    link = node.run("session", "app", ref, "filebrowser", as_=alice["email"])
+    assert link.returncode == 0, link.stderr
+    origin, token = _split(link.stdout.strip())
+    with httpx.Client(follow_redirects=True) as browser:  # its cookie kept
+        assert browser.get(f"{origin}/", params={"vfd_token": token}).status_code == 200
+    assert httpx.get(f"{origin}/").status_code in (401, 403)
+    sftp = node.run("session", "app", ref, "sftp", as_=alice["email"])
+    assert sftp.returncode == 0 and sftp.stdout.startswith("sftp://"), sftp.stderr
+    listed = _cli_json(node, "session", "apps", ref, as_=alice["email"])
+    by_name = {a["name"]: a for a in listed["apps"]}
+    assert by_name["filebrowser"]["url"] == link.stdout.strip()
+    assert by_name["sftp"]["status"] == "running" and by_name["sftp"]["url"] is None
+    node.cli.ok("session", "destroy", ref, as_=alice["email"])
+    node.wait_status(ref, {"terminated"}, as_=alice["email"])
+    listed = _cli_json(node, "session", "apps", ref, as_=alice["email"])
+    assert {a["status"] for a in listed["apps"]} == {"unavailable"}

@@ -47,8 +47,8 @@ def app_rows(entries: list[dict[str, Any]]) -> list[list[object]]:
 def apps(ctx: typer.Context, ref: RefArg, json_output: JsonOption = False) -> None:
     """List the apps a session may run: its image's services and vfd's own apps.
 
-    A running one shows where it is reached; a service's URL carries its token (keep it to
-    yourself). An image declares services with the label ai.vfd.service-ports.
+    A running app shows where it is reached; a service's URL carries its token.
+    An image declares its services with the label ai.vfd.service-ports.
     """
     cli = use(ctx, json_output)
     result = cli.client().get(f"{session_path(ref)}/apps")
@@ -68,7 +68,9 @@ def app_(
     name: Annotated[
         str,
         typer.Argument(
-            metavar="NAME", help="The app: a service of the image, or sftp.", show_default=False
+            metavar="NAME",
+            help="The app: a service of the image, filebrowser or sftp.",
+            show_default=False,
         ),
     ],
     stop: Annotated[
@@ -78,8 +80,9 @@ def app_(
 ) -> None:
     """Start an app of a running session and print where it is reached.
 
-    A service prints its URL, served through vfd's proxy and carrying the app's token: open
-    it in a browser (or curl it). Starting a running app prints the same URL again.
+    A service prints its URL: vfd's proxy serves it, the app's token in it.
+    Starting a running service prints the same URL again.
+    filebrowser prints its link with its token; sftp its address (see sftp-key).
     """
     cli = use(ctx, json_output)
     path = f"{session_path(ref)}/apps/{segment(name)}"

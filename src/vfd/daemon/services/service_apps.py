@@ -53,6 +53,8 @@ FOLLOW_POLL = 1.0
 """Seconds between looks at the session of a running service app."""
 READY_POLL = 0.1
 HOME = "/home/work"
+LINKED = frozenset({"filebrowser"})
+"""vfd's own apps whose secret is the token of their URL (``?vfd_token=``), as a service's."""
 SESSION_ENDED = "its session ended"
 """Why a service app stops when its session leaves ``running`` (destroyed, or its container
 exited)."""
@@ -162,6 +164,7 @@ async def list_apps(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:
             raise
         problem = exc.message
     running = {a["name"]: a for a in seen.apps if a["status"] in ("starting", "running")}
+    idle = "available" if seen.status is S.RUNNING else "unavailable"
     out: list[dict[str, Any]] = []
     for service in services:
         app = running.pop(service.name, None)
@@ -174,13 +177,14 @@ async def list_apps(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:
                 "container_port": service.port,
                 "startable": service.proxied,
                 "starts_with": list(service.command) or None,
-                "status": app["status"] if app else "available",
+                "status": app["status"] if app else idle,
                 "app": app,
                 "url": url_of(app["endpoint"], secret) if app else None,
             }
         )
     for name in sorted(session_apps.APPS):
         app = running.pop(name, None)
+        secret = seen.live.get(name, (None, "", None))[2]
         out.append(
             {
                 "name": name,
@@ -189,9 +193,9 @@ async def list_apps(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:
                 "container_port": None,
                 "startable": True,
                 "starts_with": None,
-                "status": app["status"] if app else "available",
+                "status": app["status"] if app else idle,
                 "app": app,
-                "url": None,
+                "url": url_of(app["endpoint"], secret) if app and name in LINKED else None,
             }
         )
     for name, app in sorted(running.items()):  # a live app no longer declared
@@ -226,7 +230,11 @@ async def start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[str
     live = runtime.current()
     seen = await live.run(Pool.STORE, _find, daemon, caller, ref)
     if name in session_apps.APPS:
-        return await session_apps.launch(daemon, seen.view.id, name)
+        launched = await session_apps.launch(daemon, seen.view.id, name)
+        if name in LINKED:
+            secret = await live.run(Pool.STORE, _secret, daemon, uuid.UUID(launched["id"]))
+            launched = {**launched, "url": url_of(launched["endpoint"], secret)}
+        return launched
     key = (seen.view.id, name)
     lock, users = _locks.get(key) or (asyncio.Lock(), 0)
     _locks[key] = (lock, users + 1)
@@ -450,6 +458,12 @@ def _app_json(daemon: Daemon, app_id: uuid.UUID) -> dict[str, Any]:
         if row is None:
             raise VfdError(ErrorCode.APP_NOT_FOUND, f"no app {app_id}")
         return session_apps.app_json(row)
+
+
+def _secret(daemon: Daemon, app_id: uuid.UUID) -> str | None:
+    with daemon.session() as session:
+        row = session.get(SessionApp, app_id)
+        return row.secret if row is not None else None
 
 
 def _view(daemon: Daemon, session_id: uuid.UUID) -> SessionView:
