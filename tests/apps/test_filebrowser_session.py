@@ -107,6 +107,7 @@ def test_filebrowser_session_confined_as_the_user(node: AppNode, user: dict[str,
     assert [(e["name"], e["readonly"]) for e in top["entries"]] == sorted(
         [(data["name"], False), (refs["name"], True)]
     )
+    fds = len(os.listdir(f"/proc/{app['pid']}/fd"))
     before = node.usage(data)["used_bytes"]
     blob = os.urandom(3 << 20)
     done = served.upload(data["name"], "up.bin", blob)
@@ -139,6 +140,11 @@ def test_filebrowser_session_confined_as_the_user(node: AppNode, user: dict[str,
     refused = served.upload(refs["name"], "x.txt", b"x")
     assert refused.status_code == 403 and code(refused) == "read_only"
     assert os.listdir(node.backing(refs)) == []
+    # every descriptor a request opened is closed again (the client's one connection stays)
+    wait_for(
+        lambda: len(os.listdir(f"/proc/{app['pid']}/fd")) == fds,
+        what="the server's descriptors back to where they were",
+    )
 
     ended = served.destroy()
     assert ended["status"] == "terminated", ended
