@@ -213,6 +213,16 @@ def test_proxy_navigation_redirects_without_token(proxied: Proxied) -> None:
     assert answer.headers["referrer-policy"] == "no-referrer"
     assert f"vfd_app_abcd1234={TOKEN}" in answer.headers["set-cookie"]
     assert _Seen.requests == []
+    # a path a browser would read as another host is forwarded, never redirected to
+    for path in ("//elsewhere.example/x", "/\\elsewhere.example/x"):
+        with socket.create_connection(("127.0.0.1", proxied.proxy.port)) as raw:
+            raw.sendall(
+                f"GET {path}?vfd_token={TOKEN} HTTP/1.1\r\nhost: x\r\n"
+                "sec-fetch-mode: navigate\r\nconnection: close\r\n\r\n".encode()
+            )
+            head = raw.recv(65536).split(b"\r\n")[0]
+        assert head == b"HTTP/1.1 200 OK", head
+    assert [r["path"].endswith("elsewhere.example/x") for r in _Seen.requests] == [True, True]
 
 
 def test_proxy_bodies_and_keepalive(proxied: Proxied) -> None:

@@ -207,7 +207,10 @@ class AppProxy:
         return _Verdict(
             request=forward,
             token=from_url,
-            redirect=from_url is not None and navigate and request.method in (b"GET", b"HEAD"),
+            redirect=from_url is not None
+            and navigate
+            and request.method in (b"GET", b"HEAD")
+            and _local(target),
         )
 
     def _matches(self, token: bytes) -> bool:
@@ -237,6 +240,12 @@ class _Verdict:
     """The token, when it came in the URL: answer with the cookie."""
     redirect: bool
     """A browser navigation with the token in the URL: redirect to the URL without it."""
+
+
+def _local(target: bytes) -> bool:
+    """Whether ``target`` is a path of this origin, safe as a ``Location`` (not an absolute
+    URL, nor one a browser reads as another host: ``//host``, ``/\\host``)."""
+    return target.startswith(b"/") and not target.startswith((b"//", b"/\\"))
 
 
 def _split_cookies(value: bytes, name: bytes) -> tuple[bytes, list[bytes]]:
