@@ -482,3 +482,21 @@ def test_console_auth_files_served_with_their_headers(vfd_daemon: VfdDaemon) -> 
         assert status in (400, 404), (target, status)
     # the unix socket serves the same files (harmless: nothing there needs a session)
     assert vfd_daemon.http.get("/console/").status_code == 200
+
+
+def test_console_auth_cookie_opens_no_shell(vfd_daemon: VfdDaemon, browser: Browser) -> None:
+    """WebSockets are not bound by the same-origin rules: the shell takes no console cookie."""
+    import websockets.exceptions
+    import websockets.sync.client
+
+    url = (vfd_daemon.tcp_url or "").replace("http://", "ws://") + "/v1/sessions/any/shell"
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        websockets.sync.client.connect(
+            url,
+            additional_headers={
+                "Cookie": f"{COOKIE}={browser.cookie}",
+                "Origin": vfd_daemon.tcp_url or "",
+            },
+            open_timeout=30,
+        )
+    assert refused.value.response.status_code == 401
