@@ -72,7 +72,7 @@ class Caller:
     user: User
     actor: User
     via: str
-    """``unix`` or ``tcp``."""
+    """``unix``, ``tcp`` (a bearer token) or ``console`` (the web console's session cookie)."""
 
     @property
     def is_admin(self) -> bool:
