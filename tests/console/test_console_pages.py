@@ -78,7 +78,9 @@ def node() -> Iterator[Node]:
     needs_browser()
     db = Path(tempfile.mkdtemp(prefix="vfd-console-db-", dir="/tmp"))
     try:
-        extra = f'tcp_listen = "127.0.0.1:{free_port()}"\n'
+        # the apps' links name the host the console is reached by (a browser keeps a
+        # SameSite=Strict cookie set on a redirect only within one site)
+        extra = f'tcp_listen = "127.0.0.1:{free_port()}"\n[apps]\npublic_host = "127.0.0.1"\n'
         yield from running_node(f"sqlite:///{db / 'vfd.db'}", prefix="vfd-console-", extra=extra)
     finally:
         shutil.rmtree(db, ignore_errors=True)
@@ -192,11 +194,13 @@ def axe(page: Page, what: str) -> None:
     kept: axe is evaluated through the DevTools protocol, not as a script of the page)."""
     page.evaluate(AXE.read_text() + "\n;undefined")
     result = page.evaluate(
-        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-        ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
-        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))"
+        "async () => { const r = await axe.run(document, {resultTypes: ['violations']});"
+        " return {passes: r.passes.length, violations: r.violations.map(v => ({id: v.id,"
+        " impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))}; }"
     )
-    bad = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert result["passes"] > 10, f"axe-core checked next to nothing on {what}: {result}"
+    bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
     assert bad == [], f"axe-core on {what}:\n{json.dumps(bad, indent=1)}"
 
 
@@ -505,8 +509,9 @@ def test_console_pages_sftp_sessions_and_folder_in_use(node: Node, alice: Person
     name = f"sftp-{secrets.token_hex(2)}"
     create(page, name)
     page.click(f'a[aria-label="Open {name}"]')
+    expect(page.locator("#explorer-title")).to_have_text(name)
     page.click("#btn-sftp")
-    expect(page.locator("#dlg-sftp")).to_be_visible()
+    expect(page.locator("#dlg-sftp")).to_be_visible(timeout=20_000)
     port = page.locator("#sftp-port").inner_text()
     assert port.isdigit(), port
     expect(page.locator("#sftp-command")).to_contain_text(f"sftp -i id_container -P {port}")
@@ -580,3 +585,156 @@ def test_console_pages_csrf_and_missing_cookie(node: Node, alice: Person, browse
         timeout=10,
     )
     assert answer.status_code == 401, answer.text
+
+
+def upload_tree(node: Node, email: str, folder: str, names: list[str]) -> None:
+    """Put empty files named ``names`` at the folder's root in one archive upload."""
+    import io
+    import tarfile
+
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        for name in names:
+            tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
+    with node.http(as_=email) as http:
+        answer = http.put(
+            f"/v1/vfolders/{folder}/upload-archive",
+            params={"key": "k" + secrets.token_hex(6)},
+            content=data.getvalue(),
+        )
+    assert answer.status_code == 200, answer.text
+
+
+def test_console_pages_large_directory_move_and_tar_download(
+    node: Node, alice: Person, tmp_path: Path
+) -> None:
+    page = alice.sign_in()
+    name = f"many-{secrets.token_hex(2)}"
+    create(page, name)
+    upload_tree(node, alice.email, name, [f"f{i:03d}.txt" for i in range(450)])
+    page.click(f'a[aria-label="Open {name}"]')
+    note = page.locator("#page-note")
+    expect(note).to_have_text("This directory holds 450 entries: showing 1 to 200, 200 at a time.")
+    expect(page.locator("#entries tr")).to_have_count(200)
+    expect(page.locator("#btn-prev")).to_be_disabled()
+    page.click("#btn-next")
+    expect(note).to_contain_text("showing 201 to 400")
+    page.click("#btn-next")
+    expect(note).to_contain_text("showing 401 to 450")
+    expect(page.locator("#entries tr")).to_have_count(50)
+    expect(page.locator("#btn-next")).to_be_disabled()
+    shot(page, "explorer-paged")
+
+    # a file of 2 MiB through the resumable upload route, then moved into a directory
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(2 * MiB))
+    page.click("#btn-mkdir")
+    page.fill("#ask-input", "inbox")
+    page.click("#ask-ok")
+    expect(page.locator('#entries tr[data-name="inbox"]')).to_be_visible()
+    page.set_input_files("#pick-files", str(big))
+    expect(page.locator("#message")).to_have_text("Uploaded 1 file")
+    page.check('#entries tr[data-name="big.bin"] input[type=checkbox]')
+    page.check('#entries tr[data-name="f000.txt"] input[type=checkbox]')
+    page.click("#btn-move")
+    page.fill("#ask-input", "/inbox")
+    page.click("#ask-ok")
+    expect(page.locator('#entries tr[data-name="big.bin"]')).to_have_count(0)
+    assert listing(node, alice.email, name, "inbox") == {"big.bin": "file", "f000.txt": "file"}
+    # the same name again is refused before anything is sent
+    page.click('#entries tr[data-name="inbox"] a')
+    expect(page.locator('#entries tr[data-name="big.bin"]')).to_be_visible()
+    page.set_input_files("#pick-files", str(big))
+    expect(page.locator("#message")).to_contain_text("big.bin exists here already [path_exists]")
+
+    # a directory downloads as a tar archive
+    page.click(f'#crumbs a:text-is("{name}")')
+    page.check('#entries tr[data-name="inbox"] input[type=checkbox]')
+    with page.expect_download() as got:
+        page.click("#btn-download")
+    import tarfile
+
+    with tarfile.open(got.value.path()) as tar:
+        members = {m.name: m.size for m in tar.getmembers()}
+    assert members.get("inbox/big.bin") == 2 * MiB, members
+
+
+def test_console_pages_invitations_decline_and_leave(
+    node: Node, alice: Person, bob: Person
+) -> None:
+    keep, refuse = f"keep-{secrets.token_hex(2)}", f"refuse-{secrets.token_hex(2)}"
+    for name in (keep, refuse):
+        node.folder(alice.user, name)
+        with node.http(as_=alice.email) as http:
+            sent = http.post(
+                f"/v1/vfolders/{name}/invite", json={"emails": [bob.email], "permission": "rw"}
+            )
+            assert sent.status_code == 200, sent.text
+    page = bob.sign_in()
+    page.get_by_role("button", name=f"Decline {refuse}").click()
+    expect(page.locator("#message")).to_have_text(f"Declined {refuse}")
+    page.get_by_role("button", name=f"Accept {keep}").click()
+    expect(row(page, keep).locator(".badge.shared")).to_be_visible()
+    expect(row(page, keep)).to_contain_text("rw")
+    expect(page.locator("#invitations")).to_be_hidden()
+    assert refuse not in folders_of(node, bob.email)
+    expect(page.locator("#count-invited")).to_have_text("1")
+    row(page, keep).get_by_role("button", name=f"Leave {keep}").click()
+    page.click("#ask-ok")
+    expect(row(page, keep)).to_have_count(0)
+    assert keep not in folders_of(node, bob.email)
+
+
+def test_console_pages_keyboard_only_and_file_manager_window(node: Node, alice: Person) -> None:
+    page = alice.sign_in()
+    name = f"keys-{secrets.token_hex(2)}"
+    # New folder, its dialog and Create, with the keyboard alone
+    page.focus("#filter")
+    page.keyboard.press("Shift+Tab")
+    expect(page.locator("#btn-create")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#create-mode")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator("#create-name")).to_be_focused()
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+    expect(row(page, name)).to_be_visible()
+    assert name in folders_of(node, alice.email)
+    # Escape closes a dialog without doing anything
+    page.click("#btn-create")
+    page.keyboard.press("Escape")
+    expect(page.locator("#dlg-create")).to_be_hidden()
+
+    # the web file manager of the folder, in a window of its own
+    upload_tree(node, alice.email, name, ["hello.txt"])
+    page.click(f'a[aria-label="Open {name}"]')
+    expect(page.locator("#explorer-title")).to_have_text(name)
+    before = set(page.context.pages)
+    page.click("#btn-filemanager")
+    # a storage session and its app server start first (at most [apps] start_timeout)
+    expect(page.locator("#message")).to_contain_text(
+        "The file manager runs in session", timeout=20_000
+    )
+
+    def opened() -> Page | None:
+        # the window is a page of its own once it left the console's origin (COOP)
+        for candidate in page.context.pages:
+            fresh = candidate not in before and not candidate.is_closed()
+            if fresh and candidate.url.startswith("http"):
+                return candidate
+        page.wait_for_timeout(50)
+        return None
+
+    window = wait_until("the file manager's window", opened, timeout=20)
+    window.wait_for_load_state()
+    expect(window.locator('#rows tr[data-name="hello.txt"]')).to_be_visible()
+    assert window.url.split("/")[2] != node.config.tcp_listen, "an origin of its own"
+    assert "vfd_token" not in window.url
+    shot(window, "file-manager-window")
+    window.close()
+    with node.http(as_=alice.email) as http:
+        live = http.get("/v1/sessions").json()["sessions"]
+        for s in live:
+            if any(m["folder"] == name for m in s["mounts"]):
+                assert any(a["name"] == "filebrowser" for a in s["apps"]), s
+                http.delete(f"/v1/sessions/{s['id']}")

@@ -87,7 +87,7 @@ test("explorer: directories first, pages of 200 with a note", () => {
   const many = Array.from({ length: 450 }, (_, i) => ({ name: `f${i}`, type: "file" }));
   const first = pageOf(many, 0);
   assert.equal(first.rows.length, 200);
-  assert.match(first.note, /450 entries: showing 1–200/);
+  assert.match(first.note, /450 entries: showing 1 to 200/);
   const last = pageOf(many, 400);
   assert.equal(last.rows.length, 50);
   assert.equal(last.offset, 400);

@@ -321,22 +321,26 @@ async function renderStorage(status) {
     el("dt", { text: "Project folders" }), el("dd", { id: "count-project", text: String(status.project_folders) }),
     el("dt", { text: "Folders shared with you" }), el("dd", { id: "count-invited", text: String(status.invited_folders) }),
   );
-  // a project's quota per host: the usage of one of its folders there
-  const projectScopes = new Map();
+  // live use per quota scope: the usage of one folder of the scope on each host (the
+  // hosts' list has the use the store last recorded, which trails the mount)
+  const byScope = new Map();
   for (const f of view.folders) {
-    if (f.ownership === "project" && f.status === "ready" && !projectScopes.has(f.host + " " + f.scope)) {
-      projectScopes.set(f.host + " " + f.scope, f);
+    const counted = f.ownership === "project" || f.is_owner;
+    if (counted && f.status === "ready" && !byScope.has(f.host + " " + f.scope)) {
+      byScope.set(f.host + " " + f.scope, f);
     }
   }
-  const usages = await Promise.all([...projectScopes.values()].map(
-    (f) => quiet(api("GET", folderUrl(f.name, "/usage")), null).then((u) => (u ? { ...u, owner: f.owner } : null)),
-  ));
+  const usages = (await Promise.all([...byScope.values()].map(
+    (f) => quiet(api("GET", folderUrl(f.name, "/usage")), null)
+      .then((u) => (u ? { ...u, owner: f.owner, project: f.ownership === "project" } : null)),
+  ))).filter(Boolean);
   const rows = $("quota-rows");
   rows.replaceChildren();
   for (const h of view.hosts) {
-    const q = h.quota || { used_bytes: 0, max_bytes: 0 };
+    const live = usages.find((u) => !u.project && u.host === h.name && u.scope === (h.quota || {}).scope);
+    const q = live || h.quota || { used_bytes: 0, max_bytes: 0 };
     const projects = el("td", {});
-    for (const u of usages.filter((x) => x && x.host === h.name)) {
+    for (const u of usages.filter((x) => x.project && x.host === h.name)) {
       projects.append(el("div", { class: "muted", text: u.owner }), bar(`${u.owner} on ${h.name}`, u.used_bytes, u.max_bytes));
     }
     if (!projects.childNodes.length) { projects.append(el("span", { class: "muted", text: "-" })); }

@@ -20,6 +20,11 @@ export async function open(name, path) {
   if (!state.folder || state.folder.name !== name || state.path !== path) {
     state.offset = 0;
   }
+  if (state.folder && state.folder.name !== name) {
+    state.folder = null; // nothing acts on the last folder while this one loads
+    state.entries = [];
+    controls();
+  }
   state.folder = await api("GET", folderUrl(name));
   state.path = path;
   state.selected.clear();
@@ -102,6 +107,8 @@ function entryRow(e) {
 
 function controls() {
   const n = state.selected.size;
+  $("btn-sftp").disabled = !state.folder;
+  $("btn-filemanager").disabled = !state.folder;
   for (const node of document.querySelectorAll("#page-explorer [data-write], #page-explorer [data-needs]")) {
     let ok = node.hasAttribute("data-write") ? writable() : !state.upload;
     const needs = node.getAttribute("data-needs");
@@ -119,11 +126,21 @@ function controls() {
 
 const selected = () => [...state.selected].map((name) => joinPath(state.path, name));
 
-async function act(work, done) {
+/** Show the page of the listing that holds `name` (an entry just made or renamed). */
+function reveal(name) {
+  const at = state.entries.findIndex((e) => e.name === name);
+  if (at >= 0 && Math.floor(at / PAGE_SIZE) * PAGE_SIZE !== state.offset) {
+    state.offset = at;
+    render();
+  }
+}
+
+async function act(work, done, shown) {
   say("");
   try {
     await work();
     await reload();
+    if (shown) { reveal(shown); }
     if (done) { say(done, true); }
   } catch (err) {
     fail(err);
@@ -139,7 +156,7 @@ async function mkdir() {
       return null;
     },
   });
-  if (name) { await act(async () => {}, `Made ${name}`); }
+  if (name) { await act(async () => {}, `Made ${name}`, name); }
 }
 
 async function renameEntry() {
@@ -155,7 +172,7 @@ async function renameEntry() {
       return null;
     },
   });
-  if (name && name !== old) { await act(async () => {}, `Renamed ${old} to ${name}`); }
+  if (name && name !== old) { await act(async () => {}, `Renamed ${old} to ${name}`, name); }
 }
 
 async function move() {
@@ -208,7 +225,7 @@ function progress(text, fraction) {
 }
 
 async function withUpload(work) {
-  const up = { abort: new AbortController() };
+  const up = { abort: new AbortController(), first: null };
   state.upload = up;
   controls();
   say("");
@@ -220,6 +237,7 @@ async function withUpload(work) {
     state.upload = null;
     $("progress").hidden = true;
     await reload().catch(fail);
+    if (up.first) { reveal(up.first); }
   }
 }
 
@@ -234,6 +252,7 @@ function uploadFiles(files) {
   if (!files.length) { return Promise.resolve(); }
   return withUpload(async (up) => {
     refuseExisting(files.map((f) => f.name));
+    up.first = files[0].name;
     const total = files.reduce((sum, f) => sum + f.size, 0) || 1;
     let done = 0;
     for (let i = 0; i < files.length; i++) {
@@ -255,6 +274,7 @@ function uploadTree(files, dirs) {
   return withUpload(async (up) => {
     const tar = tarParts(files, dirs);
     refuseExisting(tar.entries);
+    up.first = tar.entries[0];
     const blob = new Blob(tar.parts, { type: "application/x-tar" });
     const query = { key: uploadKey(), path: state.path };
     const label = `Uploading ${tar.entries.join(", ")}: ${files.length} file${files.length === 1 ? "" : "s"}`;
@@ -317,6 +337,7 @@ async function fromDrop(ev) {
 const mountSpec = () => state.folder.name + (readonly() ? ":ro" : "");
 
 async function runSftp() {
+  if (!state.folder) { return; }
   say("Starting an SFTP server…", true);
   try {
     const session = await api("POST", "/v1/sessions/storage", { mounts: [mountSpec()], app: "sftp" });
@@ -337,6 +358,7 @@ async function runSftp() {
 }
 
 async function openFileManager() {
+  if (!state.folder) { return; }
   // opened before the await, so that no pop-up blocker takes it for an unasked window
   const win = window.open("", "_blank");
   try {
@@ -344,7 +366,9 @@ async function openFileManager() {
     const link = await api("GET", sessionUrl(session.id, "/filebrowser"));
     if (win) {
       win.opener = null;
-      win.location.href = link.url;
+      // the file manager opens at this folder (its address's #/folder part survives the
+      // redirect that takes the token out of the address)
+      win.location.href = link.url + "#/" + encodeURIComponent(state.folder.name);
     }
     say(`The file manager runs in session ${session.short_id}: end it from the Sessions page`, true);
   } catch (err) {

@@ -175,7 +175,7 @@ export function pageOf(entries, offset, size = PAGE_SIZE) {
   const first = Math.floor(start / size) * size;
   const rows = entries.slice(first, first + size);
   const note = entries.length > size
-    ? `This directory holds ${entries.length} entries: showing ${first + 1}–${first + rows.length}, ` +
+    ? `This directory holds ${entries.length} entries: showing ${first + 1} to ${first + rows.length}, ` +
       `${size} at a time.`
     : "";
   return { rows, offset: first, total: entries.length, note };
