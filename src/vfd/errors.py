@@ -91,6 +91,7 @@ class ErrorCode(enum.Enum):
     GROUP_IN_USE = ("group_in_use", 409, _errno.EBUSY)  # nodes or live sessions in it
     DOTFILE_LIMIT_REACHED = ("dotfile_limit_reached", 403, _errno.EDQUOT)
     FOLDER_IN_USE = ("folder_in_use", 409, _errno.EBUSY)
+    CONSOLE_UNAVAILABLE = ("console_unavailable", 409, _errno.ENOTCONN)  # no tcp_listen
     NOT_A_DIRECTORY = ("not_a_directory", 409, _errno.ENOTDIR)
     IS_A_DIRECTORY = ("is_a_directory", 409, _errno.EISDIR)
     NOT_A_REGULAR_FILE = ("not_a_regular_file", 409, _errno.EINVAL)  # a FIFO, socket, device
@@ -109,7 +110,6 @@ class ErrorCode(enum.Enum):
     PLUGIN_FAILED = ("plugin_failed", 500, _errno.EIO)  # a plugin raised where it may not
     APP_FAILED = ("app_failed", 500, _errno.EIO)  # an app server did not start
     NO_FREE_PORT = ("no_free_port", 503, _errno.EADDRINUSE)  # the [apps] ports are all taken
-    CONSOLE_UNAVAILABLE = ("console_unavailable", 503, _errno.ENOTCONN)  # no tcp_listen
     CONFIG_INVALID = ("config_invalid", 500, _errno.EINVAL)
     INTERNAL = ("internal", 500, _errno.EIO)
 
