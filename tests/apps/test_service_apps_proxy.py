@@ -54,6 +54,9 @@ class _Seen(http.server.BaseHTTPRequestHandler):
         type(self).requests.append(seen)
         out = json.dumps(seen).encode()
         self.send_response(200)
+        if self.path.startswith("/sets-cookies"):
+            self.send_header("set-cookie", "vfd_session=planted; Path=/")
+            self.send_header("set-cookie", "own=kept; Path=/")
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(out)))
         self.end_headers()
@@ -198,6 +201,9 @@ def test_proxy_token_in_url_then_cookie(proxied: Proxied) -> None:
         assert second.status_code == 200
         assert second.json()["path"] == "/next"
         assert second.json()["cookie"] == "other=kept"
+        # a service cannot set vfd's cookies (they would reach every port of the host)
+        planted = client.get("/sets-cookies")
+        assert planted.headers.get_list("set-cookie") == ["own=kept; Path=/"]
     header = httpx.get(f"{proxied.base}/h", headers={"x-vfd-app-token": TOKEN})
     assert header.status_code == 200
     assert header.json()["token_header"] is None

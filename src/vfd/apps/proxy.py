@@ -248,6 +248,14 @@ def _local(target: bytes) -> bool:
     return target.startswith(b"/") and not target.startswith((b"//", b"/\\"))
 
 
+def _sets_vfd_cookie(header: tuple[bytes, bytes]) -> bool:
+    """Whether a service's answer header sets a ``vfd_*`` cookie: it would land on every port
+    of the host (a service could plant a console session of its user's in a visitor's
+    browser), so it is not passed on."""
+    name, value = header
+    return name.lower() == b"set-cookie" and value.lstrip().lower().startswith(b"vfd_")
+
+
 def _split_cookies(value: bytes, name: bytes) -> tuple[bytes, list[bytes]]:
     """(the Cookie header without vfd's own cookies, the values of cookie ``name``).
 
@@ -485,7 +493,7 @@ class _Exchange:
                     continue
                 if not isinstance(event, h11.Response):
                     raise _Closed()
-                headers = list(event.headers)
+                headers = [h for h in event.headers if not _sets_vfd_cookie(h)]
                 if verdict.token is not None:
                     headers.append(self.proxy.set_cookie(verdict.token))
                 await self.client.send(
