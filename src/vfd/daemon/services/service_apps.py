@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from vfd.apps import netns, process, service_ports
@@ -441,14 +442,23 @@ def _running(daemon: Daemon, app_id: uuid.UUID, port: int, endpoint: str) -> App
 
 
 def _ended(daemon: Daemon, app_id: uuid.UUID, status: AppStatus, reason: str) -> AppView | None:
-    """Record the app ended, once (None when it was already)."""
+    """Record the app ended, once: a compare-and-set on its live status, so that of two
+    enders (its follower, the end of its session) one alone records it and calls the hook;
+    None for the other."""
     with daemon.session() as session:
-        row = session.get(SessionApp, app_id)
-        if row is None or row.status not in session_apps.LIVE_APP:
+        moved = session.execute(
+            update(SessionApp)
+            .where(col(SessionApp.id) == app_id)
+            .where(col(SessionApp.status).in_(list(session_apps.LIVE_APP)))
+            .values(status=status, status_reason=reason[:1024], ended_at=utcnow(), secret=None)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(moved, "rowcount", 1) != 1:
             return None
-        row.status, row.status_reason = status, reason[:1024]
-        row.ended_at, row.secret = utcnow(), None
-        session.add(row)
+        row = session.get(SessionApp, app_id)
+        if row is None:
+            return None
+        session.refresh(row)
         return session_apps.app_view(row)
 
 
