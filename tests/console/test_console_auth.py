@@ -500,3 +500,27 @@ def test_console_auth_cookie_opens_no_shell(vfd_daemon: VfdDaemon, browser: Brow
             open_timeout=30,
         )
     assert refused.value.response.status_code == 401
+
+
+def test_console_auth_several_session_cookies_refused(
+    vfd_daemon: VfdDaemon, browser: Browser
+) -> None:
+    """A page of another port of the host may add a second ``vfd_session`` (another path or
+    domain) to plant its user's session: a request carrying two is refused, not guessed."""
+    planted = Browser(vfd_daemon, vfd_daemon.make_user()["email"])
+    try:
+        for cookie in (
+            f"{COOKIE}={planted.cookie}; {COOKIE}={browser.cookie}",
+            f"{COOKIE}={browser.cookie}; other=1; {COOKIE}={planted.cookie}",
+        ):
+            with tcp(vfd_daemon) as http:
+                answer = http.get("/v1/whoami", headers={"Cookie": cookie})
+                assert answer.status_code == 401, answer.text
+                assert error(answer)["details"]["reason"] == "several"
+        with tcp(vfd_daemon) as http:
+            alone = http.get(
+                "/v1/whoami", headers={"Cookie": f"other=1; {COOKIE}={browser.cookie}"}
+            )
+            assert alone.json()["email"] == browser.email
+    finally:
+        planted.close()

@@ -259,8 +259,26 @@ async def get_caller(request: Request) -> AsyncIterator[Caller]:
 
 
 def console_cookie(request: Request) -> str | None:
-    """The console session cookie of ``request``, if it sent one."""
-    return request.cookies.get(console_auth.SESSION_COOKIE)
+    """The console session cookie of ``request``, if it sent one.
+
+    Several cookies of that name (a page of another port of the host may add one beside the
+    real one, with another path or domain: browsers send a host's cookies to all its ports)
+    are refused, ``401 unauthenticated`` (``details.reason: several``), rather than one of
+    them picked."""
+    values = [
+        value.strip()
+        for header in request.headers.getlist("cookie")
+        for name, sep, value in (piece.partition("=") for piece in header.split(";"))
+        if sep and name.strip() == console_auth.SESSION_COOKIE
+    ]
+    if len(values) > 1:
+        raise VfdError(
+            ErrorCode.UNAUTHENTICATED,
+            "the browser sent several console session cookies (a page of another port of "
+            "this host may have set one); clear this site's cookies and sign in again",
+            reason="several",
+        )
+    return values[0] if values else None
 
 
 def _same_origin(origin: str, host: str | None) -> bool:
