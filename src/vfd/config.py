@@ -14,7 +14,7 @@ Example file (also shipped as ``systemd/vfd.toml.example``)::
     mount_point = "/var/lib/vfd/mnt"
     api_socket = "/run/vfd/vfd.sock"
     mountd_socket = "/run/vfd/mountd.sock"
-    tcp_listen = "0.0.0.0:8090"         # optional; bearer tokens
+    tcp_listen = "0.0.0.0:8090"         # optional; bearer tokens and the web console
     default_host = "local"
     default_uid = 1000
     default_gid = 1000
