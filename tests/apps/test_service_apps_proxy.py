@@ -24,6 +24,8 @@ import websockets.sync.server
 from vfd.apps.proxy import AppProxy, ProxyLimits, bind_listener
 
 TOKEN = "s3cret-Token_value"
+TOUCHED: list[float] = []
+"""When the proxy under test said its app was used."""
 
 
 class _Seen(http.server.BaseHTTPRequestHandler):
@@ -149,6 +151,7 @@ def _start(address: tuple[str, int], limits: ProxyLimits | None = None) -> tuple
         connect=_connector(address),
         limits=limits or ProxyLimits(),
         describe="service web",
+        touched=lambda: TOUCHED.append(time.monotonic()),
     )
     loop.call(proxy.start())
     return loop, Proxied(loop, proxy)
@@ -165,11 +168,15 @@ def proxied(upstream: tuple[str, int]) -> Iterator[Proxied]:
 
 
 def test_proxy_refuses_without_token(proxied: Proxied) -> None:
+    TOUCHED.clear()
     answer = httpx.get(f"{proxied.base}/x")
     assert answer.status_code == 401
     assert "needs its token" in answer.text
     assert answer.headers["connection"] == "close"
     assert _Seen.requests == []  # nothing reached the service
+    assert TOUCHED == []  # a refused request is no use of the app
+    httpx.get(f"{proxied.base}/x", params={"vfd_token": TOKEN})
+    assert len(TOUCHED) == 1
 
 
 def test_proxy_refuses_wrong_token(proxied: Proxied) -> None:
@@ -277,10 +284,12 @@ def test_proxy_websocket(upstream: tuple[str, int]) -> None:
         loop, proxied = _start(server.socket.getsockname())
         try:
             url = f"ws://127.0.0.1:{proxied.proxy.port}/ws?vfd_token={TOKEN}"
+            TOUCHED.clear()
             with websockets.sync.client.connect(url) as ws:
                 for i in range(5):
                     ws.send(f"m{i}")
                     assert ws.recv(timeout=10) == f"echo:m{i}"
+            assert len(TOUCHED) > 5  # the upgrade, then each message both ways: in use
             with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
                 websockets.sync.client.connect(f"ws://127.0.0.1:{proxied.proxy.port}/ws")
             assert refused.value.response.status_code == 401

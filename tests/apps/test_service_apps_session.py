@@ -123,6 +123,7 @@ def test_service_app_reached_with_token_refused_without(
     assert not by_name["raw"]["startable"]  # tcp: listed, not served
     assert "sftp" in by_name
 
+    assert node.session(ref, as_=alice["email"])["last_activity_at"] is None
     started = node.run("session", "app", ref, "files", as_=alice["email"])
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip()
@@ -133,6 +134,12 @@ def test_service_app_reached_with_token_refused_without(
     assert page.status_code == 200, page.text
     assert page.text == "hello through the proxy\n"
     assert "vfd_app_" in page.headers["set-cookie"]
+    # its use counts as the session's activity (the idle reaper's clock)
+    wait_until(
+        "the session's activity stamped",
+        lambda: node.session(ref, as_=alice["email"])["last_activity_at"],
+        30,
+    )
     with httpx.Client(base_url=origin) as browser:  # then the cookie alone
         browser.get("/", params={"vfd_token": token})
         again = browser.get(f"/{folder['name']}/hello.txt")

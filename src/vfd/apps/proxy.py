@@ -89,12 +89,16 @@ class AppProxy:
         connect: Connector,
         limits: ProxyLimits,
         describe: str = "the service",
+        touched: Callable[[], None] | None = None,
     ) -> None:
         self.listener = listener
         self.cookie = f"{COOKIE_PREFIX}{key}"
         self.connect = connect
         self.limits = limits
         self.describe = describe
+        self.touched = touched or _nothing
+        """Called (on the loop; it must not block) at each request let through and each
+        chunk of an upgraded connection: the app is in use."""
         self._digest = hashlib.sha256(token.encode()).digest()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -357,6 +361,7 @@ class _Exchange:
             except Refused as refused:
                 await self._plain(refused.status, refused.message)
                 return
+            self.proxy.touched()
             if verdict.redirect:
                 await self._drain_request()
                 location = verdict.request.target
@@ -547,6 +552,7 @@ class _Exchange:
                 data = await reader.read(READ_SIZE)
                 if not data:
                     return
+                self.proxy.touched()
                 writer.write(data)
                 await writer.drain()
 
@@ -560,6 +566,10 @@ class _Exchange:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _why(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ import os
 import secrets
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from sqlmodel import col, select
 from vfd.apps import netns, process, service_ports
 from vfd.apps.proxy import TOKEN_PARAM, AppProxy, ProxyLimits
 from vfd.apps.service_ports import ServicePort
-from vfd.daemon import containers, launcher, runtime
+from vfd.daemon import activity, containers, launcher, runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import session_apps, session_state
 from vfd.daemon.services.context import Caller, Daemon
@@ -53,6 +54,8 @@ LOOPBACK = "127.0.0.1"
 FOLLOW_POLL = 1.0
 """Seconds between looks at the session of a running service app."""
 READY_POLL = 0.1
+ACTIVITY_EVERY = 30.0
+"""Seconds between stamps of a session's last activity by the use of its service apps."""
 HOME = "/home/work"
 LINKED = frozenset({"filebrowser"})
 """vfd's own apps whose secret is the token of their URL (``?vfd_token=``), as a service's."""
@@ -317,6 +320,7 @@ async def _start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[st
             connect=_connector(namespace, service.port),
             limits=_limits(daemon),
             describe=f"service {name} (port {service.port} of session {seen.view.name})",
+            touched=_toucher(daemon, seen.view.id),
         )
         await proxy.start()
         endpoint = endpoint_of(daemon, proxy.port)
@@ -356,6 +360,28 @@ def _connector(namespace: int, port: int) -> Any:
         return await netns.connect(namespace, LOOPBACK, port)
 
     return connect
+
+
+def _toucher(daemon: Daemon, session_id: uuid.UUID) -> Callable[[], None]:
+    """What the proxy calls when the app is used: the session's last activity stamped (at
+    most every :data:`ACTIVITY_EVERY` seconds), so the idle reaper counts a session served
+    through its app as used, whatever its cpu."""
+    last = -ACTIVITY_EVERY
+
+    def touched() -> None:
+        nonlocal last
+        live = runtime.current()
+        now = asyncio.get_running_loop().time()
+        if now - last < ACTIVITY_EVERY:
+            return
+        last = now
+
+        async def stamp() -> None:
+            await live.run(Pool.STORE, activity.touch, daemon, session_id)
+
+        live.spawn(f"activity of {session_id}", stamp)
+
+    return touched
 
 
 def _limits(daemon: Daemon) -> ProxyLimits:
