@@ -125,7 +125,8 @@ class Person:
     def sign_in(self) -> Page:
         self.page.goto(self.link())
         expect(self.page.locator("#who")).to_contain_text(self.email)
-        expect(self.page.locator("#folder-rows")).to_be_attached()
+        # the Data page has loaded (its storage panel lists the hosts)
+        expect(self.page.locator("#quota-rows tr").first).to_be_visible()
         return self.page
 
     def api(self, method: str, path: str, body: Any = None, csrf: str | None = "session") -> Any:
@@ -250,6 +251,7 @@ def test_console_pages_signin_link_create_and_validate(node: Node, admin: Person
     link = admin.link()
     page.goto(link)
     expect(page.locator("#who")).to_contain_text(f"{admin.email} (admin)")
+    expect(page.locator("#quota-rows tr").first).to_be_visible()
     assert page.url.endswith("/console/"), "the code leaves the address bar"
     # the link is single use
     other = admin.context.browser.new_context()  # type: ignore[union-attr]

@@ -379,6 +379,7 @@ function createFields() {
 }
 
 async function openCreate() {
+  if (!view.hosts.length) { view.hosts = (await api("GET", "/v1/hosts")).hosts; }
   const hosts = $("create-host");
   hosts.replaceChildren();
   for (const h of view.hosts) {
@@ -419,10 +420,8 @@ async function submitCreate(ev) {
     $("create-name").focus();
     return;
   }
-  const body = {
-    name: s.name, host: $("create-host").value,
-    usage_mode: s.mode === "model" ? "model" : "general",
-  };
+  const body = { name: s.name, usage_mode: s.mode === "model" ? "model" : "general" };
+  if ($("create-host").value) { body.host = $("create-host").value; }
   if (s.type === "project") {
     body.project = $("create-project").value;
     body.permission = $("create-permission").value;
