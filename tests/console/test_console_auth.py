@@ -466,6 +466,9 @@ def test_console_auth_files_served_with_their_headers(vfd_daemon: VfdDaemon) -> 
         assert page.headers["x-frame-options"] == "DENY"
         assert page.headers["cache-control"] == "no-cache"
         assert "<html" in page.text.lower()
+        head = http.head("/console/")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == str(len(page.content))
         # a view of the page, not a file: the page itself
         assert http.get("/console/folders/trash").text == page.text
         missing = http.get("/console/nothing-here.js")

@@ -243,13 +243,28 @@ async def signin_link(daemon: DaemonDep, code: str = "") -> Response:
     return response
 
 
-@router.get("/console/{path:path}", include_in_schema=False)
+@router.api_route("/console/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
 async def console_file(path: str, daemon: DaemonDep) -> Response:
     """The console's page and its files."""
     return assets.response(path)
 
 
-@router.post("/v1/console/signin")
+_SIGNIN_BODY = {  # a form's ``token`` is taken too (docs/console.md)
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"token": {"type": "string"}},
+                "required": ["token"],
+                "additionalProperties": False,
+            }
+        },
+    },
+}
+
+
+@router.post("/v1/console/signin", openapi_extra={"requestBody": _SIGNIN_BODY})
 async def signin(request: Request, daemon: DaemonDep) -> Response:
     """Sign in with an API token (JSON ``{"token"}``, or a form's ``token`` field): the
     session cookie is set; a form is sent on to the console, JSON answers as
