@@ -222,7 +222,14 @@ def listing(node: Node, email: str, folder: str, path: str = "") -> dict[str, st
     return {e["name"]: e["type"] for e in answer.json()["entries"]}
 
 
-def create(page: Page, name: str, *, mode: str = "general", project: str | None = None) -> None:
+def create(
+    page: Page,
+    name: str,
+    *,
+    mode: str = "general",
+    project: str | None = None,
+    permission: str | None = None,
+) -> None:
     page.click("#btn-create")
     expect(page.locator("#dlg-create")).to_be_visible()
     page.select_option("#create-mode", mode)
@@ -230,6 +237,8 @@ def create(page: Page, name: str, *, mode: str = "general", project: str | None 
     if project is not None:
         page.check("#create-type-project")
         page.select_option("#create-project", project)
+    if permission is not None:
+        page.select_option("#create-permission", permission)
     page.click("#create-ok")
 
 
@@ -290,13 +299,14 @@ def test_console_pages_signin_link_create_and_validate(node: Node, admin: Person
     create(page, user_folder)
     expect(row(page, user_folder)).to_contain_text("User")
     proj_folder = f"shared-{secrets.token_hex(2)}"
-    create(page, proj_folder, project=project)
+    create(page, proj_folder, project=project, permission="ro")
     expect(row(page, proj_folder).locator(".badge.project")).to_have_text("project")
     expect(row(page, proj_folder)).to_contain_text(project)
     folders = folders_of(node, admin.email)
     assert folders[user_folder]["ownership"] == "user"
     assert folders[proj_folder]["ownership"] == "project"
     assert folders[proj_folder]["owner"] == project
+    assert folders[proj_folder]["default_permission"] == "ro"
 
     # a server refusal is shown beside the field it concerns
     create(page, user_folder)
@@ -740,3 +750,27 @@ def test_console_pages_keyboard_only_and_file_manager_window(node: Node, alice: 
             if any(m["folder"] == name for m in s["mounts"]):
                 assert any(a["name"] == "filebrowser" for a in s["apps"]), s
                 http.delete(f"/v1/sessions/{s['id']}")
+
+
+def test_console_pages_upload_past_the_quota(node: Node, alice: Person, tmp_path: Path) -> None:
+    page = alice.sign_in()
+    name = f"tight-{secrets.token_hex(2)}"
+    create(page, name)
+    expect(row(page, name)).to_be_visible()
+    with node.http() as http:
+        tight = {"user": alice.email, "host": "local", "max_bytes": 1 * MiB}
+        assert http.put("/v1/admin/quota", json=tight).status_code == 200
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(2 * MiB))
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "big.bin").write_bytes(os.urandom(2 * MiB))
+    page.click(f'a[aria-label="Open {name}"]')
+    expect(page.locator("#explorer-title")).to_have_text(name)
+    for picker, source in (("#pick-files", big), ("#pick-dir", tree)):
+        page.set_input_files(picker, str(source))
+        expect(page.locator("#message")).to_contain_text("[quota_exceeded]")
+        expect(page.locator("#progress")).to_be_hidden()
+        page.evaluate("document.getElementById('message').hidden = true")
+    expect(page.locator("#entries-empty")).to_be_visible()
+    assert listing(node, alice.email, name) == {}

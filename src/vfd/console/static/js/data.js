@@ -23,8 +23,11 @@ const MODES = { general: "General", model: "Models", data: "Data" };
 
 const quiet = (promise, fallback) => promise.catch(() => fallback);
 
+let generation = 0;
+
 export async function load(tab) {
   view.tab = TABS.includes(tab) ? tab : "folders";
+  const mine = ++generation;
   const [plain, trash, status, hosts, invitations, sessions] = await Promise.all([
     api("GET", "/v1/vfolders"),
     api("GET", "/v1/vfolders", undefined, { query: { trash: "true" } }),
@@ -33,6 +36,7 @@ export async function load(tab) {
     api("GET", "/v1/invitations"),
     quiet(api("GET", "/v1/sessions"), { sessions: [] }),
   ]);
+  if (mine !== generation) { return; } // a later load (after a change) shows its answers
   view.folders = plain.vfolders;
   view.trash = trash.vfolders;
   view.hosts = hosts.hosts;

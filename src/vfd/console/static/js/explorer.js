@@ -16,6 +16,8 @@ const writable = () => !readonly() && !state.upload;
 const hashOf = (name, path) => "#/folder/" + [name, ...(path ? path.split("/") : [])]
   .map(encodeURIComponent).join("/");
 
+let generation = 0;
+
 export async function open(name, path) {
   if (!state.folder || state.folder.name !== name || state.path !== path) {
     state.offset = 0;
@@ -25,10 +27,13 @@ export async function open(name, path) {
     state.entries = [];
     controls();
   }
-  state.folder = await api("GET", folderUrl(name));
+  const mine = ++generation;
+  const folder = await api("GET", folderUrl(name));
+  const listing = await api("GET", folderUrl(name, "/files"), undefined, { query: { path } });
+  if (mine !== generation) { return; } // a later open (another directory) shows its own
+  state.folder = folder;
   state.path = path;
   state.selected.clear();
-  const listing = await api("GET", folderUrl(name, "/files"), undefined, { query: { path } });
   state.entries = sortEntries(listing.entries);
   render();
 }
