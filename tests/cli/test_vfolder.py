@@ -73,7 +73,7 @@ def test_vfolder_create_json_is_the_folder(cli: Cli, user: str) -> None:
     [
         ("x" * 65, "name_too_long"),
         ("", "invalid_name"),
-        (".ssh", "reserved_name"),
+        (".jupyter", "reserved_name"),
         (".bashrc", "reserved_name"),
         ("../x", "invalid_name"),
         ("..", "invalid_name"),
@@ -151,7 +151,7 @@ def test_vfolder_rename_checks_the_new_name(cli: Cli, user: str) -> None:
     cli.fails("vfolder", "rename", old, taken, as_=user, code="vfolder_exists")
     cli.fails("vfolder", "rename", old, "../x", as_=user, code="invalid_name")
     cli.fails("vfolder", "rename", old, "y" * 65, as_=user, code="name_too_long")
-    cli.fails("vfolder", "rename", old, ".ssh", as_=user, code="reserved_name")
+    cli.fails("vfolder", "rename", old, ".jupyter", as_=user, code="reserved_name")
     new = unique("new")
     assert cli.json("vfolder", "rename", old, new, as_=user)["name"] == new
     cli.fails("vfolder", "info", old, as_=user, code="vfolder_not_found")

@@ -10,7 +10,19 @@ from vfd.folders.names import is_automount, validate_name
 
 @pytest.mark.parametrize(
     "name",
-    ["data", "my data", "a" * 64, ".local", ".config", "é-ü_1", "x.y", "日本語", "a\u00a0b", "😀"],
+    [
+        "data",
+        "my data",
+        "a" * 64,
+        ".local",
+        ".config",
+        ".ssh",
+        "é-ü_1",
+        "x.y",
+        "日本語",
+        "a\u00a0b",
+        "😀",
+    ],
 )
 def test_names_accepts_valid(name: str) -> None:
     assert validate_name(name) == name
@@ -38,7 +50,6 @@ def test_names_accepts_valid(name: str) -> None:
         ("a\u0378b", ErrorCode.INVALID_NAME),  # unassigned (Cn)
         ("a\u2028b", ErrorCode.INVALID_NAME),  # LINE SEPARATOR (Zl)
         ("a\u2029b", ErrorCode.INVALID_NAME),  # PARAGRAPH SEPARATOR (Zp)
-        (".ssh", ErrorCode.RESERVED_NAME),
         (".jupyter", ErrorCode.RESERVED_NAME),
         (".bashrc", ErrorCode.RESERVED_NAME),
         (".zshrc", ErrorCode.RESERVED_NAME),
@@ -55,4 +66,5 @@ def test_names_rejects_invalid(name: str, code: ErrorCode) -> None:
 
 def test_names_leading_dot_is_automount() -> None:
     assert is_automount(".local")
+    assert is_automount(".ssh")  # its authorized_keys open the user's SFTP apps
     assert not is_automount("local")

@@ -95,9 +95,10 @@ def test_mountspec_parses(
         ("f1:/usr/bin", "reserved"),
         ("f1:/var", "reserved"),
         ("f1:/tmp", "reserved"),
-        ("f1:.ssh", "home uses it"),
+        ("f1:.jupyter", "home uses it"),
+        ("f1:.ssh", None),  # the automount .ssh folder's place; any folder may go there
         ("f1:/home/work/.bashrc", "home uses it"),
-        ("f1:.ssh/keys", "home uses it"),
+        ("f1:.jupyter/keys", "home uses it"),
         ("f1:/" + "a" * 256, "longer than 255"),
         ("f1:/" + "/".join(["a" * 200] * 6), "longer than"),
     ],

@@ -4,11 +4,14 @@ A name has 1-64 characters, no ``/``, no surrounding whitespace, is not ``.`` or
 only characters that show as themselves (:func:`unshown`: no control or format characters —
 bidi overrides such as U+202E would let a name pass for another — no private-use,
 unassigned or surrogate code points, no line or paragraph separators), and is not reserved:
-names a session's home directory already uses (``.ssh``, ``.jupyter``, ``.terminfo``,
-``.tmux.conf``), shell start-up files (``.bashrc``, ``.profile``, ``.bash_profile``, any
-``.<word>rc`` / ``.<word>_profile``). ``.local`` and ``.config`` are allowed: an automount
-``.local`` folder keeps pip user installs across sessions. A leading dot makes an automount
-folder.
+names a session's home directory already uses (``.jupyter``, ``.terminfo``, ``.tmux.conf``),
+shell start-up files (``.bashrc``, ``.profile``, ``.bash_profile``, any ``.<word>rc`` /
+``.<word>_profile``). ``.local``, ``.config`` and ``.ssh`` are allowed: an automount
+``.local`` folder keeps pip user installs across sessions, and the ``authorized_keys`` of an
+automount ``.ssh`` folder open the user's SFTP apps (it is mounted at ``/home/work/.ssh``
+like any automount folder; the dotfile paths ``.ssh/authorized_keys``, ``.ssh/id_container``
+and ``.ssh/id_container.pub`` stay reserved, and a user with a ``.ssh`` folder has no
+dotfiles under ``.ssh/``). A leading dot makes an automount folder.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from vfd.errors import ErrorCode, VfdError
 
 MAX_NAME_CHARS = 64
 RESERVED_NAMES = frozenset(
-    {".ssh", ".jupyter", ".terminfo", ".tmux.conf", ".profile", ".cache", ".vfd", "lost+found"}
+    {".jupyter", ".terminfo", ".tmux.conf", ".profile", ".cache", ".vfd", "lost+found"}
 )
 RESERVED_PATTERNS = (re.compile(r"^\.[a-z0-9]+rc$"), re.compile(r"^\.[a-z0-9]+_profile$"))
 UNSHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})

@@ -2,7 +2,9 @@
 
 Each launch gets a fresh client keypair (its private key kept with the app for ``vfd session
 sftp-key``, cleared when the app ends) and a fresh host key; the server accepts that key and
-the keys of ``authorized_keys`` in the user's ``.ssh`` automount folder, when they have one.
+the keys of ``authorized_keys`` at the top of the user's ``.ssh`` automount folder, when they
+have one (read when the app starts; lines that are no plain public key are skipped, each with
+a warning in the daemon's log).
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ KEY_ALGORITHM = "ssh-ed25519"
 
 
 def _user_keys(daemon: Daemon, user: User) -> str:
-    """``authorized_keys`` of the user's own ``.ssh`` folder, read as the user through its
-    ``ro`` view; empty when there is none."""
+    """The public keys of ``authorized_keys`` at the top of the user's own ``.ssh`` folder,
+    read as the user through its ``ro`` view (a symbolic link there is not followed); one a
+    line, the lines that are no plain public key left out (:func:`keys_of`). Empty when
+    there is no such folder or file."""
     with daemon.session() as session:
         folder = session.exec(
             select(VFolder)
@@ -48,17 +52,45 @@ def _user_keys(daemon: Daemon, user: User) -> str:
             return ""
         ident = identity_of(session, user, folder)
     root = daemon.config.mount_point / "ro" / folder.id.hex
+    where = f"{KEYS_FOLDER}/{KEYS_FILE} of {user.username}"
     try:
         fd, _st = FolderFS(str(root), ident).open_file(KEYS_FILE)
-    except VfdError:
+    except VfdError as exc:
+        if exc.code is not ErrorCode.PATH_NOT_FOUND:
+            log.warning("SFTP keys: %s not read (%s): no key of it is accepted", where, exc)
         return ""
     try:
         data = os.read(fd, KEYS_MAX)
-    except OSError:
+    except OSError as exc:
+        log.warning("SFTP keys: %s not read (%s): no key of it is accepted", where, exc)
         return ""
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace")
+    return keys_of(data.decode("utf-8", "replace"), where)
+
+
+def keys_of(text: str, where: str) -> str:
+    """The lines of an ``authorized_keys`` text that are a public key, one a line. Blank
+    lines and comments are passed over; any other line that is no public key — a malformed
+    one, or one with options (``from=``, ``command=``, ``restrict``...), which the SFTP app
+    does not apply, so that accepting its key would allow more than the line says — is
+    left out with a warning naming its line."""
+    kept = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            asyncssh.import_public_key(line)
+        except (asyncssh.KeyImportError, ValueError):
+            log.warning(
+                "SFTP keys: line %d of %s is no public key (options are not supported): skipped",
+                number,
+                where,
+            )
+            continue
+        kept.append(line)
+    return "".join(line + "\n" for line in kept)
 
 
 def _keypair() -> tuple[str, str, str]:
