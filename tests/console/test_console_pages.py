@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -537,7 +538,7 @@ def test_console_pages_sftp_sessions_and_folder_in_use(node: Node, alice: Person
 
     # the folder is in use: shown, and trash refused
     page.click('#nav a[data-page="data"]')
-    expect(row(page, name).locator(".badge.busy")).to_have_text("in use")
+    expect(row(page, name).locator(".badge.busy")).to_have_text(re.compile(r"^in use: sftp-"))
     expect(row(page, name).get_by_role("button", name=f"Move to trash {name}")).to_be_disabled()
     refused = alice.api("DELETE", f"/v1/vfolders/{name}")
     assert refused["status"] == 409, refused

@@ -111,9 +111,8 @@ function folderRow(f) {
   for (const m of marks(f)) { nameCell.append(" ", el("span", { class: "badge " + m, text: m })); }
   const status = el("td", { text: f.status });
   if (using.length) {
-    status.append(" ", el("span", {
-      class: "badge busy", text: "in use", title: "mounted by " + using.map((s) => s.name).join(", "),
-    }));
+    const names = using.map((s) => s.name).join(", ");
+    status.append(" ", el("span", { class: "badge busy", text: `in use: ${names}`, title: "mounted by " + names }));
   }
   const tr = el("tr", { "data-name": f.name },
     nameCell,

@@ -102,7 +102,11 @@ async function start() {
   $("btn-signout").addEventListener("click", signOut);
   $("signin-form").addEventListener("submit", signInWithToken);
   window.addEventListener("hashchange", route);
-  window.addEventListener("vfd-signed-out", () => { me.user = null; signinPage(); });
+  window.addEventListener("vfd-signed-out", () => {
+    for (const dialog of document.querySelectorAll("dialog[open]")) { dialog.close(); }
+    me.user = null;
+    signinPage();
+  });
   let signedIn = false;
   try { signedIn = await identify(); } catch (err) { fail(err); return; }
   if (!signedIn) { signinPage(); return; }
