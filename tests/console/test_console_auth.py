@@ -527,3 +527,16 @@ def test_console_auth_several_session_cookies_refused(
             assert alone.json()["email"] == browser.email
     finally:
         planted.close()
+
+
+def test_console_auth_signing_in_again_ends_the_replaced_session(
+    vfd_daemon: VfdDaemon, browser: Browser
+) -> None:
+    old = browser.cookie
+    link = link_for(vfd_daemon, browser.email)
+    assert browser.http.get(link["path"]).status_code == 303
+    assert browser.http.cookies[COOKIE] != old
+    assert browser.http.get("/v1/whoami").json()["email"] == browser.email
+    with tcp(vfd_daemon, cookies={COOKIE: old}) as replay:
+        answer = replay.get("/v1/whoami")
+        assert answer.status_code == 401 and error(answer)["details"]["reason"] == "ended"

@@ -255,3 +255,18 @@ def end_session(session: Session, session_id: uuid.UUID) -> None:
     if row is not None and row.ended_at is None:
         row.ended_at = _now()
         session.add(row)
+
+
+def end_replaced(session: Session, cookie: str | None) -> None:
+    """End the session a browser had before it signed in again (its cookie is replaced)."""
+    if not cookie or len(cookie) > _SECRET_MAX:
+        return
+    session.execute(
+        update(ConsoleSession)
+        .where(
+            col(ConsoleSession.token_sha256) == digest(cookie),
+            col(ConsoleSession.ended_at).is_(None),
+        )
+        .values(ended_at=_now())
+        .execution_options(synchronize_session=False)
+    )

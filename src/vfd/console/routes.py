@@ -93,10 +93,12 @@ def _session_json(info: auth.SessionInfo, cookie: str) -> JSON:
     }
 
 
-def signin_with_link(daemon: Daemon, code: str) -> auth.Minted:
-    """Redeem a link's code: the new session's cookie and its description."""
+def signin_with_link(daemon: Daemon, code: str, previous: str | None = None) -> auth.Minted:
+    """Redeem a link's code: the new session's cookie (the ``previous`` session of the
+    browser, if any, ends)."""
     with daemon.session() as session:
         link, user = auth.redeem_link(session, code)
+        auth.end_replaced(session, previous)
         _check_active(user.status, user.email)
         minted = auth.start_session(session, user, method="link", actor_id=link.actor_id)
         actor = Caller(user=user, actor=user, via="console")
@@ -104,10 +106,12 @@ def signin_with_link(daemon: Daemon, code: str) -> auth.Minted:
     return minted
 
 
-def signin_with_token(daemon: Daemon, token: str) -> auth.Minted:
-    """Sign in with an API token: the new session's cookie."""
+def signin_with_token(daemon: Daemon, token: str, previous: str | None = None) -> auth.Minted:
+    """Sign in with an API token: the new session's cookie (the ``previous`` session of the
+    browser, if any, ends)."""
     with daemon.session() as session:
         row, user = auth.token_user(session, token)
+        auth.end_replaced(session, previous)
         _check_active(user.status, user.email)
         minted = auth.start_session(session, user, method="token", token=row)
         actor = Caller(user=user, actor=user, via="console")
@@ -224,7 +228,7 @@ async def console_root() -> RedirectResponse:
 
 
 @router.get("/console/signin", include_in_schema=False)
-async def signin_link(daemon: DaemonDep, code: str = "") -> Response:
+async def signin_link(request: Request, daemon: DaemonDep, code: str = "") -> Response:
     """Open a one-time link: the session cookie is set and the browser sent to the console
     (the code leaves the address bar); a used, expired or unknown code gets a page saying so."""
     try:
@@ -234,7 +238,8 @@ async def signin_link(daemon: DaemonDep, code: str = "") -> Response:
                 "this sign-in link has no code; run `vfd console` for a link",
                 field="code",
             )
-        minted = await run(signin_with_link, daemon, code)
+        previous = request.cookies.get(auth.SESSION_COOKIE)
+        minted = await run(signin_with_link, daemon, code, previous)
     except VfdError as exc:
         return _error_page(exc)
     response = RedirectResponse("/console/", status_code=303)
@@ -271,7 +276,8 @@ async def signin(request: Request, daemon: DaemonDep) -> Response:
     ``GET /v1/console/session``."""
     _check_signin_origin(request)
     token, form = await _signin_token_of(request)
-    minted = await run(signin_with_token, daemon, token)
+    previous = request.cookies.get(auth.SESSION_COOKIE)
+    minted = await run(signin_with_token, daemon, token, previous)
     response: Response
     if form:
         response = RedirectResponse("/console/", status_code=303)
