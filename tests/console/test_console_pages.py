@@ -775,3 +775,40 @@ def test_console_pages_upload_past_the_quota(node: Node, alice: Person, tmp_path
         page.evaluate("document.getElementById('message').hidden = true")
     expect(page.locator("#entries-empty")).to_be_visible()
     assert listing(node, alice.email, name) == {}
+
+
+def test_console_pages_upload_cancelled_leaves_nothing(
+    node: Node, alice: Person, tmp_path: Path
+) -> None:
+    page = alice.sign_in()
+    name = f"slow-{secrets.token_hex(2)}"
+    create(page, name)
+    expect(row(page, name)).to_be_visible()
+    folder = folders_of(node, alice.email)[name]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(8 * MiB))
+    page.click(f'a[aria-label="Open {name}"]')
+    expect(page.locator("#explorer-title")).to_have_text(name)
+    # a slow link, so that the upload is still going when Cancel is pressed
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 512 * 1024},
+    )
+    page.set_input_files("#pick-files", str(big))
+    expect(page.locator("#progress")).to_be_visible()
+    expect(page.locator("#btn-mkdir")).to_be_disabled()
+    page.click("#btn-cancel")
+    expect(page.locator("#message")).to_contain_text("upload cancelled [cancelled]")
+    expect(page.locator("#progress")).to_be_hidden()
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+    assert listing(node, alice.email, name) == {}
+    wait_until(
+        "the cut upload's part file to be removed",
+        lambda: not any(node.backing(folder).iterdir()),
+        timeout=15,
+    )

@@ -266,8 +266,16 @@ function uploadFiles(files) {
       const query = { path, key: uploadKey(), size: String(file.size), offset: "0" };
       const show = (n) => progress(`Uploading ${file.name} (${i + 1} of ${files.length})`, (done + n) / total);
       show(0);
-      await putWithProgress(folderUrl(state.folder.name, "/upload?" + new URLSearchParams(query)),
-        file, show, up.abort.signal);
+      try {
+        await putWithProgress(folderUrl(state.folder.name, "/upload?" + new URLSearchParams(query)),
+          file, show, up.abort.signal);
+      } catch (err) {
+        // the daemon keeps a cut upload's part file for a resume this page will not make:
+        // remove it, so that its bytes leave the quota
+        const where = new URLSearchParams({ path, key: query.key });
+        await api("DELETE", folderUrl(state.folder.name, "/upload?" + where)).catch(() => {});
+        throw err;
+      }
       done += file.size;
     }
     say(`Uploaded ${files.length} file${files.length === 1 ? "" : "s"}`, true);
