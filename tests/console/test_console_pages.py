@@ -812,3 +812,79 @@ def test_console_pages_upload_cancelled_leaves_nothing(
         lambda: not any(node.backing(folder).iterdir()),
         timeout=15,
     )
+
+
+def test_console_pages_compute_session_service_link_and_destroy(node: Node, alice: Person) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "apps"))
+    from servicekit import build_service_image
+    from sessionnode import docker_missing
+
+    why = docker_missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"docker is required in CI: {why}")
+        print(f"compute session test skipped: {why}")
+        pytest.skip(why)
+    image = build_service_image()
+    name = f"comp-{secrets.token_hex(2)}"
+    node.folder(alice.user, name)
+    with node.http(as_=alice.email) as http:
+        made = http.post(
+            "/v1/sessions",
+            json={"image": image, "command": ["sleep", "600"], "mounts": [name]},
+        )
+        assert made.status_code == 201, made.text
+        sid = made.json()["id"]
+        wait_until(
+            "the session to run",
+            lambda: http.get(f"/v1/sessions/{sid}").json()["status"] == "running",
+            timeout=60,
+        )
+        wrote = http.post(
+            f"/v1/sessions/{sid}/exec",
+            json={"command": ["sh", "-c", "echo served-by-the-session > /home/work/index.html"]},
+        )
+        assert wrote.status_code == 200, wrote.text
+        started = http.post(f"/v1/sessions/{sid}/apps/files")
+        assert started.status_code == 201, started.text
+
+    page = alice.sign_in()
+    expect(row(page, name).locator(".badge.busy")).to_contain_text("in use")
+    page.click('#nav a[data-page="sessions"]')
+    session = page.locator(f'#session-rows tr[data-id="{sid}"]')
+    expect(session).to_contain_text("compute")
+    expect(session).to_contain_text("running")
+    expect(session).to_contain_text(f"{name} → /home/work/{name}")
+    expect(session).to_contain_text("files (running)")
+    axe(page, "the Sessions page with a compute session")
+    shot(page, "sessions-compute")
+    before = set(page.context.pages)
+    session.get_by_role("button", name=re.compile("^Open files of ")).click()
+
+    def opened() -> Page | None:
+        for candidate in page.context.pages:
+            fresh = candidate not in before and not candidate.is_closed()
+            if fresh and candidate.url.startswith("http"):
+                return candidate
+        page.wait_for_timeout(50)
+        return None
+
+    window = wait_until("the service's window", opened, timeout=20)
+    expect(window.locator("body")).to_contain_text("served-by-the-session")
+    assert "vfd_token" not in window.url, "the proxy takes the token out of the address"
+    window.close()
+
+    session.get_by_role("button", name=re.compile("^Destroy ")).click()
+    page.click("#ask-ok")
+    expect(page.locator("#message")).to_contain_text("Destroyed")
+
+    def ended() -> bool:
+        with node.http(as_=alice.email) as http:
+            return http.get(f"/v1/sessions/{sid}").json()["status"] == "terminated"
+
+    wait_until("the session to end", ended, timeout=60)
+    page.check("#sessions-all")
+    expect(page.locator(f'#session-rows tr[data-id="{sid}"]')).to_contain_text("terminated")
+    expect(page.locator(f'#session-rows tr[data-id="{sid}"]').get_by_role("button")).to_have_count(
+        0
+    )

@@ -24,6 +24,11 @@ function appCell(s) {
         type: "button", class: "link", text: "open", "aria-label": `Open the file manager of ${s.name}`,
         onclick: () => openFilebrowser(s),
       }));
+    } else if (live && app.kind === "service") {
+      line.append(el("button", {
+        type: "button", class: "link", text: "open", "aria-label": `Open ${app.name} of ${s.name}`,
+        onclick: () => openService(s, app.name),
+      }));
     } else if (live && app.endpoint && /^https?:/.test(app.endpoint) && app.kind !== "service") {
       line.append(el("a", { href: app.endpoint, target: "_blank", rel: "noopener", text: app.endpoint }));
     } else if (live && app.endpoint) {
@@ -35,16 +40,27 @@ function appCell(s) {
   return cell;
 }
 
-async function openFilebrowser(s) {
+/** Open `find()`'s URL in a new window (opened at once: no pop-up blocker takes it). */
+async function openLink(find) {
   const win = window.open("", "_blank");
   try {
-    const link = await api("GET", sessionUrl(s.id, "/filebrowser"));
-    if (win) { win.opener = null; win.location.href = link.url; }
+    const url = await find();
+    if (win) { win.opener = null; win.location.href = url; }
   } catch (err) {
     if (win) { win.close(); }
     fail(err);
   }
 }
+
+const openFilebrowser = (s) => openLink(async () => (await api("GET", sessionUrl(s.id, "/filebrowser"))).url);
+
+/** A service's link carries its token, which only the session's apps list gives. */
+const openService = (s, name) => openLink(async () => {
+  const { apps } = await api("GET", sessionUrl(s.id, "/apps"));
+  const found = apps.find((a) => a.name === name && a.url);
+  if (!found) { throw new Error(`${name} of ${s.name} is not running any more`); }
+  return found.url;
+});
 
 function row(s) {
   const live = LIVE_STATUSES.has(s.status);
