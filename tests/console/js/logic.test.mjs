@@ -26,11 +26,12 @@ test("names: the server's rules, with its codes", () => {
   assert.match(nameProblem("a\u2028b").message, /U\+2028/);
   assert.match(nameProblem("a\ue000").message, /U\+E000/);
   assert.match(nameProblem("a\x07").message, /U\+0007/);
-  for (const reserved of [".ssh", ".bashrc", ".zshrc", ".bash_profile", ".vfd", "lost+found"]) {
+  for (const reserved of [".jupyter", ".bashrc", ".zshrc", ".bash_profile", ".vfd", "lost+found"]) {
     assert.equal(nameProblem(reserved).code, "reserved_name", reserved);
   }
   assert.equal(nameProblem(".local"), null);
   assert.equal(nameProblem(".config"), null);
+  assert.equal(nameProblem(".ssh"), null, "an automount .ssh holds authorized_keys");
 });
 
 test("create: automount needs the dot, and only there", () => {

@@ -5,7 +5,7 @@
 
 export const MAX_NAME_CHARS = 64;
 const RESERVED_NAMES = new Set([
-  ".ssh", ".jupyter", ".terminfo", ".tmux.conf", ".profile", ".cache", ".vfd", "lost+found",
+  ".jupyter", ".terminfo", ".tmux.conf", ".profile", ".cache", ".vfd", "lost+found",
 ]);
 const RESERVED_PATTERNS = [/^\.[a-z0-9]+rc$/, /^\.[a-z0-9]+_profile$/];
 // control, format, private use, surrogate, unassigned, line and paragraph separators
