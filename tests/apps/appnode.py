@@ -65,6 +65,22 @@ class AppNode(Node):
             return []
         return [json.loads(line) for line in self.hooks_file.read_text().splitlines()]
 
+    def settled_hooks(
+        self, session: str, hook: str, settle: float = 1.0, timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        """The calls of ``hook`` for session ``session`` once there is one and no other came
+        for ``settle`` seconds after it (a hook called twice shows twice)."""
+        deadline = time.monotonic() + timeout
+        while not (seen := self._calls(session, hook)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not seen:
+            pytest.fail(f"{hook} was not called for session {session} in {timeout}s")
+        time.sleep(settle)
+        return self._calls(session, hook)
+
+    def _calls(self, session: str, hook: str) -> list[dict[str, Any]]:
+        return [h for h in self.hooks() if h["session"] == session and h["hook"] == hook]
+
     def post(self, path: str, as_: str, body: dict[str, Any]) -> Any:
         with self.http(as_) as http:
             return http.post(path, json=body)
@@ -96,7 +112,7 @@ class AppNode(Node):
         pytest.fail(f"session {ref} did not reach {statuses} in {timeout}s: {seen}")
 
 
-def start_app_node(site: Path, out: Path, extra: str = "") -> AppNode:
+def start_app_node(site: Path, out: Path, extra: str = "", sessions: str = "") -> AppNode:
     why = fuse_missing()
     if why:
         if os.environ.get("CI"):
@@ -105,7 +121,7 @@ def start_app_node(site: Path, out: Path, extra: str = "") -> AppNode:
         pytest.skip(why)
     state_dir = Path(tempfile.mkdtemp(prefix="vfd-app-", dir="/tmp"))
     config = (
-        f'[sessions]\nnode = "app-{secrets.token_hex(3)}"\n\n'
+        f'[sessions]\nnode = "app-{secrets.token_hex(3)}"\n{sessions}\n'
         f"[plugins.apprec]\nout = {json.dumps(str(out))}\n\n{extra}"
     )
     (state_dir / "vfd.toml").write_text(config)
@@ -129,12 +145,14 @@ def stop_app_node(node: AppNode) -> None:
 
 
 def app_node_fixture(
-    tmp_path_factory: pytest.TempPathFactory, extra: str = ""
+    tmp_path_factory: pytest.TempPathFactory, extra: str = "", sessions: str = ""
 ) -> Iterator[AppNode]:
+    """A node (see :func:`start_app_node`); ``extra`` is more of its config, ``sessions``
+    more lines of its ``[sessions]`` table."""
     site = tmp_path_factory.mktemp("app-site")
     make_dist(site, "vfd-test-apprec", {"apprec": "vfdt_apprec"}, {"vfdt_apprec": RECORDER})
     out = tmp_path_factory.mktemp("apprec") / "hooks.jsonl"
-    node = start_app_node(site, out, extra)
+    node = start_app_node(site, out, extra, sessions)
     try:
         yield node
     finally:

@@ -5,8 +5,11 @@ app hooks of a recording plugin, its veto included."""
 
 from __future__ import annotations
 
+import secrets
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +167,60 @@ def test_hook_vfd_app_stopped(node: AppNode, user: dict[str, Any]) -> None:
     folder = node.folder(user)
     made = storage(node, user, folder["name"], name="stop-me").json()
     node.delete(f"/v1/sessions/{made['id']}", user["email"])
-    seen = [h for h in node.hooks() if h["session"] == "stop-me" and h["hook"] == "stopped"]
+    # exactly once: the destroy and the app's follower both see it end; one records it
+    seen = node.settled_hooks("stop-me", "stopped")
     assert len(seen) == 1, seen
     assert seen[0]["status"] == "stopped"
     assert seen[0]["reason"] == "its session was destroyed by root@local"  # the tests act as root
+
+
+def test_app_core_storage_destroyed_while_its_app_starts(
+    node: AppNode, user: dict[str, Any]
+) -> None:
+    """A destroy that comes while the app server starts ends the session ``cancelled`` with
+    its reason, whether the launch or the destroy ends it; never ``error``."""
+    folder = node.folder(user)
+    email = user["email"]
+    outcomes = []
+    for attempt in range(6):
+        name = f"racy-{attempt}-{secrets.token_hex(2)}"
+        with ThreadPoolExecutor(1) as pool:
+            made = pool.submit(storage, node, user, folder["name"], name=name)
+            deadline = time.monotonic() + 30
+            seen: dict[str, Any] = {}
+            while time.monotonic() < deadline and not made.done():
+                got = node.get(f"/v1/sessions/{name}", email)
+                if got.status_code == 200:
+                    seen = got.json()
+                    if any(a["status"] == "starting" for a in seen["apps"]):
+                        break
+                time.sleep(0.005)
+            assert seen, f"session {name} never showed"
+            gone = node.delete(f"/v1/sessions/{seen['id']}", email)
+            assert gone.status_code == 200, gone.text
+            answer = made.result(timeout=60)
+        ended = node.wait_session(seen["id"], email, {"cancelled", "terminated", "error"})
+        outcomes.append(ended["status"])
+        if ended["status"] == "cancelled":
+            assert ended["status_reason"] == "destroyed by root@local while its app started"
+            # the launch that lost its server says why (not a failure of the app)
+            if answer.status_code != 201:
+                assert answer.status_code == 409, answer.text
+                assert answer.json()["error"]["code"] == "session_not_running", answer.text
+        else:  # its app served before the destroy came: an ordinary destroy
+            assert ended["status"] == "terminated", ended
+            assert answer.status_code == 201, answer.text
+        for app in ended["apps"]:
+            why = (app["status"], app["status_reason"])
+            assert why == ("stopped", "its session was destroyed by root@local"), app
+            if app["pid"] is not None:
+                wait_gone(app["pid"])
+        # an app that served is told stopped, once; one that never served is not
+        launched = node.settled_hooks(name, "before_launch", settle=0.5)
+        if [h for h in node.hooks() if h["session"] == name and h["hook"] == "launched"]:
+            assert len(node.settled_hooks(name, "stopped")) == 1
+        called = [h["hook"] for h in node.hooks() if h["session"] == name]
+        assert called in (["before_launch"], ["before_launch", "launched", "stopped"]), called
+        assert len(launched) == 1
+    assert app_servers(node, "vfd.apps.sftpd") == []
+    assert "cancelled" in outcomes, outcomes  # the window was hit at least once

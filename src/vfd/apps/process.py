@@ -199,6 +199,13 @@ async def start(
     except BaseException as exc:
         _running.pop(app_id, None)
         await _kill_and_reap(proc)
+        if app.asked_to_stop is not None and isinstance(exc, VfdError | TimeoutError):
+            raise VfdError(  # stopped while it started (its session ended): no failure of it
+                ErrorCode.SESSION_NOT_RUNNING,
+                f"app server {module} was stopped while it started: {app.asked_to_stop}",
+                module=module,
+                reason=app.asked_to_stop,
+            ) from None
         if isinstance(exc, TimeoutError):
             raise VfdError(
                 ErrorCode.APP_FAILED,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from vfd.apps import process
@@ -198,7 +199,10 @@ async def launch(
         started = await process.start(app_id, how.module, spec, sock, options.start_timeout)
     except BaseException as exc:
         reason = exc.message if isinstance(exc, VfdError) else "its launch was interrupted"
-        await asyncio.shield(live.run(Pool.STORE, _ended, daemon, app_id, AppStatus.FAILED, reason))
+        status = AppStatus.FAILED
+        if isinstance(exc, VfdError) and exc.code is ErrorCode.SESSION_NOT_RUNNING:
+            reason, status = str(exc.details.get("reason", reason)), AppStatus.STOPPED
+        await asyncio.shield(live.run(Pool.STORE, _ended, daemon, app_id, status, reason))
         raise
     view = await live.run(Pool.STORE, _running, daemon, app_id, started.pid, endpoint)
     live.spawn(f"app {name} {app_id}", lambda: _follow(daemon, started))
@@ -236,26 +240,51 @@ def _insert(
 
 def _running(daemon: Daemon, app_id: uuid.UUID, pid: int, endpoint: str) -> AppView | None:
     """Record the app serving; None when it was recorded ended meanwhile (its session
-    ended)."""
+    ended). A compare-and-set on ``starting``, so that an end recorded meanwhile stays."""
     with daemon.session() as session:
-        row = _load(session, app_id)
-        if row.status is not AppStatus.STARTING:
+        if not _moved(
+            session,
+            app_id,
+            (AppStatus.STARTING,),
+            status=AppStatus.RUNNING,
+            pid=pid,
+            endpoint=endpoint,
+        ):
             return None
-        row.status, row.pid, row.endpoint = AppStatus.RUNNING, pid, endpoint
-        session.add(row)
-        return app_view(row)
+        return app_view(_load(session, app_id))
 
 
 def _ended(daemon: Daemon, app_id: uuid.UUID, status: AppStatus, reason: str) -> AppView | None:
-    """Record app ``app_id`` ended (once: a second call changes nothing, answers None)."""
+    """Record app ``app_id`` ended, once: a compare-and-set on its live status, so that of
+    several enders (its follower, its launch, the stop of its session) one alone records it
+    and calls ``vfd_app_stopped``; None for the others."""
     with daemon.session() as session:
-        row = session.get(SessionApp, app_id)
-        if row is None or row.status not in LIVE_APP:
+        if not _moved(
+            session,
+            app_id,
+            LIVE_APP,
+            status=status,
+            status_reason=reason[:1024],
+            ended_at=utcnow(),
+            secret=None,
+        ):
             return None
-        row.status, row.status_reason = status, reason[:1024]
-        row.ended_at, row.secret = utcnow(), None
-        session.add(row)
-        return app_view(row)
+        return app_view(_load(session, app_id))
+
+
+def _moved(
+    session: Session, app_id: uuid.UUID, statuses: tuple[AppStatus, ...], **values: Any
+) -> bool:
+    """Set ``values`` on app ``app_id`` if its status is one of ``statuses`` (one UPDATE,
+    atomic in the store); whether it was."""
+    done = session.execute(
+        update(SessionApp)
+        .where(col(SessionApp.id) == app_id)
+        .where(col(SessionApp.status).in_(list(statuses)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(done, "rowcount", 0) == 1
 
 
 def _load(session: Session, app_id: uuid.UUID) -> SessionApp:
@@ -321,13 +350,15 @@ async def stop_session_apps(daemon: Daemon, session_id: uuid.UUID, reason: str) 
     ids = await live.run(Pool.STORE, _live_app_ids, daemon, session_id)
     timeout = daemon.config.apps.stop_timeout
     running = [app for app in (process.running(i) for i in ids) if app is not None]
+    # apps with no process here (a previous daemon's, or one whose launch has not started
+    # it yet): recorded ended here; the others by their follower (or their launch)
+    orphans = [i for i in ids if process.running(i) is None]
     await asyncio.gather(*(app.stop(reason, timeout) for app in running))
-    for app_id in ids:  # apps with no process here (a previous daemon's): ended too
-        if process.running(app_id) is None:
-            ended = await live.run(Pool.STORE, _ended, daemon, app_id, AppStatus.STOPPED, reason)
-            if ended is not None:
-                view = await live.run(Pool.STORE, _session_view, daemon, session_id)
-                await daemon.plugins.notify("vfd_app_stopped", session=view, app=ended)
+    for app_id in orphans:
+        ended = await live.run(Pool.STORE, _ended, daemon, app_id, AppStatus.STOPPED, reason)
+        if ended is not None and ended.pid is not None:  # it served (no pid: still starting)
+            view = await live.run(Pool.STORE, _session_view, daemon, session_id)
+            await daemon.plugins.notify("vfd_app_stopped", session=view, app=ended)
     # the followers record the ended processes; wait for them
     deadline = asyncio.get_running_loop().time() + timeout + 5
     while await live.run(Pool.STORE, _live_app_ids, daemon, session_id):

@@ -7,7 +7,9 @@ max_storage_sessions``). It is stored ``preparing`` with its mounts (the folders
 the user's automount folders), its app is launched (:mod:`.session_apps`), and it becomes
 ``running``; a launch that fails or is vetoed ends it ``error`` or ``cancelled`` with the
 reason, so nothing of it stays live. It ends ``terminated`` when its last app ends (an idle
-SFTP server ends itself) or when it is destroyed (its apps stopped first).
+SFTP server ends itself) or when it is destroyed (its apps stopped first); destroyed while
+its app starts, it ends ``cancelled`` ("destroyed by … while its app started"), whichever of
+the launch and the destroy ends it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, func, select
 
 from vfd.daemon import runtime
@@ -179,12 +182,39 @@ def _store(daemon: Daemon, caller: Caller, ask: StorageAsk) -> uuid.UUID:
         return row.id
 
 
+DESTROYED = "destroyed by "
+"""How the reason of a storage session destroyed while its app starts begins: the destroy
+marks it (it stays ``preparing`` until its apps are stopped), and whoever ends it then —
+the launch that fails or returns, or the destroy — ends it ``cancelled`` with that
+reason."""
+
+
+def _destroy_asked(row: ComputeSession) -> str | None:
+    """The reason a destroy marked a ``preparing`` storage session with; None unmarked."""
+    reason = row.status_reason or ""
+    if row.status is SessionStatus.PREPARING and reason.startswith(DESTROYED):
+        return reason
+    return None
+
+
+def _cancel(session: Session, row: ComputeSession, reason: str) -> None:
+    """End a storage session a destroy marked ``cancelled``, unless another ender (the
+    launch, the destroy) did so first."""
+    try:
+        session_state.transition(session, row, SessionStatus.CANCELLED, reason)
+    except VfdError as exc:
+        if exc.code is not ErrorCode.INVALID_STATUS:
+            raise
+
+
 def _failed(daemon: Daemon, session_id: uuid.UUID, exc: BaseException) -> None:
-    """End a storage session whose app did not start: ``cancelled`` by a plugin's veto,
-    ``error`` otherwise."""
+    """End a storage session whose app did not start: ``cancelled`` by a plugin's veto or
+    a destroy meanwhile, ``error`` otherwise."""
     with daemon.session() as session:
         row = session_state.load(session, session_id)
-        if row.status in (SessionStatus.PREPARING, SessionStatus.RUNNING):
+        if (destroyed := _destroy_asked(row)) is not None:
+            _cancel(session, row, destroyed)
+        elif row.status in (SessionStatus.PREPARING, SessionStatus.RUNNING):
             if isinstance(exc, VfdError) and exc.code is ErrorCode.APP_REJECTED:
                 session_state.transition(
                     session,
@@ -206,7 +236,10 @@ def _failed(daemon: Daemon, session_id: uuid.UUID, exc: BaseException) -> None:
 def _started(daemon: Daemon, session_id: uuid.UUID, app: str) -> dict[str, Any]:
     with daemon.session() as session:
         row = session_state.load(session, session_id)
-        if row.status is SessionStatus.PREPARING:
+        if (destroyed := _destroy_asked(row)) is not None:
+            _cancel(session, row, destroyed)
+            session.flush()
+        elif row.status is SessionStatus.PREPARING:
             session_state.transition(session, row, SessionStatus.RUNNING, f"its app {app} serves")
             session.flush()
         return session_state.session_json(session, row, events=True)
@@ -239,6 +272,21 @@ def _to_terminating(
         if row.status is SessionStatus.TERMINATING:
             return session_state.view_of(session, row), False
         if row.status is SessionStatus.PREPARING:  # its launch is in flight: stop its app
+            marked = session.execute(  # only while it is still preparing
+                update(ComputeSession)
+                .where(col(ComputeSession.id) == row.id)
+                .where(col(ComputeSession.status) == SessionStatus.PREPARING)
+                .where(
+                    or_(
+                        col(ComputeSession.status_reason).is_(None),
+                        ~col(ComputeSession.status_reason).startswith(DESTROYED),
+                    )
+                )
+                .values(status_reason=f"{DESTROYED}{by} while its app started")
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(marked, "rowcount", 0) == 1:
+                audit.record(session, caller, "session.destroy", row.name, id=str(row.id))
             return session_state.view_of(session, row), False
         return None
 
@@ -251,4 +299,4 @@ def _to_terminated(daemon: Daemon, session_id: uuid.UUID, by: str) -> None:
                 session, row, SessionStatus.TERMINATED, f"stopped (destroyed by {by})"
             )
         elif row.status is SessionStatus.PREPARING:
-            session_state.transition(session, row, SessionStatus.CANCELLED, f"destroyed by {by}")
+            _cancel(session, row, _destroy_asked(row) or f"{DESTROYED}{by} while its app started")
