@@ -19,6 +19,7 @@ from vfd.daemon.services import audit
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import find_project
 from vfd.daemon.services.users import find_user
+from vfd.enums import SessionKind
 from vfd.errors import ErrorCode, VfdError
 from vfd.sessions.lifecycle import LIVE
 from vfd.store.models import (
@@ -140,6 +141,7 @@ def group_json(session: Session, group: ResourceGroup) -> dict[str, Any]:
         select(func.count())
         .select_from(ComputeSession)
         .where(ComputeSession.group == group.name)
+        .where(ComputeSession.kind == SessionKind.COMPUTE)  # storage ones are not placed
         .where(col(ComputeSession.status).in_(list(LIVE)))
     ).one()
     return {
