@@ -52,7 +52,7 @@ def test_filebrowser_token_required(server: FileServer) -> None:
         head = client.get("/", params={"vfd_token": server.token})
         assert head.status_code == 303
         cookie = head.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
         assert client.get("/").status_code == 200
         # a change without the header no other site's page can send is refused
         bare = client.post("/api/mkdir", json={"path": "data/x"}, headers={"X-Vfd-Files": ""})

@@ -100,7 +100,7 @@ def test_filebrowser_browser_manage(
     assert answer is not None and answer.ok
     assert page.url == f"{server.base}/"  # the token left the address bar
     (cookie,) = page.context.cookies()
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     expect(row(page, "refs").locator(".badge")).to_have_text("read-only")
     shot(page, "folders")
 

@@ -79,9 +79,9 @@ def node() -> Iterator[Node]:
     needs_browser()
     db = Path(tempfile.mkdtemp(prefix="vfd-console-db-", dir="/tmp"))
     try:
-        # the apps' links name the host the console is reached by (a browser keeps a
-        # SameSite=Strict cookie set on a redirect only within one site)
-        extra = f'tcp_listen = "127.0.0.1:{free_port()}"\n[apps]\npublic_host = "127.0.0.1"\n'
+        # the apps' links name another site than the console's (localhost, not 127.0.0.1):
+        # the file manager's window opened from the console must work across sites
+        extra = f'tcp_listen = "127.0.0.1:{free_port()}"\n[apps]\npublic_host = "localhost"\n'
         yield from running_node(f"sqlite:///{db / 'vfd.db'}", prefix="vfd-console-", extra=extra)
     finally:
         shutil.rmtree(db, ignore_errors=True)
@@ -742,6 +742,7 @@ def test_console_pages_keyboard_only_and_file_manager_window(node: Node, alice: 
     window.wait_for_load_state()
     expect(window.locator('#rows tr[data-name="hello.txt"]')).to_be_visible()
     assert window.url.split("/")[2] != node.config.tcp_listen, "an origin of its own"
+    assert window.url.startswith("http://localhost:"), "another site than the console's"
     assert "vfd_token" not in window.url
     shot(window, "file-manager-window")
     window.close()

@@ -1,8 +1,11 @@
 """The file manager's HTTP server: its static page and a small JSON API over a :class:`Tree`.
 
 Reachable only with the server's token: ``GET /?vfd_token=…`` (the URL vfd prints) sets it as an
-``HttpOnly``, ``SameSite=Strict`` cookie named after the port (two file managers on one host
-keep theirs) and redirects to ``/``, which drops the token from the address bar and history;
+``HttpOnly``, ``SameSite=Lax`` cookie named after the port (two file managers on one host
+keep theirs) and redirects to ``/``. Lax, not Strict: the link is opened from another site
+(the console, a terminal), and a Strict cookie set on that navigation's redirect would not
+be sent with the redirected request. Lax sends it with top-level navigations only, which
+change nothing here, which drops the token from the address bar and history;
 every other request needs the cookie, and every request that changes something also needs
 the ``X-Vfd-Files`` header, which no other site's page can send without the browser asking
 this server first. Errors are vfd's JSON error shape with its stable codes.
@@ -114,7 +117,7 @@ class Guard:
                 await page(scope, receive, send)
                 return
             answer = RedirectResponse("/", status_code=303, headers=HEADERS)
-            answer.set_cookie(self.cookie, given, httponly=True, samesite="strict", path="/")
+            answer.set_cookie(self.cookie, given, httponly=True, samesite="lax", path="/")
             await answer(scope, receive, send)
             return
         if not self._matches(request.cookies.get(self.cookie)):
