@@ -160,3 +160,64 @@ def test_sharing_purge_cancels_pending_invitations(owner: Person, guest: Person)
     ok(owner.http.post(f"/v1/vfolders/{name}/purge", json={"confirm": name}))
     assert ok(guest.http.get("/v1/invitations"))["received"] == []
     error(guest.http.post(f"/v1/invitations/{inv['id']}/accept"), 409, "invalid_status")
+
+
+def test_sharing_members_lists_members_and_pending_invitations(
+    vfd_daemon: Any, owner: Person, guest: Person
+) -> None:
+    name = _folder(owner)
+    path = f"/v1/vfolders/{name}/members"
+    assert ok(owner.http.get(path)) == {
+        "vfolder": name,
+        "ownership": "user",
+        "members": [],
+        "invitations": [],
+    }
+    inv = _invite(owner, name, guest, "ro")
+    third = Person(vfd_daemon)
+    pending = _invite(owner, name, third, "rw")
+    ok(guest.http.post(f"/v1/invitations/{inv['id']}/accept"))
+    listed = ok(owner.http.get(path))
+    [member] = listed["members"]
+    assert (member["email"], member["permission"]) == (guest.email, "ro")
+    assert member["since"].endswith("Z") or "+" in member["since"]
+    assert listed["invitations"] == [
+        {
+            "id": pending["id"],
+            "email": third.email,
+            "permission": "rw",
+            "created_at": pending["created_at"],
+        }
+    ]
+    # a member sees the folder, not who else shares it; others do not see it at all
+    error(guest.http.get(path), 403, "permission_denied")
+    error(third.http.get(path), 404, "vfolder_not_found")
+    error(owner.http.get(f"/v1/vfolders/{unique()}/members"), 404, "vfolder_not_found")
+    # a changed permission shows; a revoked member leaves the list, and the folder
+    ok(owner.http.put(f"{path}/{guest.email}", json={"permission": "wd"}))
+    assert [m["permission"] for m in ok(owner.http.get(path))["members"]] == ["wd"]
+    ok(owner.http.delete(f"{path}/{guest.email}"))
+    assert ok(owner.http.get(path))["members"] == []
+    error(guest.http.get(f"/v1/vfolders/{name}"), 404, "vfolder_not_found")
+    # a rejected invitation is no longer pending
+    ok(third.http.post(f"/v1/invitations/{pending['id']}/reject"))
+    assert ok(owner.http.get(path))["invitations"] == []
+
+
+def test_sharing_members_of_a_project_folder_are_its_overrides(vfd_daemon: Any) -> None:
+    admin = vfd_daemon.as_user(vfd_daemon.make_user(role="admin", uid=3001, gid=3001)["email"])
+    project = unique("proj")
+    ok(admin.post("/v1/admin/projects", json={"name": project, "gid": 5006}), 201)
+    member = Person(vfd_daemon)
+    ok(admin.post(f"/v1/admin/projects/{project}/members", json={"email": member.email}))
+    name = unique()
+    body = {"name": name, "project": project, "permission": "ro"}
+    ok(admin.post("/v1/vfolders", json=body), 201)
+    path = f"/v1/vfolders/{name}/members"
+    listed = ok(admin.get(path))
+    assert (listed["ownership"], listed["default_permission"]) == ("project", "ro")
+    assert (listed["members"], listed["invitations"]) == ([], [])
+    ok(admin.put(f"{path}/{member.email}", json={"permission": "rw"}))
+    [override] = ok(admin.get(path))["members"]
+    assert (override["email"], override["permission"]) == (member.email, "rw")
+    error(member.http.get(path), 403, "admin_required")

@@ -1,4 +1,4 @@
-"""Sharing routes: invite, leave, per-member permissions, invitations."""
+"""Sharing routes: invite, leave, members and their permissions, invitations."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ async def invite(name: str, body: Invite, daemon: DaemonDep, caller: CallerDep) 
 @router.post("/v1/vfolders/{name}/leave")
 async def leave(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
     return await run(sharing.leave, daemon, caller, name)
+
+
+@router.get("/v1/vfolders/{name}/members")
+async def list_members(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
+    return await run(sharing.members, daemon, caller, name)
 
 
 @router.put("/v1/vfolders/{name}/members/{email}")

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, or_, select
 from vfd.daemon.services import access, audit, folder_groups
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.projects import is_member
-from vfd.daemon.services.render import invitation_json
+from vfd.daemon.services.render import invitation_json, timestamp
 from vfd.daemon.services.users import find_user
 from vfd.errors import ErrorCode, VfdError
 from vfd.folders.names import is_automount
@@ -327,6 +327,66 @@ def drop_member(daemon: Daemon, caller: Caller, name: str, email: str) -> dict[s
         session.delete(row)
         audit.record(session, caller, "vfolder.member.drop", name, email=email)
     return {"vfolder": name, "email": email, "permission": now}
+
+
+def members(daemon: Daemon, caller: Caller, name: str) -> dict[str, Any]:
+    """Who a folder is shared with: its members (users with a permission of their own) and the
+    pending invitations to it.
+
+    A user folder answers its owner: the users who accepted an invitation, and those invited
+    who have not answered yet. An invited member gets ``403 permission_denied``: they may see
+    the folder, not who else shares it. A project folder answers administrators its per-member
+    overrides (``default_permission`` applies to every other project member); anyone else gets
+    ``403 admin_required``."""
+    with daemon.session() as session:
+        hit = access.find(session, caller.user, name)
+        folder = hit.folder
+        if folder.ownership == Ownership.PROJECT:
+            caller.require_admin()
+        elif not hit.is_owner:
+            raise VfdError(
+                ErrorCode.PERMISSION_DENIED,
+                f"only the owner may see who shares folder {name!r}",
+                name=name,
+            )
+        rows = session.exec(
+            select(VFolderPermission, User)
+            .where(VFolderPermission.vfolder_id == folder.id, User.id == VFolderPermission.user_id)
+            .order_by(col(VFolderPermission.created_at), col(User.email))
+        ).all()
+        pending = session.exec(
+            select(VFolderInvitation, User)
+            .where(
+                VFolderInvitation.vfolder_id == folder.id,
+                VFolderInvitation.state == InvitationState.PENDING,
+                User.id == VFolderInvitation.invitee_id,
+            )
+            .order_by(col(VFolderInvitation.created_at))
+        ).all()
+        answer: dict[str, Any] = {
+            "vfolder": folder.name,
+            "ownership": folder.ownership.value,
+            "members": [
+                {
+                    "email": user.email,
+                    "permission": row.permission.value,
+                    "since": timestamp(row.created_at),
+                }
+                for row, user in rows
+            ],
+            "invitations": [
+                {
+                    "id": inv.id.hex,
+                    "email": user.email,
+                    "permission": inv.permission.value,
+                    "created_at": timestamp(inv.created_at),
+                }
+                for inv, user in pending
+            ],
+        }
+        if folder.ownership == Ownership.PROJECT:
+            answer["default_permission"] = folder.permission.value
+        return answer
 
 
 def _owner_only(hit: access.Access, name: str) -> None:
