@@ -219,3 +219,32 @@ def test_sharing_project_folder_needs_admin_and_a_project(cli: Cli, pair: tuple[
     cli.fails(
         "vfolder", "create", unique("pf"), "--project", unique("none"), code="project_not_found"
     )
+
+
+def test_sharing_members_lists_members_and_pending_invitations(
+    cli: Cli, vfd_daemon: Any, pair: tuple[str, str]
+) -> None:
+    owner, other = pair
+    pending = vfd_daemon.make_user()["email"]
+    name = unique("mem")
+    cli.ok("vfolder", "create", name, as_=owner)
+    out = cli.ok("vfolder", "members", name, as_=owner)
+    assert "shared with no one" in out and "no pending invitations" in out
+    accepted = _invite(cli, owner, other, name, "ro")
+    waiting = _invite(cli, owner, pending, name, "rw")
+    cli.ok("vfolder", "accept", accepted, as_=other)
+
+    result = cli.json("vfolder", "members", name, as_=owner)
+    assert [(m["email"], m["permission"]) for m in result["members"]] == [(other, "ro")]
+    assert [(i["id"], i["email"]) for i in result["invitations"]] == [(waiting, pending)]
+    out = cli.ok("vfolder", "members", name, as_=owner)
+    member_row = next(line for line in out.splitlines() if other in line)
+    assert "ro" in member_row.split()
+    invitation_row = next(line for line in out.splitlines() if pending in line)
+    assert waiting[:8] in invitation_row and "rw" in invitation_row.split()
+
+    cli.fails("vfolder", "members", name, as_=other, code="permission_denied")
+    cli.fails("vfolder", "members", name, as_=pending, code="vfolder_not_found")
+    cli.ok("vfolder", "unset-member-permission", name, other, as_=owner)
+    assert cli.json("vfolder", "members", name, as_=owner)["members"] == []
+    cli.fails("vfolder", "info", name, as_=other, code="vfolder_not_found")

@@ -128,6 +128,43 @@ def leave(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) ->
     cli.emit(result, lambda: f"Left folder {result.get('left', name)}")
 
 
+def members(ctx: typer.Context, name: NameArg, json_output: JsonOption = False) -> None:
+    """List who a folder is shared with: its members and the pending invitations to it.
+
+    For your own folder: the users who accepted an invitation, and those who have not answered
+    yet. For a project folder (admins): the members with a permission of their own."""
+    cli = use(ctx, json_output)
+    result = cli.client().get(f"{folder_path(name)}/members")
+
+    def render() -> None:
+        default = result.get("default_permission")
+        table(
+            cli.console,
+            ("email", "permission", "since"),
+            [[m.get("email"), m.get("permission"), m.get("since")] for m in result["members"]],
+            title="members",
+            empty=(
+                f"no member has a permission of their own (the default is {default})"
+                if default
+                else "shared with no one"
+            ),
+        )
+        if result.get("ownership") == "project":
+            return
+        table(
+            cli.console,
+            ("id", "email", "permission", "created"),
+            [
+                [short_id(i.get("id")), i.get("email"), i.get("permission"), i.get("created_at")]
+                for i in result.get("invitations", [])
+            ],
+            title="pending invitations",
+            empty="no pending invitations",
+        )
+
+    cli.emit(result, render)
+
+
 def set_member_permission(
     ctx: typer.Context,
     name: NameArg,
@@ -167,5 +204,6 @@ def register(app: typer.Typer) -> None:
     app.command("accept")(accept)
     app.command("reject")(reject)
     app.command("leave")(leave)
+    app.command("members")(members)
     app.command("set-member-permission")(set_member_permission)
     app.command("unset-member-permission")(unset_member_permission)
