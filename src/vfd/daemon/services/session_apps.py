@@ -1,6 +1,7 @@
 """Apps of sessions as the daemon keeps them: launched, recorded, followed, stopped.
 
-An app is a server process over the session's folder views (``sftp``, ``filebrowser``), run
+An app is a server process over the session's folder views (one a plugin registers with
+``vfd_register_apps``, :mod:`~vfd.daemon.services.app_registry`: ``sftp``, ``filebrowser``), run
 as the session's user and confined to those folders (:mod:`vfd.apps.confine`), or a service
 of the session's container reached through the daemon's proxy. Each is a ``sessionapp`` row:
 ``starting`` → ``running`` → ``stopped`` / ``failed``.
@@ -17,13 +18,11 @@ records the apps a previous daemon left as ended (they died with it).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from vfd.apps import process
 from vfd.apps.confine import ConfineSpec, FolderBind
 from vfd.daemon import runtime
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import session_groups, session_state
+from vfd.daemon.services import app_registry, session_groups, session_state
 from vfd.daemon.services.context import Daemon
 from vfd.enums import AppStatus, SessionKind
 from vfd.errors import ErrorCode, VfdError
@@ -45,55 +44,6 @@ from vfd.store.models import ComputeSession, SessionApp, SessionStatus, User, ut
 log = logging.getLogger(__name__)
 
 LIVE_APP = (AppStatus.STARTING, AppStatus.RUNNING)
-
-APPS: dict[str, str] = {
-    "sftp": "vfd.daemon.services.sftp_app:plan",
-    "filebrowser": "vfd.daemon.services.filebrowser_app:plan",
-}
-"""The apps a session may run, by name: ``module:function`` of the function that plans its
-launch (a :data:`Planner`), imported when the app is first launched."""
-
-
-@dataclass(frozen=True)
-class AppLaunch:
-    """How to run one app server: what a planner returns."""
-
-    module: str
-    """Run as ``python -m MODULE``."""
-    options: Mapping[str, Any] = field(default_factory=dict)
-    """The server's own settings, sent in its spec (never on a command line)."""
-    secret: str | None = None
-    """Kept with the app while it runs, for its user (``GET .../sftp-key``)."""
-    endpoint: str = "{host}:{port}"
-    """Where a client reaches it; ``{host}`` and ``{port}`` are filled in."""
-
-
-@dataclass(frozen=True)
-class PlanContext:
-    """What a planner gets."""
-
-    daemon: Daemon
-    session: SessionView
-    user: User
-    port: int | None
-    """The port the user asked for, if any."""
-
-
-Planner = Callable[[PlanContext], Awaitable[AppLaunch]]
-
-
-def planner(name: str) -> Planner:
-    """The planner of app ``name`` (``app_not_found`` for an unknown name)."""
-    where = APPS.get(name)
-    if where is None:
-        raise VfdError(
-            ErrorCode.APP_NOT_FOUND,
-            f"no app named {name!r} (known: {', '.join(sorted(APPS))})",
-            app=name,
-        )
-    module, _, attr = where.partition(":")
-    fn: Planner = getattr(importlib.import_module(module), attr)
-    return fn
 
 
 def public_host(daemon: Daemon) -> str:
@@ -168,7 +118,7 @@ async def launch(
     Raises ``app_not_found``, ``session_not_running``, ``app_rejected`` (a plugin's veto),
     ``no_free_port`` or ``app_failed``; then nothing of the app is left (no row, process or
     port)."""
-    plan = planner(name)
+    app = app_registry.find(daemon, name)
     live = runtime.current()
     prepared = await live.run(Pool.STORE, _prepare, daemon, session_id, name)
     app_id = uuid.uuid4()
@@ -176,7 +126,7 @@ async def launch(
         id=app_id, session_id=session_id, name=name, kind="process", status="starting", port=port
     )
     await daemon.plugins.before_app_launch(prepared.view, starting)
-    how = await plan(PlanContext(daemon, prepared.view, prepared.user, port))
+    how = await app_registry.plan(daemon, app, prepared.view, prepared.user, starting)
     options = daemon.config.apps
     sock = process.bind(options.listen, options.ports, port)
     bound = sock.getsockname()[1]
@@ -196,7 +146,7 @@ async def launch(
         sock.close()
         raise
     try:
-        started = await process.start(app_id, how.module, spec, sock, options.start_timeout)
+        started = await process.start(app_id, app.spec.module, spec, sock, options.start_timeout)
     except BaseException as exc:
         reason = exc.message if isinstance(exc, VfdError) else "its launch was interrupted"
         status = AppStatus.FAILED
@@ -255,21 +205,33 @@ def _running(daemon: Daemon, app_id: uuid.UUID, pid: int, endpoint: str) -> AppV
 
 
 def _ended(daemon: Daemon, app_id: uuid.UUID, status: AppStatus, reason: str) -> AppView | None:
-    """Record app ``app_id`` ended, once: a compare-and-set on its live status, so that of
-    several enders (its follower, its launch, the stop of its session) one alone records it
-    and calls ``vfd_app_stopped``; None for the others."""
+    """Record app ``app_id`` ended, once: None when it was already (see :func:`_end`)."""
+    ended = _end(daemon, app_id, status, reason)
+    return ended[0] if ended is not None else None
+
+
+def _end(
+    daemon: Daemon, app_id: uuid.UUID, status: AppStatus, reason: str
+) -> tuple[AppView, AppStatus] | None:
+    """Record app ``app_id`` ended, once: a compare-and-set on the live status it has, so
+    that of several enders (its follower, its launch, the stop of its session) one alone
+    records it and calls ``vfd_app_stopped``; that one gets the app and the status it had
+    (``running``: it served; ``starting``: it never did), the others None."""
     with daemon.session() as session:
-        if not _moved(
-            session,
-            app_id,
-            LIVE_APP,
-            status=status,
-            status_reason=reason[:1024],
-            ended_at=utcnow(),
-            secret=None,
-        ):
-            return None
-        return app_view(_load(session, app_id))
+        while True:  # again only when it moved meanwhile (starting → running)
+            raw = session.exec(select(SessionApp.status).where(SessionApp.id == app_id)).first()
+            if raw is None or (had := AppStatus(raw)) not in LIVE_APP:
+                return None
+            if _moved(
+                session,
+                app_id,
+                (had,),
+                status=status,
+                status_reason=reason[:1024],
+                ended_at=utcnow(),
+                secret=None,
+            ):
+                return app_view(_load(session, app_id)), had
 
 
 def _moved(
@@ -355,10 +317,10 @@ async def stop_session_apps(daemon: Daemon, session_id: uuid.UUID, reason: str) 
     orphans = [i for i in ids if process.running(i) is None]
     await asyncio.gather(*(app.stop(reason, timeout) for app in running))
     for app_id in orphans:
-        ended = await live.run(Pool.STORE, _ended, daemon, app_id, AppStatus.STOPPED, reason)
-        if ended is not None and ended.pid is not None:  # it served (no pid: still starting)
+        ended = await live.run(Pool.STORE, _end, daemon, app_id, AppStatus.STOPPED, reason)
+        if ended is not None and ended[1] is AppStatus.RUNNING:  # it served: tell plugins
             view = await live.run(Pool.STORE, _session_view, daemon, session_id)
-            await daemon.plugins.notify("vfd_app_stopped", session=view, app=ended)
+            await daemon.plugins.notify("vfd_app_stopped", session=view, app=ended[0])
     # the followers record the ended processes; wait for them
     deadline = asyncio.get_running_loop().time() + timeout + 5
     while await live.run(Pool.STORE, _live_app_ids, daemon, session_id):
