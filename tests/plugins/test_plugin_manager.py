@@ -59,8 +59,20 @@ def test_manager_registers_builtins_through_entry_points(config: Config) -> None
     assert fifo["distribution"] == "vfd"
     assert fifo["hooks"] == ["vfd_register_schedulers"]
     assert fifo["error"] is None
-    assert [ep.name for ep in builtin_entry_points()] == ["drf", "fifo", "lifo"]
+    assert [ep.name for ep in builtin_entry_points()] == [
+        "drf",
+        "fifo",
+        "filebrowser",
+        "lifo",
+        "sftp",
+    ]
     assert [s["name"] for s in plugins.listing()["schedulers"]] == ["drf", "fifo", "lifo"]
+    sftp = listed(plugins, "sftp")
+    assert (sftp["builtin"], sftp["hooks"]) == (True, ["vfd_register_apps"])
+    assert [(a["name"], a["plugin"]) for a in plugins.listing()["apps"]] == [
+        ("filebrowser", "filebrowser"),
+        ("sftp", "sftp"),
+    ]
 
 
 def test_manager_lists_third_party_distribution_and_version(config: Config, site: Path) -> None:
@@ -290,9 +302,11 @@ def test_manager_start_logs_one_line_per_plugin(
     with caplog.at_level(logging.INFO, logger="vfd.plugins.manager"):
         asyncio.run(plugins.start())
     lines = [r.getMessage() for r in caplog.records]
+    hooks = {"filebrowser": "vfd_register_apps", "sftp": "vfd_register_apps"}
     assert lines == [
-        f"plugin {name} loaded (vfd {vfd.__version__}, built in; hooks: vfd_register_schedulers)"
-        for name in ("drf", "fifo", "lifo")
+        f"plugin {name} loaded (vfd {vfd.__version__}, built in; hooks: "
+        f"{hooks.get(name, 'vfd_register_schedulers')})"
+        for name in ("drf", "fifo", "filebrowser", "lifo", "sftp")
     ] + [
         "plugin broken failed and is left out: import failed: "
         "ModuleNotFoundError: No module named 'no_such_module_here'",

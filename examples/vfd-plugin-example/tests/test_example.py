@@ -70,7 +70,14 @@ def test_example_refuses_env_vfd_sets(vfd_plugins: Make) -> None:
 
 def test_example_works_beside_vfd_builtins(vfd_plugins: Make) -> None:
     hooks = vfd_plugins(("example", ExamplePlugin()), builtins=True)
-    assert {r.name for r in hooks.plugins.records} == {"drf", "fifo", "lifo", "example"}
+    assert {r.name for r in hooks.plugins.records} == {
+        "drf",
+        "fifo",
+        "lifo",
+        "sftp",
+        "filebrowser",
+        "example",
+    }
     assert set(hooks.plugins.schedulers) == {"drf", "fifo", "lifo", "sjf"}
     with pytest.raises(VfdError) as caught:
         hooks.plugins.scheduler("example")

@@ -49,8 +49,8 @@ COMMANDS: dict[str, Entry] = {
     "plugins": Entry(
         "plugins",
         "List the daemon's plugins: distribution and version, built in or not, the hooks each\n"
-        "implements, and why one failed to load; then the schedulers they register and the\n"
-        "plugins blocked by the config ([plugins] block).",
+        "implements, and why one failed to load; then the schedulers and apps they register\n"
+        "and the plugins blocked by the config ([plugins] block).",
     ),
     "up": Entry(
         "up", "Run mountd and the daemon in the foreground until Ctrl-C (embedded defaults)."

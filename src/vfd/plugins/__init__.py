@@ -16,6 +16,9 @@ See ``docs/plugin-hooks.md`` for every hook and ``docs/plugins.md`` for packagin
 from vfd.plugins.hookspecs import PROJECT, hookimpl, hookspec
 from vfd.plugins.types import (
     Agent,
+    AppContext,
+    AppLaunch,
+    AppSpec,
     AppView,
     BindMount,
     ContainerContribution,
@@ -39,6 +42,9 @@ from vfd.plugins.types import (
 __all__ = [
     "PROJECT",
     "Agent",
+    "AppContext",
+    "AppLaunch",
+    "AppSpec",
     "AppView",
     "BindMount",
     "ContainerContribution",

@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 
 from vfd.plugins.types import (
+    AppSpec,
     AppView,
     ContainerContribution,
     FolderView,
@@ -32,9 +33,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def vfd_configure(sections: Mapping[str, Mapping[str, Any]]) -> Awaitable[None] | None:
     """Called once when the daemon starts (before it serves, before any other hook but
-    ``vfd_register_schedulers``, which is collected as the plugin loads), with every
-    ``[plugins.NAME]`` table of the config; a plugin reads its own section. Raising marks the
-    plugin failed (listed by ``vfd plugins``) and unregisters it."""
+    ``vfd_register_schedulers`` and ``vfd_register_apps``, collected as the plugin loads),
+    with every ``[plugins.NAME]`` table of the config; a plugin reads its own section. Raising
+    marks the plugin failed (listed by ``vfd plugins``) and unregisters it."""
 
 
 @hookspec
@@ -42,6 +43,16 @@ def vfd_register_schedulers() -> Sequence[SchedulerSpec]:
     """The schedulers this plugin offers. Called once, as the plugin loads (not awaited:
     return the list). A malformed answer fails the plugin; two plugins offering one name is an
     error naming both, and the daemon does not start until one is blocked."""
+    raise NotImplementedError
+
+
+@hookspec
+def vfd_register_apps() -> Sequence[AppSpec]:
+    """The apps this plugin offers (servers the daemon runs over a session's folders, as its
+    user, confined to them). Called once, as the plugin loads (not awaited: return the list).
+    A malformed answer fails the plugin; a name that breaks the rule of service names fails
+    it too; two plugins offering one name is an error naming both, and the daemon does not
+    start until one is blocked."""
     raise NotImplementedError
 
 

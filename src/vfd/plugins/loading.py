@@ -12,11 +12,12 @@ plugin that fails it is recorded with its error and left out; the others go on:
    have, a hook wrapper — vfd calls each implementation on its own, so wrappers are refused);
 4. ``check_pending`` for that plugin alone: a ``vfd_*`` hook vfd does not know (a typo, or a
    hook of a newer vfd) is that plugin's load error;
-5. its registration hooks (``vfd_register_schedulers``): what it returns must be a list of
-   :class:`~vfd.plugins.types.SchedulerSpec`.
+5. its registration hooks (``vfd_register_schedulers``, ``vfd_register_apps``): what each
+   returns must be a list of :class:`~vfd.plugins.types.SchedulerSpec` (of
+   :class:`~vfd.plugins.types.AppSpec`, each named by the rule of service names).
 
-A scheduler name offered by two plugins is not one plugin's fault: loading stops with an error
-naming both, and the daemon does not start until one of them is blocked.
+A scheduler or app name offered by two plugins is not one plugin's fault: loading stops with
+an error naming both, and the daemon does not start until one of them is blocked.
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins import hookspecs
-from vfd.plugins.types import SchedulerSpec
+from vfd.plugins.types import AppSpec, SchedulerSpec
 
 log = logging.getLogger(__name__)
 trace_log = logging.getLogger("vfd.plugins.trace")
+
+_Spec = TypeVar("_Spec", SchedulerSpec, AppSpec)
 
 GROUP = "vfd"
 """The entry-point group plugins are found in."""
@@ -83,6 +87,8 @@ class Loaded:
     blocked: list[str] = field(default_factory=list)
     schedulers: dict[str, tuple[str, SchedulerSpec]] = field(default_factory=dict)
     """Scheduler name -> (plugin name, spec)."""
+    apps: dict[str, tuple[str, AppSpec]] = field(default_factory=dict)
+    """App name -> (plugin name, spec)."""
     trace: bool = False
     """``[plugins] trace``: log the registration calls too."""
 
@@ -114,7 +120,7 @@ def load(
     """Load the plugins of ``entry_points`` (default: every installed one of the ``vfd``
     group), then ``objects`` (``(name, plugin)`` pairs, for tests), skipping blocked names.
 
-    Raises ``config_invalid`` only for a scheduler name two plugins offer.
+    Raises ``config_invalid`` only for a scheduler or app name two plugins offer.
     """
     blocked = {name.strip().lower() for name in block}
     loaded = Loaded(pm=new_pluggy(), trace=trace)
@@ -169,24 +175,33 @@ def register(loaded: Loaded, record: PluginRecord, plugin: object) -> None:
     try:
         _check(pm, record.name, plugin)
         specs = _registrations(pm, record.name, loaded.trace)
+        apps = _app_registrations(pm, record.name, loaded.trace)
     except Exception as exc:
         pm.unregister(name=record.name)
         record.error = str(exc) if isinstance(exc, _Invalid) else describe(exc)
         return
-    for spec in specs:
-        if spec.name in loaded.schedulers:
-            other = loaded.schedulers[spec.name][0]
-            raise VfdError(
-                ErrorCode.CONFIG_INVALID,
-                f"plugins {other} and {record.name} both register a scheduler named "
-                f"{spec.name!r}: block one of them in the config ([plugins] block = "
-                f'["{record.name}"])',
-                scheduler=spec.name,
-                plugins=[other, record.name],
-            )
+    _clash(record.name, "scheduler", [s.name for s in specs], loaded.schedulers)
+    _clash(record.name, "app", [a.name for a in apps], loaded.apps)
     for spec in specs:
         loaded.schedulers[spec.name] = (record.name, spec)
+    for app in apps:
+        loaded.apps[app.name] = (record.name, app)
     record.hooks = hooks_of(pm, plugin)
+
+
+def _clash(plugin: str, what: str, names: list[str], taken: dict[str, tuple[str, Any]]) -> None:
+    """``config_invalid`` naming both plugins when one of ``names`` is taken already."""
+    for name in names:
+        if name in taken:
+            other = taken[name][0]
+            raise VfdError(
+                ErrorCode.CONFIG_INVALID,
+                f"plugins {other} and {plugin} both register {'an' if what == 'app' else 'a'} "
+                f"{what} named {name!r}: block one of them in the config ([plugins] block = "
+                f'["{plugin}"])',
+                **{what: name},
+                plugins=[other, plugin],
+            )
 
 
 class _Invalid(Exception):
@@ -211,37 +226,74 @@ def _check(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
                 )
 
 
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+"""The rule of app names: that of service names (``vfd.apps.service_ports``), whose
+namespace they share in ``vfd session apps``."""
+
+
 def _registrations(pm: pluggy.PluginManager, name: str, trace: bool) -> list[SchedulerSpec]:
     """What plugin ``name``'s ``vfd_register_schedulers`` returns, checked."""
-    specs: list[SchedulerSpec] = []
-    for impl in pm.hook.vfd_register_schedulers.get_hookimpls():
+    got = _collect(pm, name, trace, "vfd_register_schedulers", SchedulerSpec)
+    for spec in got:
+        if not spec.name or not callable(spec.factory):
+            raise _Invalid(
+                f"vfd_register_schedulers returned {spec!r}: a SchedulerSpec with a "
+                "name and a factory was expected"
+            )
+    return got
+
+
+def _app_registrations(pm: pluggy.PluginManager, name: str, trace: bool) -> list[AppSpec]:
+    """What plugin ``name``'s ``vfd_register_apps`` returns, checked."""
+    got = _collect(pm, name, trace, "vfd_register_apps", AppSpec)
+    for spec in got:
+        if not isinstance(spec.name, str) or not APP_NAME.fullmatch(spec.name):
+            raise _Invalid(
+                f"vfd_register_apps: app name {spec.name!r}: 1-32 lowercase letters, digits "
+                "or '-', starting with a letter (the rule of service names)"
+            )
+        if not isinstance(spec.module, str) or not all(
+            part.isidentifier() for part in spec.module.split(".")
+        ):
+            raise _Invalid(
+                f"vfd_register_apps: app {spec.name}: module {spec.module!r} is no module name"
+            )
+        if not callable(spec.plan):
+            raise _Invalid(f"vfd_register_apps: app {spec.name}: plan is not callable")
+    return got
+
+
+def _collect(
+    pm: pluggy.PluginManager, name: str, trace: bool, hook: str, kind: type[_Spec]
+) -> list[_Spec]:
+    """What plugin ``name``'s registration hook ``hook`` returns: a list of ``kind``, one
+    name once."""
+    specs: list[_Spec] = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
         if impl.plugin_name != name:
             continue
         began = time.perf_counter()
         got: Any = impl.function()
         if trace:
             trace_log.info(
-                "hook vfd_register_schedulers plugin %s: %.3f ms, ok",
+                "hook %s plugin %s: %.3f ms, ok",
+                hook,
                 name,
                 (time.perf_counter() - began) * 1000,
             )
         if inspect.isawaitable(got):
             if inspect.iscoroutine(got):
                 got.close()
-            raise _Invalid("vfd_register_schedulers must return its list, not an awaitable")
+            raise _Invalid(f"{hook} must return its list, not an awaitable")
         if isinstance(got, str | bytes) or not isinstance(got, list | tuple):
             raise _Invalid(
-                "vfd_register_schedulers must return a list of SchedulerSpec, "
-                f"not {type(got).__name__}"
+                f"{hook} must return a list of {kind.__name__}, not {type(got).__name__}"
             )
         for spec in got:
-            if not isinstance(spec, SchedulerSpec) or not spec.name or not callable(spec.factory):
-                raise _Invalid(
-                    f"vfd_register_schedulers returned {spec!r}: a SchedulerSpec with a "
-                    "name and a factory was expected"
-                )
+            if not isinstance(spec, kind):
+                raise _Invalid(f"{hook} returned {spec!r}: a {kind.__name__} was expected")
         names = [spec.name for spec in got]
         if len(set(names)) != len(names):
-            raise _Invalid(f"vfd_register_schedulers returns one name twice: {names}")
+            raise _Invalid(f"{hook} returns one name twice: {names}")
         specs.extend(got)
     return specs

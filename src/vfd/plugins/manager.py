@@ -33,6 +33,7 @@ from vfd.errors import ErrorCode, VfdError
 from vfd.plugins import loading
 from vfd.plugins.loading import Loaded, PluginRecord, describe
 from vfd.plugins.types import (
+    AppSpec,
     AppView,
     ContainerContribution,
     Reject,
@@ -74,6 +75,11 @@ class Plugins:
     def schedulers(self) -> dict[str, tuple[str, SchedulerSpec]]:
         """Scheduler name -> (plugin name, spec)."""
         return self.loaded.schedulers
+
+    @property
+    def apps(self) -> dict[str, tuple[str, AppSpec]]:
+        """App name -> (plugin name, spec): the apps sessions may run."""
+        return self.loaded.apps
 
     @property
     def records(self) -> list[PluginRecord]:
@@ -120,12 +126,16 @@ class Plugins:
             log.info("plugin %s blocked by [plugins] block: not imported", name)
 
     def listing(self) -> dict[str, Any]:
-        """``GET /v1/plugins``: every plugin, the schedulers, the blocked names."""
+        """``GET /v1/plugins``: every plugin, the schedulers, the apps, the blocked names."""
         return {
             "plugins": [record.to_json() for record in self.records],
             "schedulers": [
                 {"name": name, "plugin": plugin, "description": spec.description}
                 for name, (plugin, spec) in sorted(self.schedulers.items())
+            ],
+            "apps": [
+                {"name": name, "plugin": plugin, "description": spec.description}
+                for name, (plugin, spec) in sorted(self.apps.items())
             ],
             "blocked": self.blocked,
         }
@@ -148,10 +158,13 @@ class Plugins:
         self._drop_schedulers(name)
 
     def _drop_schedulers(self, name: str) -> None:
-        """Forget the schedulers plugin ``name`` registered."""
+        """Forget the schedulers and apps plugin ``name`` registered."""
         for sched, (plugin, _) in list(self.schedulers.items()):
             if plugin == name:
                 del self.schedulers[sched]
+        for app, (plugin, _) in list(self.apps.items()):
+            if plugin == name:
+                del self.apps[app]
 
     def _fail(self, name: str, error: str) -> None:
         """Leave plugin ``name`` out from now on, listed with ``error``."""
@@ -358,8 +371,8 @@ def build_manager(
     ``plugins`` adds ``(name, object)`` pairs: ``vfd.plugins.testing`` builds a hermetic
     manager with ``entry_points=()``).
 
-    Raises ``config_invalid`` when two plugins register one scheduler name (the daemon does
-    not start; the message names both and how to block one).
+    Raises ``config_invalid`` when two plugins register one scheduler or app name (the daemon
+    does not start; the message names both and how to block one).
     """
     loaded = loading.load(config.plugin_block, entry_points, plugins, trace=config.plugin_trace)
     return Plugins(config, loaded)

@@ -1,8 +1,8 @@
 """The records plugins receive and return. Plain frozen dataclasses: a plugin needs nothing of
 vfd's store or web framework to read them, and cannot change what it was handed.
 
-Registration hooks return specs (:class:`SchedulerSpec` now; accelerator specs come with
-their plugins); lifecycle hooks receive a :class:`SessionView`, a :class:`FolderView` or,
+Registration hooks return specs (:class:`SchedulerSpec`, :class:`AppSpec`; accelerator specs
+come with their plugins); lifecycle hooks receive a :class:`SessionView`, a :class:`FolderView` or,
 for apps, a :class:`SessionView` and an :class:`AppView`;
 ``vfd_container_spec`` returns a :class:`ContainerContribution`; ``pre`` hooks veto by raising
 :class:`Reject`.
@@ -11,7 +11,7 @@ for apps, a :class:`SessionView` and an :class:`AppView`;
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -312,3 +312,58 @@ class SchedulerSpec:
     description: str
     factory: Callable[[Mapping[str, Any]], Scheduler]
     """Builds the scheduler from its options (the ``[plugins.<plugin>]`` section)."""
+
+
+@dataclass(frozen=True)
+class AppLaunch:
+    """How one launch of an app runs: what an :class:`AppSpec`'s ``plan`` returns."""
+
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The server's own settings (JSON-able), sent in its spec on its stdin (never on a
+    command line): :attr:`vfd.apps.confine.ConfineSpec.options`."""
+    secret: str | None = None
+    """Kept with the app while it runs, for its user alone (a private key, a token); cleared
+    when it ends."""
+    endpoint: str = "{host}:{port}"
+    """Where a client reaches it; ``{host}`` (``[apps] public_host``) and ``{port}`` are
+    filled in."""
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What an app's ``plan`` gets: the session and app about to start, and what it may
+    read."""
+
+    session: SessionView
+    app: AppView
+    """``starting``; ``port`` is the port the user asked for, if any."""
+    username: str
+    """The session's user's login name."""
+    options: Mapping[str, Any]
+    """The registering plugin's ``[plugins.<plugin>]`` section."""
+    config: Any
+    """The daemon's configuration (:class:`vfd.config.Config`, read-only)."""
+    read_user_file: Callable[[str, str], Awaitable[bytes | None]]
+    """``await read_user_file(FOLDER, NAME)``: the file ``NAME`` at the top of the user's own
+    folder ``FOLDER``, read as the user through its ``ro`` view (a symbolic link is not
+    followed; at most 1 MiB); None when there is no such folder or file, or it cannot be
+    read (logged)."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """An app a plugin offers (``vfd_register_apps``): a server the daemon runs over a
+    session's folder views, as the session's user and confined to them."""
+
+    name: str
+    """``[a-z][a-z0-9-]*``, at most 32 characters, as service names (docs/apps.md)."""
+    description: str
+    module: str
+    """Run as ``python -m MODULE``: it reads its spec with
+    :func:`vfd.apps.confine.read_spec`, calls :func:`vfd.apps.confine.confine`, serves on the
+    listening socket it was handed and reports ``ready`` on stdout."""
+    plan: Callable[[AppContext], AppLaunch | Awaitable[AppLaunch]]
+    """Plans one launch (options, secret, endpoint); may be a coroutine function."""
+    link: bool = False
+    """The endpoint with ``?vfd_token=SECRET`` is the URL its user opens (a web app whose
+    secret is its token): ``vfd session app`` and ``vfd session apps`` print it."""

@@ -1,19 +1,16 @@
-"""The web file manager app as the daemon plans it: a token, and the URL that carries it.
-
-Each launch gets a fresh random token, sent in the server's spec and kept with the app while
-it runs (its ``secret``, cleared when it ends); the endpoint recorded and shown in
-``vfd session info`` is the bare address, and only the session's user gets the URL with the
-token (``GET /v1/sessions/{ref}/filebrowser``, printed by ``vfd vfolder web``).
+"""The web file manager's link for its user: the URL, with its token, of a session's running
+``filebrowser`` app. The app itself is the built-in plugin :mod:`vfd.plugins.builtin.filebrowser`
+(a fresh token per launch, kept with the app while it runs; the endpoint recorded and shown in
+``vfd session info`` is the bare address).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlmodel import col, select
 
-from vfd.daemon.services import session_apps, session_state
+from vfd.daemon.services import session_state
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.enums import AppStatus
 from vfd.errors import ErrorCode, VfdError
@@ -21,16 +18,6 @@ from vfd.store.models import SessionApp
 
 APP = "filebrowser"
 TOKEN_PARAM = "vfd_token"
-
-
-async def plan(ctx: session_apps.PlanContext) -> session_apps.AppLaunch:
-    token = secrets.token_urlsafe(32)
-    return session_apps.AppLaunch(
-        module="vfd.apps.filebrowser",
-        options={"token": token},
-        secret=token,
-        endpoint="http://{host}:{port}/",
-    )
 
 
 def url_info(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:

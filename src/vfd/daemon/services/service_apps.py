@@ -38,7 +38,7 @@ from vfd.apps.proxy import TOKEN_PARAM, AppProxy, ProxyLimits
 from vfd.apps.service_ports import ServicePort
 from vfd.daemon import activity, containers, launcher, runtime
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import session_apps, session_state
+from vfd.daemon.services import app_registry, session_apps, session_state
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.enums import AppStatus, SessionKind
 from vfd.enums import SessionStatus as S
@@ -57,8 +57,6 @@ READY_POLL = 0.1
 ACTIVITY_EVERY = 30.0
 """Seconds between stamps of a session's last activity by the use of its service apps."""
 HOME = "/home/work"
-LINKED = frozenset({"filebrowser"})
-"""vfd's own apps whose secret is the token of their URL (``?vfd_token=``), as a service's."""
 SESSION_ENDED = "its session ended"
 """Why a service app stops when its session leaves ``running`` (destroyed, or its container
 exited)."""
@@ -186,7 +184,7 @@ async def list_apps(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:
                 "url": url_of(app["endpoint"], secret) if app else None,
             }
         )
-    for name in sorted(session_apps.APPS):
+    for name in app_registry.names(daemon):
         app = running.pop(name, None)
         secret = seen.live.get(name, (None, "", None))[2]
         out.append(
@@ -199,7 +197,11 @@ async def list_apps(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:
                 "starts_with": None,
                 "status": app["status"] if app else idle,
                 "app": app,
-                "url": url_of(app["endpoint"], secret) if app and name in LINKED else None,
+                "url": (
+                    url_of(app["endpoint"], secret)
+                    if app and app_registry.linked(daemon, name)
+                    else None
+                ),
             }
         )
     for name, app in sorted(running.items()):  # a live app no longer declared
@@ -233,9 +235,9 @@ async def start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[str
     as it is (the same URL)."""
     live = runtime.current()
     seen = await live.run(Pool.STORE, _find, daemon, caller, ref)
-    if name in session_apps.APPS:
+    if name in daemon.plugins.apps:
         launched = await session_apps.launch(daemon, seen.view.id, name)
-        if name in LINKED:
+        if app_registry.linked(daemon, name):
             secret = await live.run(Pool.STORE, _secret, daemon, uuid.UUID(launched["id"]))
             launched = {**launched, "url": url_of(launched["endpoint"], secret)}
         return launched

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, func, select
 
 from vfd.daemon import runtime
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import audit, session_apps, session_state
+from vfd.daemon.services import app_registry, audit, session_apps, session_state
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.sessions import check_name, default_name
 from vfd.enums import SessionKind
@@ -62,7 +62,7 @@ def storage_limit(session: Session, daemon: Daemon, user: User) -> tuple[int, st
     return daemon.config.apps.max_storage_sessions, "[apps] max_storage_sessions"
 
 
-def check_ask(ask: StorageAsk) -> None:
+def check_ask(daemon: Daemon, ask: StorageAsk) -> None:
     if not ask.mounts:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT, "name at least one folder to serve", field="mounts"
@@ -73,7 +73,7 @@ def check_ask(ask: StorageAsk) -> None:
         raise VfdError(
             ErrorCode.INVALID_ARGUMENT, "port must be between 1024 and 65535", field="port"
         )
-    session_apps.planner(ask.app)
+    app_registry.find(daemon, ask.app)
 
 
 async def create(daemon: Daemon, caller: Caller, ask: StorageAsk) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def create(daemon: Daemon, caller: Caller, ask: StorageAsk) -> dict[str, A
     (``running``, its app's endpoint in ``apps``). Refused before anything is stored when a
     folder, a name or the user's limit says no; ended ``cancelled``/``error`` (and the
     error raised) when its app does not start."""
-    check_ask(ask)
+    check_ask(daemon, ask)
     live = runtime.current()
     session_id = await live.run(Pool.STORE, _store, daemon, caller, ask)
     try:
