@@ -4,7 +4,8 @@ sign-in with a one-time link, the folder lists and the create dialog (a user, a 
 automount and a models folder; a 65-character name; a server error beside its field), the
 explorer (a directory tree uploaded, files, a directory made, an entry renamed and deleted),
 the quota panel following an upload, a folder renamed and shared read-only with a second
-user who sees it marked shared and cannot write, trash, restore and delete forever behind
+user who sees it marked shared and cannot write until the owner revokes them from the
+dialog's list of members, trash, restore and delete forever behind
 the exact name, the SFTP server and its key, the sessions list and a folder in use, CSRF and
 a missing cookie refused — and axe-core on every page, with no serious or critical violation.
 
@@ -446,6 +447,7 @@ def test_console_pages_rename_share_read_only(node: Node, alice: Person, bob: Pe
     page.select_option("#share-permission", "ro")
     page.click("#share-invite")
     expect(page.locator("#share-pending")).to_contain_text(f"{bob.email} (ro)")
+    expect(page.locator("#share-members")).to_have_text("no one")
     axe(page, "the share dialog")
     shot(page, "share-dialog")
     page.click("#dlg-share menu:last-of-type [data-close]")
@@ -473,14 +475,30 @@ def test_console_pages_rename_share_read_only(node: Node, alice: Person, bob: Pe
     assert refused["body"]["error"]["code"] == "permission_denied"
     assert "mine" not in listing(node, alice.email, renamed)
 
-    # the owner stops sharing: it is gone from bob's list
+    # the owner sees bob among the folder's members and revokes him there: it is gone from
+    # bob's list, and the daemon refuses him the folder
     page.reload()
     row(page, renamed).get_by_role("button", name=f"Share {renamed}").click()
-    page.fill("#share-revoke-email", bob.email)
-    page.click("#share-revoke")
+    members = page.locator("#share-members")
+    expect(members.locator("li")).to_have_count(1)
+    expect(members).to_contain_text(f"{bob.email} (ro), since")
+    expect(page.locator("#share-pending")).to_have_text("none")
+    axe(page, "the share dialog with a member")
+    shot(page, "share-dialog-members")
+    revoke = page.get_by_role("button", name=f"Revoke {bob.email}")
+    revoke.focus()
+    page.keyboard.press("Enter")
     expect(page.locator("#message")).to_contain_text(f"no longer shared with {bob.email}")
+    expect(members).to_have_text("no one")
+    expect(page.locator("#share-members-title")).to_be_focused()
     page.click("#dlg-share menu:last-of-type [data-close]")
     assert renamed not in folders_of(node, bob.email)
+    gone = bob.api("GET", f"/v1/vfolders/{renamed}/files")
+    assert gone["status"] == 404, gone
+    assert gone["body"]["error"]["code"] == "vfolder_not_found"
+    bpage.click('#nav a[data-page="data"]')
+    expect(bpage.locator("#count-invited")).to_have_text("0")  # a fresh load, after the revoke
+    expect(row(bpage, renamed)).to_have_count(0)
 
 
 def test_console_pages_trash_restore_delete_forever(node: Node, alice: Person) -> None:

@@ -226,31 +226,47 @@ async function leave(f) {
 // -- sharing ---------------------------------------------------------------------------------
 
 let sharing = null;
+let shareLoads = 0;
 
-function renderPending() {
-  const list = $("share-pending");
-  list.replaceChildren();
-  const pending = view.invitations.sent.filter((i) => i.vfolder_id === sharing.id
-    || i.vfolder === sharing.name);
-  for (const inv of pending) {
-    list.append(el("li", { text: `${inv.invitee} (${inv.permission}), invited ${inv.created_at.slice(0, 10)}` }));
+/** The share dialog's lists: who has the folder (each with a Revoke button) and who has not
+ * answered an invitation yet, from GET /v1/vfolders/{name}/members. */
+async function renderShare() {
+  const f = sharing;
+  const mine = ++shareLoads;
+  const answer = await api("GET", folderUrl(f.name, "/members"));
+  if (mine !== shareLoads || sharing !== f) { return; } // a later render or another folder
+  const members = $("share-members");
+  members.replaceChildren();
+  for (const m of answer.members) {
+    members.append(el("li", {},
+      el("span", { text: `${m.email} (${m.permission}), since ${m.since.slice(0, 10)} ` }),
+      el("button", {
+        type: "button", class: "danger", text: "Revoke", "aria-label": `Revoke ${m.email}`,
+        onclick: () => revoke(m.email),
+      }),
+    ));
   }
-  if (!pending.length) { list.append(el("li", { class: "muted", text: "none" })); }
+  if (!answer.members.length) { members.append(el("li", { class: "muted", text: "no one" })); }
+  const pending = $("share-pending");
+  pending.replaceChildren();
+  for (const inv of answer.invitations) {
+    pending.append(el("li", {
+      text: `${inv.email} (${inv.permission}), invited ${inv.created_at.slice(0, 10)}`,
+    }));
+  }
+  if (!answer.invitations.length) { pending.append(el("li", { class: "muted", text: "none" })); }
 }
 
 function share(f) {
   sharing = f;
   $("share-title").textContent = `Share ${f.name}`;
   $("share-emails").value = "";
-  $("share-revoke-email").value = "";
   fieldError("share-error", "", $("share-emails"));
-  renderPending();
+  for (const id of ["share-members", "share-pending"]) {
+    $(id).replaceChildren(el("li", { class: "muted", text: "loading" }));
+  }
   openDialog($("dlg-share"), $("share-emails"));
-}
-
-async function refreshInvitations() {
-  view.invitations = await api("GET", "/v1/invitations");
-  renderPending();
+  renderShare().catch((err) => fieldError("share-error", errorText(err), $("share-emails")));
 }
 
 async function invite(ev) {
@@ -267,20 +283,20 @@ async function invite(ev) {
     fieldError("share-error", "", $("share-emails"));
     $("share-emails").value = "";
     say(`Invited ${emails.join(", ")} to ${sharing.name}`, true);
-    await refreshInvitations();
+    await renderShare();
   } catch (err) {
     fieldError("share-error", errorText(err), $("share-emails"));
   }
 }
 
-async function revoke() {
-  const email = $("share-revoke-email").value.trim();
-  if (!email) { return; }
+async function revoke(email) {
+  const f = sharing;
   try {
-    await api("DELETE", folderUrl(sharing.name, "/members/" + encodeURIComponent(email)));
+    await api("DELETE", folderUrl(f.name, "/members/" + encodeURIComponent(email)));
     fieldError("share-error", "", $("share-emails"));
-    say(`${sharing.name} is no longer shared with ${email}`, true);
-    $("share-revoke-email").value = "";
+    say(`${f.name} is no longer shared with ${email}`, true);
+    await renderShare();
+    $("share-members-title").focus(); // the button pressed is gone: keep the focus nearby
   } catch (err) {
     fieldError("share-error", errorText(err), $("share-emails"));
   }
@@ -474,6 +490,5 @@ export function wire(who) {
   }
   $("create-form").addEventListener("submit", submitCreate);
   $("share-form").addEventListener("submit", invite);
-  $("share-revoke").addEventListener("click", revoke);
   $("dlg-share").addEventListener("close", () => { sharing = null; load(view.tab).catch(fail); });
 }
