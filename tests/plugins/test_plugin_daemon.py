@@ -249,3 +249,34 @@ def test_plugins_scheduler_clash_stops_the_daemon(
             "plugins fifo and otherfifo both register a scheduler named 'fifo'" in log
             or "plugins otherfifo and fifo both register a scheduler named 'fifo'" in log
         ), log
+
+
+def test_plugins_app_clash_stops_the_daemon(
+    database_url: str, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    run_daemon = root_conftest(pytestconfig).run_daemon
+    clash = tmp_path / "appclash"
+    make_dist(
+        clash,
+        "vfd-appclash",
+        {"otherweb": "vfdt_appclash"},
+        {
+            "vfdt_appclash": """
+            from vfd.plugins import AppLaunch, AppSpec, hookimpl
+
+            @hookimpl
+            def vfd_register_apps():
+                return [AppSpec("filebrowser", "another one", "vfdt_appclash",
+                                lambda ctx: AppLaunch())]
+            """
+        },
+    )
+    with run_daemon(database_url, env={"PYTHONPATH": str(clash)}, wait=False) as running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            running.process.wait(60)
+        assert running.process.returncode not in (None, 0), running.log()
+        log = running.log()
+        assert (
+            "plugins filebrowser and otherweb both register an app named 'filebrowser'" in log
+            or "plugins otherweb and filebrowser both register an app named 'filebrowser'" in log
+        ), log

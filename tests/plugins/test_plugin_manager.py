@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,61 @@ def test_manager_scheduler_unknown_name_is_plugin_not_found() -> None:
         plugins.scheduler("sjf")
     assert caught.value.code is ErrorCode.PLUGIN_NOT_FOUND
     assert "registered: drf, fifo, lifo" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("return AppSpec('ok', 'x', 'm', plan)", "must return a list of AppSpec, not AppSpec"),
+        ("return [AppSpec('Bad Name', 'x', 'm', plan)]", "app name 'Bad Name': 1-32 lowercase"),
+        ("return [AppSpec('a' * 33, 'x', 'm', plan)]", "app name 'aaaa"),
+        ("return [AppSpec('ok', 'x', 'no such-module', plan)]", "is no module name"),
+        ("return [AppSpec('ok', 'x', 'm', None)]", "app ok: plan is not callable"),
+        ("return ['ok']", "vfd_register_apps returned 'ok': an AppSpec was expected"),
+        ("return [AppSpec('ok', 'x', 'm', plan), AppSpec('ok', 'y', 'm', plan)]", "one name twice"),
+    ],
+)
+def test_manager_malformed_app_registration_fails_the_plugin(
+    config: Config, site: Path, body: str, error: str
+) -> None:
+    source = f"""
+        from vfd.plugins import AppLaunch, AppSpec, hookimpl
+
+        def plan(ctx):
+            return AppLaunch()
+
+        @hookimpl
+        def vfd_register_apps():
+            {body}
+        """
+    module = f"mgr_badapp_{secrets.token_hex(4)}"  # a module of its own for each case
+    eps = make_dist(site, "vfd-badapp", {"badapp": module}, {module: source})
+    plugins = build_manager(config, entry_points=eps)
+    record = listed(plugins, "badapp")
+    assert record["error"] is not None and error in record["error"], record["error"]
+    assert record["hooks"] == []
+    assert plugins.apps == {}
+
+
+def test_manager_app_clash_names_both_plugins(config: Config, site: Path) -> None:
+    source = """
+        from vfd.plugins import AppLaunch, AppSpec, hookimpl
+
+        @hookimpl
+        def vfd_register_apps():
+            return [AppSpec("sftp", "mine", "mgr_appclash", lambda ctx: AppLaunch())]
+        """
+    eps = builtin_entry_points() + make_dist(
+        site, "vfd-appclash", {"mysftp": "mgr_appclash"}, {"mgr_appclash": source}
+    )
+    with pytest.raises(VfdError) as caught:
+        build_manager(config, entry_points=eps)
+    assert caught.value.code is ErrorCode.CONFIG_INVALID
+    assert caught.value.message == (
+        "plugins sftp and mysftp both register an app named 'sftp': block one of them in "
+        'the config ([plugins] block = ["mysftp"])'
+    )
+    assert caught.value.details["plugins"] == ["sftp", "mysftp"]
+    blocked = dataclasses.replace(config, plugin_block=("sftp",))
+    plugins = build_manager(blocked, entry_points=eps)
+    assert plugins.apps["sftp"][0] == "mysftp"

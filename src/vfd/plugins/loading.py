@@ -291,7 +291,8 @@ def _collect(
             )
         for spec in got:
             if not isinstance(spec, kind):
-                raise _Invalid(f"{hook} returned {spec!r}: a {kind.__name__} was expected")
+                article = "an" if kind.__name__[0] in "AEIOU" else "a"
+                raise _Invalid(f"{hook} returned {spec!r}: {article} {kind.__name__} was expected")
         names = [spec.name for spec in got]
         if len(set(names)) != len(names):
             raise _Invalid(f"{hook} returns one name twice: {names}")
