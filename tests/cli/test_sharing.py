@@ -245,6 +245,7 @@ def test_sharing_members_lists_members_and_pending_invitations(
 
     cli.fails("vfolder", "members", name, as_=other, code="permission_denied")
     cli.fails("vfolder", "members", name, as_=pending, code="vfolder_not_found")
-    cli.ok("vfolder", "unset-member-permission", name, other, as_=owner)
+    out = cli.ok("vfolder", "unset-member-permission", name, other, as_=owner)
+    assert f"{name} is no longer shared with {other}" in out
     assert cli.json("vfolder", "members", name, as_=owner)["members"] == []
     cli.fails("vfolder", "info", name, as_=other, code="vfolder_not_found")

@@ -188,12 +188,18 @@ def set_member_permission(
 def unset_member_permission(
     ctx: typer.Context, name: NameArg, email: EmailArg, json_output: JsonOption = False
 ) -> None:
-    """Drop a project member's own permission; the folder's default applies again."""
+    """Drop a project member's own permission; the folder's default applies again.
+
+    On your own folder: stop sharing it with that user (`vfd vfolder members` lists them)."""
     cli = use(ctx, json_output)
     result = cli.client().delete(f"{folder_path(name)}/members/{segment(email)}")
     cli.emit(
         result,
-        lambda: f"{email} has the default permission on {name} again",
+        lambda: (
+            f"{name} is no longer shared with {email}"
+            if result.get("permission") is None
+            else f"{email} has the default permission on {name} again"
+        ),
     )
 
 
