@@ -45,7 +45,7 @@ def app_rows(entries: list[dict[str, Any]]) -> list[list[object]]:
 
 @app.command("apps")
 def apps(ctx: typer.Context, ref: RefArg, json_output: JsonOption = False) -> None:
-    """List the apps a session may run: its image's services and vfd's own apps.
+    """List the apps a session may run: its image's services and the plugins' apps.
 
     A running app shows where it is reached; a service's URL carries its token.
     An image declares its services with the label ai.vfd.service-ports.

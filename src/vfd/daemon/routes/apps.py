@@ -14,8 +14,8 @@ router = APIRouter(prefix="/v1/sessions/{ref}/apps", tags=["sessions"])
 @router.get("")
 async def list_apps(ref: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
     """``{"session", "status", "apps": [...], "services_error"}``: the services the session's
-    image declares and vfd's own apps, each with its running app (and, for a service, its
-    URL with the token) when it runs."""
+    image declares and the apps plugins register, each with its running app (and, for a
+    service or a linked app, its URL with the token) when it runs."""
     return await service_apps.list_apps(daemon, caller, ref)
 
 

@@ -1,13 +1,15 @@
 """Service apps: the ports a session's image declares, served through the daemon's proxy.
 
 ``vfd session apps ID`` lists what a session may run (:func:`list_apps`): the services its
-image declares (:mod:`vfd.apps.service_ports`) and vfd's own apps, with those that run.
+image declares (:mod:`vfd.apps.service_ports`) and the apps plugins register, with those that
+run.
 ``vfd session app ID NAME`` starts one (:func:`start`): a service is started in the container
 when its image says how and nothing answers on its port yet, then served by an
 :class:`~vfd.apps.proxy.AppProxy` on a port of ``[apps] ports``, which connects inside the
 container's network namespace and lets through only the holders of the app's random token;
-the answer carries the URL with the token. One of vfd's own apps (``sftp``, ...) is launched
-by :mod:`vfd.daemon.services.session_apps`.
+the answer carries the URL with the token. A registered app (vfd's own ``sftp``, ``filebrowser``,
+or a plugin's: :mod:`vfd.daemon.services.app_registry`) is launched by
+:mod:`vfd.daemon.services.session_apps`.
 
 A service app is a ``sessionapp`` row of kind ``service`` (its token kept in ``secret`` while
 it runs, for its user, and never shown elsewhere), with the same hooks as every app:
