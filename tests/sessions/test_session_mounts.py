@@ -235,6 +235,21 @@ def test_session_mounts_automount_folders(node: SessionNode, tmp_path: Path) -> 
     assert [m["folder"] for m in ended["mounts"]] == [".linuxbrew"]
 
 
+def test_session_mounts_ssh_folder_at_home_ssh(node: SessionNode, tmp_path: Path) -> None:
+    """A ``.ssh`` folder is an automount folder like any other: at ``/home/work/.ssh``, so
+    keys written there in a session stay in it (and open the user's SFTP apps)."""
+    alice = node.user()
+    a = alice["email"]
+    node.folder(alice, ".ssh")
+    ended, out, err = run_sh(
+        node, a, [], "echo ssh-ed25519 AAAA k > /home/work/.ssh/authorized_keys && echo ok"
+    )
+    assert out == "ok\n", err
+    got = {(m["folder"], m["target"], m["permission"], m["automount"]) for m in ended["mounts"]}
+    assert got == {(".ssh", "/home/work/.ssh", "rw", True)}
+    assert download(node, a, ".ssh", "authorized_keys", tmp_path / "k") == b"ssh-ed25519 AAAA k\n"
+
+
 def test_session_mounts_folder_in_use_cannot_be_renamed_trashed_or_purged(
     node: SessionNode,
 ) -> None:
