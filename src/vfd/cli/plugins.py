@@ -40,8 +40,8 @@ def _problems(plugins: list[dict[str, Any]]) -> list[str]:
 
 def plugins(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the daemon's plugins: distribution and version, built in or not, the hooks each
-    implements, and why one failed to load; then the schedulers and apps they register and
-    the plugins blocked by the config ([plugins] block).
+    implements, and why one failed to load; then the schedulers and apps they register
+    and the plugins blocked by the config ([plugins] block).
 
     A plugin that failed is left out and the daemon goes on serving: its error is shown here
     and in the daemon's log.

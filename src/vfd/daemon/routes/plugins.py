@@ -12,6 +12,6 @@ router = APIRouter()
 @router.get("/v1/plugins")
 async def list_plugins(daemon: DaemonDep, caller: CallerDep) -> JSON:
     """Every plugin found (distribution, version, built in or not, hooks, load error,
-    notification calls that failed), the schedulers they register, and the names blocked by
-    ``[plugins] block``. Any user may ask: it is what ``vfd plugins`` shows."""
+    notification calls that failed), the schedulers and apps they register, and the names
+    blocked by ``[plugins] block``. Any user may ask: it is what ``vfd plugins`` shows."""
     return daemon.plugins.listing()
