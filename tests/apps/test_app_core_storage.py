@@ -224,3 +224,21 @@ def test_app_core_storage_destroyed_while_its_app_starts(
         assert len(launched) == 1
     assert app_servers(node, "vfd.apps.sftpd") == []
     assert "cancelled" in outcomes, outcomes  # the window was hit at least once
+
+
+def test_app_core_storage_root_is_refused_before_anything_is_made(node: AppNode) -> None:
+    """App servers never run as root: root's own ``vfd vfolder sftp`` and ``web`` are refused
+    with a plain reason and a stable code, and no session, app or server is left behind."""
+    folder = node.cli.json("vfolder", "create", f"rootf-{secrets.token_hex(3)}")
+    before = app_servers(node, "vfd.apps.sftpd") + app_servers(node, "vfd.apps.filebrowser")
+    for command in ("sftp", "web"):
+        error = node.cli.fails("vfolder", command, folder["name"], code="permission_denied")
+        assert "never run as root" in error["message"], error
+        assert error["details"]["reason"] == "root", error
+    with node.http() as http:
+        assert http.get("/v1/sessions", params={"all": "true"}).json()["sessions"] == []
+        answer = http.post("/v1/sessions/storage", json={"mounts": [folder["name"]]})
+        assert answer.status_code == 403, answer.text
+        assert http.get("/v1/sessions", params={"all": "true"}).json()["sessions"] == []
+    after = app_servers(node, "vfd.apps.sftpd") + app_servers(node, "vfd.apps.filebrowser")
+    assert after == before

@@ -90,6 +90,7 @@ def _prepare(daemon: Daemon, session_id: uuid.UUID, name: str) -> _Prepared:
         user = session.get(User, row.user_id)
         if user is None:
             raise VfdError(ErrorCode.USER_NOT_FOUND, "the session's user is gone")
+        refuse_root(row.uid, row.gid)
         session.expunge(user)
         mounts = list(session_state.mounts_of(session, row.id))
         root = daemon.config.mount_point
@@ -103,6 +104,18 @@ def _prepare(daemon: Daemon, session_id: uuid.UUID, name: str) -> _Prepared:
         )
         groups = session_groups.groups_for(session, user, mounts)
         return _Prepared(session_state.view_of(session, row), user, folders, tuple(groups))
+
+
+def refuse_root(uid: int, gid: int) -> None:
+    """App servers never run as root (:func:`vfd.apps.confine.drop`): refuse, before anything
+    is made or recorded, a session whose user is root's."""
+    if uid == 0 or gid == 0:
+        raise VfdError(
+            ErrorCode.PERMISSION_DENIED,
+            "app servers never run as root, and this session's user is root (uid 0): serve "
+            "the folders as a user account (share them with one, or `vfd --as EMAIL ...`)",
+            reason="root",
+        )
 
 
 def root_name(target: str) -> str:

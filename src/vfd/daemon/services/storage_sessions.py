@@ -99,6 +99,7 @@ def _store(daemon: Daemon, caller: Caller, ask: StorageAsk) -> uuid.UUID:
     from vfd.daemon.services.session_mounts import resolve_mounts
 
     user = caller.user
+    session_apps.refuse_root(user.uid, user.gid)
     with daemon.naming() as session:
         limit, where = storage_limit(session, daemon, user)
         count = session.scalar(
