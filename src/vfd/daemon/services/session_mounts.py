@@ -93,6 +93,21 @@ def resolve_mounts(session: Session, user: User, specs: Sequence[str]) -> list[P
     return planned
 
 
+def record_mounts(session: Session, session_id: uuid.UUID, planned: Sequence[PlannedMount]) -> None:
+    """Store the session's ``planned`` mounts (its row flushed first)."""
+    for m in planned:
+        session.add(
+            SessionMount(
+                session_id=session_id,
+                target=m.target,
+                vfolder_id=m.folder.id,
+                name=m.name,
+                permission=m.permission,
+                automount=m.automount,
+            )
+        )
+
+
 def _check_ready(folder: VFolder, spec: str) -> None:
     if folder.status is VFolderStatus.READY:
         return

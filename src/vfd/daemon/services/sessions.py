@@ -31,7 +31,7 @@ from vfd.enums import SessionKind
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import MountView, SessionRequest
 from vfd.sessions.lifecycle import FINAL, LIVE, WAITING
-from vfd.store.models import ComputeSession, SessionMount, SessionStatus, User, utcnow
+from vfd.store.models import ComputeSession, SessionStatus, User, utcnow
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NAME_MAX = 64
@@ -244,7 +244,7 @@ def _store(
 ) -> dict[str, Any]:
     """Insert the session, its mounts and its first event, the name checked free among the
     user's live sessions in the same serialised transaction."""
-    from vfd.daemon.services.session_mounts import resolve_mounts
+    from vfd.daemon.services.session_mounts import record_mounts, resolve_mounts
 
     user = caller.user
     with daemon.naming() as session:
@@ -280,17 +280,7 @@ def _store(
         )
         session.add(row)
         session.flush()
-        for m in planned:
-            session.add(
-                SessionMount(
-                    session_id=row.id,
-                    target=m.target,
-                    vfolder_id=m.folder.id,
-                    name=m.name,
-                    permission=m.permission,
-                    automount=m.automount,
-                )
-            )
+        record_mounts(session, row.id, planned)
         session_state.record_created(session, row)
         audit.record(session, caller, "session.create", name, id=str(row.id), image=ask.image)
         session.flush()

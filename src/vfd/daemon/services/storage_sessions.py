@@ -32,7 +32,6 @@ from vfd.sessions.lifecycle import LIVE
 from vfd.store.models import (
     ComputeSession,
     ResourcePolicy,
-    SessionMount,
     SessionStatus,
     User,
     utcnow,
@@ -96,7 +95,7 @@ async def create(daemon: Daemon, caller: Caller, ask: StorageAsk) -> dict[str, A
 
 
 def _store(daemon: Daemon, caller: Caller, ask: StorageAsk) -> uuid.UUID:
-    from vfd.daemon.services.session_mounts import resolve_mounts
+    from vfd.daemon.services.session_mounts import record_mounts, resolve_mounts
 
     user = caller.user
     session_apps.refuse_root(user.uid, user.gid)
@@ -167,17 +166,7 @@ def _store(daemon: Daemon, caller: Caller, ask: StorageAsk) -> uuid.UUID:
         )
         session.add(row)
         session.flush()
-        for m in planned:
-            session.add(
-                SessionMount(
-                    session_id=row.id,
-                    target=m.target,
-                    vfolder_id=m.folder.id,
-                    name=m.name,
-                    permission=m.permission,
-                    automount=m.automount,
-                )
-            )
+        record_mounts(session, row.id, planned)
         session_state.record_created(session, row, reason=f"storage session for {ask.app}")
         audit.record(session, caller, "session.create", name, id=str(row.id), app=ask.app)
         return row.id
