@@ -19,6 +19,42 @@ from vfd.cli.client import segment
 from vfd.cli.context import CliState, JsonOption, use
 from vfd.errors import ErrorCode, VfdError
 
+FoldersArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="NAME[:DIR][:ro]...",
+        help="Folders to serve: each appears at the app's root as NAME (or DIR); :ro serves "
+        "it read-only.",
+        show_default=False,
+    ),
+]
+SessionNameOpt = Annotated[
+    str | None, typer.Option("--name", metavar="NAME", help="The session's name.")
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        min=1024,
+        max=65535,
+        metavar="PORT",
+        help="The port to serve on when it is free (default: one of the node's app ports).",
+    ),
+]
+"""The arguments of the commands that start a storage session (``vfd vfolder sftp``,
+``vfd vfolder web``)."""
+
+
+def storage_ask(folders: list[str], app: str, name: str | None, port: int | None) -> dict[str, Any]:
+    """The body of ``POST /v1/sessions/storage`` for ``app`` serving ``folders``."""
+    body: dict[str, Any] = {"mounts": list(folders), "app": app}
+    if name is not None:
+        body["name"] = name
+    if port is not None:
+        body["port"] = port
+    return body
+
+
 KeyFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -101,28 +137,9 @@ def sftp_key(
 
 def sftp(
     ctx: typer.Context,
-    folders: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="NAME[:DIR][:ro]...",
-            help="Folders to serve: each appears at the SFTP root as NAME (or DIR); :ro "
-            "serves it read-only.",
-            show_default=False,
-        ),
-    ],
-    name: Annotated[
-        str | None, typer.Option("--name", metavar="NAME", help="The session's name.")
-    ] = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            min=1024,
-            max=65535,
-            metavar="PORT",
-            help="The port to serve on when it is free (default: one of the node's app ports).",
-        ),
-    ] = None,
+    folders: FoldersArg,
+    name: SessionNameOpt = None,
+    port: PortOpt = None,
     key_file: KeyFileOpt = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -132,13 +149,8 @@ def sftp(
     `vfd session destroy ID` ends it. It also ends by itself after a while without transfers.
     """
     cli = use(ctx, json_output)
-    body: dict[str, Any] = {"mounts": list(folders), "app": "sftp"}
-    if name is not None:
-        body["name"] = name
-    if port is not None:
-        body["port"] = port
     client = cli.client()
-    made = client.post("/v1/sessions/storage", body)
+    made = client.post("/v1/sessions/storage", storage_ask(folders, "sftp", name, port))
     short = made.get("short_id")
     if key_file is not None:
         key = client.get(f"/v1/sessions/{segment(str(made['id']))}/sftp-key")
