@@ -8,9 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -76,6 +77,11 @@ print(json.dumps({"refused": refused, "closed": closed, "open": len(open_)}), fl
 """
 
 
+def said(errors: IO[str]) -> str:
+    errors.seek(0)
+    return errors.read()[-4000:]
+
+
 def daemon_fds(daemon: VfdDaemon) -> int:
     return len(os.listdir(f"/proc/{daemon.process.pid}/fd"))
 
@@ -122,26 +128,33 @@ def wait_closed(sock: socket.socket, limit: float) -> float:
 def test_api_load_half_open_connections_leave_root_served(vfd_daemon: VfdDaemon) -> None:
     baseline = warm_up(vfd_daemon)
     uid = free_uid()
-    with subprocess.Popen(
-        [
-            SYSTEM_PYTHON,
-            "-I",
-            "-c",
-            _HALF_OPEN,
-            str(vfd_daemon.socket_path),
-            str(HALF_OPEN),
-            str(HEADER_TIMEOUT + 20),
-        ],
-        user=uid,
-        group=uid,
-        extra_groups=[],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    # errors: what the client says if it fails
+    with (
+        tempfile.TemporaryFile("w+") as errors,
+        subprocess.Popen(
+            [
+                SYSTEM_PYTHON,
+                "-I",
+                "-c",
+                _HALF_OPEN,
+                str(vfd_daemon.socket_path),
+                str(HALF_OPEN),
+                str(HEADER_TIMEOUT + 20),
+            ],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        ) as proc,
+    ):
         assert proc.stdout is not None and proc.stdin is not None
         try:
-            first: dict[str, Any] = json.loads(proc.stdout.readline())
+            line = proc.stdout.readline()
+            assert line, f"the client of {HALF_OPEN} connections ended:\n{said(errors)}"
+            first: dict[str, Any] = json.loads(line)
             # the daemon is busy with a thousand connections of one user; root's calls go on
             with vfd_daemon.client() as root:
                 assert timed(lambda: root.get("/v1/whoami")) < 1.0
@@ -151,7 +164,9 @@ def test_api_load_half_open_connections_leave_root_served(vfd_daemon: VfdDaemon)
             assert first["open"] <= PEER_CONNECTIONS, first
             proc.stdin.write("go\n")
             proc.stdin.flush()
-            last: dict[str, Any] = json.loads(proc.stdout.readline())
+            line = proc.stdout.readline()
+            assert line, f"the client of {HALF_OPEN} connections ended:\n{said(errors)}"
+            last: dict[str, Any] = json.loads(line)
             assert last["open"] == 0, last  # the rest were closed after the header timeout
             assert proc.wait(30) == 0
         finally:
