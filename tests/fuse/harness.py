@@ -274,7 +274,10 @@ class MountdProcess:
                 raise AssertionError(f"mountd ignored SIGTERM:\n{self.log_tail()}") from None
         if is_mounted(self.mount_point):
             self.force_unmount()
-            raise AssertionError(f"mountd left {self.mount_point} mounted:\n{self.log_tail()}")
+            raise AssertionError(
+                f"mountd left {self.mount_point} mounted (it exited with {proc.returncode}):\n"
+                f"{self.log_tail()}"
+            )
 
     def kill(self) -> None:
         """SIGKILL mountd (the mount stays behind, dead: ENOTCONN)."""
