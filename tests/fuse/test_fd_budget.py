@@ -305,9 +305,17 @@ def test_fd_budget_out_of_descriptors_cuts_the_cache_refuses_with_emfile_and_say
             assert [os.pread(fd, 8, 0) for fd in held] == [
                 f"{i}".encode() for i in range(len(held))
             ]
+            # a control request while mountd has no descriptor to spare: its accept fails
+            # with EMFILE, the connection waits, and it is answered once some are back (it
+            # used to end the control server, and mountd with it)
+            pool = ThreadPoolExecutor(1)
+            waiting = pool.submit(mountd.call, "health")
         finally:
             for fd in held:
                 os.close(fd)
+        assert waiting.result(timeout=60)
+        pool.shutdown()
+        assert mountd.proc is not None and mountd.proc.poll() is None
         assert mountd.call("health")
         for i in range(1000):
             assert read_file(str(folder.rw / f"f{i}")) == f"{i}".encode()

@@ -10,6 +10,7 @@ longer than ``MAX_LINE`` does.
 from __future__ import annotations
 
 import array
+import errno
 import json
 import logging
 import os
@@ -26,6 +27,12 @@ from vfd.errors import ErrorCode, VfdError
 from vfd.mountctl import MAX_LINE, OPS, encode, fail, ok
 
 log = logging.getLogger("vfd.fuse.control")
+
+ACCEPT_FULL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""What ``accept`` fails with when the process or the system has no descriptor or memory to
+spare: the connection waits in the backlog, and the listener tries again shortly (as
+``trio.serve_listeners`` does), instead of ending the control server and mountd with it."""
+ACCEPT_RETRY = 0.1
 
 FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     "health": {},
@@ -276,8 +283,24 @@ async def serve_control(
         async with trio.open_nursery() as nursery:
             task_status.started()
             async with listener:
+                full = False
                 while True:
-                    stream = await listener.accept()
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno not in ACCEPT_FULL:
+                            raise
+                        if not full:  # once per spell
+                            log.warning(
+                                "control socket: cannot accept a connection (%s); "
+                                "trying again every %.1f s",
+                                os.strerror(exc.errno or 0),
+                                ACCEPT_RETRY,
+                            )
+                        full = True
+                        await trio.sleep(ACCEPT_RETRY)
+                        continue
+                    full = False
                     nursery.start_soon(_serve_connection, service, stream)
     finally:
         try:
