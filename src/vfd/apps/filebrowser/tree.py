@@ -15,7 +15,6 @@ closed before the call returns, on every path.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import shutil
@@ -27,8 +26,8 @@ from typing import Any
 from vfd import wirenames
 from vfd.daemon.userfs import is_part_name, open_regular, os_error, split_path
 from vfd.errors import ErrorCode, VfdError
+from vfd.fuse import syscalls
 
-_libc = ctypes.CDLL(None, use_errno=True)
 RENAME_NOREPLACE = 1
 _DIR_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
@@ -37,12 +36,9 @@ QUOTA_XATTRS = ("user.vfd.quota.max_bytes", "user.vfd.quota.used_bytes")
 
 def rename_noreplace(src_fd: int, src: str, dst_fd: int, dst: str) -> None:
     """``renameat2(..., RENAME_NOREPLACE)``: EEXIST rather than replacing ``dst``."""
-    rc = _libc.renameat2(
+    syscalls.renameat2(
         src_fd, wirenames.name_bytes(src), dst_fd, wirenames.name_bytes(dst), RENAME_NOREPLACE
     )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 @dataclass(frozen=True)

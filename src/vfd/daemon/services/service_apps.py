@@ -266,12 +266,7 @@ async def _start(daemon: Daemon, caller: Caller, ref: str, name: str) -> dict[st
             f"session {seen.view.name!r} is {seen.status.value}: its services start while it runs",
             status=seen.status.value,
         )
-    if seen.node != session_state.node_name(daemon.config):
-        raise VfdError(
-            ErrorCode.SESSION_NOT_RUNNING,
-            f"session {seen.view.name!r} runs on node {seen.node}; start its apps there",
-            node=seen.node,
-        )
+    session_apps.refuse_other_node(daemon, seen.view.name, seen.node)
     service = service_ports.find(await _services(daemon, seen), name)
     if not service.proxied:
         raise VfdError(

@@ -68,12 +68,7 @@ def _prepare(daemon: Daemon, session_id: uuid.UUID, name: str) -> _Prepared:
                 f"session {row.name!r} is {row.status.value}: its apps cannot start",
                 status=row.status.value,
             )
-        if row.node != session_state.node_name(daemon.config):
-            raise VfdError(
-                ErrorCode.SESSION_NOT_RUNNING,
-                f"session {row.name!r} runs on node {row.node}; start its apps there",
-                node=row.node,
-            )
+        refuse_other_node(daemon, row.name, row.node)
         live = session.exec(
             select(SessionApp)
             .where(SessionApp.session_id == session_id)
@@ -104,6 +99,16 @@ def _prepare(daemon: Daemon, session_id: uuid.UUID, name: str) -> _Prepared:
         )
         groups = session_groups.groups_for(session, user, mounts)
         return _Prepared(session_state.view_of(session, row), user, folders, tuple(groups))
+
+
+def refuse_other_node(daemon: Daemon, name: str, node: str) -> None:
+    """A session's apps start on the node it runs on, not on this one."""
+    if node != session_state.node_name(daemon.config):
+        raise VfdError(
+            ErrorCode.SESSION_NOT_RUNNING,
+            f"session {name!r} runs on node {node}; start its apps there",
+            node=node,
+        )
 
 
 def refuse_root(uid: int, gid: int) -> None:
