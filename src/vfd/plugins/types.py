@@ -11,10 +11,34 @@ for apps, a :class:`SessionView` and an :class:`AppView`;
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+
+class _Empty(Mapping[str, Any]):
+    """An empty, immutable mapping usable as a dataclass default."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+NO_SLOTS: Mapping[str, float] = _Empty()
+"""No accelerator slots (the default of every ``slots`` field)."""
+NO_NEAR: Mapping[str, int] = _Empty()
 
 
 class Reject(Exception):
@@ -58,6 +82,8 @@ class SessionRequest:
     memory: int
     """Bytes; 0 = no limit asked for."""
     mounts: tuple[MountView, ...]
+    slots: Mapping[str, float] = NO_SLOTS
+    """Accelerator slots asked for (``{"cuda.shares": 0.5}``); empty = none."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +109,10 @@ class SessionView:
     exit_code: int | None = None
     kind: str = "compute"
     """``compute`` (a container) or ``storage`` (apps over folder views, no container)."""
+    slots: Mapping[str, float] = NO_SLOTS
+    """Accelerator slots asked for; empty = none."""
+    allocation: tuple[Allotment, ...] = ()
+    """The devices it holds (set when the scheduler places it; empty = none)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,9 @@ class ContainerContribution:
     device_requests: Sequence[DeviceRequest] = ()
     limits: Mapping[str, int] = field(default_factory=dict)
     """docker ``HostConfig`` resource keys (``pids_limit``, ``shm_size``, ``cpu_shares``…)."""
+    cpuset_cpus: str | None = None
+    """The CPUs the container may run on (docker ``cpuset_cpus``, e.g. ``"0-15,32-47"``):
+    an accelerator plugin keeps a session on its devices' NUMA node."""
 
 
 @dataclass(frozen=True)
@@ -163,23 +196,84 @@ CPU_SLACK = 1e-9
 """How far cpu may exceed a bound and still count as within it (float sums of fractions)."""
 
 
+def add_slots(a: Mapping[str, float], b: Mapping[str, float], sign: int = 1) -> Mapping[str, float]:
+    """``a + b`` (``a - b`` with ``sign`` -1), slot by slot."""
+    if not b:
+        return a
+    out = dict(a)
+    for name, amount in b.items():
+        out[name] = out.get(name, 0.0) + sign * amount
+    return out
+
+
 @dataclass(frozen=True)
 class Resources:
-    """An amount of each schedulable resource (accelerator slots come with their plugins)."""
+    """An amount of each schedulable resource: cpu, memory and accelerator slots."""
 
     cpu: float = 0.0
     memory: int = 0
     """Bytes."""
+    slots: Mapping[str, float] = NO_SLOTS
+    """Accelerator slots by name (``cuda.device``, ``cuda.shares``); missing = 0."""
 
     def __add__(self, other: Resources) -> Resources:
-        return Resources(self.cpu + other.cpu, self.memory + other.memory)
+        if not self.slots and not other.slots:
+            return Resources(self.cpu + other.cpu, self.memory + other.memory)
+        return Resources(
+            self.cpu + other.cpu, self.memory + other.memory, add_slots(self.slots, other.slots)
+        )
 
     def __sub__(self, other: Resources) -> Resources:
-        return Resources(self.cpu - other.cpu, self.memory - other.memory)
+        if not self.slots and not other.slots:
+            return Resources(self.cpu - other.cpu, self.memory - other.memory)
+        return Resources(
+            self.cpu - other.cpu,
+            self.memory - other.memory,
+            add_slots(self.slots, other.slots, -1),
+        )
 
     def fits_in(self, other: Resources) -> bool:
-        """Whether each component is at most ``other``'s (cpu with a 1e-9 slack)."""
-        return self.cpu <= other.cpu + CPU_SLACK and self.memory <= other.memory
+        """Whether each component is at most ``other``'s (cpu and slots with a 1e-9 slack).
+        Slots are compared as totals: whether they fit on the devices is
+        :func:`vfd.scheduling.slots.allot`'s question."""
+        return (
+            self.cpu <= other.cpu + CPU_SLACK
+            and self.memory <= other.memory
+            and all(v <= other.slots.get(k, 0.0) + CPU_SLACK for k, v in self.slots.items())
+        )
+
+
+@dataclass(frozen=True)
+class SlotUnit:
+    """One device of an agent as the scheduler sees it: what it is worth of one accelerator
+    slot, what sessions hold of it, and where it sits. A node offers each of its devices (or
+    MIG instances) as one unit of exactly one slot."""
+
+    slot: str
+    """``cuda.device`` (capacity 1: whole devices) or ``cuda.shares`` (its shares)."""
+    device: str
+    """The device's id (a GPU or MIG UUID)."""
+    capacity: float
+    used: float = 0.0
+    numa: int | None = None
+    """The NUMA node it is attached to; None = unknown or a single-node machine."""
+    near: Mapping[str, int] = NO_NEAR
+    """Topology distance to other devices by id (NVML's common-ancestor levels: 0 same
+    board, 10 one switch, 20 several switches, 30 one host bridge, 40 one NUMA node, 50
+    across NUMA nodes); a device missing here is 40 away on the same NUMA node, else 50."""
+
+    @property
+    def free(self) -> float:
+        return self.capacity - self.used
+
+
+@dataclass(frozen=True)
+class Allotment:
+    """Part of a session's allocation: ``amount`` of ``slot`` on device ``device``."""
+
+    slot: str
+    device: str
+    amount: float
 
 
 @dataclass(frozen=True)
@@ -200,10 +294,12 @@ class PendingSession:
     """Seconds asked for (maximum lifetime); None = no limit."""
     storage_hosts: tuple[str, ...] = ()
     """The storage hosts of the folders it mounts."""
+    slots: Mapping[str, float] = NO_SLOTS
+    """Accelerator slots asked for (``{"cuda.device": 2}``); empty = none."""
 
     @property
     def request(self) -> Resources:
-        return Resources(self.cpu, self.memory)
+        return Resources(self.cpu, self.memory, self.slots)
 
 
 @dataclass(frozen=True)
@@ -222,14 +318,32 @@ class Agent:
     """Heartbeat fresh; a dead agent takes nothing new."""
     storage_hosts: frozenset[str] | None = None
     """The storage hosts reachable there; None = every host."""
+    units: tuple[SlotUnit, ...] = ()
+    """Its accelerator devices, each one unit of one slot, with what sessions hold of it."""
 
     @property
     def capacity(self) -> Resources:
-        return Resources(self.cpu, self.memory)
+        if not self.units:
+            return Resources(self.cpu, self.memory)
+        return Resources(self.cpu, self.memory, _unit_sums(self.units, used=False))
 
     @property
     def free(self) -> Resources:
-        return Resources(self.cpu - self.used_cpu, self.memory - self.used_memory)
+        if not self.units:
+            return Resources(self.cpu - self.used_cpu, self.memory - self.used_memory)
+        return Resources(
+            self.cpu - self.used_cpu,
+            self.memory - self.used_memory,
+            _unit_sums(self.units, used=True),
+        )
+
+
+def _unit_sums(units: Sequence[SlotUnit], *, used: bool) -> Mapping[str, float]:
+    """Each slot's total capacity (or free amount, with ``used``) over ``units``."""
+    out: dict[str, float] = {}
+    for u in units:
+        out[u.slot] = out.get(u.slot, 0.0) + (u.free if used else u.capacity)
+    return out
 
 
 @dataclass(frozen=True)
@@ -240,6 +354,9 @@ class UserLimits:
     max_cpu: float = 0.0
     """Total cpu of the user's live sessions."""
     max_memory: int = 0
+    max_slots: Mapping[str, float] = NO_SLOTS
+    """Total of each accelerator slot of the user's live sessions; a missing slot = no
+    limit."""
     allowed_images: tuple[str, ...] = ()
     """fnmatch patterns; () = any image."""
     allowed_groups: tuple[str, ...] = ()
@@ -367,3 +484,90 @@ class AppSpec:
     link: bool = False
     """The endpoint with ``?vfd_token=SECRET`` is the URL its user opens (a web app whose
     secret is its token): ``vfd session app`` and ``vfd session apps`` print it."""
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """An accelerator slot a plugin offers (:class:`AcceleratorSpec`)."""
+
+    name: str
+    """``PLUGIN.KIND``: ``cuda.device``, ``cuda.shares``."""
+    quantum: float
+    """Requests are whole multiples of it (1 for whole devices, 0.1 for shares)."""
+    description: str
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One accelerator device as discovered (or declared in the config)."""
+
+    id: str
+    """Its UUID (``GPU-…``, ``MIG-…``)."""
+    name: str
+    memory: int
+    """Bytes."""
+    sm: int
+    """Streaming multiprocessors (compute units)."""
+    pci_bus_id: str | None = None
+    numa: int | None = None
+    parent: str | None = None
+    """For a MIG instance: the id of the GPU it is a slice of."""
+    mig: bool = False
+    """A GPU in MIG mode: its instances are the devices offered, not itself."""
+    declared: bool = False
+    """From the config, not found on the machine."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "memory": self.memory,
+            "sm": self.sm,
+            "pci_bus_id": self.pci_bus_id,
+            "numa": self.numa,
+            "parent": self.parent,
+            "mig": self.mig,
+            "declared": self.declared,
+        }
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What an accelerator found on this node: every device, the units it offers for
+    scheduling (``used`` 0), and one line for people."""
+
+    devices: tuple[DeviceInfo, ...] = ()
+    units: tuple[SlotUnit, ...] = ()
+    status: str = ""
+    """``2 devices (NVML 12.550.54, driver 550.54)``, or why there are none (``no devices:
+    the NVIDIA driver is not loaded``)."""
+
+
+class Accelerator(Protocol):
+    """A plugin's accelerator on one node (built by :attr:`AcceleratorSpec.factory`)."""
+
+    def inventory(self) -> Inventory:
+        """Discover the devices. Called in a worker thread when the daemon starts (it may
+        block); must not raise for a machine without the devices (say why in
+        :attr:`Inventory.status`)."""
+        ...
+
+    def usage(self, devices: Sequence[str]) -> Mapping[str, Mapping[str, Any]]:
+        """What each of ``devices`` is doing now (``utilization`` %, ``memory_used``
+        bytes…), by device id; a device that cannot be asked is missing. Called in a worker
+        thread (``vfd session info``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class AcceleratorSpec:
+    """An accelerator a plugin offers (``vfd_register_accelerators``): its slots and how to
+    find its devices. What a session's container gets for the devices it holds is the
+    plugin's ``vfd_container_spec`` (:attr:`SessionView.allocation`)."""
+
+    name: str
+    """``[a-z][a-z0-9-]*``: the prefix of its slots' names."""
+    description: str
+    slots: tuple[SlotSpec, ...]
+    factory: Callable[[Mapping[str, Any]], Accelerator]
+    """Builds it from its options (the ``[plugins.<plugin>]`` section)."""

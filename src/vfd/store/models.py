@@ -172,6 +172,12 @@ class ResourcePolicy(SQLModel, table=True):
     max_storage_sessions: int = Field(
         default=2, description="live storage-only sessions at once; 0 = unlimited"
     )
+    max_slots: dict[str, float] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False),
+        description="accelerator slots of all the user's live sessions together, by slot "
+        "name ({'cuda.device': 2}); a missing slot = unlimited",
+    )
     created_at: datetime = _ts(nullable=False)
 
 
@@ -205,6 +211,12 @@ class Agent(SQLModel, table=True):
     cpu: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
     memory: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     version: str = Field(default="", max_length=64)
+    accelerators: dict[str, Any] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="by accelerator name: {status, devices: [DeviceInfo json], units: "
+        "[{slot, device, capacity, numa, near}]}; None = no accelerator plugin",
+    )
     started_at: datetime = _ts(nullable=False)
     heartbeat_at: datetime = _ts(nullable=False)
 
@@ -215,6 +227,11 @@ class SessionPreset(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     cpu: float = Field(default=1.0, sa_column=Column(Float, nullable=False))
     memory: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    slots: dict[str, float] = Field(
+        default_factory=dict,
+        sa_column=Column(JSON, nullable=False),
+        description="accelerator slots ({'cuda.shares': 0.5})",
+    )
     created_at: datetime = _ts(nullable=False)
 
 
@@ -334,6 +351,17 @@ class ComputeSession(SQLModel, table=True):
     env: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     cpu: float = Field(default=1.0, sa_column=Column(Float, nullable=False))
     memory: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    slots: dict[str, float] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="accelerator slots asked for ({'cuda.shares': 0.5}); None = none",
+    )
+    allocation: list[dict[str, Any]] | None = Field(
+        default=None,
+        sa_column=Column(JSON, nullable=True),
+        description="the devices it holds, [{slot, device, amount}], set when it is placed; "
+        "None = none",
+    )
     auto_remove: bool = Field(default=False, description="--rm: container removed at exit")
     status: SessionStatus = _enum(SessionStatus, SessionStatus.PENDING, index=True)
     status_reason: str | None = Field(default=None, max_length=1024)
