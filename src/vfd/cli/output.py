@@ -26,6 +26,10 @@ def make_console() -> Console:
     return cast("Console", LazyConsole())
 
 
+_RICH_TERMINAL_ENV = ("TTY_COMPATIBLE", "FORCE_COLOR", "JUPYTER_COLUMNS", "JPY_PARENT_PID")
+"""Variables that change what rich takes for a terminal: with one set, rich is asked."""
+
+
 class LazyConsole:
     """Stands for the rich console (every attribute is the real one's) without importing
     rich until something needs it: importing it costs a ``vfd`` command about as much as its
@@ -42,6 +46,19 @@ class LazyConsole:
             found = Console(highlight=False, soft_wrap=False)
             object.__setattr__(self, "_real", found)
         return found
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether stdout is a terminal, as rich decides it, without importing rich when
+        nothing in the environment changes rich's answer (output to a file or pipe needs no
+        rich at all: a transfer's progress bar is not drawn there)."""
+        found: Console | None = object.__getattribute__(self, "_real")
+        if found is None and not any(k in os.environ for k in _RICH_TERMINAL_ENV):
+            try:
+                return os.isatty(sys.stdout.fileno())
+            except (AttributeError, OSError, ValueError):
+                pass
+        return self.real().is_terminal
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real(), name)
