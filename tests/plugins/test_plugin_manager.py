@@ -61,6 +61,7 @@ def test_manager_registers_builtins_through_entry_points(config: Config) -> None
     assert fifo["hooks"] == ["vfd_register_schedulers"]
     assert fifo["error"] is None
     assert [ep.name for ep in builtin_entry_points()] == [
+        "cuda",
         "drf",
         "fifo",
         "filebrowser",
@@ -303,11 +304,17 @@ def test_manager_start_logs_one_line_per_plugin(
     with caplog.at_level(logging.INFO, logger="vfd.plugins.manager"):
         asyncio.run(plugins.start())
     lines = [r.getMessage() for r in caplog.records]
-    hooks = {"filebrowser": "vfd_register_apps", "sftp": "vfd_register_apps"}
+    # what the cuda accelerator found depends on the machine: one line, after the plugins
+    assert lines.pop().startswith("accelerator cuda (plugin cuda): ")
+    hooks = {
+        "cuda": "vfd_container_spec, vfd_register_accelerators",
+        "filebrowser": "vfd_register_apps",
+        "sftp": "vfd_register_apps",
+    }
     assert lines == [
         f"plugin {name} loaded (vfd {vfd.__version__}, built in; hooks: "
         f"{hooks.get(name, 'vfd_register_schedulers')})"
-        for name in ("drf", "fifo", "filebrowser", "lifo", "sftp")
+        for name in ("cuda", "drf", "fifo", "filebrowser", "lifo", "sftp")
     ] + [
         "plugin broken failed and is left out: import failed: "
         "ModuleNotFoundError: No module named 'no_such_module_here'",

@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 
 from vfd.plugins.types import (
+    AcceleratorSpec,
     AppSpec,
     AppView,
     ContainerContribution,
@@ -33,7 +34,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def vfd_configure(sections: Mapping[str, Mapping[str, Any]]) -> Awaitable[None] | None:
     """Called once when the daemon starts (before it serves, before any other hook but
-    ``vfd_register_schedulers`` and ``vfd_register_apps``, collected as the plugin loads),
+    the registration hooks (``vfd_register_schedulers``, ``vfd_register_apps``,
+    ``vfd_register_accelerators``), collected as the plugin loads),
     with every ``[plugins.NAME]`` table of the config; a plugin reads its own section. Raising
     marks the plugin failed (listed by ``vfd plugins``) and unregisters it."""
 
@@ -53,6 +55,20 @@ def vfd_register_apps() -> Sequence[AppSpec]:
     A malformed answer fails the plugin; a name that breaks the rule of service names fails
     it too; two plugins offering one name is an error naming both, and the daemon does not
     start until one is blocked."""
+    raise NotImplementedError
+
+
+@hookspec
+def vfd_register_accelerators() -> Sequence[AcceleratorSpec]:
+    """The accelerators this plugin offers: each a name, the slots sessions ask for
+    (``cuda.device``, ``cuda.shares``) and a factory of the object that finds the node's
+    devices. Called once, as the plugin loads (not awaited: return the list). A malformed
+    answer fails the plugin (a slot not named ``ACCELERATOR.KIND``, a quantum that is not
+    positive); an accelerator or slot name offered by two plugins is an error naming both, and
+    the daemon does not start until one is blocked. The devices are found once, when the
+    daemon starts (``Accelerator.inventory()`` in a worker thread); what a session's container
+    gets for the devices it holds is the plugin's ``vfd_container_spec``
+    (``session.allocation``)."""
     raise NotImplementedError
 
 

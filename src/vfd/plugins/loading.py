@@ -12,12 +12,15 @@ plugin that fails it is recorded with its error and left out; the others go on:
    have, a hook wrapper — vfd calls each implementation on its own, so wrappers are refused);
 4. ``check_pending`` for that plugin alone: a ``vfd_*`` hook vfd does not know (a typo, or a
    hook of a newer vfd) is that plugin's load error;
-5. its registration hooks (``vfd_register_schedulers``, ``vfd_register_apps``): what each
-   returns must be a list of :class:`~vfd.plugins.types.SchedulerSpec` (of
-   :class:`~vfd.plugins.types.AppSpec`, each named by the rule of service names).
+5. its registration hooks (``vfd_register_schedulers``, ``vfd_register_apps``,
+   ``vfd_register_accelerators``): what each returns must be a list of
+   :class:`~vfd.plugins.types.SchedulerSpec` (of :class:`~vfd.plugins.types.AppSpec`, each
+   named by the rule of service names; of :class:`~vfd.plugins.types.AcceleratorSpec`, each
+   slot named ``ACCELERATOR.KIND`` with a positive quantum).
 
-A scheduler or app name offered by two plugins is not one plugin's fault: loading stops with
-an error naming both, and the daemon does not start until one of them is blocked.
+A scheduler, app, accelerator or slot name offered by two plugins is not one plugin's fault:
+loading stops with an error naming both, and the daemon does not start until one of them is
+blocked.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -35,12 +39,12 @@ import pluggy
 
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins import hookspecs
-from vfd.plugins.types import AppSpec, SchedulerSpec
+from vfd.plugins.types import AcceleratorSpec, AppSpec, SchedulerSpec, SlotSpec
 
 log = logging.getLogger(__name__)
 trace_log = logging.getLogger("vfd.plugins.trace")
 
-_Spec = TypeVar("_Spec", SchedulerSpec, AppSpec)
+_Spec = TypeVar("_Spec", SchedulerSpec, AppSpec, AcceleratorSpec)
 
 GROUP = "vfd"
 """The entry-point group plugins are found in."""
@@ -89,6 +93,8 @@ class Loaded:
     """Scheduler name -> (plugin name, spec)."""
     apps: dict[str, tuple[str, AppSpec]] = field(default_factory=dict)
     """App name -> (plugin name, spec)."""
+    accelerators: dict[str, tuple[str, AcceleratorSpec]] = field(default_factory=dict)
+    """Accelerator name -> (plugin name, spec)."""
     trace: bool = False
     """``[plugins] trace``: log the registration calls too."""
 
@@ -176,16 +182,26 @@ def register(loaded: Loaded, record: PluginRecord, plugin: object) -> None:
         _check(pm, record.name, plugin)
         specs = _registrations(pm, record.name, loaded.trace)
         apps = _app_registrations(pm, record.name, loaded.trace)
+        accelerators = _accelerator_registrations(pm, record.name, loaded.trace)
     except Exception as exc:
         pm.unregister(name=record.name)
         record.error = str(exc) if isinstance(exc, _Invalid) else describe(exc)
         return
     _clash(record.name, "scheduler", [s.name for s in specs], loaded.schedulers)
     _clash(record.name, "app", [a.name for a in apps], loaded.apps)
+    _clash(record.name, "accelerator", [a.name for a in accelerators], loaded.accelerators)
+    slot_owners = {
+        slot.name: (plugin, slot)
+        for plugin, spec in loaded.accelerators.values()
+        for slot in spec.slots
+    }
+    _clash(record.name, "slot", [s.name for a in accelerators for s in a.slots], slot_owners)
     for spec in specs:
         loaded.schedulers[spec.name] = (record.name, spec)
     for app in apps:
         loaded.apps[app.name] = (record.name, app)
+    for accelerator in accelerators:
+        loaded.accelerators[accelerator.name] = (record.name, accelerator)
     record.hooks = hooks_of(pm, plugin)
 
 
@@ -196,12 +212,16 @@ def _clash(plugin: str, what: str, names: list[str], taken: dict[str, tuple[str,
             other = taken[name][0]
             raise VfdError(
                 ErrorCode.CONFIG_INVALID,
-                f"plugins {other} and {plugin} both register {'an' if what == 'app' else 'a'} "
+                f"plugins {other} and {plugin} both register {_article(what)} "
                 f"{what} named {name!r}: block one of them in the config ([plugins] block = "
                 f'["{plugin}"])',
                 **{what: name},
                 plugins=[other, plugin],
             )
+
+
+def _article(word: str) -> str:
+    return "an" if word[0].lower() in "aeiou" else "a"
 
 
 class _Invalid(Exception):
@@ -263,6 +283,55 @@ def _app_registrations(pm: pluggy.PluginManager, name: str, trace: bool) -> list
     return got
 
 
+ACCELERATOR_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+"""The rule of accelerator names; a slot is named ``ACCELERATOR.KIND`` with a kind by the
+same rule (``cuda.device``)."""
+
+
+def _accelerator_registrations(
+    pm: pluggy.PluginManager, name: str, trace: bool
+) -> list[AcceleratorSpec]:
+    """What plugin ``name``'s ``vfd_register_accelerators`` returns, checked."""
+    hook = "vfd_register_accelerators"
+    got = _collect(pm, name, trace, hook, AcceleratorSpec)
+    for spec in got:
+        if not isinstance(spec.name, str) or not ACCELERATOR_NAME.fullmatch(spec.name):
+            raise _Invalid(
+                f"{hook}: accelerator name {spec.name!r}: 1-32 lowercase letters, digits or "
+                "'-', starting with a letter"
+            )
+        if not callable(spec.factory):
+            raise _Invalid(f"{hook}: accelerator {spec.name}: factory is not callable")
+        if not isinstance(spec.slots, list | tuple) or not spec.slots:
+            raise _Invalid(f"{hook}: accelerator {spec.name}: slots must be a list of SlotSpec")
+        seen: set[str] = set()
+        for slot in spec.slots:
+            if not isinstance(slot, SlotSpec):
+                raise _Invalid(
+                    f"{hook}: accelerator {spec.name}: slot {slot!r}: a SlotSpec was expected"
+                )
+            prefix, _, kind = str(slot.name).partition(".")
+            if prefix != spec.name or not ACCELERATOR_NAME.fullmatch(kind):
+                raise _Invalid(
+                    f"{hook}: accelerator {spec.name}: slot name {slot.name!r} is not "
+                    f"'{spec.name}.KIND' (KIND: lowercase letters, digits or '-')"
+                )
+            quantum = slot.quantum
+            if (
+                isinstance(quantum, bool)
+                or not isinstance(quantum, int | float)
+                or not math.isfinite(quantum)
+                or quantum <= 0
+            ):
+                raise _Invalid(
+                    f"{hook}: slot {slot.name}: quantum {quantum!r} is not a positive number"
+                )
+            if slot.name in seen:
+                raise _Invalid(f"{hook}: accelerator {spec.name} offers slot {slot.name} twice")
+            seen.add(slot.name)
+    return got
+
+
 def _collect(
     pm: pluggy.PluginManager, name: str, trace: bool, hook: str, kind: type[_Spec]
 ) -> list[_Spec]:
@@ -291,7 +360,7 @@ def _collect(
             )
         for spec in got:
             if not isinstance(spec, kind):
-                article = "an" if kind.__name__[0] in "AEIOU" else "a"
+                article = _article(kind.__name__)
                 raise _Invalid(f"{hook} returned {spec!r}: {article} {kind.__name__} was expected")
         names = [spec.name for spec in got]
         if len(set(names)) != len(names):

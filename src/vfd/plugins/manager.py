@@ -11,7 +11,11 @@ only through :class:`Plugins`, which
 - with ``[plugins] trace = true``, logs every call with its plugin and duration.
 
 ``vfd_configure`` runs once, in :meth:`Plugins.start` (the application's lifespan, before the
-daemon serves); a plugin that raises there is unregistered and listed with its error.
+daemon serves); a plugin that raises there is unregistered and listed with its error. Then
+:meth:`Plugins.discover` builds each registered accelerator from its plugin's section and
+asks it for the node's devices, once (a worker thread each): the daemon reports them with its
+node (:meth:`Plugins.agent_accelerators`) and sessions ask for their slots
+(:meth:`Plugins.slot_specs`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -33,15 +37,20 @@ from vfd.errors import ErrorCode, VfdError
 from vfd.plugins import loading
 from vfd.plugins.loading import Loaded, PluginRecord, describe
 from vfd.plugins.types import (
+    Accelerator,
+    AcceleratorSpec,
     AppSpec,
     AppView,
     ContainerContribution,
+    Inventory,
     Reject,
     Scheduler,
     SchedulerSpec,
     SessionRequest,
     SessionView,
+    SlotSpec,
 )
+from vfd.scheduling.slots import unit_json
 
 log = logging.getLogger(__name__)
 trace_log = logging.getLogger("vfd.plugins.trace")
@@ -66,6 +75,9 @@ class Plugins:
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._discovered = False
+        self._built: dict[str, Accelerator] = {}
+        self._inventories: dict[str, Inventory] = {}
 
     @property
     def pm(self) -> pluggy.PluginManager:
@@ -124,6 +136,7 @@ class Plugins:
                 log.warning("plugin %s failed and is left out: %s", record.name, record.error)
         for name in self.loaded.blocked:
             log.info("plugin %s blocked by [plugins] block: not imported", name)
+        await self.discover()
 
     def listing(self) -> dict[str, Any]:
         """``GET /v1/plugins``: every plugin, the schedulers, the apps, the blocked names."""
@@ -137,7 +150,25 @@ class Plugins:
                 {"name": name, "plugin": plugin, "description": spec.description}
                 for name, (plugin, spec) in sorted(self.apps.items())
             ],
+            "accelerators": [
+                self._accelerator_json(name, plugin, spec)
+                for name, (plugin, spec) in sorted(self.accelerators().items())
+            ],
             "blocked": self.blocked,
+        }
+
+    def _accelerator_json(self, name: str, plugin: str, spec: AcceleratorSpec) -> dict[str, Any]:
+        inventory = self._inventories.get(name)
+        return {
+            "name": name,
+            "plugin": plugin,
+            "description": spec.description,
+            "slots": [
+                {"name": s.name, "quantum": s.quantum, "description": s.description}
+                for s in spec.slots
+            ],
+            "status": inventory.status if inventory is not None else NOT_DISCOVERED,
+            "devices": len(inventory.devices) if inventory is not None else 0,
         }
 
     def add(self, name: str, plugin: object) -> PluginRecord:
@@ -158,13 +189,18 @@ class Plugins:
         self._drop_schedulers(name)
 
     def _drop_schedulers(self, name: str) -> None:
-        """Forget the schedulers and apps plugin ``name`` registered."""
+        """Forget the schedulers, apps and accelerators plugin ``name`` registered."""
         for sched, (plugin, _) in list(self.schedulers.items()):
             if plugin == name:
                 del self.schedulers[sched]
         for app, (plugin, _) in list(self.apps.items()):
             if plugin == name:
                 del self.apps[app]
+        for accel, (plugin, _) in list(self.loaded.accelerators.items()):
+            if plugin == name:
+                del self.loaded.accelerators[accel]
+                self._built.pop(accel, None)
+                self._inventories.pop(accel, None)
 
     def _fail(self, name: str, error: str) -> None:
         """Leave plugin ``name`` out from now on, listed with ``error``."""
@@ -172,6 +208,86 @@ class Plugins:
         record = self.loaded.records[name]
         record.error, record.hooks = error, ()
         self._drop_schedulers(name)
+
+    # ------------------------------------------------------------------ accelerators
+
+    def accelerators(self) -> dict[str, tuple[str, AcceleratorSpec]]:
+        """Accelerator name -> (plugin name, spec): those ``vfd_register_accelerators``
+        registered (a failed plugin's are gone)."""
+        return dict(self.loaded.accelerators)
+
+    def slot_specs(self) -> dict[str, SlotSpec]:
+        """Every slot a session may ask for, by name (``cuda.device``, ``cuda.shares``)."""
+        return {
+            slot.name: slot for _, spec in self.loaded.accelerators.values() for slot in spec.slots
+        }
+
+    async def discover(self) -> None:
+        """Build each accelerator from its plugin's ``[plugins.<plugin>]`` section and ask it
+        for this node's devices (``inventory()`` in a worker thread), once; later calls do
+        nothing. Never raises: a factory that raises (a bad section) fails its plugin, listed
+        with the error; an inventory that raises or answers something else than an
+        :class:`Inventory` leaves the accelerator with no devices and the status
+        ``discovery failed: ...``."""
+        if self._discovered:
+            return
+        self._discovered = True
+        for name, (plugin, spec) in self.accelerators().items():
+            options = MappingProxyType(dict(self.config.plugins.get(plugin, {})))
+            try:
+                accelerator = spec.factory(options)
+            except Exception as exc:
+                log.error("plugin %s: accelerator %s: %s", plugin, name, describe(exc))
+                self._fail(plugin, f"accelerator {name}: {describe(exc)}")
+                continue
+            self._built[name] = accelerator
+            self._inventories[name] = inventory = await asyncio.to_thread(
+                _inventory_of, name, spec, accelerator
+            )
+            log.info("accelerator %s (plugin %s): %s", name, plugin, inventory.status)
+
+    def inventories(self) -> dict[str, Inventory]:
+        """What each accelerator found, by name (after :meth:`discover`)."""
+        return dict(self._inventories)
+
+    def agent_accelerators(self) -> dict[str, Any] | None:
+        """What this node reports of its accelerators (the agent row's ``accelerators``):
+        ``{NAME: {"status", "devices": [...], "units": [...]}}``; None when no plugin
+        registers an accelerator."""
+        if not self.loaded.accelerators:
+            return None
+        out: dict[str, Any] = {}
+        for name in sorted(self.loaded.accelerators):
+            inventory = self._inventories.get(name) or Inventory(status=NOT_DISCOVERED)
+            out[name] = {
+                "status": inventory.status,
+                "devices": [d.as_json() for d in inventory.devices],
+                "units": [unit_json(u) for u in inventory.units],
+            }
+        return out
+
+    def device_usage(self, devices: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What each of ``devices`` (ids) is doing now, asked of the accelerator that found
+        it (blocking: call it in a worker thread); a device no accelerator answers for is
+        missing. An accelerator that raises is logged and answers nothing."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, accelerator in self._built.items():
+            inventory = self._inventories.get(name)
+            if inventory is None:
+                continue
+            known = {d.id for d in inventory.devices}
+            mine = [d for d in devices if d in known]
+            if not mine:
+                continue
+            try:
+                got = accelerator.usage(mine)
+            except Exception as exc:
+                log.warning("accelerator %s: usage failed: %s", name, describe(exc))
+                continue
+            for device, figures in got.items():
+                if device in known:
+                    out[device] = dict(figures)
+        return out
 
     # ------------------------------------------------------------------ the hooks
 
@@ -351,6 +467,30 @@ class Plugins:
                 (time.perf_counter() - began) * 1000,
                 outcome,
             )
+
+
+NOT_DISCOVERED = "not discovered yet"
+
+
+def _inventory_of(name: str, spec: AcceleratorSpec, accelerator: Accelerator) -> Inventory:
+    """``accelerator.inventory()``, checked: its units must be of the spec's slots and of
+    its devices; anything wrong, raised or returned, is an inventory of no devices saying
+    so."""
+    try:
+        inventory = accelerator.inventory()
+        if not isinstance(inventory, Inventory):
+            raise TypeError(f"inventory() returned {type(inventory).__name__}, not an Inventory")
+        slots = {s.name for s in spec.slots}
+        ids = {d.id for d in inventory.devices}
+        for unit in inventory.units:
+            if unit.slot not in slots:
+                raise ValueError(f"a unit of slot {unit.slot!r}, which {name} does not offer")
+            if unit.device not in ids:
+                raise ValueError(f"a unit of device {unit.device!r}, which it did not list")
+    except Exception as exc:
+        log.error("accelerator %s: discovery failed", name, exc_info=exc)
+        return Inventory(status=f"discovery failed: {describe(exc)}")
+    return inventory
 
 
 async def _maybe(value: Any) -> Any:
