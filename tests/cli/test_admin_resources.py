@@ -120,7 +120,7 @@ def test_admin_preset_crud(cli: Cli) -> None:
     assert f"Created preset {name} (0.5 cpu, memory 256 MiB)" in out
     cli.fails("admin", "preset", "create", name, "--cpu", "1", code="preset_exists")
     listed = cli.json("admin", "preset", "list")["presets"]
-    assert {"name": name, "cpu": 0.5, "memory": 256 * 2**20} in listed
+    assert {"name": name, "cpu": 0.5, "memory": 256 * 2**20, "slots": {}} in listed
     cli.fails("admin", "preset", "create", unique("p"), "--cpu", "0", code="invalid_argument")
     cli.fails(
         "admin", "preset", "create", unique("p"), "--cpu", "1", "--mem", "1k",

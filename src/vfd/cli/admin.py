@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vfd.cli import resources_admin
+from vfd.cli import resources_admin, runflow
 from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
 from vfd.cli.durations import duration_option, format_duration
@@ -85,6 +85,17 @@ MaxStorageOpt = Annotated[
         min=0,
         metavar="N",
         help="Most live storage-only sessions (SFTP, file manager); 0 = no limit.",
+    ),
+]
+MaxSlotOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-slot",
+        metavar="NAME=AMOUNT",
+        help="Most of an accelerator slot for all the user's sessions together "
+        "(cuda.device=2, cuda.shares=1.5); repeatable; on update the given ones replace the "
+        "policy's; NAME=0 = no limit of it.",
+        show_default=False,
     ),
 ]
 MaxCpuOpt = Annotated[
@@ -331,6 +342,10 @@ def _session_limits(policy: dict[str, Any]) -> str:
             f"lifetime: {format_duration(policy.get('max_lifetime'), zero='unlimited')}",
             f"images: {', '.join(policy.get('allowed_images') or []) or 'any'}",
             f"groups: {', '.join(policy.get('allowed_groups') or []) or 'any'}",
+            *(
+                f"{name}: {amount:g}"
+                for name, amount in sorted((policy.get("max_slots") or {}).items())
+            ),
         )
     )
 
@@ -370,6 +385,7 @@ def policy_create(
     allow_image: ImagesOpt = None,
     allow_group: GroupsOpt = None,
     max_storage_sessions: MaxStorageOpt = None,
+    max_slot: MaxSlotOpt = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create a resource policy; unset limits mean no limit (storage sessions: 2)."""
@@ -385,6 +401,8 @@ def policy_create(
     }
     if max_storage_sessions is not None:
         body["max_storage_sessions"] = max_storage_sessions
+    if max_slot:
+        body["max_slots"] = runflow.parse_slots(max_slot)
     policy = cli.client().post("/v1/admin/policies", body)
     cli.emit(policy, lambda: f"Created policy {_policy_line(policy)}")
 
@@ -404,6 +422,7 @@ def policy_update(
     allow_image: ImagesOpt = None,
     allow_group: GroupsOpt = None,
     max_storage_sessions: MaxStorageOpt = None,
+    max_slot: MaxSlotOpt = None,
     any_image: Annotated[
         bool, typer.Option("--any-image", help="Allow every image again.")
     ] = False,
@@ -427,6 +446,8 @@ def policy_update(
     )
     if max_storage_sessions is not None:
         body["max_storage_sessions"] = max_storage_sessions
+    if max_slot:
+        body["max_slots"] = runflow.parse_slots(max_slot)
     if any_image:
         body["allowed_images"] = []
     if any_group:

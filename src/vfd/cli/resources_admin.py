@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from vfd.cli import runflow
 from vfd.cli.client import segment
 from vfd.cli.context import JsonOption, use
 from vfd.cli.durations import format_duration
 from vfd.cli.output import table
+from vfd.cli.session import slots_text
 from vfd.cli.sizes import format_limit, format_size, size_option
 
 node_app = typer.Typer(help="Nodes: every daemon's capacity, use and heartbeat.")
@@ -88,9 +90,32 @@ def _memory(used: Any, total: Any) -> str:
     return f"{format_size(used or 0)}/{format_size(total or 0)}"
 
 
+def accelerators_text(accelerators: object) -> str:
+    """A node's accelerators: each one's free/total of each slot and device count
+    (``cuda: 1.5/2 cuda.shares free on 2 devices``), or its status when it offers none."""
+    if not isinstance(accelerators, dict) or not accelerators:
+        return "-"
+    parts = []
+    for name, entry in sorted(accelerators.items()):
+        entry = entry if isinstance(entry, dict) else {}
+        slots = entry.get("slots") or {}
+        devices = len(entry.get("devices") or [])
+        if not slots:
+            parts.append(f"{name}: {entry.get('status') or 'no devices'}")
+            continue
+        held = ", ".join(
+            f"{float(v.get('free') or 0):g}/{float(v.get('capacity') or 0):g} {slot} free"
+            for slot, v in sorted(slots.items())
+            if isinstance(v, dict)
+        )
+        parts.append(f"{name}: {held} on {devices} device{'s' if devices != 1 else ''}")
+    return "; ".join(parts)
+
+
 @node_app.command("list")
 def node_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """List the nodes: group, cpu and memory used/total, sessions, heartbeat, alive."""
+    """List the nodes: group, cpu and memory used/total, accelerator slots free/total (when
+    some node has accelerators), sessions, heartbeat, alive."""
     cli = use(ctx, json_output)
     result = cli.client().get("/v1/admin/nodes")
     rows = [
@@ -106,7 +131,22 @@ def node_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
         ]
         for n in result.get("nodes", [])
     ]
-    columns = ("node", "group", "address", "cpu", "memory", "sessions", "heartbeat", "alive")
+    columns: tuple[str, ...] = (
+        "node",
+        "group",
+        "address",
+        "cpu",
+        "memory",
+        "sessions",
+        "heartbeat",
+        "alive",
+    )
+    nodes = result.get("nodes", [])
+    if any(n.get("accelerators") for n in nodes):
+        at = columns.index("memory") + 1
+        columns = (*columns[:at], "accelerators", *columns[at:])
+        for row, n in zip(rows, nodes, strict=True):
+            row.insert(at, accelerators_text(n.get("accelerators")))
     cli.emit(result, lambda: table(cli.console, columns, rows, empty="no nodes"))
 
 
@@ -238,17 +278,51 @@ def preset_create(
             help="Memory limit (512m, 2g); default: no limit.",
         ),
     ] = None,
+    gpu: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu",
+            metavar="N",
+            parser=runflow.amount_option,
+            help="Whole GPUs (cuda.device).",
+            show_default=False,
+        ),
+    ] = None,
+    fgpu: Annotated[
+        float | None,
+        typer.Option(
+            "--fgpu",
+            metavar="F",
+            parser=runflow.amount_option,
+            help="GPU shares in steps of 0.1 (cuda.shares).",
+            show_default=False,
+        ),
+    ] = None,
+    slot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slot",
+            metavar="NAME=AMOUNT",
+            help="An accelerator slot (cuda.shares=0.5). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create a session preset."""
     cli = use(ctx, json_output)
-    body = {"name": name, "cpu": cpu, "memory": memory or 0}
+    body: dict[str, Any] = {"name": name, "cpu": cpu, "memory": memory or 0}
+    slots = runflow.parse_slots(slot, gpu=gpu, fgpu=fgpu)
+    if slots:
+        body["slots"] = slots
     preset = cli.client().post("/v1/admin/presets", body)
     cli.emit(
         preset,
         lambda: (
             f"Created preset {preset.get('name')} ({preset.get('cpu'):g} cpu, "
-            f"memory {format_limit(preset.get('memory'))})"
+            f"memory {format_limit(preset.get('memory'))}"
+            + (f", {slots_text(preset.get('slots'))}" if preset.get("slots") else "")
+            + ")"
         ),
     )
 
@@ -259,10 +333,16 @@ def preset_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
     cli = use(ctx, json_output)
     result = cli.client().get("/v1/presets")
     rows = [
-        [p.get("name"), f"{float(p.get('cpu') or 0):g}", format_limit(p.get("memory"))]
+        [
+            p.get("name"),
+            f"{float(p.get('cpu') or 0):g}",
+            format_limit(p.get("memory")),
+            slots_text(p.get("slots")),
+        ]
         for p in result.get("presets", [])
     ]
-    cli.emit(result, lambda: table(cli.console, ("name", "cpu", "memory"), rows, empty="none"))
+    columns = ("name", "cpu", "memory", "slots")
+    cli.emit(result, lambda: table(cli.console, columns, rows, empty="none"))
 
 
 @preset_app.command("delete")

@@ -71,6 +71,37 @@ def run(
             help="Memory limit, e.g. 512m, 2g, 1GiB (default: the preset's, else no limit).",
         ),
     ] = None,
+    gpu: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu",
+            metavar="N",
+            parser=runflow.amount_option,
+            help="Whole GPUs to hold (cuda.device; a node offering whole devices).",
+            show_default=False,
+        ),
+    ] = None,
+    fgpu: Annotated[
+        float | None,
+        typer.Option(
+            "--fgpu",
+            metavar="F",
+            parser=runflow.amount_option,
+            help="Fractional GPU shares to hold, in steps of 0.1 (cuda.shares; a node "
+            "offering shares). Not with --gpu.",
+            show_default=False,
+        ),
+    ] = None,
+    slot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slot",
+            metavar="NAME=AMOUNT",
+            help="An accelerator slot to hold (e.g. cuda.shares=0.5; `vfd plugins` lists "
+            "them). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
     group: Annotated[
         str | None,
         typer.Option(
@@ -85,8 +116,8 @@ def run(
         typer.Option(
             "--preset",
             metavar="NAME",
-            help="A session preset giving cpu and memory (`vfd admin preset list`); --cpu and "
-            "--mem override it.",
+            help="A session preset giving cpu, memory and accelerator slots (`vfd admin preset "
+            "list`); --cpu, --mem and --gpu/--fgpu/--slot override it.",
         ),
     ] = None,
     lifetime: Annotated[
@@ -138,6 +169,9 @@ def run(
         name=name,
         env=env,
         remove=remove,
+        gpu=gpu,
+        fgpu=fgpu,
+        slot=slot,
     )
     status = runflow.start(cli, body, detach=detach)
     if status:

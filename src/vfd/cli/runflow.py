@@ -46,6 +46,58 @@ def cpu_option(text: str) -> float:
     return value
 
 
+def amount_option(text: str) -> float:
+    """Typer ``parser=`` for ``--gpu``/``--fgpu``: a finite number (the daemon judges the
+    range and the step)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        import typer
+
+        raise typer.BadParameter(f"{text!r} is not a number, e.g. 1, 2 or 0.5")
+    return value
+
+
+GPU_SLOT = "cuda.device"
+FGPU_SLOT = "cuda.shares"
+
+
+def parse_slots(
+    values: list[str] | None, *, gpu: float | None = None, fgpu: float | None = None
+) -> dict[str, float]:
+    """``--slot NAME=AMOUNT`` options, ``--gpu N`` and ``--fgpu F`` as the request's
+    ``slots`` (a slot given twice: ``typer.BadParameter``)."""
+    slots: dict[str, float] = {}
+
+    def put(name: str, amount: float, hint: str) -> None:
+        if name in slots:
+            import typer
+
+            raise typer.BadParameter(f"{name} is given twice", param_hint=hint)
+        slots[name] = amount
+
+    for item in values or []:
+        name, sep, text = item.partition("=")
+        try:
+            amount = float(text) if sep and name else math.nan
+        except ValueError:
+            amount = math.nan
+        if not math.isfinite(amount):
+            import typer
+
+            raise typer.BadParameter(
+                f"{item!r} is not NAME=AMOUNT (e.g. cuda.shares=0.5)", param_hint="'--slot'"
+            )
+        put(name, amount, "'--slot'")
+    if gpu is not None:
+        put(GPU_SLOT, gpu, "'--gpu'")
+    if fgpu is not None:
+        put(FGPU_SLOT, fgpu, "'--fgpu'")
+    return slots
+
+
 def parse_env(values: list[str] | None) -> dict[str, str]:
     """``-e K=V`` options as a dict; ``-e K`` takes K's value from this environment."""
     env: dict[str, str] = {}
@@ -87,8 +139,12 @@ def request_body(
     name: str | None = None,
     env: list[str] | None = None,
     remove: bool = False,
+    gpu: float | None = None,
+    fgpu: float | None = None,
+    slot: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The ``POST /v1/sessions`` body (``-e`` entries it cannot take: ``typer.BadParameter``)."""
+    """The ``POST /v1/sessions`` body (``-e`` or ``--slot`` entries it cannot take:
+    ``typer.BadParameter``)."""
     body: dict[str, Any] = {
         "image": image,
         "command": command_args(command),
@@ -105,6 +161,9 @@ def request_body(
     for key, value in (("group", group), ("preset", preset), ("lifetime", lifetime)):
         if value is not None:
             body[key] = value
+    slots = parse_slots(slot, gpu=gpu, fgpu=fgpu)
+    if slots:
+        body["slots"] = slots
     return body
 
 

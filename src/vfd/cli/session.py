@@ -125,6 +125,40 @@ def _cpu_text(cpu: object) -> str:
 
 
 SESSION_COLUMNS = ("ID", "NAME", "STATUS", "IMAGE", "CPU", "MEM", "CREATED", "MOUNTS", "WAITS ON")
+GPU_AT = SESSION_COLUMNS.index("MEM") + 1
+"""Where the GPU column goes when some session asks for accelerator slots."""
+
+
+def slots_text(slots: object) -> str:
+    """``0.5 cuda.shares`` (several joined by ``, ``); ``-`` for none."""
+    if not isinstance(slots, dict) or not slots:
+        return "-"
+    return ", ".join(
+        f"{amount:g} {name}" if isinstance(amount, int | float) else f"{amount} {name}"
+        for name, amount in sorted(slots.items())
+    )
+
+
+def allotment_text(held: dict[str, Any]) -> str:
+    """``0.5 cuda.shares on GPU-1234`` for one ``{slot, device, amount}``."""
+    amount = held.get("amount")
+    shown = f"{amount:g}" if isinstance(amount, int | float) else str(amount)
+    return f"{shown} {held.get('slot')} on {held.get('device')}"
+
+
+def device_text(device: dict[str, Any]) -> str:
+    """A device a session holds, with its use where the plugin told it."""
+    held = slots_text(device.get("slots"))
+    usage = device.get("usage") or {}
+    said = ", ".join(f"{k} {v}" for k, v in sorted(usage.items()))
+    return f"{device.get('id')} ({held}{'; ' + said if said else ''})"
+
+
+def session_columns(sessions: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The table's columns: a GPU column only when some session has accelerator slots."""
+    if not any(s.get("slots") for s in sessions):
+        return SESSION_COLUMNS
+    return (*SESSION_COLUMNS[:GPU_AT], "GPU", *SESSION_COLUMNS[GPU_AT:])
 
 
 def waits_on(s: dict[str, Any]) -> str:
@@ -139,6 +173,7 @@ def session_rows(sessions: list[dict[str, Any]]) -> list[list[object]]:
     """Rows of the session table; MOUNTS names the folders asked for (``:ro`` when read-only),
     not the automount ones every session gets."""
     rows: list[list[object]] = []
+    gpu = any(s.get("slots") for s in sessions)
     for s in sessions:
         mounts = [
             str(m.get("folder")) + (":ro" if m.get("permission") == "ro" else "")
@@ -158,6 +193,8 @@ def session_rows(sessions: list[dict[str, Any]]) -> list[list[object]]:
                 waits_on(s),
             ]
         )
+        if gpu:
+            rows[-1].insert(GPU_AT, slots_text(s.get("slots")))
     return rows
 
 
@@ -179,7 +216,10 @@ def list_(
     cli.emit(
         result,
         lambda: table(
-            cli.console, SESSION_COLUMNS, session_rows(result.get("sessions", [])), empty=empty
+            cli.console,
+            session_columns(result.get("sessions", [])),
+            session_rows(result.get("sessions", [])),
+            empty=empty,
         ),
     )
 
@@ -224,6 +264,15 @@ def info_pairs(s: dict[str, Any]) -> list[tuple[str, object]]:
     pairs += [
         ("cpu", _cpu_text(s.get("cpu"))),
         ("memory", format_limit(s.get("memory"))),
+    ]
+    if s.get("slots"):
+        pairs.append(("slots", slots_text(s.get("slots"))))
+        held = s.get("allocation") or []
+        pairs += [("allocation", allotment_text(a)) for a in held] or [
+            ("allocation", "none yet (held once the scheduler places it)")
+        ]
+        pairs += [("device", device_text(d)) for d in s.get("devices") or [] if d.get("usage")]
+    pairs += [
         ("node", s.get("node")),
         ("group", s.get("group")),
         ("lifetime", format_duration(s.get("lifetime"), zero="no limit")),

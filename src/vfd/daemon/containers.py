@@ -223,6 +223,8 @@ class ContainerSpec:
     working_dir: str = "/home/work"
     device_requests: Sequence[Mapping[str, Any]] = ()
     limits: Mapping[str, int] = field(default_factory=dict)
+    cpuset_cpus: str | None = None
+    """The CPUs it may run on (an accelerator plugin's: its devices' NUMA node)."""
 
 
 def create(url: str, spec: ContainerSpec) -> str:
@@ -243,6 +245,8 @@ def create(url: str, spec: ContainerSpec) -> str:
     if spec.mem_limit > 0:
         host["mem_limit"] = spec.mem_limit
         host["memswap_limit"] = spec.mem_limit
+    if spec.cpuset_cpus:
+        host["cpuset_cpus"] = spec.cpuset_cpus
     if spec.device_requests:
         host["device_requests"] = [docker.types.DeviceRequest(**r) for r in spec.device_requests]
     with translated(f"the container of image {spec.image}"):

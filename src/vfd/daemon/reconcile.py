@@ -10,6 +10,10 @@ picks up where the last one left:
   "exited while the daemon was down";
 - one whose container is gone ends ``error`` ("its container vanished while the daemon was
   down");
+- an adopted session's ``allocation`` (the accelerator devices it holds) is set again from its
+  container's ``vfd.allocation`` label when the store's differs or is missing: the container
+  is what holds the devices, and the scheduler, which starts placing only after this pass,
+  must not give them to another session;
 - a session caught ``preparing`` is adopted when its container was started, else ends
   ``error`` (its launch was cut short) and what the launch made is removed;
 - a container labelled with this node whose session is final with ``auto_remove`` is removed;
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import uuid
@@ -45,8 +50,10 @@ from vfd.daemon import containers, launcher, runtime
 from vfd.daemon.runtime import Pool
 from vfd.daemon.services import session_state
 from vfd.daemon.services.context import Daemon
+from vfd.daemon.spec import ALLOCATION_LABEL as LABEL
 from vfd.enums import SessionStatus as S
 from vfd.errors import VfdError
+from vfd.scheduling.slots import allotments_from_json, allotments_json
 from vfd.store.models import ComputeSession, SessionEvent, SessionKind, SessionMount, utcnow
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,29 @@ def _removable(daemon: Daemon, session_ids: list[str]) -> set[str]:
     return out
 
 
+def _restore_allocation(daemon: Daemon, session_id: uuid.UUID, label: str | None) -> bool:
+    """Set ``session_id``'s allocation from its container's ``vfd.allocation`` label when
+    the row's differs; whether it changed. A label that is no allocation is logged and left."""
+    if label is None:
+        return False
+    try:
+        raw = json.loads(label)
+    except ValueError:
+        raw = None
+    held = allotments_from_json(raw)
+    if not isinstance(raw, list) or len(held) != len(raw):
+        log.warning("session %s: its container's %s label is no allocation", session_id, label)
+        return False
+    with daemon.session() as session:
+        row = session_state.load(session, session_id)
+        if allotments_from_json(row.allocation) == held:
+            return False
+        row.allocation = allotments_json(held)
+        session.add(row)
+    log.info("session %s: its allocation set again from its container: %s", session_id, label)
+    return True
+
+
 def _adopt_preparing(daemon: Daemon, session_id: uuid.UUID) -> bool:
     with daemon.session() as session:
         row = session_state.load(session, session_id)
@@ -153,6 +183,9 @@ async def _adopt(daemon: Daemon) -> None:
                 and seen.running
                 and await live.run(Pool.STORE, _adopt_preparing, daemon, item.id)
             ):
+                await live.run(
+                    Pool.STORE, _restore_allocation, daemon, item.id, seen.labels.get(LABEL)
+                )
                 _follow(daemon, item.id, seen.id)
                 adopted += 1
                 continue
@@ -164,6 +197,7 @@ async def _adopt(daemon: Daemon) -> None:
         if seen is None:
             await launcher.vanished(daemon, item.id, f"its container vanished {DOWN}")
         elif seen.running:
+            await live.run(Pool.STORE, _restore_allocation, daemon, item.id, seen.labels.get(LABEL))
             _follow(daemon, item.id, seen.id)
             if item.status is S.TERMINATING:
                 timeout = daemon.config.sessions.stop_timeout

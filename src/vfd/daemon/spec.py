@@ -1,10 +1,12 @@
 """A session's container spec: what vfd sets, with every plugin's contribution merged in.
 
 vfd sets the user and groups, ``HOME=/home/work``, ``VFD_SESSION_ID`` and ``VFD_SESSION_NAME``,
-the ``vfd.*`` labels, the folder binds and ``/home/work`` itself, the cpu and memory limits.
-Plugins (``vfd_container_spec``) add env, binds, labels, device requests and other resource
-limits; a plugin setting something vfd sets, or two plugins setting the same thing, is an error
-naming the plugin(s) — the session then ends ``error`` (``plugin_failed``).
+the ``vfd.*`` labels (``vfd.allocation``: the devices a session holds, as compact JSON, read
+back by a restarted daemon), the folder binds and ``/home/work`` itself, the cpu and memory
+limits. Plugins (``vfd_container_spec``) add env, binds, labels, device requests, the cpu set
+and other resource limits; a plugin setting something vfd sets, or two plugins setting the same
+thing (two cpu sets included), is an error naming the plugin(s) — the session then ends
+``error`` (``plugin_failed``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 from vfd.daemon import workdir
 from vfd.daemon.containers import Bind, ContainerSpec
+from vfd.daemon.services import session_slots
 from vfd.daemon.services.context import Daemon
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import ContainerContribution, SessionView
@@ -46,6 +49,7 @@ VFD_LIMITS = frozenset(
         "network_mode",
         "devices",
         "device_requests",
+        "cpuset_cpus",
     }
 )
 """Container settings no plugin may make: vfd's own, or ones that would undo its isolation."""
@@ -137,12 +141,28 @@ def merge(
     )
 
 
+def merge_cpuset(contributions: Sequence[tuple[str, ContainerContribution]]) -> str | None:
+    """The cpu set one plugin asked for (``cpuset_cpus``); two plugins setting one clash."""
+    taken: dict[str, tuple[str, str]] = {}
+    for plugin, got in contributions:
+        if got.cpuset_cpus is not None:
+            _claim(taken, "cpuset_cpus", got.cpuset_cpus, plugin, "the cpu set (cpuset_cpus)")
+    return taken["cpuset_cpus"][1] if taken else None
+
+
+ALLOCATION_LABEL = "vfd.allocation"
+"""The label holding a session's allocation (compact JSON) on its container."""
+
+
 def vfd_labels(view: SessionView) -> dict[str, str]:
-    return {
+    labels = {
         "vfd.session": str(view.id),
         "vfd.node": view.node,
         "vfd.user": str(view.user_id),
     }
+    if view.allocation:
+        labels[ALLOCATION_LABEL] = session_slots.allocation_label(view.allocation)
+    return labels
 
 
 def container_name(view: SessionView) -> str:
@@ -156,6 +176,7 @@ async def build_spec(
     """The whole spec of ``view``'s container (plugins asked on the loop; no blocking)."""
     contributions = await daemon.plugins.container_spec(view)
     env, labels, plugin_binds, devices, limits = merge(view, binds, contributions)
+    cpuset = merge_cpuset(contributions)
     home = Bind(str(workdir.work_dir(daemon.config, view.id)), HOME, read_only=False)
     all_env: Mapping[str, str] = {
         **view.env,
@@ -178,4 +199,5 @@ async def build_spec(
         mem_limit=view.memory,
         device_requests=devices,
         limits=limits,
+        cpuset_cpus=cpuset,
     )

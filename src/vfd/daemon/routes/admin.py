@@ -21,7 +21,8 @@ from vfd.daemon.routes.deps import (
     run,
     run_files,
 )
-from vfd.daemon.services import hosts, policies, projects, uploads, users
+from vfd.daemon.services import hosts, policies, projects, session_slots, uploads, users
+from vfd.daemon.services.context import Daemon
 from vfd.store.models import UserRole, UserStatus
 
 router = APIRouter(prefix="/v1/admin")
@@ -83,6 +84,11 @@ class PolicyCreate(Body):
     max_storage_sessions: Int32 = Field(
         default=2, description="live storage-only sessions at once; 0 = unlimited"
     )
+    max_slots: dict[str, float] | None = Field(
+        default=None,
+        description='accelerator slots of all live sessions by slot ({"cuda.device": 2}); a '
+        "missing slot (or 0) = unlimited",
+    )
 
 
 class PolicyPatch(Body):
@@ -97,6 +103,9 @@ class PolicyPatch(Body):
     allowed_images: list[str] | None = None
     allowed_groups: list[str] | None = None
     max_storage_sessions: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    max_slots: dict[str, float] | None = Field(
+        default=None, description="replaces the slot limits; {} = none"
+    )
 
 
 class PolicyAssign(Body):
@@ -150,7 +159,15 @@ async def remove_member(name: str, email: str, daemon: DaemonDep, caller: Caller
 
 @router.post("/policies", status_code=201)
 async def create_policy(body: PolicyCreate, daemon: DaemonDep, caller: CallerDep) -> JSON:
-    return await run(policies.create_policy, daemon, caller, **body.model_dump())
+    fields = body.model_dump(exclude_none=True)
+    if "max_slots" in fields:
+        fields["max_slots"] = _max_slots(daemon, fields["max_slots"])
+    return await run(policies.create_policy, daemon, caller, **fields)
+
+
+def _max_slots(daemon: Daemon, raw: dict[str, float]) -> dict[str, float]:
+    """A policy's ``max_slots`` checked as requests are (0 = no limit of that slot)."""
+    return session_slots.check(raw, session_slots.known(daemon), field="max_slots", allow_zero=True)
 
 
 @router.get("/policies")
@@ -166,6 +183,8 @@ async def policy_info(name: str, daemon: DaemonDep, caller: CallerDep) -> JSON:
 @router.patch("/policies/{name}")
 async def patch_policy(name: str, body: PolicyPatch, daemon: DaemonDep, caller: CallerDep) -> JSON:
     changes = body.model_dump(exclude_unset=True)
+    if changes.get("max_slots") is not None:
+        changes["max_slots"] = _max_slots(daemon, changes["max_slots"])
     return await run(policies.patch_policy, daemon, caller, name, changes)
 
 

@@ -47,6 +47,9 @@ class PresetCreate(Body):
     name: str
     cpu: Cpu
     memory: Int64 = Field(default=0, description="bytes; 0 = no memory limit")
+    slots: dict[str, float] = Field(
+        default_factory=dict, description='accelerator slots ({"cuda.device": 1}); {} = none'
+    )
 
 
 @router.get("/admin/nodes")

@@ -40,6 +40,11 @@ class SessionCreate(Body):
     lifetime: float | None = Field(
         default=None, allow_inf_nan=False, description="seconds it may run (policy: at most)"
     )
+    slots: dict[str, float] = Field(
+        default_factory=dict,
+        description='accelerator slots ({"cuda.shares": 0.5}, {"cuda.device": 2}); empty: the '
+        "preset's, else none",
+    )
 
 
 @router.post("", status_code=201)

@@ -1,4 +1,5 @@
-"""Session presets: named sizes (cpu, memory) that ``vfd run --preset NAME`` asks for.
+"""Session presets: named sizes (cpu, memory, accelerator slots) that ``vfd run --preset NAME``
+asks for.
 
 Administrators make and delete them; every user may list them. A session keeps the cpu and
 memory it was created with: deleting a preset changes no session.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from vfd.daemon.services import audit
+from vfd.daemon.services import audit, session_slots
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.errors import ErrorCode, VfdError
 from vfd.store.models import SessionPreset
@@ -34,14 +36,20 @@ def find_preset(session: Session, name: str) -> SessionPreset:
 
 
 def preset_json(row: SessionPreset) -> dict[str, Any]:
-    return {"name": row.name, "cpu": row.cpu, "memory": row.memory}
+    return {"name": row.name, "cpu": row.cpu, "memory": row.memory, "slots": dict(row.slots or {})}
 
 
 def create_preset(
-    daemon: Daemon, caller: Caller, *, name: str, cpu: float, memory: int = 0
+    daemon: Daemon,
+    caller: Caller,
+    *,
+    name: str,
+    cpu: float,
+    memory: int = 0,
+    slots: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """``POST /v1/admin/presets``: cpu at least 0.01; memory 0 (no limit) or at least 6 MiB
-    (docker's smallest limit)."""
+    (docker's smallest limit); slots known to this daemon (``session_slots.check``)."""
     caller.require_admin()
     if not PRESET_NAME.fullmatch(name):
         raise VfdError(
@@ -59,12 +67,13 @@ def create_preset(
             "memory must be 0 (no limit) or at least 6 MiB (docker's smallest limit)",
             field="memory",
         )
+    checked = session_slots.check(slots, session_slots.known(daemon))
     with daemon.session() as session:
         if session.get(SessionPreset, name) is not None:
             raise VfdError(ErrorCode.PRESET_EXISTS, f"preset {name!r} exists", preset=name)
-        row = SessionPreset(name=name, cpu=cpu, memory=memory)
+        row = SessionPreset(name=name, cpu=cpu, memory=memory, slots=checked)
         session.add(row)
-        audit.record(session, caller, "preset.create", name, cpu=cpu, memory=memory)
+        audit.record(session, caller, "preset.create", name, cpu=cpu, memory=memory, slots=checked)
         return preset_json(row)
 
 

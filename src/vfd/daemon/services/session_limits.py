@@ -10,7 +10,9 @@ once with ``policy_violation`` (``details``: ``limit``, ``asked``, ``allowed``):
 - ``max_session_cpu`` / ``max_session_memory``: one session larger than all the user's
   sessions may be together (a session with no memory limit is unbounded, so it is refused
   under a memory limit);
-- ``max_lifetime``: a lifetime longer than the policy allows.
+- ``max_lifetime``: a lifetime longer than the policy allows;
+- ``max_slots``: one session asking more of an accelerator slot than all the user's sessions
+  may hold together (``limit`` is ``max_slots.<slot>``).
 
 A request within them that does not fit now — the user's other sessions, ``max_sessions``,
 the group's free capacity — waits in the queue, and the scheduler says why.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session
@@ -30,7 +33,7 @@ from vfd.daemon.services.policies import SessionLimits, session_limits
 from vfd.daemon.services.presets import find_preset
 from vfd.daemon.services.resource_groups import find_group, may_use
 from vfd.errors import ErrorCode, VfdError
-from vfd.store.models import User
+from vfd.store.models import ResourcePolicy, User
 
 DEFAULT_CPU = 1.0
 
@@ -43,6 +46,8 @@ class Sized:
     cpu: float
     memory: int
     lifetime: float | None
+    slots: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Accelerator slots (the request's, else the preset's)."""
 
 
 def check_lifetime(lifetime: float | None) -> None:
@@ -64,9 +69,11 @@ def resolve(
     cpu: float | None,
     memory: int | None,
     lifetime: float | None,
+    slots: Mapping[str, float] | None = None,
 ) -> Sized:
     """The group (default ``[sessions] group``) and size (explicit cpu/memory, else the
-    preset's, else 1 cpu and no memory limit) of a request; ``group_not_found`` /
+    preset's, else 1 cpu and no memory limit) and slots (explicit, else the preset's) of a
+    request; ``group_not_found`` /
     ``preset_not_found`` for unknown names."""
     check_lifetime(lifetime)
     name = group or daemon.config.sessions.group
@@ -75,11 +82,13 @@ def resolve(
         row = find_preset(session, preset)
         cpu = row.cpu if cpu is None else cpu
         memory = row.memory if memory is None else memory
+        slots = slots if slots else dict(row.slots or {})
     return Sized(
         group=name,
         cpu=DEFAULT_CPU if cpu is None else cpu,
         memory=0 if memory is None else memory,
         lifetime=lifetime,
+        slots=dict(slots or {}),
     )
 
 
@@ -106,6 +115,7 @@ def check_policy(session: Session, user: User, image: str, sized: Sized) -> None
             None,
             "",
         )
+    _check_max_slots(session, user, sized)
     limits = session_limits(session, user)
     if limits == SessionLimits():
         return
@@ -160,3 +170,25 @@ def check_policy(session: Session, user: User, image: str, sized: Sized) -> None
             limits.max_lifetime,
             policy,
         )
+
+
+def _check_max_slots(session: Session, user: User, sized: Sized) -> None:
+    """Refuse a request of more of a slot than ``user``'s policy's ``max_slots`` allows all
+    the user's sessions together."""
+    if not sized.slots or user.resource_policy is None:
+        return
+    row = session.get(ResourcePolicy, user.resource_policy)
+    if row is None:
+        return
+    caps = row.max_slots or {}
+    for name, amount in sorted(sized.slots.items()):
+        allowed = caps.get(name)
+        if allowed and amount > allowed + 1e-9:
+            raise _violation(
+                f"{amount:g} {name} asked, but resource policy {row.name!r} allows "
+                f"{allowed:g} {name} for all your sessions together",
+                f"max_slots.{name}",
+                amount,
+                allowed,
+                row.name,
+            )

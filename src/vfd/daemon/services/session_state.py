@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from vfd.config import Config
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import MountView, SessionView
+from vfd.scheduling.slots import allotments_from_json, allotments_json
 from vfd.sessions.lifecycle import FINAL, LIVE, check_transition
 from vfd.store.models import (
     ComputeSession,
@@ -154,6 +155,8 @@ def view_of(session: Session, row: ComputeSession) -> SessionView:
         container_id=row.container_id,
         exit_code=row.exit_code,
         kind=row.kind.value,
+        slots=dict(row.slots or {}),
+        allocation=allotments_from_json(row.allocation),
     )
 
 
@@ -237,6 +240,8 @@ def session_json(session: Session, row: ComputeSession, *, events: bool = False)
         "exit_code": row.exit_code,
         "container_id": row.container_id,
         "auto_remove": row.auto_remove,
+        "slots": dict(row.slots or {}),
+        "allocation": allotments_json(allotments_from_json(row.allocation)),
         "mounts": [
             {
                 "folder": m.name,

@@ -15,6 +15,8 @@ are ``async`` only orchestrate.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 import secrets
 import uuid
@@ -25,13 +27,15 @@ from sqlmodel import Session, col, select
 
 from vfd.daemon import capacity, containers, runtime, scheduler
 from vfd.daemon.runtime import Pool
-from vfd.daemon.services import audit, session_limits, session_state
+from vfd.daemon.services import audit, session_limits, session_slots, session_state
 from vfd.daemon.services.context import Caller, Daemon
 from vfd.enums import SessionKind
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import MountView, SessionRequest
 from vfd.sessions.lifecycle import FINAL, LIVE, WAITING
 from vfd.store.models import ComputeSession, SessionStatus, User, utcnow
+
+log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 NAME_MAX = 64
@@ -76,6 +80,8 @@ class SessionAsk:
     preset: str | None = None
     lifetime: float | None = None
     """Seconds it may run; None: as long as the policy allows."""
+    slots: dict[str, float] = field(default_factory=dict)
+    """Accelerator slots (``{"cuda.shares": 0.5}``); empty: the preset's, else none."""
 
 
 def check_ask(ask: SessionAsk) -> None:
@@ -157,6 +163,9 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
     """Check ``ask`` in full and store it as a pending session of the caller; its Session
     JSON. Nothing is stored when any check refuses it."""
     check_ask(ask)
+    ask = dataclasses.replace(
+        ask, slots=session_slots.check(ask.slots, session_slots.known(daemon))
+    )
     live = runtime.current()
     sized = await live.run(Pool.STORE, _sized, daemon, caller.user, ask)
     reason = await containers.available(daemon)
@@ -186,6 +195,7 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
             cpu=sized.cpu,
             memory=sized.memory,
             mounts=mounts,
+            slots=dict(sized.slots),
         )
     )
     out = await live.run(Pool.STORE, _store, daemon, caller, ask, sized, name, ask.name is None)
@@ -195,7 +205,8 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
 
 def _check_fits(daemon: Daemon, sized: session_limits.Sized) -> None:
     with daemon.session() as session:
-        capacity.check_fits(session, daemon.config, sized.group, sized.cpu, sized.memory)
+        asked: dict[str, Any] = {"slots": sized.slots} if sized.slots else {}
+        capacity.check_fits(session, daemon.config, sized.group, sized.cpu, sized.memory, **asked)
 
 
 def _sized(daemon: Daemon, user: User, ask: SessionAsk) -> session_limits.Sized:
@@ -210,6 +221,7 @@ def _sized(daemon: Daemon, user: User, ask: SessionAsk) -> session_limits.Sized:
             cpu=ask.cpu,
             memory=ask.memory,
             lifetime=ask.lifetime,
+            slots=ask.slots,
         )
         check_size(sized.cpu, sized.memory)
         session_limits.check_policy(session, user, ask.image, sized)
@@ -274,6 +286,7 @@ def _store(
             group=sized.group,
             lifetime=sized.lifetime,
             auto_remove=ask.auto_remove,
+            slots=dict(sized.slots) or None,
             status=SessionStatus.PENDING,
             created_at=now,
             status_changed_at=now,
@@ -313,10 +326,35 @@ def list_sessions(daemon: Daemon, caller: Caller, *, include_ended: bool = False
 
 
 def info(daemon: Daemon, caller: Caller, ref: str) -> dict[str, Any]:
-    """The caller's session ``ref`` (id, id prefix or live name), with its status history."""
+    """The caller's session ``ref`` (id, id prefix or live name), with its status history
+    and the devices it holds (``devices``: each with its utilisation and memory use where
+    the accelerator plugin can tell, while the session is live)."""
     with daemon.session() as session:
         row = session_state.find(session, caller.user, ref)
-        return session_state.session_json(session, row, events=True)
+        out = session_state.session_json(session, row, events=True)
+        live = row.status in LIVE
+    out["devices"] = devices_json(daemon, out["allocation"], usage=live)
+    return out
+
+
+def devices_json(
+    daemon: Daemon, allocation: list[dict[str, Any]], *, usage: bool
+) -> list[dict[str, Any]]:
+    """The devices of an allocation (``[{slot, device, amount}]``), one entry per device with
+    the slots held on it and, with ``usage``, what the plugin says of its use (blocking)."""
+    devices: dict[str, dict[str, Any]] = {}
+    for held in allocation:
+        entry = devices.setdefault(held["device"], {"id": held["device"], "slots": {}})
+        entry["slots"][held["slot"]] = entry["slots"].get(held["slot"], 0.0) + held["amount"]
+    if usage and devices:
+        try:
+            seen = daemon.plugins.device_usage(tuple(devices))
+        except Exception:
+            log.exception("asking the accelerator plugins for device usage failed")
+            seen = {}
+        for device, entry in devices.items():
+            entry["usage"] = dict(seen.get(device) or {})
+    return list(devices.values())
 
 
 async def destroy(
