@@ -20,7 +20,7 @@ from vfd.cli.context import JsonOption, use
 from vfd.cli.durations import format_duration
 from vfd.cli.output import cell_text, key_values, table
 from vfd.cli.runflow import command_args, parse_env
-from vfd.cli.sizes import format_limit
+from vfd.cli.sizes import format_limit, format_size
 from vfd.cli.streams import FAILED, INTERRUPTED, exit_for, follow
 from vfd.errors import ErrorCode, VfdError
 
@@ -149,9 +149,14 @@ def allotment_text(held: dict[str, Any]) -> str:
 def device_text(device: dict[str, Any]) -> str:
     """A device a session holds, with its use where the plugin told it."""
     held = slots_text(device.get("slots"))
-    usage = device.get("usage") or {}
-    said = ", ".join(f"{k} {v}" for k, v in sorted(usage.items()))
-    return f"{device.get('id')} ({held}{'; ' + said if said else ''})"
+    usage = dict(device.get("usage") or {})
+    said = []
+    if isinstance(usage.get("utilization"), int | float):
+        said.append(f"{usage.pop('utilization'):g}% busy")
+    if isinstance(usage.get("memory_used"), int):
+        said.append(f"{format_size(usage.pop('memory_used'))} used")
+    said += [f"{k} {v}" for k, v in sorted(usage.items())]
+    return f"{device.get('id')} ({held}{'; ' + ', '.join(said) if said else ''})"
 
 
 def session_columns(sessions: list[dict[str, Any]]) -> tuple[str, ...]:
