@@ -40,8 +40,9 @@ def _problems(plugins: list[dict[str, Any]]) -> list[str]:
 
 def plugins(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List the daemon's plugins: distribution and version, built in or not, the hooks each
-    implements, and why one failed to load; then the schedulers and apps they register
-    and the plugins blocked by the config ([plugins] block).
+    implements, and why one failed to load; then the schedulers, apps and accelerators they
+    register (each accelerator with its slots and what it found on this node: its devices,
+    or why there are none) and the plugins blocked by the config ([plugins] block).
 
     A plugin that failed is left out and the daemon goes on serving: its error is shown here
     and in the daemon's log.
@@ -70,6 +71,22 @@ def plugins(ctx: typer.Context, json_output: JsonOption = False) -> None:
                 cli.console,
                 ("APP", "PLUGIN", "DESCRIPTION"),
                 [(a["name"], a["plugin"], a.get("description")) for a in apps],
+            )
+        accelerators = result.get("accelerators") or ()
+        if accelerators:
+            cli.console.print()
+            table(
+                cli.console,
+                ("ACCELERATOR", "PLUGIN", "SLOTS", "DEVICES"),
+                [
+                    (
+                        a["name"],
+                        a["plugin"],
+                        ", ".join(s["name"] for s in a.get("slots") or ()),
+                        a.get("status"),
+                    )
+                    for a in accelerators
+                ],
             )
         blocked = result.get("blocked") or ()
         if blocked:

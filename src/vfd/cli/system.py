@@ -51,9 +51,47 @@ def sessions_text(sessions: Any) -> str | None:
     return f"off: {sessions.get('reason')}"
 
 
+def _free(amount: Any) -> str:
+    return f"{amount:g}" if isinstance(amount, int | float) else "?"
+
+
+def accelerator_lines(accelerators: Any) -> list[tuple[str, str]]:
+    """One row per accelerator of a node: its status, then each slot's free and capacity
+    (``cuda: 2 GPUs (driver 550.54); cuda.device 1 free of 2``), and one row per device."""
+    if not isinstance(accelerators, dict):
+        return []
+    rows: list[tuple[str, str]] = []
+    for name, entry in sorted(accelerators.items()):
+        if not isinstance(entry, dict):
+            continue
+        text = str(entry.get("status") or "")
+        for slot, figures in sorted((entry.get("slots") or {}).items()):
+            if isinstance(figures, dict):
+                text += (
+                    f"; {slot} {_free(figures.get('free'))} free of "
+                    f"{_free(figures.get('capacity'))}"
+                )
+        rows.append((name, text))
+        for device in entry.get("devices") or ():
+            if not isinstance(device, dict):
+                continue
+            memory = device.get("memory")
+            size = f"{memory / 2**30:.0f} GiB" if isinstance(memory, int) else "?"
+            parts = [str(device.get("name")), size, f"{device.get('sm')} SMs"]
+            if device.get("numa") is not None:
+                parts.append(f"NUMA {device.get('numa')}")
+            if device.get("parent"):
+                parts.append(f"MIG of {device.get('parent')}")
+            if device.get("mig"):
+                parts.append("MIG mode: its instances are offered")
+            rows.append((f"  {device.get('id')}", ", ".join(parts)))
+    return rows
+
+
 def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show whether the daemon and mountd answer, and you; for admins also versions, hosts,
-    database, and whether sessions run here (and if not, why).
+    database, whether sessions run here (and if not, why), and this node's accelerator
+    devices with their free slots.
 
     Exits 1, saying why, when the daemon does not answer.
     """
@@ -83,6 +121,7 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
             ("sessions", sessions_text(result.get("sessions"))),
             ("database", result.get("database")),
             ("hosts", result.get("hosts")),
+            *accelerator_lines(result.get("accelerators")),
         ]
     else:
         up = result.get("mountd_up")

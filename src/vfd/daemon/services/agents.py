@@ -10,7 +10,10 @@ to others. A node whose last heartbeat is older than :data:`DEAD_AFTER` interval
 scheduler gives it nothing new.
 
 What a node holds is not stored: it is the sum of its sessions that hold resources
-(``vfd.daemon.capacity``).
+(``vfd.daemon.capacity``). Its accelerator devices are: the row's ``accelerators`` is what the
+daemon's accelerator plugins found when it started (``Plugins.agent_accelerators``), written
+at registration and with each heartbeat; the free part of each slot is its capacity less the
+``allocation`` of the node's sessions that hold resources.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from vfd.daemon.services.context import Caller, Daemon
 from vfd.daemon.services.resource_groups import find_group
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
+from vfd.plugins.types import Allotment
+from vfd.scheduling.slots import SCALE, allotments_from_json, q
 from vfd.store.models import Agent, ComputeSession, ResourceGroup, SessionKind, utcnow
 
 log = logging.getLogger(__name__)
@@ -70,6 +75,7 @@ def register(daemon: Daemon) -> Agent:
         row.version = vfd.__version__[:64]
         row.started_at = now
         row.heartbeat_at = now
+        row.accelerators = daemon.plugins.agent_accelerators()
         session.add(row)
         session.flush()
         session.expunge(row)
@@ -83,6 +89,9 @@ def heartbeat(daemon: Daemon) -> None:
         row = session.get(Agent, node)
         if row is not None:
             row.heartbeat_at = utcnow()
+            accelerators = daemon.plugins.agent_accelerators()
+            if row.accelerators != accelerators:
+                row.accelerators = accelerators
             session.add(row)
             return
     register(daemon)
@@ -132,7 +141,72 @@ def _held(session: Session) -> dict[str, tuple[float, int, int]]:
     return {node: (float(cpu), int(mem), int(n)) for node, cpu, mem, n in rows}
 
 
-def agent_json(agent: Agent, held: tuple[float, int, int], interval: float) -> dict[str, Any]:
+def _allocations(session: Session, node: str | None = None) -> dict[str, list[Allotment]]:
+    """Per node: the allotments of its sessions that hold resources."""
+    query = (
+        select(ComputeSession.node, ComputeSession.allocation)
+        .where(col(ComputeSession.status).in_(list(capacity.HOLDING)))
+        .where(col(ComputeSession.allocation).is_not(None))
+    )
+    if node is not None:
+        query = query.where(col(ComputeSession.node) == node)
+    out: dict[str, list[Allotment]] = {}
+    for where, allocation in session.exec(query).all():
+        out.setdefault(where, []).extend(allotments_from_json(allocation))
+    return out
+
+
+def accelerators_json(raw: Any, held: list[Allotment]) -> dict[str, Any] | None:
+    """A node's accelerators for people: ``{NAME: {"status", "devices", "slots": {SLOT:
+    {"capacity", "free"}}}}`` from its row's ``accelerators`` and what its sessions hold;
+    None when the node has no accelerator plugin."""
+    if not isinstance(raw, dict):
+        return None
+    used: dict[tuple[str, str], int] = {}
+    for a in held:
+        used[a.slot, a.device] = used.get((a.slot, a.device), 0) + q(a.amount)
+    out: dict[str, Any] = {}
+    for name, entry in sorted(raw.items()):
+        if not isinstance(entry, dict):
+            continue
+        slots: dict[str, dict[str, float]] = {}
+        totals: dict[str, list[int]] = {}
+        for unit in entry.get("units") or ():
+            try:
+                slot, device, cap = str(unit["slot"]), str(unit["device"]), q(unit["capacity"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            total = totals.setdefault(slot, [0, 0])
+            total[0] += cap
+            total[1] += max(0, cap - used.get((slot, device), 0))
+        for slot, (cap, free) in sorted(totals.items()):
+            slots[slot] = {"capacity": cap / SCALE, "free": free / SCALE}
+        out[name] = {
+            "status": entry.get("status"),
+            "devices": list(entry.get("devices") or ()),
+            "slots": slots,
+        }
+    return out
+
+
+def node_accelerators(daemon: Daemon) -> dict[str, Any] | None:
+    """This node's accelerators as :func:`accelerators_json` shows them (``vfd status``);
+    None when no accelerator plugin is loaded."""
+    raw = daemon.plugins.agent_accelerators()
+    if raw is None:
+        return None
+    node = node_name(daemon.config)
+    with daemon.session() as session:
+        held = _allocations(session, node).get(node, [])
+    return accelerators_json(raw, held)
+
+
+def agent_json(
+    agent: Agent,
+    held: tuple[float, int, int],
+    interval: float,
+    allotments: list[Allotment] | None = None,
+) -> dict[str, Any]:
     now = utcnow()
     used_cpu, used_memory, sessions = held
     return {
@@ -149,6 +223,7 @@ def agent_json(agent: Agent, held: tuple[float, int, int], interval: float) -> d
         "heartbeat_at": aware(agent.heartbeat_at).isoformat(),
         "heartbeat_age": max(0.0, (now - aware(agent.heartbeat_at)).total_seconds()),
         "alive": is_alive(agent, interval, now),
+        "accelerators": accelerators_json(agent.accelerators, allotments or []),
     }
 
 
@@ -158,8 +233,14 @@ def list_nodes(daemon: Daemon, caller: Caller) -> dict[str, Any]:
     interval = daemon.config.sessions.heartbeat_interval
     with daemon.session() as session:
         held = _held(session)
+        allocations = _allocations(session)
         rows = session.exec(select(Agent).order_by(col(Agent.id))).all()
-        return {"nodes": [agent_json(a, held.get(a.id, (0.0, 0, 0)), interval) for a in rows]}
+        return {
+            "nodes": [
+                agent_json(a, held.get(a.id, (0.0, 0, 0)), interval, allocations.get(a.id))
+                for a in rows
+            ]
+        }
 
 
 def set_group(daemon: Daemon, caller: Caller, node: str, group: str) -> dict[str, Any]:
@@ -181,4 +262,9 @@ def set_group(daemon: Daemon, caller: Caller, node: str, group: str) -> dict[str
         session.add(row)
         audit.record(session, caller, "node.set_group", node, group=group, was=old)
         session.flush()
-        return agent_json(row, _held(session).get(node, (0.0, 0, 0)), interval)
+        return agent_json(
+            row,
+            _held(session).get(node, (0.0, 0, 0)),
+            interval,
+            _allocations(session, node).get(node),
+        )
