@@ -163,11 +163,12 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
     """Check ``ask`` in full and store it as a pending session of the caller; its Session
     JSON. Nothing is stored when any check refuses it."""
     check_ask(ask)
-    ask = dataclasses.replace(
-        ask, slots=session_slots.check(ask.slots, session_slots.known(daemon))
-    )
+    specs = session_slots.known(daemon)
+    ask = dataclasses.replace(ask, slots=session_slots.check(ask.slots, specs))
     live = runtime.current()
     sized = await live.run(Pool.STORE, _sized, daemon, caller.user, ask)
+    # a preset's slots, checked again: the plugin offering one may be gone since
+    sized = dataclasses.replace(sized, slots=session_slots.check(sized.slots, specs))
     reason = await containers.available(daemon)
     if reason is not None:
         raise VfdError(ErrorCode.RUNTIME_UNAVAILABLE, f"sessions cannot run: {reason}")
