@@ -130,4 +130,4 @@ def test_folder_hooks_raising_plugin_is_isolated(
 def test_register_plugin_lasts_one_test(vfd_test_daemon: TestDaemon) -> None:
     with vfd_test_daemon.http() as http:
         names = [p["name"] for p in http.get("/v1/plugins").json()["plugins"]]
-    assert names == ["drf", "fifo", "filebrowser", "lifo", "sftp"]
+    assert names == ["cuda", "drf", "fifo", "filebrowser", "lifo", "sftp"]

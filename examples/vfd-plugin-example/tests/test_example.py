@@ -71,6 +71,7 @@ def test_example_refuses_env_vfd_sets(vfd_plugins: Make) -> None:
 def test_example_works_beside_vfd_builtins(vfd_plugins: Make) -> None:
     hooks = vfd_plugins(("example", ExamplePlugin()), builtins=True)
     assert {r.name for r in hooks.plugins.records} == {
+        "cuda",
         "drf",
         "fifo",
         "lifo",
