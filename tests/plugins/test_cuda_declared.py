@@ -140,8 +140,9 @@ def test_cuda_declared_mig_instances_are_the_units() -> None:
     ("units", "shares"),
     [
         ({}, [1.0, 1.0]),  # each device its own share
-        ({"unit_memory": "20GiB"}, [1.0, 1.0]),  # the SM unit is each device's own: at most 1
-        ({"unit_sm": 33}, [1.0, 1.0]),
+        ({"unit_memory": "20GiB"}, [2.0, 4.0]),  # memory alone: 40/20, 80/20
+        ({"unit_sm": 33}, [3.2, 4.0]),  # SMs alone: 108/33 = 3.27, 132/33
+        ({"unit_memory": "30GiB"}, [1.3, 2.6]),
         ({"unit_memory": "20GiB", "unit_sm": 33}, [2.0, 4.0]),  # min(2, 3.27), min(4, 4)
         ({"unit_memory": "30GiB", "unit_sm": 30}, [1.3, 2.6]),  # min(1.33, 3.6), min(2.67, 4.4)
         ({"unit_memory": "500GiB", "unit_sm": 1}, [0.1]),  # the A100 is worth 0.08: not offered

@@ -3,9 +3,9 @@ registered through ``vfd_register_accelerators`` like any accelerator plugin's.
 
 A node offers its devices either whole (``cuda.device``, ``[plugins.cuda] mode = "whole"``,
 the default) or in shares (``cuda.shares``, ``mode = "fractional"``): a device is worth
-``floor10(min(memory / unit_memory, sm / unit_sm))`` shares (to 0.1; a unit of 0 is the
-device's own, so by default each device is worth 1.0). A GPU in MIG mode is not offered
-itself: each of its MIG instances is one unit.
+``floor10(min(memory / unit_memory, sm / unit_sm))`` shares (to 0.1; a unit left at 0 does
+not count, and with both at 0, the default, each device is worth 1.0). A GPU in MIG mode is
+not offered itself: each of its MIG instances is one unit.
 
 The devices are found with NVML (:mod:`vfd.plugins.builtin.cuda_nvml`), or declared in the
 config (``devices = [...]``, which replaces discovery: a node whose GPUs NVML cannot see from
@@ -215,12 +215,15 @@ def options_of(section: Mapping[str, Any]) -> Options:
 
 def shares_of(device: DeviceInfo, options: Options) -> float:
     """What ``device`` is worth in ``cuda.shares``: floor to 0.1 of the smaller of its
-    memory and SMs over a share's (a device's own when the option is 0)."""
-    ratios = [device.memory / options.unit_memory if options.unit_memory else 1.0]
+    memory and SMs over a share's. A unit left at 0 does not count; with both at 0 each
+    device is worth 1.0."""
+    ratios = []
+    if options.unit_memory:
+        ratios.append(device.memory / options.unit_memory)
     if options.unit_sm and device.sm:
         ratios.append(device.sm / options.unit_sm)
-    elif not options.unit_sm:
-        ratios.append(1.0)
+    if not ratios:
+        return 1.0
     return math.floor(min(ratios) * 10 + 1e-9) / 10
 
 
