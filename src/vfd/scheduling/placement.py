@@ -5,6 +5,12 @@ hosts, the one left with the least free dominant resource (the larger of its fre
 memory shares after the placement), ties to the smallest agent id, so a round's outcome
 depends on the snapshot alone. Filling the fullest agent that still fits keeps whole agents
 free for large sessions.
+
+A session asking accelerator slots goes only where :func:`vfd.scheduling.slots.allot_all`
+finds devices for them: of the agents with room, the one left with the least free share of
+the slots asked (a partly used agent before an empty one, as a partly used device before an
+empty one on an agent), then by cpu and memory as above. A session asking none is placed as
+before, without looking at devices.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping
 
-from vfd.plugins.types import CPU_SLACK, Agent, PendingSession, Placement, Verdict
+from vfd.plugins.types import CPU_SLACK, Agent, PendingSession, Placement, SlotUnit, Verdict
+from vfd.scheduling import slots
 from vfd.scheduling.predicates import AGENT_PREDICATES, UNLIMITED, USER_PREDICATES, Predicate
-from vfd.scheduling.state import RoundState
+from vfd.scheduling.state import RoundState, UnfitKey, slots_key, unfit_key
 
 
 def user_verdicts(session: PendingSession, state: RoundState) -> list[Verdict]:
@@ -36,8 +43,10 @@ def first_failing(session: PendingSession, state: RoundState) -> Verdict | None:
 
 def best_fit(session: PendingSession, state: RoundState) -> Agent | None:
     """The agent ``session`` goes to by best fit, or None when it fits on none now."""
+    if session.slots:
+        return _best_fit_slots(session, state)
     cpu, memory, hosts = session.cpu, session.memory, session.storage_hosts
-    key = (cpu, memory, hosts)
+    key: UnfitKey = (cpu, memory, hosts, ())
     if key in state.unfit:
         return None
     best = -1
@@ -71,6 +80,49 @@ def best_fit(session: PendingSession, state: RoundState) -> Agent | None:
     return state.alive[best]
 
 
+def _best_fit_slots(session: PendingSession, state: RoundState) -> Agent | None:
+    """:func:`best_fit` of a session asking slots: only agents whose devices take them; the
+    one left with the least free share of the slots asked (devices are the scarce part),
+    then with the least free dominant share of cpu and memory."""
+    key = unfit_key(session)
+    if key in state.unfit:
+        return None
+    cpu, memory, hosts = session.cpu, session.memory, session.storage_hosts
+    best = -1
+    best_score = (math.inf, math.inf)
+    for i, a in enumerate(state.alive):
+        units = state.units.get(a.id)
+        if units is None:
+            continue  # no devices: no slot fits
+        left_cpu = state.free_cpu[i] - cpu
+        left_memory = state.free_memory[i] - memory
+        if left_cpu < -CPU_SLACK or left_memory < 0:
+            continue
+        score = (
+            max(_left_share(slot, amount, units) for slot, amount in session.slots.items()),
+            max(left_cpu * state.per_cpu[i], left_memory * state.per_memory[i]),
+        )
+        if score >= best_score or (hosts and not reaches(a, hosts)):
+            continue
+        if slots.allot_all(session.slots, units) is None:
+            continue
+        best, best_score = i, score
+    if best < 0:
+        state.unfit.add(key)
+        return None
+    return state.alive[best]
+
+
+def _left_share(slot: str, amount: float, units: tuple[SlotUnit, ...]) -> float:
+    """The share of ``slot``'s devices of an agent free after ``amount`` more is held."""
+    total = free = 0.0
+    for u in units:
+        if u.slot == slot:
+            total += u.capacity
+            free += u.free
+    return (free - amount) / total if total > 0 else 0.0
+
+
 def reaches(agent: Agent, hosts: tuple[str, ...]) -> bool:
     """Whether ``agent`` reaches every storage host of ``hosts``."""
     reach = agent.storage_hosts
@@ -82,7 +134,18 @@ def fits_when_empty(session: PendingSession, state: RoundState) -> bool:
     there (it can start once room is freed; one that cannot never will)."""
     request = session.request
     return any(
-        request.fits_in(a.capacity) and reaches(a, session.storage_hosts) for a in state.alive
+        request.fits_in(a.capacity)
+        and reaches(a, session.storage_hosts)
+        and (not session.slots or slots.allot_all(session.slots, _emptied(a.units)) is not None)
+        for a in state.alive
+    )
+
+
+def _emptied(units: tuple[SlotUnit, ...]) -> tuple[SlotUnit, ...]:
+    """``units`` with nothing held."""
+    return tuple(
+        SlotUnit(slot=u.slot, device=u.device, capacity=u.capacity, numa=u.numa, near=u.near)
+        for u in units
     )
 
 
@@ -111,12 +174,17 @@ def waiting_verdicts(
     """Every waiting session's verdicts at the end of the round: the user predicates, the
     agent ones (computed once per distinct request and storage hosts: the round is over, so
     they depend on nothing else), then the scheduler's own from ``queue`` when it has one."""
-    cache: dict[tuple[float, int, tuple[str, ...]], tuple[Verdict, ...]] = {}
+    cache: dict[UnfitKey, tuple[Verdict, ...]] = {}
     shared: dict[tuple[int, int], tuple[Verdict, ...]] = {}
     out: dict[uuid.UUID, tuple[Verdict, ...]] = {}
     limits = state.snapshot.limits
     for session in waiting:
-        key = (session.cpu, session.memory, session.storage_hosts)
+        key = (
+            session.cpu,
+            session.memory,
+            session.storage_hosts,
+            slots_key(session.slots),
+        )
         agent_side = cache.get(key)
         if agent_side is None:
             agent_side = cache[key] = tuple(p(session, None, state) for p in predicates)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 
-from vfd.plugins.types import CPU_SLACK, Agent, PendingSession, Snapshot, Verdict
+from vfd.plugins.types import CPU_SLACK, Agent, PendingSession, SlotUnit, Snapshot, Verdict
+from vfd.scheduling import slots
 from vfd.scheduling.state import RoundState
 
 Predicate = Callable[[PendingSession, Agent | None, RoundState], Verdict]
@@ -40,7 +41,20 @@ def _short(session: PendingSession, agent: Agent, state: RoundState) -> str | No
         lacks.append(f"{session.cpu:g} cpu asked, {max(free.cpu, 0):g} free")
     if session.memory > free.memory:
         lacks.append(f"{size(session.memory)} memory asked, {size(max(free.memory, 0))} free")
+    if session.slots:
+        short = slots_short(session, state.units.get(agent.id, ()))
+        if short is not None:
+            lacks.append(short)
     return "; ".join(lacks) or None
+
+
+def slots_short(session: PendingSession, units: tuple[SlotUnit, ...]) -> str | None:
+    """Why ``session``'s slots do not fit on ``units`` (an agent's devices), or None when
+    they do (:func:`vfd.scheduling.slots.allot`)."""
+    for slot, amount in sorted(session.slots.items()):
+        if slots.allot(slot, amount, units) is None:
+            return slots.why_not(slot, amount, units)
+    return None
 
 
 def _unreachable(session: PendingSession, agent: Agent) -> list[str]:
@@ -50,7 +64,8 @@ def _unreachable(session: PendingSession, agent: Agent) -> list[str]:
 
 
 def fits_agent(session: PendingSession, agent: Agent | None, state: RoundState) -> Verdict:
-    """Some alive agent of the group (or ``agent``) has the free cpu and memory and reaches
+    """Some alive agent of the group (or ``agent``) has the free cpu and memory, devices
+    that take the accelerator slots asked (:func:`vfd.scheduling.slots.allot`), and reaches
     every storage host of the session; the reason names what is short."""
     if agent is not None:
         short = _short(session, agent, state)
@@ -68,6 +83,8 @@ def fits_agent(session: PendingSession, agent: Agent | None, state: RoundState) 
             False,
             f"no alive agent of group {state.group} reaches every storage host of its folders",
         )
+    if session.slots:
+        return _fits_slots(session, reaching, state)
     room = [a.id for a in reaching if _short(session, a, state) is None]
     if room:
         return Verdict("fits_agent", True, f"fits on {len(room)} agent(s), e.g. {room[0]}")
@@ -83,6 +100,22 @@ def fits_agent(session: PendingSession, agent: Agent | None, state: RoundState) 
         False,
         f"no agent of group {state.group} has {asked} free (most free: {most})",
     )
+
+
+SHOWN = 3
+"""How many agents a verdict of a session asking slots names (what each lacks)."""
+
+
+def _fits_slots(session: PendingSession, reaching: list[Agent], state: RoundState) -> Verdict:
+    """:func:`fits_agent` of a session asking slots: each agent's shortfall, named."""
+    shorts = [(a.id, _short(session, a, state)) for a in reaching]
+    room = [name for name, short in shorts if short is None]
+    if room:
+        return Verdict("fits_agent", True, f"fits on {len(room)} agent(s), e.g. {room[0]}")
+    said = "; ".join(f"agent {name}: {short}" for name, short in shorts[:SHOWN])
+    if len(shorts) > SHOWN:
+        said += f"; {len(shorts) - SHOWN} more agent(s) short too"
+    return Verdict("fits_agent", False, f"no agent of group {state.group} has room for it ({said})")
 
 
 def folders_reachable(session: PendingSession, agent: Agent | None, state: RoundState) -> Verdict:
@@ -111,10 +144,11 @@ def folders_reachable(session: PendingSession, agent: Agent | None, state: Round
 
 
 def within_policy(session: PendingSession, agent: Agent | None, state: RoundState) -> Verdict:
-    """The user's allocation plus this request stays within the policy's ``max_cpu`` and
-    ``max_memory`` (0 = no limit)."""
+    """The user's allocation plus this request stays within the policy's ``max_cpu``,
+    ``max_memory`` (0 = no limit) and ``max_slots`` (a missing or 0 slot = no limit)."""
     limits = state.limits(session.user_id)
-    if not limits.max_cpu and not limits.max_memory:
+    capped = session.slots and limits.max_slots
+    if not limits.max_cpu and not limits.max_memory and not capped:
         return _NO_POLICY
     total = state.allocation(session.user_id) + session.request
     over = []
@@ -124,8 +158,16 @@ def within_policy(session: PendingSession, agent: Agent | None, state: RoundStat
         over.append(
             f"{size(total.memory)} memory with this one, policy allows {size(limits.max_memory)}"
         )
+    if capped:
+        for name in sorted(session.slots):
+            cap = limits.max_slots.get(name, 0.0)
+            held = total.slots.get(name, 0.0)
+            if cap and held > cap + CPU_SLACK:
+                over.append(f"{held:g} {name} with this one, policy allows {cap:g}")
     if over:
         return Verdict("within_policy", False, "user's sessions would hold " + "; ".join(over))
+    if capped:
+        return Verdict("within_policy", True, "within the user's cpu, memory and slot limits")
     return Verdict("within_policy", True, "within the user's cpu and memory limits")
 
 

@@ -1,7 +1,8 @@
 """The ``drf`` scheduler: Dominant Resource Fairness (Ghodsi et al., NSDI 2011).
 
-A user's dominant share is the larger of their cpu share and their memory share of the
-group's alive agents, from every session they hold in the group plus those this round places.
+A user's dominant share is the largest of their cpu share, their memory share and their share
+of each accelerator slot (of the devices of that slot in the group's alive agents), from every
+session they hold in the group plus those this round places.
 Progressive filling: the user with the smallest dominant share (ties: the one whose next
 session was asked for first, then the smaller session id) gets their next session (each
 user's sessions go oldest first), placed by best fit; their share grows by that session's
@@ -31,7 +32,7 @@ from vfd.scheduling.placement import (
     placements,
     waiting_verdicts,
 )
-from vfd.scheduling.state import RoundState
+from vfd.scheduling.state import RoundState, shares
 
 PASSED_OVER = frozenset({"image_allowed", "group_allowed"})
 """Failing these passes one session over; failing the others stops its user for the round."""
@@ -112,10 +113,9 @@ class DrfScheduler:
 
 
 def _describe_share(state: RoundState, user: uuid.UUID) -> str:
-    held = state.allocation(user)
-    cpu = held.cpu / state.total.cpu if state.total.cpu > 0 else 0.0
-    memory = held.memory / state.total.memory if state.total.memory > 0 else 0.0
-    return f"{max(cpu, memory):.3f}, {'cpu' if cpu >= memory else 'memory'}"
+    each = shares(state.allocation(user), state.total)
+    name = max(each, key=lambda k: each[k])  # cpu first among equals, then memory
+    return f"{each[name]:.3f}, {name}"
 
 
 def _factory(options: Mapping[str, Any]) -> DrfScheduler:
