@@ -6,7 +6,8 @@ process may run on (``sched_getaffinity``, which honours a cpuset) and ``MemTota
 ``/proc/meminfo``. A session holds its cpu and memory from the moment the scheduler places it
 (``scheduled``) until its container is gone (``terminating`` ends); a session asking no
 memory limit (``memory = 0``) holds no memory. Storage-only sessions hold nothing and are not
-counted.
+counted. A session asking accelerator slots holds, in the same statuses, the devices of its
+``allocation`` (set when it is placed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import functools
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NoReturn
 
 from sqlalchemy import func, select
 from sqlmodel import Session, col
@@ -23,7 +25,8 @@ from sqlmodel import Session, col
 from vfd.config import Config
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
-from vfd.plugins.types import Resources
+from vfd.plugins.types import NO_SLOTS, Allotment, Resources, SlotUnit
+from vfd.scheduling import slots as slot_math
 from vfd.store.models import Agent as AgentRow
 from vfd.store.models import ComputeSession, SessionKind, SessionStatus
 
@@ -68,24 +71,40 @@ def total_memory(config: Config) -> int:
     return _machine_memory()
 
 
-def check_fits(session: Session, config: Config, group: str, cpu: float, memory: int) -> None:
+def check_fits(
+    session: Session,
+    config: Config,
+    group: str,
+    cpu: float,
+    memory: int,
+    slots: Mapping[str, float] = NO_SLOTS,
+) -> None:
     """Refuse (``exceeds_capacity``, naming the resource) a request that no node of resource
     group ``group`` could hold even empty: it could never be placed, so it is not queued. A
-    group with no node yet takes it (it waits, and its verdict says why)."""
+    group with no node yet takes it (it waits, and its verdict says why). Accelerator
+    ``slots`` must go on some node's devices, all free (:func:`vfd.scheduling.slots.allot`:
+    a node offering another slot, or too few devices, cannot hold it); this node's devices
+    are those of its row (written as it registers)."""
     here = node_name(config)
     others = list(
         session.scalars(
             select(AgentRow).where(col(AgentRow.group) == group, col(AgentRow.id) != here)
         )
     )
-    if any(cpu <= a.cpu + 1e-9 and memory <= a.memory for a in others):
+    if any(
+        cpu <= a.cpu + 1e-9 and memory <= a.memory and _slots_fit(slots, a) is None for a in others
+    ):
         return  # another node of the group can hold it whole
     mine = session.get(AgentRow, here)
     if (mine.group if mine is not None else config.sessions.group) == group:
         _check_node(config, cpu, memory)
-        return
+        if not slots or mine is None or _slots_fit(slots, mine) is None:
+            return
+        _refuse_slots(slots, [mine, *others], group)
     if not others:
         return
+    if slots and any(cpu <= a.cpu + 1e-9 and memory <= a.memory for a in others):
+        _refuse_slots(slots, others, group)
     largest = max(others, key=lambda a: (a.cpu, a.memory))
     short = "cpu" if cpu > largest.cpu + 1e-9 else "memory"
     raise VfdError(
@@ -97,6 +116,50 @@ def check_fits(session: Session, config: Config, group: str, cpu: float, memory:
         asked=cpu if short == "cpu" else memory,
         capacity=largest.cpu if short == "cpu" else largest.memory,
         node=largest.id,
+        group=group,
+    )
+
+
+def _slots_fit(slots: Mapping[str, float], row: AgentRow) -> str | None:
+    """None when ``row``'s devices, all free, take ``slots``; else the first slot that they
+    do not."""
+    if not slots:
+        return None
+    units = slot_math.units_from_json(row.accelerators)
+    for name, amount in sorted(slots.items()):
+        if slot_math.allot(name, amount, units) is None:
+            return name
+    return None
+
+
+def _refuse_slots(slots: Mapping[str, float], rows: list[AgentRow], group: str) -> NoReturn:
+    """Refuse ``slots``, which no node of ``rows`` could hold even with all its devices
+    free: the slot named, with the node offering most of it."""
+    name = min(bad for bad in (_slots_fit(slots, r) for r in rows) if bad is not None)
+    amount = slots[name]
+
+    def offered(row: AgentRow) -> float:
+        units = slot_math.units_from_json(row.accelerators)
+        return sum(u.capacity for u in units if u.slot == name)
+
+    best = max(rows, key=lambda r: (offered(r), r.id))
+    have = offered(best)
+    if have <= 0:
+        message = f"{amount:g} {name} asked, but no node of group {group} offers {name}"
+    else:
+        units = slot_math.units_from_json(best.accelerators)
+        why = slot_math.why_not(name, amount, units)
+        message = (
+            f"{amount:g} {name} asked, but no node of group {group} could hold it even with "
+            f"all its devices free (node {best.id}: {why.split(' asked, ', 1)[-1]})"
+        )
+    raise VfdError(
+        ErrorCode.EXCEEDS_CAPACITY,
+        message,
+        resource=name,
+        asked=amount,
+        capacity=have,
+        node=best.id,
         group=group,
     )
 
@@ -150,10 +213,18 @@ class Held:
     """Per (user, resource group): the sum over that user's sessions in the group."""
     count: Mapping[uuid.UUID, int]
     """Per user: the number of its sessions, in every group."""
+    devices: Mapping[str, tuple[Allotment, ...]] = field(default_factory=dict)
+    """Per node: the allotments of its sessions' allocations (the devices they hold)."""
+
+    def units(self, node: str, units: tuple[SlotUnit, ...]) -> tuple[SlotUnit, ...]:
+        """``node``'s devices ``units`` with what its sessions hold of them."""
+        held = self.devices.get(node)
+        return slot_math.take(units, held) if held else units
 
 
 def held(session: Session) -> Held:
-    """What every node, and every user in every group, holds now (read in ``session``)."""
+    """What every node, and every user in every group, holds now (read in ``session``): one
+    query, and one more for the sessions that hold devices."""
     rows = session.execute(
         select(
             col(ComputeSession.node),
@@ -175,4 +246,30 @@ def held(session: Session) -> Held:
         by_node[node] = by_node.get(node, Resources()) + amount
         by_user[user_id, group] = by_user.get((user_id, group), Resources()) + amount
         count[user_id] = count.get(user_id, 0) + int(n)
-    return Held(by_node, by_user, count)
+    devices: dict[str, list[Allotment]] = {}
+    for node, user_id, group, allocation in session.execute(
+        select(
+            col(ComputeSession.node),
+            col(ComputeSession.user_id),
+            col(ComputeSession.group),
+            col(ComputeSession.allocation),
+        )
+        .where(col(ComputeSession.status).in_(list(HOLDING)))
+        .where(col(ComputeSession.kind) == SessionKind.COMPUTE)
+        .where(col(ComputeSession.allocation).is_not(None))
+    ).all():
+        allotments = slot_math.allotments_from_json(allocation)
+        if not allotments:
+            continue
+        devices.setdefault(node, []).extend(allotments)
+        amount = Resources(slots=_sums(allotments))
+        by_node[node] = by_node.get(node, Resources()) + amount
+        by_user[user_id, group] = by_user.get((user_id, group), Resources()) + amount
+    return Held(by_node, by_user, count, {k: tuple(v) for k, v in devices.items()})
+
+
+def _sums(allotments: tuple[Allotment, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for a in allotments:
+        out[a.slot] = out.get(a.slot, 0.0) + a.amount
+    return out

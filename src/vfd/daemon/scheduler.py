@@ -13,10 +13,13 @@ called (a session was created, destroyed, or ended). A pass:
    group, live-session counts and policy limits, the scheduler's last memo — and asks the
    group's scheduler (``resourcegroup.scheduler``; ``[sessions] scheduler`` for a group with
    no row) for a :class:`~vfd.plugins.types.Decision`. In one transaction it moves each
-   placed session ``pending`` -> ``scheduled`` with ``node`` = the agent chosen (a
-   compare-and-set on the status), stores the verdicts that changed (``scheduler_verdicts``,
+   placed session ``pending`` -> ``scheduled`` with ``node`` = the agent chosen and, for a
+   session asking accelerator slots, ``allocation`` = the devices
+   :func:`vfd.scheduling.slots.allot_all` gives it there (a compare-and-set on the status),
+   stores the verdicts that changed (``scheduler_verdicts``,
    and ``scheduler_verdict`` = the first failing one's reason), and puts back in the queue
-   the sessions left ``scheduled`` on a node whose heartbeat stopped;
+   (``allocation`` cleared) the sessions left ``scheduled`` on a node whose heartbeat
+   stopped;
 3. launches the sessions ``scheduled`` on this node that it is not launching yet (placed by
    this daemon: at once; by another node's: found here within one interval).
 
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, null, update
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -51,15 +54,19 @@ from vfd.daemon.services.context import Daemon
 from vfd.errors import VfdError
 from vfd.plugins.types import (
     CPU_SLACK,
+    NO_SLOTS,
     Agent,
+    Allotment,
     Decision,
     PendingSession,
     Resources,
     Scheduler,
+    SlotUnit,
     Snapshot,
     UserLimits,
     Verdict,
 )
+from vfd.scheduling import slots as slot_math
 from vfd.sessions.lifecycle import check_transition
 from vfd.store.models import (
     Agent as AgentRow,
@@ -189,6 +196,7 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
             col(ComputeSession.image),
             col(ComputeSession.lifetime),
             col(ComputeSession.scheduler_verdicts),
+            col(ComputeSession.slots),
         )
         .where(col(ComputeSession.status) == SessionStatus.PENDING)
         .order_by(col(ComputeSession.created_at), col(ComputeSession.id))
@@ -206,7 +214,19 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
     schedulers = dict(session.exec(select(ResourceGroup.name, ResourceGroup.scheduler)).all())
     groups: dict[str, GroupQueue] = {}
     verdicts: dict[uuid.UUID, list[dict[str, Any]]] = {}
-    for sid, user_id, name, created, cpu, memory, group, image, lifetime, said in pending_rows:
+    for (
+        sid,
+        user_id,
+        name,
+        created,
+        cpu,
+        memory,
+        group,
+        image,
+        lifetime,
+        said,
+        asked,
+    ) in pending_rows:
         queue = groups.get(group)
         if queue is None:
             scheduler = schedulers.get(group) or config.sessions.scheduler
@@ -223,6 +243,7 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
                 image=image,
                 lifetime=lifetime,
                 storage_hosts=tuple(sorted(hosts.get(sid, ()))),
+                slots=_slots(asked),
             )
         )
         verdicts[sid] = list(said or [])
@@ -248,6 +269,7 @@ def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Q
             memory=capacity.total_memory(config),
             started_at=now,
             heartbeat_at=now,
+            accelerators=daemon.plugins.agent_accelerators(),
         )
         queue = groups.get(me.group)
         if queue is not None:
@@ -300,6 +322,13 @@ def _stranded(session: Session, dead: list[str]) -> list[tuple[uuid.UUID, str]]:
     ]
 
 
+def _slots(raw: object) -> Mapping[str, float]:
+    """A session row's ``slots`` (None or {} = none)."""
+    if not isinstance(raw, dict) or not raw:
+        return NO_SLOTS
+    return {str(k): float(v) for k, v in raw.items()}
+
+
 def _agent(
     row: AgentRow, held: capacity.Held, local_hosts: Mapping[str, str | None], alive: bool
 ) -> Agent:
@@ -316,6 +345,7 @@ def _agent(
         used_memory=used.memory,
         alive=alive,
         storage_hosts=reach,
+        units=held.units(row.id, slot_math.units_from_json(row.accelerators)),
     )
 
 
@@ -347,6 +377,8 @@ class Outcome:
 
     place: dict[uuid.UUID, tuple[str, str]] = field(default_factory=dict)
     verdicts: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
+    allocation: dict[uuid.UUID, tuple[Allotment, ...]] = field(default_factory=dict)
+    """The devices of each placed session asking slots."""
 
 
 def checked_placements(
@@ -354,10 +386,13 @@ def checked_placements(
 ) -> None:
     """Add ``decision``'s placements and verdicts to ``outcome``. A placement of a session
     that is not pending in the group, onto an agent that is not an alive one of the group, or
-    past an agent's free capacity (a faulty scheduler) is dropped and logged; the session
-    waits, told why."""
+    past an agent's free capacity or devices (a faulty scheduler) is dropped and logged; the
+    session waits, told why. The devices of a session asking slots are chosen here, in the
+    order of the placements (:func:`vfd.scheduling.slots.allot_all`, as the scheduler's
+    round did)."""
     pending = {p.id: p for p in group.pending}
     free = {a.id: a.free for a in group.agents if a.alive}
+    units: dict[str, tuple[SlotUnit, ...]] = {a.id: a.units for a in group.agents if a.alive}
     placed: set[uuid.UUID] = set()
     dropped: dict[uuid.UUID, str] = {}
     for placement in decision.place:
@@ -372,8 +407,13 @@ def checked_placements(
             continue
         room = free.get(placement.agent)
         request = session.request
-        if room is None or not (
-            request.cpu <= room.cpu + CPU_SLACK and request.memory <= room.memory
+        allotments: tuple[Allotment, ...] | None = ()
+        if room is not None and session.slots:
+            allotments = slot_math.allot_all(session.slots, units[placement.agent])
+        if (
+            room is None
+            or allotments is None
+            or not (request.cpu <= room.cpu + CPU_SLACK and request.memory <= room.memory)
         ):
             why = (
                 f"scheduler {scheduler} placed it on {placement.agent}, which is no alive node "
@@ -383,6 +423,9 @@ def checked_placements(
             dropped[session.id] = why
             continue
         free[placement.agent] = room - request
+        if allotments:
+            units[placement.agent] = slot_math.take(units[placement.agent], allotments)
+            outcome.allocation[session.id] = allotments
         placed.add(session.id)
         outcome.place[session.id] = (
             placement.agent,
@@ -423,22 +466,26 @@ def move_many(
     new: SessionStatus,
     *,
     where_node: bool = False,
+    allocation: Mapping[uuid.UUID, tuple[Allotment, ...]] | None = None,
 ) -> list[uuid.UUID]:
     """Move the sessions of ``moves`` (session, node, reason) that are still ``old`` to
     ``new``, with ``node`` set (or, with ``where_node``, only those still on ``node``),
-    each move recorded as an event — a few statements for any number of sessions. The ids
-    moved.
+    each move recorded as an event — a few statements for any number of sessions (and one
+    more for each session of ``allocation``, whose ``allocation`` column is set to its
+    allotments in the same statement). Back to ``pending``, a session's ``allocation`` is
+    cleared. The ids moved.
 
     As :func:`vfd.daemon.services.session_state.transition`, each move is a compare-and-set
     on the stored status: a session another writer moved meanwhile is left alone.
     """
     check_transition(old, new)
-    by_key: dict[tuple[str, str], list[uuid.UUID]] = {}
+    by_key: dict[tuple[str, str, uuid.UUID | None], list[uuid.UUID]] = {}
     for session_id, node, reason in moves:
-        by_key.setdefault((node, reason), []).append(session_id)
+        own = session_id if allocation and session_id in allocation else None
+        by_key.setdefault((node, reason, own), []).append(session_id)
     now = utcnow()
     moved: list[uuid.UUID] = []
-    for (node, reason), ids in by_key.items():
+    for (node, reason, own), ids in by_key.items():
         statement = (
             update(ComputeSession)
             .where(col(ComputeSession.id).in_(ids))
@@ -454,6 +501,10 @@ def move_many(
             statement = statement.where(col(ComputeSession.node) == node)
         else:
             values["node"] = node
+        if own is not None and allocation is not None:
+            values["allocation"] = slot_math.allotments_json(allocation[own])
+        elif new == SessionStatus.PENDING:
+            values["allocation"] = null()
         done = session.execute(
             statement.values(**values)
             .returning(col(ComputeSession.id))
@@ -504,6 +555,7 @@ def write(
             ((i, node, reason) for i, (node, reason) in outcome.place.items()),
             SessionStatus.PENDING,
             SessionStatus.SCHEDULED,
+            allocation=outcome.allocation,
         )
         if changed:
             session.connection().execute(
