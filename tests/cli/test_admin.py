@@ -110,6 +110,7 @@ def test_admin_policy_commands_parse_sizes(cli: Cli, vfd_daemon: Any) -> None:
         "allowed_images": [],
         "allowed_groups": [],
         "max_storage_sessions": 2,
+        "max_slots": {},
     }
     cli.fails("admin", "policy", "create", name, code="policy_exists")
     storage = cli.json("admin", "policy", "update", name, "--max-storage-sessions", "5")

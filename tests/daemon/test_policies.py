@@ -31,6 +31,7 @@ def _policy(vfd_daemon: Any, **fields: Any) -> str:
         "allowed_images": [],
         "allowed_groups": [],
         "max_storage_sessions": 2,
+        "max_slots": {},
     }
     return name
 

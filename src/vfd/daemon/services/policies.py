@@ -104,7 +104,17 @@ def scheduler_limits(row: ResourcePolicy) -> UserLimits:
         max_memory=row.max_session_memory,
         allowed_images=tuple(row.allowed_images),
         allowed_groups=tuple(row.allowed_groups),
+        max_slots=max_slots_of(row),
     )
+
+
+def max_slots_of(row: ResourcePolicy) -> dict[str, float]:
+    """A policy's ``max_slots`` (a slot missing or 0 = no limit of it): the positive ones."""
+    out: dict[str, float] = {}
+    for name, amount in (row.max_slots or {}).items():
+        if isinstance(amount, int | float) and not isinstance(amount, bool) and amount > 0:
+            out[str(name)] = float(amount)
+    return out
 
 
 def policy_json(policy: ResourcePolicy) -> dict[str, Any]:
@@ -119,6 +129,7 @@ def policy_json(policy: ResourcePolicy) -> dict[str, Any]:
         "allowed_images": list(policy.allowed_images),
         "allowed_groups": list(policy.allowed_groups),
         "max_storage_sessions": policy.max_storage_sessions,
+        "max_slots": max_slots_of(policy),
     }
 
 
@@ -179,6 +190,9 @@ def _set_session_limit(session: Session, policy: ResourcePolicy, key: str, value
         policy.allowed_images = _check_images(value)
     elif key == "allowed_groups":
         policy.allowed_groups = _check_groups(session, value)
+    elif key == "max_slots":
+        # checked against the slot specs by the route (vfd.daemon.services.session_slots)
+        policy.max_slots = {str(k): float(v) for k, v in value.items() if v}
     else:
         raise VfdError(ErrorCode.INVALID_ARGUMENT, f"unknown field {key!r}", field=key)
 
