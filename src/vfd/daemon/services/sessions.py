@@ -206,8 +206,9 @@ async def create(daemon: Daemon, caller: Caller, ask: SessionAsk) -> dict[str, A
 
 def _check_fits(daemon: Daemon, sized: session_limits.Sized) -> None:
     with daemon.session() as session:
-        asked: dict[str, Any] = {"slots": sized.slots} if sized.slots else {}
-        capacity.check_fits(session, daemon.config, sized.group, sized.cpu, sized.memory, **asked)
+        capacity.check_fits(
+            session, daemon.config, sized.group, sized.cpu, sized.memory, slots=sized.slots
+        )
 
 
 def _sized(daemon: Daemon, user: User, ask: SessionAsk) -> session_limits.Sized:
