@@ -15,6 +15,8 @@ from typer.testing import CliRunner, Result
 
 from vfd.cli.main import app
 
+GPU0 = {"slot": "cuda.device", "device": "G0", "capacity": 1}
+
 PAPER = {
     "agents": [{"id": "n1", "cpu": 9, "memory": "18G"}],
     "pending": [
@@ -164,7 +166,7 @@ def test_simulate_bad_option_in_config(tmp_path: Path) -> None:
             {"pending": [{"name": "s", "user": "u", "cpu": 1, "colour": "red"}]},
             "$.pending[0].colour",
             "unknown key (known: cpu, created_at, group, id, image, lifetime, memory, name, "
-            "project, storage_hosts, user)",
+            "project, slots, storage_hosts, user)",
         ),
         (
             {"pending": [{"name": "s", "user": "u", "cpu": 1, "created_at": "yesterday"}]},
@@ -196,6 +198,45 @@ def test_simulate_bad_option_in_config(tmp_path: Path) -> None:
             {"agents": [{"id": "n", "cpu": 1, "memory": 1, "storage_hosts": ["a", 3]}]},
             "$.agents[0].storage_hosts[1]",
             "must be a non-empty string, not 3",
+        ),
+        (
+            {"agents": [{"id": "n", "cpu": 1, "memory": 1, "units": [{"slot": "cuda.device"}]}]},
+            "$.agents[0].units[0].capacity",
+            "missing",
+        ),
+        (
+            {"agents": [{"id": "n", "cpu": 1, "memory": 1, "units": {"slot": "cuda.device"}}]},
+            "$.agents[0].units",
+            "must be a list, not an object",
+        ),
+        (
+            {"agents": [{"id": "n", "cpu": 1, "memory": 1, "units": [GPU0, {**GPU0, "used": 1}]}]},
+            "$.agents[0].units[1].device",
+            "device 'G0' is listed twice",
+        ),
+        (
+            {"agents": [{"id": "n", "cpu": 1, "memory": 1, "units": [{**GPU0, "used": 2}]}]},
+            "$.agents[0].units[0].used",
+            "2 used of a device worth 1",
+        ),
+        (
+            {
+                "agents": [
+                    {"id": "n", "cpu": 1, "memory": 1, "units": [{**GPU0, "near": {"G1": -1}}]}
+                ]
+            },
+            "$.agents[0].units[0].near.G1",
+            "must be a whole number >= 0, not -1",
+        ),
+        (
+            {"pending": [{"name": "s", "user": "u", "cpu": 1, "slots": {"cuda.device": 0}}]},
+            "$.pending[0].slots.cuda.device",
+            "must be a number > 0, not 0",
+        ),
+        (
+            {"limits": {"alice": {"max_slots": {"cuda.device": "two"}}}},
+            "$.limits.alice.max_slots.cuda.device",
+            "must be a number, not the string 'two'",
         ),
     ],
 )
@@ -258,3 +299,65 @@ def test_simulate_the_vfd_script_reads_stdin(tmp_path: Path) -> None:
     out = json.loads(done.stdout)
     assert out["scheduler"] == "lifo"
     assert out["placed"][0]["session"] == "b4"  # newest first
+
+
+def test_simulate_slots_placed_with_their_devices(tmp_path: Path) -> None:
+    """Agents' devices and sessions' slots: a placed session gets the devices the daemon
+    would give it, one asking shares never lands on a node of whole devices, and a user's
+    allocation and max_slots count."""
+    near = {"G1": 10}
+    snapshot = {
+        "agents": [
+            {
+                "id": "g1",
+                "cpu": 32,
+                "memory": "256G",
+                "units": [
+                    {**GPU0, "numa": 0, "near": near},
+                    {"slot": "cuda.device", "device": "G1", "capacity": 1, "numa": 0},
+                    {"slot": "cuda.device", "device": "G2", "capacity": 1, "numa": 1},
+                    {"slot": "cuda.device", "device": "G3", "capacity": 1, "numa": 1},
+                ],
+            },
+            {
+                "id": "s1",
+                "cpu": 8,
+                "memory": "32G",
+                "units": [{"slot": "cuda.shares", "device": "S0", "capacity": 1, "used": 0.3}],
+            },
+        ],
+        "pending": [
+            {"name": "pair", "user": "alice", "cpu": 4, "slots": {"cuda.device": 2}},
+            {"name": "frac", "user": "bob", "cpu": 1, "slots": {"cuda.shares": 0.7}},
+            {"name": "over", "user": "carol", "cpu": 1, "slots": {"cuda.device": 1}},
+            {"name": "more", "user": "bob", "cpu": 1, "slots": {"cuda.shares": 0.1}},
+        ],
+        "allocations": {"carol": {"cpu": 1, "slots": {"cuda.device": 1}}},
+        "limits": {"carol": {"max_slots": {"cuda.device": 1}}},
+    }
+    result = simulate(tmp_path, snapshot, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    placed = {p["session"]: (p["agent"], p["allocation"]) for p in out["placed"]}
+    assert placed == {
+        "pair": (
+            "g1",
+            [
+                {"slot": "cuda.device", "device": "G0", "amount": 1.0},
+                {"slot": "cuda.device", "device": "G1", "amount": 1.0},
+            ],
+        ),
+        "frac": ("s1", [{"slot": "cuda.shares", "device": "S0", "amount": 0.7}]),
+    }
+    assert next(p for p in out["placed"] if p["session"] == "frac")["slots"] == {"cuda.shares": 0.7}
+    waiting = {w["session"]: w["verdicts"] for w in out["waiting"]}
+    assert {
+        "name": "within_policy",
+        "ok": False,
+        "reason": ("user's sessions would hold 2 cuda.device with this one, policy allows 1"),
+    } in waiting["over"]
+    fits = next(v for v in waiting["more"] if v["name"] == "fits_agent")
+    assert fits["reason"] == (
+        "no agent of group default has room for it (agent g1: 0.1 cuda.shares asked, it offers "
+        "cuda.device only; agent s1: 0.1 cuda.shares asked, 0 free)"
+    )

@@ -8,14 +8,19 @@ The file (``docs/schedulers.md`` has an example)::
       "agents": [{"id": "node1", "cpu": 16, "memory": "64G",
                   "used_cpu": 2, "used_memory": "8G",          # optional, default 0
                   "group": "default", "alive": true,           # optional
-                  "storage_hosts": ["shared", "node1-local"]}], # optional, null = every host
+                  "storage_hosts": ["shared", "node1-local"],  # optional, null = every host
+                  "units": [{"slot": "cuda.device", "device": "GPU-0", "capacity": 1,
+                             "used": 0, "numa": 0,             # optional
+                             "near": {"GPU-1": 10}}]}],        # optional
       "pending": [{"name": "train", "user": "alice", "cpu": 4, "memory": "16G",
                    "created_at": "2026-12-01T07:59:00Z",       # optional: list order
                    "id": "…", "group": "default", "image": "python:3.12",
-                   "lifetime": 3600, "storage_hosts": ["shared"]}],
-      "allocations": {"alice": {"cpu": 4, "memory": "16G"}},
+                   "lifetime": 3600, "storage_hosts": ["shared"],
+                   "slots": {"cuda.device": 2}}],              # optional
+      "allocations": {"alice": {"cpu": 4, "memory": "16G", "slots": {"cuda.device": 1}}},
       "running": {"alice": 1},
       "limits": {"alice": {"max_sessions": 2, "max_cpu": 8, "max_memory": "32G",
+                           "max_slots": {"cuda.device": 4},
                            "allowed_images": ["python:*"], "allowed_groups": []}},
       "memo": {}
     }
@@ -36,14 +41,17 @@ from typing import Any, TypeVar
 from vfd.cli.sizes import parse_size
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import (
+    NO_SLOTS,
     Agent,
     Decision,
     PendingSession,
     Resources,
     Scheduler,
+    SlotUnit,
     Snapshot,
     UserLimits,
 )
+from vfd.scheduling import slots as slot_math
 
 T = TypeVar("T")
 _USERS = uuid.UUID("5f1c8a52-6c0e-4d0c-9a53-76666401d5a1")
@@ -143,9 +151,28 @@ def _agent(item: Any, path: str, group: str) -> Agent:
     obj = _object(
         item,
         path,
-        {"id", "group", "cpu", "memory", "used_cpu", "used_memory", "alive", "storage_hosts"},
+        {
+            "id",
+            "group",
+            "cpu",
+            "memory",
+            "used_cpu",
+            "used_memory",
+            "alive",
+            "storage_hosts",
+            "units",
+        },
     )
     hosts = obj.get("storage_hosts")
+    units = tuple(
+        _unit(u, f"{path}.units[{i}]")
+        for i, u in enumerate(_list(obj.get("units", []), f"{path}.units"))
+    )
+    seen: set[tuple[str, str]] = set()
+    for i, u in enumerate(units):
+        if (u.slot, u.device) in seen:
+            raise _Bad(f"{path}.units[{i}].device", f"device {u.device!r} is listed twice")
+        seen.add((u.slot, u.device))
     return Agent(
         id=_need(obj, path, "id", _text),
         group=_get(obj, path, "group", _text, group),
@@ -155,7 +182,36 @@ def _agent(item: Any, path: str, group: str) -> Agent:
         used_memory=_get(obj, path, "used_memory", _memory, 0),
         alive=_get(obj, path, "alive", _bool, True),
         storage_hosts=None if hosts is None else frozenset(_texts(hosts, f"{path}.storage_hosts")),
+        units=units,
     )
+
+
+def _unit(item: Any, path: str) -> SlotUnit:
+    obj = _object(item, path, {"slot", "device", "capacity", "used", "numa", "near"})
+    capacity = _need(obj, path, "capacity", _cpu)
+    used = _get(obj, path, "used", _cpu, 0.0)
+    if used > capacity:
+        raise _Bad(f"{path}.used", f"{used:g} used of a device worth {capacity:g}")
+    near = _object(obj.get("near", {}), f"{path}.near")
+    return SlotUnit(
+        slot=_need(obj, path, "slot", _text),
+        device=_need(obj, path, "device", _text),
+        capacity=capacity,
+        used=used,
+        numa=_get(obj, path, "numa", _count, None),
+        near={k: _count(v, f"{path}.near.{k}") for k, v in near.items()},
+    )
+
+
+def _slots(value: Any, path: str) -> dict[str, float]:
+    """``{slot: amount}``, amounts > 0."""
+    out: dict[str, float] = {}
+    for name, amount in _object(value, path).items():
+        got = _cpu(amount, f"{path}.{name}")
+        if got <= 0:
+            raise _Bad(f"{path}.{name}", f"must be a number > 0, not {amount!r}")
+        out[name] = got
+    return out
 
 
 def _pending(
@@ -176,6 +232,7 @@ def _pending(
             "project",
             "lifetime",
             "storage_hosts",
+            "slots",
         },
     )
     name = _need(obj, path, "name", _text)
@@ -198,24 +255,30 @@ def _pending(
         project_id=None if project is None else uuid.uuid5(_USERS, "project:" + project),
         lifetime=None if lifetime is None else _cpu(lifetime, f"{path}.lifetime"),
         storage_hosts=tuple(_texts(obj.get("storage_hosts", []), f"{path}.storage_hosts")),
+        slots=_slots(obj["slots"], f"{path}.slots") if obj.get("slots") else NO_SLOTS,
     )
 
 
 def _resources(item: Any, path: str) -> Resources:
-    obj = _object(item, path, {"cpu", "memory"})
-    return Resources(_get(obj, path, "cpu", _cpu, 0.0), _get(obj, path, "memory", _memory, 0))
+    obj = _object(item, path, {"cpu", "memory", "slots"})
+    return Resources(
+        _get(obj, path, "cpu", _cpu, 0.0),
+        _get(obj, path, "memory", _memory, 0),
+        _slots(obj["slots"], f"{path}.slots") if obj.get("slots") else NO_SLOTS,
+    )
 
 
 def _limits(item: Any, path: str) -> UserLimits:
     obj = _object(
         item,
         path,
-        {"max_sessions", "max_cpu", "max_memory", "allowed_images", "allowed_groups"},
+        {"max_sessions", "max_cpu", "max_memory", "max_slots", "allowed_images", "allowed_groups"},
     )
     return UserLimits(
         max_sessions=_get(obj, path, "max_sessions", _count, 0),
         max_cpu=_get(obj, path, "max_cpu", _cpu, 0.0),
         max_memory=_get(obj, path, "max_memory", _memory, 0),
+        max_slots=_slots(obj["max_slots"], f"{path}.max_slots") if obj.get("max_slots") else {},
         allowed_images=tuple(_texts(obj.get("allowed_images", []), f"{path}.allowed_images")),
         allowed_groups=tuple(_texts(obj.get("allowed_groups", []), f"{path}.allowed_groups")),
     )
@@ -338,21 +401,30 @@ def run(scheduler: Scheduler, simulation: Simulation) -> Decision:
 
 
 def report(simulation: Simulation, decision: Decision, scheduler: str) -> dict[str, Any]:
-    """The decision as JSON: placements and every waiting session's verdicts, by name."""
+    """The decision as JSON: placements and every waiting session's verdicts, by name. A
+    placed session asking slots gets its ``slots`` and ``allocation``: the devices the daemon
+    would give it, the placements taken in order (:func:`vfd.scheduling.slots.allot_all`;
+    ``null`` when they do not fit there: the daemon would not place it)."""
     sessions, users = simulation.sessions, simulation.users
+    units = {a.id: a.units for a in simulation.snapshot.agents}
     placed = []
     for p in decision.place:
         s = sessions[p.session_id]
-        placed.append(
-            {
-                "session": s.name,
-                "id": str(s.id),
-                "user": users[s.user_id],
-                "agent": p.agent,
-                "cpu": s.cpu,
-                "memory": s.memory,
-            }
-        )
+        entry: dict[str, Any] = {
+            "session": s.name,
+            "id": str(s.id),
+            "user": users[s.user_id],
+            "agent": p.agent,
+            "cpu": s.cpu,
+            "memory": s.memory,
+        }
+        if s.slots:
+            got = slot_math.allot_all(s.slots, units[p.agent])
+            if got is not None:
+                units[p.agent] = slot_math.take(units[p.agent], got)
+            entry["slots"] = dict(s.slots)
+            entry["allocation"] = None if got is None else slot_math.allotments_json(got)
+        placed.append(entry)
     waiting = []
     for s in simulation.snapshot.pending:
         if s.id in decision.waiting:
