@@ -6,13 +6,23 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from snapshots import GiB, agent, session, snapshot, user
 
 from vfd.plugins.builtin.drf import DrfScheduler
 from vfd.plugins.builtin.fifo import QueueScheduler
-from vfd.plugins.types import Agent, Decision, PendingSession, Resources, Scheduler, Snapshot
+from vfd.plugins.types import (
+    Agent,
+    Decision,
+    PendingSession,
+    Resources,
+    Scheduler,
+    SlotUnit,
+    Snapshot,
+)
+from vfd.scheduling import slots as slot_math
 from vfd.scheduling.state import dominant_share
 
 SCHEDULERS: dict[str, Scheduler] = {
@@ -172,3 +182,69 @@ def test_drf_inflating_requests_never_pays(
         return counts[user(liar)]
 
     assert started(inflated) <= started(honest)
+
+
+SLOT_KINDS = ("cuda.device", "cuda.shares")
+
+
+@st.composite
+def gpu_agents(draw: st.DrawFn) -> list[Agent]:
+    """Agents of the group each offering whole devices or shares (some partly held)."""
+    out = []
+    for i in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(SLOT_KINDS))
+        units = []
+        for d in range(draw(st.integers(0, 4))):
+            if kind == "cuda.device":
+                units.append(SlotUnit(kind, f"n{i}-{d}", 1.0, used=float(draw(st.booleans()))))
+            else:
+                worth = draw(st.integers(5, 10)) / 10
+                held = draw(st.integers(0, round(worth * 10))) / 10
+                units.append(SlotUnit(kind, f"n{i}-{d}", worth, used=held, numa=d % 2))
+        out.append(agent(f"n{i}", 64, 256 * GiB, alive=True, units=tuple(units)))
+    return out
+
+
+@st.composite
+def gpu_pendings(draw: st.DrawFn) -> list[PendingSession]:
+    out = []
+    for n in range(draw(st.integers(1, 16))):
+        kind = draw(st.sampled_from((*SLOT_KINDS, None)))
+        if kind == "cuda.device":
+            slots: dict[str, float] = {kind: float(draw(st.integers(1, 3)))}
+        elif kind == "cuda.shares":
+            slots = {kind: draw(st.integers(1, 25)) / 10}
+        else:
+            slots = {}
+        out.append(session(n, draw(st.sampled_from(USERS)), 1, GiB, slots=slots))
+    return out
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(data=st.data(), name=st.sampled_from(sorted(SCHEDULERS)))
+def test_schedulers_never_place_slots_past_the_devices(data: st.DataObject, name: str) -> None:
+    """Every placement of a session asking slots goes on devices of its slot with room, as the
+    loop replays it (slots.allot_all in placement order); no device is held past its worth;
+    and a session waiting with devices that would take it now is not told it does not fit."""
+    nodes = data.draw(gpu_agents())
+    pending = data.draw(gpu_pendings())
+    snap = snapshot(pending, nodes)
+    decision = SCHEDULERS[name].decide(snap)
+    by_id = {s.id: s for s in snap.pending}
+    units = {a.id: a.units for a in nodes}
+    for p in decision.place:
+        asked = by_id[p.session_id].slots
+        got = slot_math.allot_all(asked, units[p.agent])
+        assert got is not None, (asked, units[p.agent])
+        assert {a.slot for a in got} <= set(asked)
+        assert sum(a.amount for a in got) == pytest.approx(sum(asked.values()))
+        units[p.agent] = slot_math.take(units[p.agent], got)
+    for held in units.values():
+        for u in held:
+            assert u.used <= u.capacity + 1e-9, u
+    for session_id, verdicts in decision.waiting.items():
+        s = by_id[session_id]
+        fits = next(v for v in verdicts if v.name == "fits_agent")
+        if s.slots and not fits.ok:
+            room = any(slot_math.allot_all(s.slots, u) is not None for u in units.values())
+            assert not room, (s.slots, fits.reason)
