@@ -178,7 +178,7 @@ class Queue:
 
 
 def read_queue(session: Session, daemon: Daemon, *, own_alive: bool = True) -> Queue:
-    """The store as the leader's pass sees it: seven or eight queries, whatever the number of
+    """The store as the leader's pass sees it: eight or nine queries, whatever the number of
     pending sessions, nodes or groups (two when nothing is pending). ``own_alive``: whether
     this node may take sessions (its container runtime answers)."""
     config = daemon.config
