@@ -91,20 +91,20 @@ def check_fits(
             select(AgentRow).where(col(AgentRow.group) == group, col(AgentRow.id) != here)
         )
     )
-    if any(
-        cpu <= a.cpu + 1e-9 and memory <= a.memory and _slots_fit(slots, a) is None for a in others
-    ):
+    # the other nodes with the cpu and memory: for them, the devices are what may be short
+    roomy = [a for a in others if cpu <= a.cpu + 1e-9 and memory <= a.memory]
+    if any(_slots_fit(slots, a) is None for a in roomy):
         return  # another node of the group can hold it whole
     mine = session.get(AgentRow, here)
     if (mine.group if mine is not None else config.sessions.group) == group:
         _check_node(config, cpu, memory)
         if not slots or mine is None or _slots_fit(slots, mine) is None:
             return
-        _refuse_slots(slots, [mine, *others], group)
+        _refuse_slots(slots, [mine, *roomy], group)
     if not others:
         return
-    if slots and any(cpu <= a.cpu + 1e-9 and memory <= a.memory for a in others):
-        _refuse_slots(slots, others, group)
+    if slots and roomy:
+        _refuse_slots(slots, roomy, group)
     largest = max(others, key=lambda a: (a.cpu, a.memory))
     short = "cpu" if cpu > largest.cpu + 1e-9 else "memory"
     raise VfdError(
@@ -133,8 +133,9 @@ def _slots_fit(slots: Mapping[str, float], row: AgentRow) -> str | None:
 
 
 def _refuse_slots(slots: Mapping[str, float], rows: list[AgentRow], group: str) -> NoReturn:
-    """Refuse ``slots``, which no node of ``rows`` could hold even with all its devices
-    free: the slot named, with the node offering most of it."""
+    """Refuse ``slots``, which no node of ``rows`` (those with the cpu and memory asked)
+    could hold even with all its devices free: the slot named, with the node offering most
+    of it."""
     name = min(bad for bad in (_slots_fit(slots, r) for r in rows) if bad is not None)
     amount = slots[name]
 
