@@ -128,6 +128,19 @@ def test_cuda_daemon_declared_devices_reported_with_free_slots(daemon_of: Any) -
     assert accelerator["status"] == cuda["status"] and accelerator["devices"] == 2
     table = daemon.cli("plugins").stdout
     assert "2 declared GPUs" in table and "ACCELERATOR" in table
+    # vfd status (an admin's) shows this node's accelerators, devices and free slots
+    shown = daemon.cli("status")
+    assert shown.returncode == 0, shown.stderr
+    flat = " ".join(shown.stdout.split())  # the table wraps to the terminal's width
+    assert (
+        "cuda 2 declared GPUs ([plugins.cuda] devices); 2 cuda.shares; "
+        "cuda.shares 1.2 free of 2 GPU-d0 A100, 40 GiB, 108 SMs, NUMA 0 "
+        "GPU-d1 A100, 40 GiB, 108 SMs, NUMA 0" in flat
+    ), shown.stdout
+    status = json.loads(daemon.cli("status", "--json").stdout)
+    assert status["accelerators"]["cuda"]["slots"] == {
+        "cuda.shares": {"capacity": 2.0, "free": 1.2}
+    }
 
 
 def test_cuda_daemon_bad_section_fails_the_plugin_and_serves(daemon_of: Any) -> None:

@@ -37,7 +37,8 @@ COMMANDS: dict[str, Entry] = {
     "status": Entry(
         "system",
         "Show whether the daemon and mountd answer, and you; for admins also versions, hosts,\n"
-        "database, and whether sessions run here (and if not, why).",
+        "database, whether sessions run here (and if not, why), and this node's accelerator\n"
+        "devices with their free slots.",
     ),
     "daemon": Entry(
         "system", "Run the control plane (REST API on the unix socket) in the foreground."
@@ -49,8 +50,9 @@ COMMANDS: dict[str, Entry] = {
     "plugins": Entry(
         "plugins",
         "List the daemon's plugins: distribution and version, built in or not, the hooks each\n"
-        "implements, and why one failed to load; then the schedulers and apps they register\n"
-        "and the plugins blocked by the config ([plugins] block).",
+        "implements, and why one failed to load; then the schedulers, apps and accelerators they\n"
+        "register (each accelerator with its slots and what it found on this node: its devices,\n"
+        "or why there are none) and the plugins blocked by the config ([plugins] block).",
     ),
     "up": Entry(
         "up", "Run mountd and the daemon in the foreground until Ctrl-C (embedded defaults)."

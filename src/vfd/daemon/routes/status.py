@@ -7,7 +7,7 @@ from fastapi import APIRouter
 import vfd
 from vfd.daemon import containers, runtime
 from vfd.daemon.routes.deps import JSON, CallerDep, DaemonDep, run, run_mountd
-from vfd.daemon.services import users
+from vfd.daemon.services import agents, users
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
 
@@ -20,7 +20,9 @@ async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
     also the node-wide figures: store, hosts, mountd's health (null when it does not answer;
     ``fast_path`` in it says whether mountd's low-level fast path is on, and if not, why),
     the worker pools, and whether sessions may run on this node (``sessions``: ``on``, the
-    ``reason`` they are off and how to turn them on, ``[sessions] enabled``, the ``node``)."""
+    ``reason`` they are off and how to turn them on, ``[sessions] enabled``, the ``node``), and
+    this node's accelerators (``accelerators``: by accelerator, its status line, devices and
+    each slot's capacity and free part; null when no accelerator plugin is loaded)."""
     try:
         mountd = await run_mountd(daemon.mountd.health)
     except VfdError as exc:  # stalled past [workers] mountd_wait
@@ -45,6 +47,7 @@ async def status(daemon: DaemonDep, caller: CallerDep) -> JSON:
                 "enabled": daemon.config.sessions.enabled,
                 "node": node_name(daemon.config),
             },
+            accelerators=await run(agents.node_accelerators, daemon),
         )
     return answer
 
