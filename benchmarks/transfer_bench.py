@@ -16,8 +16,10 @@ On a fresh node (``vfd up`` on a temporary state directory under ``--dir``, SQLi
     here against ``cp`` (a raw-API row that misses its target says "nginx too" when nginx
     misses it as well);
 * one directory of ``--files`` files of 4 KiB (default 10,000):
-  - upload: ``vfd vfolder upload DIR``, against ``tar -C DIR -cf - . | tar -C COPY -xf -``
-    followed by ``sync -f COPY`` (the file system's data on disk, as vfd's answer means);
+  - upload: ``vfd vfolder upload DIR`` and ``tar -cf - DIR | curl -T - …/upload-archive``
+    (the raw API: what the daemon's unpacking costs apart from the CLI; no target of its
+    own), against ``tar -C DIR -cf - . | tar -C COPY -xf -`` followed by ``sync -f COPY``
+    (the file system's data on disk, as vfd's answer means);
   - download: ``vfd vfolder download DIR`` and ``curl …/download?archive=true | tar -x``
     (the raw API), against ``tar | tar``.
 
@@ -443,6 +445,18 @@ class Bench:
             lambda: self.node.remove(dest),
         )
 
+    def dir_upload_api(self) -> float:
+        dest = f"api{secrets.token_hex(4)}"
+        self.node.cli("vfolder", "mkdir", FOLDER, dest)  # untimed: the API unpacks into it
+        url = self.node.url("upload-archive", path=dest, key=secrets.token_hex(16))
+        cmd = (
+            f"set -o pipefail; tar -C '{self.small.parent}' -cf - '{self.small.name}' "
+            f"| curl -sSf -o /dev/null --unix-socket '{self.node.socket}' -T - '{url}'"
+        )
+        return self.timed(
+            self.small, lambda: sh(["bash", "-c", cmd]), lambda: self.node.remove(dest)
+        )
+
     def dir_download_ref(self) -> float:
         out = self.fresh()
         cmd = f"tar -C '{self.remote_small}' -cf - . | tar -C '{out}' -xf -"
@@ -480,6 +494,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("file download", "http", "curl GET from nginx"),
     ("dir upload", "ref", "tar | tar + sync -f"),
     ("dir upload", "cli", "vfd vfolder upload"),
+    ("dir upload", "api", "tar | curl PUT archive"),
     ("dir download", "ref", "tar | tar"),
     ("dir download", "cli", "vfd vfolder download"),
     ("dir download", "api", "curl archive | tar"),

@@ -62,8 +62,9 @@ def test_transfer_bench_runs_one_tiny_round_and_prints_ratios() -> None:
             r"(meets|MISSES|MISSES \(nginx too\))$"
         )
         assert re.search(line, out, re.M), (label, out)
-    # the reference HTTP server (nginx, installed by make test) in the same run
-    for label in ("curl PUT to nginx \\+ sync", "curl GET from nginx"):
+    # the reference HTTP server (nginx, installed by make test) in the same run, and the raw
+    # API's archive upload (a figure without a target)
+    for label in ("curl PUT to nginx \\+ sync", "curl GET from nginx", "tar \\| curl PUT archive"):
         assert re.search(rf"^  {label} +\d+\.\d{{3}} +\d+\.\d{{3}} +\d+ +{RATIO}$", out, re.M), (
             label,
             out,
