@@ -7,34 +7,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from vfd.daemon.services.session_slots import check
 from vfd.daemon.spec import ALLOCATION_LABEL, merge_cpuset, vfd_labels
 from vfd.errors import ErrorCode, VfdError
-from vfd.plugins.types import Allotment, ContainerContribution, SessionView, SlotSpec
+from vfd.plugins.testing import session_view
+from vfd.plugins.types import Allotment, ContainerContribution, SlotSpec
 from vfd.scheduling.slots import allotments_from_json
 
-VIEW = SessionView(
-    id=uuid.uuid4(),
-    name="s",
-    user_id=uuid.uuid4(),
-    user_email="a@example.org",
-    uid=2000,
-    gid=2000,
-    node="n",
-    image="img",
-    command=(),
-    env={},
-    cpu=1.0,
-    memory=0,
-    mounts=(),
-    status="preparing",
-    created_at=datetime.now(UTC),
-)
+VIEW = session_view()
 SPECS = {
     "cuda.device": SlotSpec("cuda.device", 1.0, "whole GPUs"),
     "cuda.shares": SlotSpec("cuda.shares", 0.1, "GPU shares"),
