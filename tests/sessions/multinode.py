@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,9 +70,23 @@ def leader_of(url: str, key: int) -> tuple[str, int] | None:
 
 
 def terminate(url: str, pid: int) -> None:
-    """End PostgreSQL backend ``pid`` (as a cut connection would)."""
+    """End PostgreSQL backend ``pid`` (as a cut connection would), and wait until it is gone
+    with its locks: ``pg_terminate_backend`` only signals it, and a check made before it
+    exits still finds its advisory lock held."""
     with psycopg.connect(plain(url), autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 30
+        while True:
+            left = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid = %s)"
+                " + (SELECT count(*) FROM pg_locks WHERE pid = %s)",
+                (pid, pid),
+            ).fetchone()
+            if left is None or not left[0]:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"PostgreSQL backend {pid} is still there after 30 s")
+            time.sleep(0.02)
 
 
 def daemon_on(url: str, node: str, directory: Path) -> Daemon:
