@@ -269,6 +269,23 @@ def held(session: Session) -> Held:
     return Held(by_node, by_user, count, {k: tuple(v) for k, v in devices.items()})
 
 
+def held_devices(session: Session, node: str | None = None) -> dict[str, list[Allotment]]:
+    """Per node (only ``node`` when given): the allotments of its sessions that hold
+    resources (:data:`HOLDING`), what ``vfd admin node list`` and ``vfd status`` take from
+    each node's devices."""
+    query = (
+        select(col(ComputeSession.node), col(ComputeSession.allocation))
+        .where(col(ComputeSession.status).in_(list(HOLDING)))
+        .where(col(ComputeSession.allocation).is_not(None))
+    )
+    if node is not None:
+        query = query.where(col(ComputeSession.node) == node)
+    out: dict[str, list[Allotment]] = {}
+    for where, allocation in session.execute(query).all():
+        out.setdefault(where, []).extend(slot_math.allotments_from_json(allocation))
+    return out
+
+
 def _sums(allotments: tuple[Allotment, ...]) -> dict[str, float]:
     out: dict[str, float] = {}
     for a in allotments:

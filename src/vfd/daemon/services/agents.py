@@ -35,7 +35,7 @@ from vfd.daemon.services.resource_groups import find_group
 from vfd.daemon.services.session_state import node_name
 from vfd.errors import ErrorCode, VfdError
 from vfd.plugins.types import Allotment
-from vfd.scheduling.slots import SCALE, allotments_from_json, q
+from vfd.scheduling.slots import SCALE, q
 from vfd.store.models import Agent, ComputeSession, ResourceGroup, SessionKind, utcnow
 
 log = logging.getLogger(__name__)
@@ -141,21 +141,6 @@ def _held(session: Session) -> dict[str, tuple[float, int, int]]:
     return {node: (float(cpu), int(mem), int(n)) for node, cpu, mem, n in rows}
 
 
-def _allocations(session: Session, node: str | None = None) -> dict[str, list[Allotment]]:
-    """Per node: the allotments of its sessions that hold resources."""
-    query = (
-        select(ComputeSession.node, ComputeSession.allocation)
-        .where(col(ComputeSession.status).in_(list(capacity.HOLDING)))
-        .where(col(ComputeSession.allocation).is_not(None))
-    )
-    if node is not None:
-        query = query.where(col(ComputeSession.node) == node)
-    out: dict[str, list[Allotment]] = {}
-    for where, allocation in session.exec(query).all():
-        out.setdefault(where, []).extend(allotments_from_json(allocation))
-    return out
-
-
 def accelerators_json(raw: Any, held: list[Allotment]) -> dict[str, Any] | None:
     """A node's accelerators for people: ``{NAME: {"status", "devices", "slots": {SLOT:
     {"capacity", "free"}}}}`` from its row's ``accelerators`` and what its sessions hold;
@@ -197,7 +182,7 @@ def node_accelerators(daemon: Daemon) -> dict[str, Any] | None:
         return None
     node = node_name(daemon.config)
     with daemon.session() as session:
-        held = _allocations(session, node).get(node, [])
+        held = capacity.held_devices(session, node).get(node, [])
     return accelerators_json(raw, held)
 
 
@@ -233,7 +218,7 @@ def list_nodes(daemon: Daemon, caller: Caller) -> dict[str, Any]:
     interval = daemon.config.sessions.heartbeat_interval
     with daemon.session() as session:
         held = _held(session)
-        allocations = _allocations(session)
+        allocations = capacity.held_devices(session)
         rows = session.exec(select(Agent).order_by(col(Agent.id))).all()
         return {
             "nodes": [
@@ -266,5 +251,5 @@ def set_group(daemon: Daemon, caller: Caller, node: str, group: str) -> dict[str
             row,
             _held(session).get(node, (0.0, 0, 0)),
             interval,
-            _allocations(session, node).get(node),
+            capacity.held_devices(session, node).get(node),
         )
