@@ -29,18 +29,26 @@ worker thread into a large buffer and written to the file, instead of as one ASG
 for ``body_timeout`` seconds ends the request as a client gone, and so does an answer the
 client stops reading. A connection whose body was taken raw is closed after its answer
 (``Connection: close``): h11 never saw the body's end, so no next request can follow on it.
+
+A ``Transfer-Encoding: chunked`` body is taken raw too where the route asks for it (an
+archive upload, whose client cannot know the length up front), but only while h11 holds none
+of it: the client sent ``Expect: 100-continue`` and waits for the ``100 Continue`` that the
+first read sends (:class:`ChunkedRawBody` decodes the framing). A body that came without
+waiting is read as ASGI messages, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import errno
 import fcntl
 import functools
 import json
 import logging
 import os
+import re
 import select
 import socket
 import threading
@@ -52,6 +60,7 @@ import h11
 
 from vfd.config import RequestLimits
 from vfd.daemon.identity import PEER_KEY, PeerCredProtocol
+from vfd.errors import ErrorCode, VfdError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,14 @@ _SO_SNDBUFFORCE = 32
 """``SO_SNDBUFFORCE`` (Linux; not in the socket module): a send buffer past ``wmem_max``."""
 _POLL_SLICE = 0.5
 """Seconds a raw read or write waits at a time before it looks whether it was aborted."""
+_LINE_MAX = 4096
+"""Bytes a chunk-size line of a chunked body may have, extensions included, CRLF not."""
+_TRAILER_MAX = 16384
+"""Bytes the trailer section of a chunked body may have, its closing empty line included."""
+_AHEAD = 8192
+"""Bytes a chunked body reads at a time for its framing, and the most that comes along with
+a chunk's data (read straight into the caller's buffer) to be copied out later."""
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class RateLimitedLog:
@@ -148,6 +165,7 @@ class GuardedProtocol(PeerCredProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._bare_head: object = None
         self.app_state = {**self.app_state, RAW_KEY: RawSocket(self)}
         peer = self.app_state.get(PEER_KEY)
         if peer is not None:
@@ -196,9 +214,25 @@ class GuardedProtocol(PeerCredProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
         super().data_received(data)
+        # a request head that ends these bytes exactly: nothing of its body has come yet
+        ended = self.cycle is not cycle and data.endswith((b"\n\r\n", b"\n\n"))
+        self._bare_head = self.cycle if ended else None
         self._reset_body_timer()
         self._watch()
+
+    def holds_no_body(self, cycle: Any) -> bool:
+        """Whether none of the chunked body of ``cycle``'s request has reached h11: the bytes
+        that completed its head ended with its empty line and none came since, the client
+        waits for ``100 Continue`` (h11 saw no data of it), and h11 holds no bytes unparsed.
+        The first is needed too: h11 takes in a chunk-size line that came alone without a
+        sign of it in the others."""
+        return (
+            self._bare_head is cycle
+            and self.conn.they_are_waiting_for_100_continue
+            and not self.conn.trailing_data[0]
+        )
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -348,21 +382,30 @@ class RawSocket:
             return None
         return cycle
 
-    def take_body(self, scope: MutableMapping[str, Any]) -> RawBody | None:
-        """The rest of the body of the request ``scope`` (which has read none of it) as a
-        :class:`RawBody`, when it has a ``Content-Length`` and is still on its way; None
-        otherwise (read it as ASGI messages). The connection closes after the answer."""
+    def take_body(
+        self, scope: MutableMapping[str, Any], *, chunked: bool = False
+    ) -> RawBody | None:
+        """The rest of the body of the request ``scope`` (which has read none of it), read
+        straight from the socket while it is still on its way: a ``Content-Length`` body as a
+        :class:`RawBody`; with ``chunked``, a ``Transfer-Encoding: chunked`` one as a
+        :class:`ChunkedRawBody`, only while none of it has come (the client waits for
+        ``100 Continue``). None otherwise: read it as ASGI messages. The connection closes
+        after the answer."""
         p = self._protocol
         cycle = self._cycle(scope)
         if cycle is None or p.conn.their_state is not h11.SEND_BODY or not cycle.more_body:
             return None
         length = None
+        coded = False  # h11 admits no transfer coding but chunked
         for name, value in scope["headers"]:
             if name == b"transfer-encoding":
-                return None
-            if name == b"content-length":
+                coded = True
+            elif name == b"content-length":
                 length = int(value)
-        if length is None:
+        if coded:
+            if not chunked or length is not None or not p.holds_no_body(cycle):
+                return None
+        elif length is None:
             return None
         head = bytes(cycle.body)
         cycle.body = bytearray()
@@ -388,6 +431,8 @@ class RawSocket:
                 timeout,
             )
 
+        if length is None:
+            return ChunkedRawBody(fd, proceed, timeout, stalled)
         return RawBody(fd, head, length - len(head), proceed, timeout, stalled)
 
     def widen(self, scope: MutableMapping[str, Any], nbytes: int) -> None:
@@ -488,13 +533,17 @@ class RawBody:
     ) -> None:
         self._fd = fd
         self._head = memoryview(head)
-        self.length = len(head) + remaining
-        """The whole body's bytes (what was taken)."""
+        self._length = len(head) + remaining
         self._remaining = remaining
         self._proceed = proceed  # a ``100 Continue`` to send before the first read
         self._timeout = timeout
         self._on_stall = on_stall
         self._stop = threading.Event()
+
+    @property
+    def length(self) -> int:
+        """The whole body's bytes (what was taken)."""
+        return self._length
 
     def abort(self) -> None:
         """Make the read in progress (and every later one) fail with :class:`ClientGone`."""
@@ -598,6 +647,154 @@ class RawBody:
             os.close(r)
             os.close(w)
         return pos - start
+
+
+class _Next(enum.Enum):
+    """What a chunked body reads next."""
+
+    DATA = "data"  # the rest of the current chunk's data
+    DATA_END = "data end"  # the CRLF after a chunk's data
+    SIZE = "size"  # a chunk-size line (its extensions ignored)
+    TRAILER = "trailer"  # the trailer section after the last chunk, up to its empty line
+    END = "end"  # nothing: the body is complete
+
+
+class ChunkedRawBody(RawBody):
+    """A ``Transfer-Encoding: chunked`` request body (RFC 9112 section 7.1) read straight
+    from the connection's socket by a worker thread, decoded: :meth:`readinto` gives the
+    chunks' data. A chunk's data is read into the caller's buffer, and what follows it
+    comes along into a small read-ahead buffer in the same call, where the framing is
+    parsed; a malformed one raises ``VfdError(INVALID_ARGUMENT)``. Its length is known only
+    at its end, so it is not for :attr:`length` or :meth:`splice_to`."""
+
+    def __init__(
+        self,
+        fd: int,
+        proceed: bytes,
+        timeout: float,
+        on_stall: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(fd, b"", 0, proceed, timeout, on_stall)
+        self._next = _Next.SIZE
+        self._left = 0  # bytes of the current chunk's data not yet read
+        self._ahead = bytearray(_TRAILER_MAX + _AHEAD)
+        self._view = memoryview(self._ahead)
+        self._lo = self._hi = 0  # the bytes read ahead, not yet taken: _ahead[_lo:_hi]
+
+    @property
+    def length(self) -> int:
+        raise TypeError("a chunked body's length is known only at its end")
+
+    def splice_to(self, fd: int, pos: int) -> int:
+        raise TypeError("a chunked body is read with readinto (its framing is decoded)")
+
+    def _readinto(self, buf: memoryview) -> int:
+        if self._stop.is_set():
+            raise ClientGone("the transfer was aborted")
+        if self._proceed:
+            _send_all(self._fd, self._proceed, self._timeout, self._stop)
+            self._proceed = b""
+        done = 0
+        while done < len(buf) and self._next is not _Next.END:
+            # with a part in hand, it is returned rather than waited on for more
+            if self._next is _Next.DATA:
+                n = self._data(buf[done:], wait=not done)
+                if not n:
+                    break
+                done += n
+            elif not self._frame() and not self._fill(wait=not done):
+                break
+        return done
+
+    def _data(self, out: memoryview, *, wait: bool) -> int:
+        """Read some of the current chunk's data into ``out``: the bytes read."""
+        want = min(len(out), self._left)
+        if self._lo < self._hi:
+            n = min(want, self._hi - self._lo)
+            out[:n] = self._view[self._lo : self._lo + n]
+            self._lo += n
+        else:
+            self._lo = self._hi = 0
+            pieces = [out[:want]]
+            if want == self._left:  # what follows the chunk comes along, in the read-ahead
+                pieces.append(self._view[:_AHEAD])
+            n = self._socket_read(functools.partial(os.readv, self._fd, pieces), wait=wait)
+            if n > want:
+                self._hi = n - want
+                n = want
+        self._left -= n
+        if not self._left:
+            self._next = _Next.DATA_END
+        return n
+
+    def _fill(self, *, wait: bool) -> int:
+        """Read more of the socket into the read-ahead buffer: the bytes read."""
+        if self._lo == self._hi:
+            self._lo = self._hi = 0
+        elif len(self._ahead) - self._hi < _AHEAD:
+            kept = self._hi - self._lo
+            self._ahead[:kept] = self._ahead[self._lo : self._hi]
+            self._lo, self._hi = 0, kept
+        room = self._view[self._hi : self._hi + _AHEAD]
+        n = self._socket_read(functools.partial(os.readv, self._fd, [room]), wait=wait)
+        self._hi += n
+        return n
+
+    def _frame(self) -> bool:
+        """Take the next piece of framing from the read-ahead buffer; False when it is not
+        all there yet."""
+        ahead, lo, hi = self._ahead, self._lo, self._hi
+        if self._next is _Next.DATA_END:
+            if hi - lo < 2:
+                return False
+            if ahead[lo : lo + 2] != b"\r\n":
+                raise _malformed("a chunk's data is not followed by CRLF")
+            self._lo += 2
+            self._next = _Next.SIZE
+        elif self._next is _Next.SIZE:
+            eol = ahead.find(b"\n", lo, min(hi, lo + _LINE_MAX + 2))
+            if eol < 0:
+                if hi - lo >= _LINE_MAX + 2:
+                    raise _malformed(f"a chunk-size line is longer than {_LINE_MAX} bytes")
+                return False
+            if eol == lo or ahead[eol - 1] != ord("\r"):
+                raise _malformed("a chunk-size line does not end with CRLF")
+            size = _chunk_size(bytes(ahead[lo : eol - 1]))
+            self._lo = eol + 1
+            self._left = size
+            self._next = _Next.DATA if size else _Next.TRAILER
+        else:  # the trailer section: field lines, ignored, up to an empty line
+            if ahead.startswith(b"\r\n", lo, hi):
+                end = lo + 2
+            else:
+                found = ahead.find(b"\r\n\r\n", lo, hi)
+                end = found + 4 if found >= 0 else -1
+            if end < 0 or end - lo > _TRAILER_MAX:
+                if end >= 0 or hi - lo >= _TRAILER_MAX:
+                    raise _malformed(f"its trailer section is longer than {_TRAILER_MAX} bytes")
+                return False
+            self._lo = end
+            self._next = _Next.END
+        return True
+
+
+def _chunk_size(line: bytes) -> int:
+    """The chunk-size of a chunk-size line (without its CRLF), its extensions ignored."""
+    digits = line.split(b";", 1)[0].rstrip(b" \t")
+    if not digits:
+        raise _malformed("a chunk-size is empty")
+    if not _HEX.fullmatch(digits):
+        shown = digits[:40].decode("ascii", "backslashreplace")
+        raise _malformed(f"a chunk-size is not hexadecimal: '{shown}'")
+    if len(digits) > 16:
+        raise _malformed(f"a chunk-size has {len(digits)} hex digits, more than 16")
+    return int(digits, 16)
+
+
+def _malformed(why: str) -> VfdError:
+    return VfdError(
+        ErrorCode.INVALID_ARGUMENT, f"the request body's chunked encoding is malformed: {why}"
+    )
 
 
 def _wait(fd: int, event: int, timeout: float, stop: threading.Event, what: str) -> None:

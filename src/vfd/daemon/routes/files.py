@@ -241,15 +241,16 @@ def _raw_socket(scope: Scope) -> RawSocket | None:
     return raw if isinstance(raw, RawSocket) else None
 
 
-def _raw_body(request: Request, minimum: int = 0) -> RawBody | None:
+def _raw_body(request: Request, minimum: int = 0, *, chunked: bool = False) -> RawBody | None:
     """The request's body read straight from its socket (connections.RawSocket), when the
     connection offers that and the body has a ``Content-Length`` of ``minimum`` bytes or
-    more; None: read it as ASGI messages (``request.stream()``)."""
+    more, or, with ``chunked``, is chunked and its client waits for ``100 Continue``; None:
+    read it as ASGI messages (``request.stream()``)."""
     raw = _raw_socket(request.scope)
-    length = request.headers.get("content-length", "")
-    if raw is None or not length.isdigit() or int(length) < minimum:
+    length = request.headers.get("content-length")
+    if raw is None or (length is not None and (not length.isdigit() or int(length) < minimum)):
         return None
-    return raw.take_body(request.scope)
+    return raw.take_body(request.scope, chunked=chunked)
 
 
 def _closing(response: Response) -> Response:
@@ -281,7 +282,7 @@ async def upload_archive(
     listed in ``skipped``. An existing top-level name is refused (``409 path_exists``)
     unless ``overwrite`` (files only). Every refusal removes what was unpacked and closes
     the connection (docs/transfers.md)."""
-    raw = _raw_body(request)
+    raw = _raw_body(request, chunked=True)
     try:
         fs = await run_files(open_folder, daemon, caller, name, write=True)
         vfid = os.path.basename(fs.root)
