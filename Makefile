@@ -44,6 +44,9 @@ venv: system-deps
 install: venv
 	$(BIN)/pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(BIN)/python -c 'import vfd, pyfuse3, fastapi, sqlmodel' || { echo "make: the install is incomplete"; exit 1; }
+	@# bytecode for vfd's modules, as pip writes it when it installs a wheel: the editable
+	@# install leaves it to the first import, which writes nothing under PYTHONDONTWRITEBYTECODE
+	@$(BIN)/python -m compileall -q src/vfd
 	@ln -sf $(CURDIR)/$(BIN)/vfd /usr/local/bin/vfd
 
 # the local docker engine (started when it does not answer) and the image the session tests

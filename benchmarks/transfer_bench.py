@@ -186,6 +186,14 @@ class Node:
         self.env["COLUMNS"] = "100"
         if src is not None:
             self.env["PYTHONPATH"] = str(src.absolute())
+        # vfd's bytecode, as an installed vfd has it (pip compiles a wheel's modules): without
+        # it, under PYTHONDONTWRITEBYTECODE, every CLI command compiles its modules again
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        compile_vfd = (
+            "import compileall, os, vfd; "
+            "compileall.compile_dir(os.path.dirname(vfd.__file__), quiet=1)"
+        )
+        sh([sys.executable, "-c", compile_vfd], self.env)
         self.log = open(where / "up.log", "wb")  # noqa: SIM115 - closed in stop()
         self.up = subprocess.Popen(
             [VFD, "up"], stdout=self.log, stderr=subprocess.STDOUT, env=self.env
