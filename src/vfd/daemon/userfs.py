@@ -724,7 +724,9 @@ class Budget:
 def _member_parts(name: str) -> list[str]:
     """The components of an archive member's name; refuses one that would leave the
     staging directory (absolute, ``..``) or is empty."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
+    parts = name.split("/")
+    if "" in parts or "." in parts:  # (rare: "a//b", "./a", "a/")
+        parts = [p for p in parts if p not in ("", ".")]
     if not parts or name.startswith("/") or ".." in parts:
         raise VfdError(
             ErrorCode.INVALID_PATH,
@@ -732,7 +734,10 @@ def _member_parts(name: str) -> list[str]:
             path=name,
         )
     for part in parts:
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES:
+        # a character is at most 4 bytes: a name of fewer characters needs no encoding
+        if len(part) * 4 > MAX_COMPONENT_BYTES and (
+            len(part.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES
+        ):
             raise VfdError(ErrorCode.NAME_TOO_LONG, f"archive member {name!r}", path=name)
     return parts
 
@@ -754,10 +759,13 @@ class _Dirs:
         self.budget = budget
         self._last: tuple[tuple[str, ...], int] | None = None
 
-    def get(self, parts: list[str], path: str) -> int:
+    def get(self, parts: list[str], path: str | Callable[[], str]) -> int:
+        """The directory ``parts``; ``path`` names it in errors (a function: made only then)."""
         key = tuple(parts)
         if self._last is not None and self._last[0] == key:
             return self._last[1]
+        if callable(path):
+            path = path()
         fd = os.dup(self.top)
         try:
             for i, part in enumerate(parts):
@@ -871,7 +879,7 @@ def _unpack(
                 dirs.get(parts, where(parts))
                 modes[tuple(parts)] = (member.mode & 0o7777, member.mtime)
                 continue
-            parent = dirs.get(parts[:-1], where(parts))
+            parent = dirs.get(parts[:-1], functools.partial(where, parts))
             regular = member.isreg()
             if not regular and member.kind != SYMLINK:
                 skipped.append(f"{'/'.join(parts)} ({member.what()})")
