@@ -493,7 +493,7 @@ async def receive_archive(
     try:
         made = None
         if link is not None:
-            made = await _unpack_direct(fs, stream, path, key, overwrite, link, unpack)
+            made = await _unpack_direct(fs, stream, path, key, overwrite, link, unpack, sync)
         if made is None:
             made = await unpack(
                 functools.partial(unpack_tar, fs, path, key, stream, overwrite=overwrite)
@@ -526,9 +526,12 @@ async def _unpack_direct(
     overwrite: bool,
     link: TransferLink,
     unpack: Callable[[Callable[[], Unpacked]], Awaitable[Unpacked]],
+    sync: Callable[[], object] | None = None,
 ) -> Unpacked | None:
     """The backing-tree path of :func:`receive_archive` (``unpack`` runs the unpacking in a
-    worker thread); None when mountd offers none."""
+    worker thread); None when mountd offers none. With ``sync``, a first ``syncfs`` writes
+    the unpacked data to disk while mountd counts it (settling the grant): the one the
+    caller makes once the tree is placed then has little more than the renames to write."""
     staging = part_name(key)
     dfd = await _opened(functools.partial(fs.open_dir, path), os.close)
     room = (Budget.CHUNK_BYTES, Budget.CHUNK_FILES)
@@ -553,14 +556,25 @@ async def _unpack_direct(
     if got is None:
         return None
     backing, grant = got
+    early: asyncio.Future[object] | None = None
     try:
         budget = Budget(functools.partial(link.reserve, grant), *room)
         made = await unpack(
             functools.partial(unpack_tar_backing, fs, path, key, stream, backing, budget)
         )
+        if sync is not None:
+            early = asyncio.ensure_future(runtime.current().run(Pool.MOUNTD, sync))
     finally:
         os.close(backing)
-        await _settle(link, grant, path)
+        try:
+            await _settle(link, grant, path)
+        finally:
+            if early is not None:
+                await _wait_out(early)
+                if not early.cancelled():
+                    early.exception()  # retrieved: raised below unless the settle failed
+    if early is not None:
+        early.result()  # a failed sync refuses the upload, as the caller's would
     await _bounded(functools.partial(place_unpacked, fs, path, key, made, overwrite=overwrite))
     return made
 
