@@ -209,3 +209,94 @@ def test_client_file_body_of_a_file_that_shrank(
         assert (err.value.sent, err.value.length) == (MiB, 3 * MiB)
         assert client._connection is None  # the request was cut: its connection is gone
     fds_back(before)
+
+
+class _Chunks(client_module.StreamedBody):
+    """A streamed body of ``pieces`` (sent as they are, one chunk each); ``sent`` says whether
+    it was."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = pieces
+        self.sent = False
+
+    def send_chunks(self, sock: socket.socket) -> None:
+        self.sent = True
+        for piece in self.pieces:
+            client_module.send_chunk(sock, piece)
+
+
+def _read_chunked(conn: socket.socket, rest: bytes) -> bytes:
+    """A chunked body (after its head), whole."""
+    data, body = rest, b""
+    while True:
+        while b"\r\n" not in data:
+            data += conn.recv(65536)
+        line, _, data = data.partition(b"\r\n")
+        size = int(line, 16)
+        while len(data) < size + 2:
+            data += conn.recv(65536)
+        body, data = body + data[:size], data[size + 2 :]
+        if size == 0:
+            return body
+
+
+@pytest.mark.parametrize("interim", [b"", b"HTTP/1.1 102 Processing\r\n\r\n"])
+def test_client_streamed_body_waits_for_100_continue(
+    sock_path: Path, serve: Callable, interim: bytes
+) -> None:
+    got: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        head, rest = _head(conn)
+        assert rest == b""  # nothing of the body before the 100
+        time.sleep(0.2)
+        conn.sendall(interim + b"HTTP/1.1 100 Continue\r\n\r\n")
+        got.append(head)
+        got.append(_read_chunked(conn, b""))
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    serve(handler)
+    body = _Chunks(b"abc", b"", os.urandom(100_000))
+    with VfdClient(sock_path, timeout=10) as client:
+        assert client.send("PUT", "/up", content=body) == {}
+    assert b"Transfer-Encoding: chunked" in got[0] and b"Expect: 100-continue" in got[0]
+    assert got[1] == b"abc" + body.pieces[2]
+
+
+def test_client_streamed_body_refused_before_it_is_sent(sock_path: Path, serve: Callable) -> None:
+    """An answer instead of ``100 Continue`` is the request's answer: the body is not sent."""
+
+    def handler(conn: socket.socket) -> None:
+        _head(conn)
+        answer = b'{"error":{"code":"read_only","message":"read-only folder"}}'
+        conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n" % len(answer))
+        conn.sendall(b"Connection: close\r\n\r\n" + answer)
+
+    serve(handler)
+    body = _Chunks(b"never")
+    before = fds()
+    with VfdClient(sock_path, timeout=10) as client:
+        with pytest.raises(VfdError) as err:
+            client.send("PUT", "/up", content=body)
+        assert err.value.code is ErrorCode.READ_ONLY
+    assert not body.sent
+    fds_back(before)
+
+
+def test_client_streamed_body_goes_when_no_100_comes(
+    sock_path: Path, serve: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that never says ``100 Continue`` gets the body once the wait is over."""
+    monkeypatch.setattr(client_module, "CONTINUE_WAIT", 0.3)
+    got: list[bytes] = []
+
+    def handler(conn: socket.socket) -> None:
+        _, rest = _head(conn)
+        got.append(_read_chunked(conn, rest))
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    serve(handler)
+    start = time.monotonic()
+    with VfdClient(sock_path, timeout=10) as client:
+        assert client.send("PUT", "/up", content=_Chunks(b"late")) == {}
+    assert got == [b"late"] and time.monotonic() - start >= 0.3

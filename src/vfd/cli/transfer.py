@@ -47,12 +47,11 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
+import operator
 import os
 import posixpath
-import secrets
-import shutil
-import tempfile
+import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,7 +62,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from vfd import tarread, wirenames
 from vfd.cli import tarsend
 from vfd.cli.client import FileBody, LocalWriteError, SourceShrank, VfdClient, folder_path
-from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody
+from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody, TarStream
 from vfd.errors import ErrorCode, VfdError
 
 if TYPE_CHECKING:
@@ -100,12 +99,18 @@ class UploadItem:
     def key(self) -> str:
         """The resumable upload's key (:func:`upload_key`)."""
         ident = f"{Path(self.source).absolute()}\0{self.size}\0{self.mtime_ns}\0{self.dest}"
+        import hashlib  # here: OpenSSL's start-up is ~10 ms of an upload that names no file
+
         return hashlib.sha256(ident.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def upload_key(source: Path, st: os.stat_result, dest: str) -> str:
     """A key stable for one version of one source file going to one destination."""
     return UploadItem(str(source), dest, st.st_size, st.st_mtime_ns).key
+
+
+_entry_name = operator.attrgetter("name")
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 
 
 def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadItem]]:
@@ -121,19 +126,20 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
     def walk(root: str, rel: str) -> None:
         try:
             with os.scandir(root) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(it, key=_entry_name)
         except OSError:
             return  # as os.walk: an unreadable directory is uploaded empty
         subdirs = []
+        prefix = join(rel)
+        prefix = f"{prefix}/" if prefix else ""
+        add = items.append  # (the loop runs once per file: tens of thousands of times)
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 subdirs.append(entry)
-                dirs.append(join(rel, entry.name))
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False):
+                dirs.append(prefix + entry.name)
+            elif entry.is_file(follow_symlinks=False):
                 st = entry.stat(follow_symlinks=False)
-                dest = join(rel, entry.name)
-                items.append(UploadItem(entry.path, dest, st.st_size, st.st_mtime_ns))
+                add(UploadItem(entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns))
         for entry in subdirs:
             walk(entry.path, f"{rel}/{entry.name}")
 
@@ -170,6 +176,9 @@ class _NoProgress:
         return cast("TaskID", 0)
 
     def advance(self, task: Any, advance: float = 1) -> None:
+        return None
+
+    def update(self, task: Any, *, total: float | None = None) -> None:
         return None
 
 
@@ -307,8 +316,13 @@ def upload(
     directory that exists already): a file in the way refuses the upload. Then ``dest`` is
     made when missing, everything new below each existing directory goes as one archive
     (directories, and the files found in them under ``ARCHIVE_FILE_MAX``), then the files
-    named on the command line and the larger ones, one request each, resumable.
+    named on the command line and the larger ones, one request each, resumable. Directories
+    whose top directory is new in the folder go while they are walked
+    (:func:`_upload_new_trees`).
     """
+    streamed = _upload_new_trees(client, console, name, sources, dest, overwrite=overwrite)
+    if streamed is not None:
+        return streamed
     dirs, items = plan_upload(sources, dest)
     base = folder_path(name)
     alone = [i for i in items if i.named or i.size >= ARCHIVE_FILE_MAX]
@@ -330,8 +344,7 @@ def upload(
                 alone.append(tree.files.pop(child))
     offsets = _preflight(client, name, alone, overwrite=overwrite)
     for path in made_dirs:
-        body = {**wirenames.request_fields("path", path), "parents": True}
-        client.post(f"{base}/mkdir", body)
+        _mkdir(client, base, path)
     rounds = tree.archives()
     total = sum(i.size for i in items)
     # several requests: each without its own sync, then one sync of the folder's file
@@ -341,22 +354,229 @@ def upload(
         task = progress.add_task(f"upload to {name}", total=total)
         advance = _Throttled(lambda n: progress.advance(task, n))
         advance(sum(offsets))
-
-        def send_archive(c: VfdClient, archive: tuple[str, list[Member]]) -> None:
-            _send_archive(c, base, *archive, overwrite=overwrite, durable=durable, advance=advance)
-
-        def send(c: VfdClient, job: tuple[UploadItem, int]) -> None:
-            item, offset = job
-            _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
-
         try:
-            for archives in rounds:
-                parallel(client, archives, send_archive)
-            parallel(client, list(zip(alone, offsets, strict=True)), send)
+            _send_rounds(
+                client,
+                base,
+                rounds,
+                alone,
+                offsets,
+                overwrite=overwrite,
+                durable=durable,
+                advance=advance,
+            )
         finally:
             advance.flush()
     if not durable:
         _sync(client, base)
+    return _uploaded(name, dirs, items, alone, offsets)
+
+
+def _upload_new_trees(
+    client: VfdClient,
+    console: Console,
+    name: str,
+    sources: list[Path],
+    dest: str,
+    *,
+    overwrite: bool,
+) -> dict[str, Any] | None:
+    """Upload directories whose top directories are all new in the folder while they are
+    walked: None (nothing sent) when the sources are not all directories or something is
+    there already (then :func:`upload` plans the whole upload and checks it first).
+
+    Below a new directory nothing can be in the way, so nothing but ``dest`` and the top
+    directories needs asking: the archive (a :class:`~vfd.cli.tarsend.TarStream`, chunked)
+    starts once they are known, and the walk of the trees goes on while what it found
+    travels — the daemon unpacks the first files while the last are found. Files of
+    ``ARCHIVE_FILE_MAX`` or more, and whatever comes past ``ARCHIVE_MAX_BYTES`` of data, go
+    after it as :func:`upload` sends them, into the directories it made.
+    """
+    base = dest.strip("/")
+    tops = []
+    for src in sources:
+        try:
+            if not stat.S_ISDIR(os.lstat(src).st_mode):
+                return None
+        except OSError:
+            return None  # (the full plan names what is wrong with it)
+        tops.append(src.resolve().name)
+    if not tops or "" in tops or len(set(tops)) < len(tops):
+        return None
+    paths = [f"{base}/{top}" if base else top for top in tops]
+    shallow = _Tree(base, [base, *paths] if base else paths, [])
+    made_base = _explore(client, name, shallow, overwrite=overwrite)
+    if shallow.unreadable or not shallow.existing.isdisjoint(paths):
+        return None
+    folder = folder_path(name)
+    if made_base:
+        _mkdir(client, folder, base)
+    trees = _NewTrees(sources, base, tops)
+    offsets: list[int] = []
+    with _progress(console) as progress:
+        task = progress.add_task(f"upload to {name}", total=None)  # known once walked
+        advance = _Throttled(lambda n: progress.advance(task, n))
+        try:
+            body = TarStream(trees.members(), advance)
+            _put_archive(
+                client, folder, base, body, lambda: body.files, overwrite=overwrite, durable=True
+            )
+            rounds = trees.rest()
+            progress.update(task, total=sum(i.size for i in trees.items))
+            alone = trees.alone
+            if rounds or alone:  # one more sync makes them durable (see upload)
+                offsets = _preflight(client, name, alone, overwrite=overwrite)
+                advance(sum(offsets))
+                _send_rounds(
+                    client,
+                    folder,
+                    rounds,
+                    alone,
+                    offsets,
+                    overwrite=overwrite,
+                    durable=False,
+                    advance=advance,
+                )
+        finally:
+            advance.flush()
+    if rounds or alone:
+        _sync(client, folder)
+    return _uploaded(name, trees.dirs, trees.items, alone, offsets)
+
+
+class _NewTrees:
+    """The walk of directory sources whose top directories are new in the folder, as
+    :func:`plan_upload` walks them (the same ``dirs`` and ``items``, in order), made while
+    their archive is sent (:meth:`members`)."""
+
+    def __init__(self, sources: list[Path], base: str, tops: list[str]) -> None:
+        self.sources = sources
+        self.base = base
+        self.tops = tops
+        self.dirs: list[str] = [base] if base else []
+        self.items: list[UploadItem] = []
+        self.alone: list[UploadItem] = []
+        """Files sent one by one after the archive (``ARCHIVE_FILE_MAX`` or more)."""
+        self.placed = {base}
+        """Directories that exist once the archive is placed."""
+        self._rest: list[tuple[str, UploadItem | None]] = []
+
+    def members(self) -> Iterator[Member]:
+        """The archive's members (into ``base``), while the trees are walked: directories
+        before what is in them, up to about ``ARCHIVE_MAX_BYTES`` of file data."""
+        mtime = int(time.time())
+        skip = len(self.base) + 1 if self.base else 0
+        encoding, errors = _FS_ENCODING
+        size = 0
+        walk = self._walk()
+        for path, item in walk:
+            if size >= ARCHIVE_MAX_BYTES:  # the rest goes in later rounds (rest())
+                self._rest.append((path, item))
+                self._rest.extend(walk)
+                return
+            name = path[skip:].encode(encoding, errors)
+            if item is None:
+                self.placed.add(path)
+                yield Member(name, None, mode=0o755, mtime=mtime)
+            elif item.size >= ARCHIVE_FILE_MAX:
+                self.alone.append(item)
+            else:
+                size += item.size + tarsend.BLOCK
+                yield Member(name, item.source.encode(encoding, errors), item.size, 0o644, mtime)
+
+    def rest(self) -> list[list[tuple[str, list[Member]]]]:
+        """The archives, in rounds, of what came past the first archive's limit, into the
+        directories it made (as :meth:`_Tree.archives` makes them)."""
+        dirs: list[str] = []
+        small: list[UploadItem] = []
+        for path, item in self._rest:
+            if item is None:
+                dirs.append(path)
+            elif item.size >= ARCHIVE_FILE_MAX:
+                self.alone.append(item)
+            else:
+                small.append(item)
+        if not dirs and not small:
+            return []
+        tree = _Tree(self.base, dirs, small)
+        tree.existing = set(self.placed)
+        return tree.archives()
+
+    def _walk(self) -> Iterator[tuple[str, UploadItem | None]]:
+        """``(path, None)`` for a directory, ``(path, item)`` for a file; a failure to read
+        a file's attributes is the source's (:class:`SourceUnreadable`), not the daemon's."""
+        for src, top in zip(self.sources, self.tops, strict=True):
+            path = f"{self.base}/{top}" if self.base else top
+            self.dirs.append(path)
+            yield path, None
+            yield from self._walk_dir(str(src), path)
+
+    def _walk_dir(self, root: str, prefix: str) -> Iterator[tuple[str, UploadItem | None]]:
+        try:
+            with os.scandir(root) as it:
+                entries = sorted(it, key=_entry_name)
+        except OSError:
+            return  # as plan_upload: an unreadable directory is uploaded empty
+        subdirs = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    path = f"{prefix}/{entry.name}"
+                    subdirs.append((entry.path, path))
+                    self.dirs.append(path)
+                    yield path, None
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    item = UploadItem(
+                        entry.path, f"{prefix}/{entry.name}", st.st_size, st.st_mtime_ns
+                    )
+                    self.items.append(item)
+                    yield item.dest, item
+            except OSError as exc:
+                raise SourceUnreadable(os.fsencode(entry.path), exc) from None
+        for root_, path in subdirs:
+            yield from self._walk_dir(root_, path)
+
+
+def _mkdir(client: VfdClient, base: str, path: str) -> None:
+    """Make the directory ``path`` and its missing parents (``mkdir -p``)."""
+    client.post(f"{base}/mkdir", {**wirenames.request_fields("path", path), "parents": True})
+
+
+def _send_rounds(
+    client: VfdClient,
+    base: str,
+    rounds: list[list[tuple[str, list[Member]]]],
+    alone: list[UploadItem],
+    offsets: list[int],
+    *,
+    overwrite: bool,
+    durable: bool,
+    advance: Callable[[int], object],
+) -> None:
+    """Send the archives, round after round (those of a round in parallel), then the files
+    of ``alone`` one request each, from their ``offsets``."""
+
+    def send_archive(c: VfdClient, archive: tuple[str, list[Member]]) -> None:
+        _send_archive(c, base, *archive, overwrite=overwrite, durable=durable, advance=advance)
+
+    def send(c: VfdClient, job: tuple[UploadItem, int]) -> None:
+        item, offset = job
+        _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
+
+    for archives in rounds:
+        parallel(client, archives, send_archive)
+    parallel(client, list(zip(alone, offsets, strict=True)), send)
+
+
+def _uploaded(
+    name: str,
+    dirs: list[str],
+    items: list[UploadItem],
+    alone: list[UploadItem],
+    offsets: list[int],
+) -> dict[str, Any]:
+    """What an upload answers: the directories and files uploaded (where each resumed)."""
     resumed = {id(item): offset for item, offset in zip(alone, offsets, strict=True)}
     done = [
         {
@@ -382,9 +602,10 @@ class _Tree:
         self.unreadable: set[str] = set()
         """Existing directories the user may not list (no archive goes into them)."""
         self.children: dict[str, dict[str, None]] = {}  # ordered sets
+        children = self.children
         for path in [*dirs, *self.files]:
-            if path != base:
-                self.children.setdefault(posixpath.dirname(path), {})[path] = None
+            if path != base:  # (paths are relative, with no "/" at either end)
+                children.setdefault(path.rpartition("/")[0], {})[path] = None
 
     def archives(self) -> list[list[tuple[str, list[Member]]]]:
         """The archives to send, in rounds: each round's archives go into directories that
@@ -397,21 +618,27 @@ class _Tree:
         current: dict[str, list[Member]] = {}
         target: dict[str, str] = {}  # a directory made in this round -> its archive's target
         size = 0
+        block = tarsend.BLOCK
+        encoding, errors = _FS_ENCODING  # (os.fsencode's, without its checks once per file)
         for path, item in self._new():
             if size >= ARCHIVE_MAX_BYTES:
                 rounds.append(list(current.items()))
                 there.update(target)
                 current, target, size = {}, {}, 0
-            parent = posixpath.dirname(path)
+            parent = path.rpartition("/")[0]
             where = parent if parent in there else target[parent]
-            name = os.fsencode(path[len(where) + 1 if where else 0 :])
+            name = path[len(where) + 1 if where else 0 :].encode(encoding, errors)
             if item is None:
                 target[path] = where
                 member = Member(name, None, mode=0o755, mtime=mtime)
             else:
-                member = Member(name, os.fsencode(item.source), item.size, 0o644, mtime)
-                size += item.size + tarsend.BLOCK
-            current.setdefault(where, []).append(member)
+                source = item.source.encode(encoding, errors)
+                member = Member(name, source, item.size, 0o644, mtime)
+                size += item.size + block
+            members = current.get(where)
+            if members is None:
+                members = current[where] = []
+            members.append(member)
         if current:
             rounds.append(list(current.items()))
         return rounds
@@ -549,12 +776,28 @@ def _send_archive(
 ) -> None:
     """Send ``members`` as one archive unpacked into the directory ``where``: all of it
     appears there at once, or nothing (the daemon removes what it unpacked on a failure)."""
-    query = {**wirenames.request_fields("path", where), "key": secrets.token_hex(16)}
+    files = sum(1 for m in members if m.source is not None)
+    body = TarBody(members, advance)
+    _put_archive(client, base, where, body, lambda: files, overwrite=overwrite, durable=durable)
+
+
+def _put_archive(
+    client: VfdClient,
+    base: str,
+    where: str,
+    body: TarBody | TarStream,
+    files: Callable[[], int],
+    *,
+    overwrite: bool,
+    durable: bool,
+) -> None:
+    """``PUT .../upload-archive`` of ``body`` into ``where``; ``files()``: the files it held
+    (the daemon must have made as many, and skipped nothing)."""
+    query = {**wirenames.request_fields("path", where), "key": os.urandom(16).hex()}
     if overwrite:
         query["overwrite"] = "true"
     if not durable:
         query["durable"] = "false"
-    body = TarBody(members, advance)
     try:
         made = client.send(
             "PUT", f"{base}/upload-archive", params=query, content=body, timeout=None
@@ -568,11 +811,10 @@ def _send_archive(
         ) from None
     except SourceUnreadable as exc:
         raise _local_error(exc.error, Path(os.fsdecode(exc.source))) from None
-    files = sum(1 for m in members if m.source is not None)
-    if made.get("files") != files or made.get("skipped"):
+    if made.get("files") != files() or made.get("skipped"):
         raise VfdError(
             ErrorCode.INTERNAL,
-            f"the daemon unpacked {made.get('files')} of the {files} files sent to "
+            f"the daemon unpacked {made.get('files')} of the {files()} files sent to "
             f"{wirenames.escaped(where) or 'the folder root'} (left out: {made.get('skipped')})",
         )
 
@@ -813,10 +1055,7 @@ def _download_tree(
             "one: remove it or choose another --dest",
             path=str(final),
         )
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=".vfd-download-", dir=dest))
-    except OSError as exc:
-        raise _local_error(exc, dest) from None
+    staging = _staging_dir(dest)
     try:
         count, skipped = _unpack(client, base, path, staging, top, progress, task)
         if not (staging / top).is_dir():
@@ -829,8 +1068,28 @@ def _download_tree(
         except OSError as exc:
             raise _local_error(exc, final) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            os.rmdir(staging)  # empty once the tree was renamed out of it
+        except OSError:
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
     return {"path": path, "to": str(final), "entries": count, "skipped": skipped}
+
+
+def _staging_dir(dest: Path) -> Path:
+    """A new directory ``dest/.vfd-download-<random>`` (mode 0700), as ``tempfile.mkdtemp``
+    makes one (without importing it and what it imports)."""
+    for _ in range(100):
+        staging = dest / f".vfd-download-{os.urandom(6).hex()}"
+        try:
+            os.mkdir(staging, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _local_error(exc, dest) from None
+        return staging
+    raise _local_error(OSError(errno.EEXIST, "no unused staging directory name"), dest)
 
 
 def _unpack(
@@ -901,7 +1160,7 @@ class _Extractor:
             self.top,
         )
         parts = m.name.split("/")
-        if why is None and any(p in ("", ".", "..") for p in parts):
+        if why is None and ("" in parts or "." in parts or ".." in parts):
             why = "a name with an empty, '.' or '..' part"
         if why is None and not (
             m.isreg() or m.kind in (tarread.DIRECTORY, tarread.SYMLINK, tarread.HARDLINK)
@@ -1044,6 +1303,10 @@ class _StreamReader:
         self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
+        pos = self._pos
+        if 0 <= n <= len(self._chunk) - pos:  # (most reads: a header, a small file's data)
+            self._pos = pos + n
+            return self._chunk[pos : pos + n]
         out = bytearray()
         while n < 0 or len(out) < n:
             if self._pos >= len(self._chunk):
