@@ -17,8 +17,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from vfd import wirenames
 from vfd.daemon import runtime
-from vfd.daemon.connections import RAW_KEY, ClientGone, RawBody, RawSocket
+from vfd.daemon.connections import RAW_KEY, RawSocket
 from vfd.daemon.errors import error_response
+from vfd.daemon.rawio import ClientGone, RawBody
 from vfd.daemon.routes.deps import (
     INT64_MAX,
     JSON,

@@ -61,8 +61,8 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 
 from vfd import wirenames
 from vfd.daemon import runtime, tarwrite
-from vfd.daemon.connections import RawBody, in_thread_until_done
 from vfd.daemon.mountlink import TransferLink
+from vfd.daemon.rawio import RawBody, in_thread_until_done
 from vfd.daemon.runtime import Pool
 from vfd.daemon.userfs import (
     Budget,
