@@ -16,7 +16,6 @@ from test_files_transfer import daemon_pid, not_store, open_fds, wait_fds_back
 
 import vfd.cli.tarsend as tarsend
 import vfd.cli.transfer as transfer
-from vfd import wirenames
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -84,25 +83,18 @@ def test_cli_archive_upload_makes_the_tree_one_request_per_file_made(
     src = tmp_path / "src"
     make_source(src)
     folder = node.folder(alice)
-    sent: list[str] = []
-    real = tarsend.TarStream.send_chunks
+    sent: list[int] = []
+    real = tarsend.TarBody.send
 
-    def spy(self: tarsend.TarStream, sock: Any) -> None:
-        sent.append("stream")
+    def spy(self: tarsend.TarBody, sock: Any) -> None:
+        sent.append(len(self.members))
         real(self, sock)
 
-    monkeypatch.setattr(tarsend.TarStream, "send_chunks", spy)
-    monkeypatch.setattr(tarsend.TarBody, "send", lambda *a: sent.append("sized"))
+    monkeypatch.setattr(tarsend.TarBody, "send", spy)
     result = node.cli.json(
         "vfolder", "upload", folder["name"], str(src), "--dest", "in/here", as_=email
     )
-    # one archive for the whole tree, made while the tree is walked (its top is new)
-    assert sent == ["stream"]
-    dirs, items = transfer.plan_upload([src], "in/here")  # the same as planned up front
-    assert result["directories"] == [wirenames.escaped(d) for d in dirs]
-    shown = [f["path"] for f in result["files"]]
-    assert len(shown) == len(items)
-    assert [p for p in shown if "\ufffd" not in p] == [i.dest for i in items if i.dest.isascii()]
+    assert len(sent) == 1  # one archive for the whole tree
     backing = node.backing(folder)
     got = snapshot(backing)
     want = expected(src, b"in/here/")
@@ -237,21 +229,13 @@ def test_cli_archive_upload_of_a_file_that_changes_fails_cleanly(
 
         monkeypatch.setattr(tarsend, "_sendfile", shrink)
     else:
-        real_body = tarsend.TarStream.send_chunks
+        real_body = tarsend.TarBody.send
 
-        def change_after_walked(self: tarsend.TarStream, sock: Any) -> None:
-            walked = self.members
-
-            def members() -> Any:  # the victim changes once its size was read
-                for member in walked:
-                    if member.source == os.fsencode(victim):
-                        os.truncate(victim, 500 * KiB if change == "grows" else 10)
-                    yield member
-
-            self.members = members()
+        def change_first(self: tarsend.TarBody, sock: Any) -> None:
+            os.truncate(victim, 500 * KiB if change == "grows" else 10)
             real_body(self, sock)
 
-        monkeypatch.setattr(tarsend.TarStream, "send_chunks", change_after_walked)
+        monkeypatch.setattr(tarsend.TarBody, "send", change_first)
     pid = daemon_pid(node)
     baseline = len(not_store(open_fds(pid)))
     result = node.cli.run("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
@@ -396,14 +380,14 @@ def test_cli_archive_upload_of_a_large_tree_goes_in_rounds(
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"f{i}").write_bytes(os.urandom(30 * KiB))
     targets: list[bytes] = []
-    real = transfer._put_archive
+    real = transfer._send_archive
 
-    def spy(client: Any, base: str, where: str, *args: Any, **kw: Any) -> None:
+    def spy(client: Any, base: str, where: str, members: list[Any], **kw: Any) -> None:
         targets.append(os.fsencode(where))
-        real(client, base, where, *args, **kw)
+        real(client, base, where, members, **kw)
 
     monkeypatch.setattr(transfer, "ARCHIVE_MAX_BYTES", 64 * KiB)
-    monkeypatch.setattr(transfer, "_put_archive", spy)
+    monkeypatch.setattr(transfer, "_send_archive", spy)
     node.cli.ok("vfolder", "upload", folder["name"], str(src), as_=alice["email"])
     assert len(targets) > 4 and targets[0] == b"" and len(set(targets)) > 3
     assert snapshot(node.backing(folder)) == expected(src, b"")

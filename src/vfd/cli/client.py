@@ -129,33 +129,6 @@ class SizedBody:
         raise NotImplementedError
 
 
-class StreamedBody:
-    """A request body whose length is not known when it starts (made while it is sent), sent
-    chunked (``Transfer-Encoding: chunked``) by its own :meth:`send_chunks`, which writes the
-    chunks and the last (empty) one, or raises: the request is then cut short and its
-    connection closed. It asks for ``100 Continue`` first (``Expect: 100-continue``) and is
-    sent once that came: the daemon then reads it straight from the socket instead of through
-    its HTTP parser, and an answer that comes instead (a refusal) is read without sending any
-    of it."""
-
-    def send_chunks(self, sock: socket.socket) -> None:
-        raise NotImplementedError
-
-
-def send_chunk(sock: socket.socket, data: bytes | bytearray | memoryview) -> None:
-    """One chunk of a chunked body (none for no data: an empty chunk would end the body)."""
-    if len(data):
-        sock.sendall(b"%x\r\n" % len(data))
-        sock.sendall(data)
-        sock.sendall(b"\r\n")
-
-
-CONTINUE_WAIT = 5.0
-"""How long a :class:`StreamedBody` waits for the daemon's ``100 Continue`` before it is sent
-anyway (RFC 9110 §10.1.1 lets a client stop waiting): the daemon sends it once the request's
-handler starts reading, which only a daemon busy with much else delays."""
-
-
 class FileBody(SizedBody):
     """A request body of ``length`` bytes of an open file from ``offset``, sent by the kernel
     (``sendfile``, no copy through Python) with a ``Content-Length``. ``advance(n)`` is called
@@ -268,10 +241,6 @@ class _Connection:
             return data
         return self._live().recv(limit)
 
-    def unread(self, data: bytes) -> None:
-        """Put ``data`` back in front of what is buffered (read again next)."""
-        self._buffer = data + self._buffer
-
     def take_buffered(self, limit: int) -> bytes:
         """The bytes already read from the socket (past what was parsed), at most ``limit``."""
         data, self._buffer = self._buffer[:limit], self._buffer[limit:]
@@ -315,7 +284,7 @@ def _send_request(
     method: str,
     target: str,
     headers: dict[str, str],
-    body: Iterable[bytes] | bytes | SizedBody | StreamedBody | None,
+    body: Iterable[bytes] | bytes | SizedBody | None,
 ) -> None:
     """Write one request: a ``bytes`` body with its ``Content-Length``, an iterable (or a
     file, read in blocks) chunked as it comes."""
@@ -325,8 +294,6 @@ def _send_request(
         lines.append(f"Content-Length: {len(body)}")
     elif isinstance(body, SizedBody):
         lines.append(f"Content-Length: {body.length}")
-    elif isinstance(body, StreamedBody):
-        lines.extend(("Transfer-Encoding: chunked", "Expect: 100-continue"))
     elif body is not None:
         lines.append("Transfer-Encoding: chunked")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
@@ -339,40 +306,12 @@ def _send_request(
     elif isinstance(body, SizedBody):
         connection.send(head)
         body.send(connection._live())
-    elif isinstance(body, StreamedBody):
-        connection.send(head)
-        if _continued(connection):
-            body.send_chunks(connection._live())
-            connection.send(b"0\r\n\r\n")
     else:
         connection.send(head)
         for piece in _pieces(body):
             if piece:
                 connection.send(b"%x\r\n" % len(piece) + piece + b"\r\n")
         connection.send(b"0\r\n\r\n")
-
-
-def _continued(connection: _Connection) -> bool:
-    """Wait for the ``100 Continue`` asked for (at most :data:`CONTINUE_WAIT` seconds, or the
-    connection's timeout when shorter: then the body goes anyway); False when a final answer
-    came instead, left to be read as the request's answer (the body is not sent)."""
-    sock = connection._live()
-    timeout = sock.gettimeout()
-    sock.settimeout(CONTINUE_WAIT if timeout is None else min(timeout, CONTINUE_WAIT))
-    try:
-        while True:
-            line = connection.readline()
-            code = line[9:12] if line.startswith(b"HTTP/1.") else b""
-            if not (code.startswith(b"1") and code != b"101"):
-                connection.unread(line)  # an answer, or not HTTP: read (and judged) as such
-                return False
-            _read_fields(connection)  # an interim answer's fields: not used
-            if code == b"100":
-                return True
-    except TimeoutError:
-        return True  # what had come of an answer stays in the buffer
-    finally:
-        sock.settimeout(timeout)
 
 
 def _send_file(sock: socket.socket, body: FileBody) -> None:
@@ -798,7 +737,7 @@ class VfdClient:
         *,
         params: dict[str, str] | None,
         json: dict[str, Any] | None,
-        content: Iterable[bytes] | bytes | SizedBody | StreamedBody | None,
+        content: Iterable[bytes] | bytes | SizedBody | None,
         headers: dict[str, str] | None,
         timeout: Timeout,
     ) -> Iterator[Response]:
@@ -809,7 +748,7 @@ class VfdClient:
         assert not isinstance(wait, _Default)
         target = path + ("?" + urlencode(params, quote_via=quote) if params else "")
         sent = {"Accept": "*/*", **self._headers, **(headers or {})}
-        body: Iterable[bytes] | bytes | SizedBody | StreamedBody | None = content
+        body: Iterable[bytes] | bytes | SizedBody | None = content
         if json is not None:
             body = json_module.dumps(
                 json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
@@ -854,7 +793,7 @@ class VfdClient:
         *,
         params: dict[str, str] | None = None,
         json: dict[str, Any] | None = None,
-        content: Iterable[bytes] | bytes | SizedBody | StreamedBody | None = None,
+        content: Iterable[bytes] | bytes | SizedBody | None = None,
         headers: dict[str, str] | None = None,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> dict[str, Any]:

@@ -1,18 +1,14 @@
 """A tar archive of local files, built while it is sent: the request body of a directory
 upload (``PUT .../upload-archive``, docs/transfers.md).
 
-Two forms. :class:`TarBody`: the members are planned before a byte is sent, so its length is
-known (the headers' sizes follow from the names, the data's from the sizes planned) and it
-travels under a ``Content-Length``. :class:`TarStream`: the members come while the tree is
-walked (an upload of trees that are new in the folder, where nothing needs checking first),
-so it travels chunked and the walk overlaps the sending and the daemon's unpacking; the
-daemon knows a body cut short from a whole one by its last chunk. Headers are GNU tar
-(``ustar`` fields, names longer than 100 bytes in a ``././@LongLink`` member), owners 0 (the
-daemon ignores them). Small files are read into the buffer that gathers the headers, so that
-one ``send`` carries many files; larger ones go from the file to the socket with
-``sendfile``. A file whose size is no longer the one planned (or walked) stops the body
-(:class:`SourceChanged`) before any of its bytes are sent: the daemon sees the body end
-early and keeps nothing of the archive.
+Its length is known before a byte is sent (the headers' sizes follow from the names, the
+data's from the sizes planned), so it travels under a ``Content-Length``: the daemon then
+knows a body cut short from a whole one. Headers are GNU tar (``ustar`` fields, names longer
+than 100 bytes in a ``././@LongLink`` member), owners 0 (the daemon ignores them). Small
+files are read into the buffer that gathers the headers, so that one ``send`` carries many
+files; larger ones go from the file to the socket with ``sendfile``. A file whose size is no
+longer the one planned stops the body (:class:`SourceChanged`) before any of its bytes are
+sent: the daemon sees the body end early and keeps nothing of the archive.
 """
 
 from __future__ import annotations
@@ -20,11 +16,11 @@ from __future__ import annotations
 import os
 import select
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from zlib import adler32
 
-from vfd.cli.client import SizedBody, StreamedBody, send_chunk
+from vfd.cli.client import SizedBody
 
 BLOCK = 512
 GATHER = 1 << 20
@@ -83,7 +79,7 @@ def _block(name: bytes, kind: bytes, size: int, mode: int, mtime: int) -> bytes:
         raise ValueError("a name of more than 100 bytes goes in a long-name member")
     fields = b"%s%07o\0%s%011o\0%011o\0" % (name.ljust(100, b"\0"), mode, _IDS, size, max(mtime, 0))
     tail = kind + bytes(100) + _MAGIC  # type, link name, magic and version
-    # the sum of the bytes, the checksum field's counted as spaces; ``fields`` (157 bytes)
+    # the sum of the bytes, the checksum field's counted as spaces; ``fields`` (148 bytes)
     # sum to less than 65521, so the low half of their Adler-32 is their sum, made in C
     check = (adler32(fields) & 0xFFFF) - 1 + kind[0] + _MAGIC_SUM + 8 * 32
     return fields + b"%06o\0 " % check + tail + bytes(BLOCK - 265)
@@ -175,60 +171,6 @@ class TarBody(SizedBody):
         if data_bytes:
             self.advance(data_bytes)
         assert sent == self.length, (sent, self.length)
-
-
-class TarStream(StreamedBody):
-    """The archive of ``members`` as a chunked request body, made as it is sent: ``members``
-    is an iterator (the walk of the tree it comes from goes on while what it found already
-    travels). Small files are gathered into chunks of about ``GATHER`` bytes; a larger one
-    goes as a chunk of its own, from the file (``sendfile``). ``advance(n)`` is called with
-    the bytes of file data sent (not headers), in pieces; ``files`` counts the files sent."""
-
-    def __init__(
-        self, members: Iterator[Member], advance: Callable[[int], object] | None = None
-    ) -> None:
-        self.members = members
-        self.advance = advance or (lambda n: None)
-        self.files = 0
-
-    def send_chunks(self, sock: socket.socket) -> None:
-        out = bytearray()
-        data_bytes = 0  # file data gathered in ``out``, for ``advance``
-        for member in self.members:
-            out += header(member)
-            if member.source is None:
-                continue
-            size = member.size
-            try:
-                fd = os.open(member.source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError as exc:
-                raise SourceUnreadable(member.source, exc) from None
-            try:
-                if size <= SMALL:
-                    out += _read(fd, member)
-                    data_bytes += size
-                else:
-                    now = os.fstat(fd).st_size
-                    if now != size:
-                        raise SourceChanged(member.source, size, now)
-                    send_chunk(sock, out)
-                    out.clear()
-                    sock.sendall(b"%x\r\n" % size)
-                    _sendfile(sock, fd, member, self.advance)
-                    sock.sendall(b"\r\n")
-            finally:
-                os.close(fd)
-            self.files += 1
-            out += _ZEROS[: -size % BLOCK]
-            if len(out) >= GATHER:
-                send_chunk(sock, out)
-                out.clear()
-                self.advance(data_bytes)
-                data_bytes = 0
-        out += bytes(2 * BLOCK)
-        send_chunk(sock, out)
-        if data_bytes:
-            self.advance(data_bytes)
 
 
 _ZEROS = bytes(BLOCK)

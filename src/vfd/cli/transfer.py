@@ -50,7 +50,6 @@ import functools
 import operator
 import os
 import posixpath
-import stat
 import sys
 import threading
 import time
@@ -62,7 +61,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from vfd import tarread, wirenames
 from vfd.cli import tarsend
 from vfd.cli.client import FileBody, LocalWriteError, SourceShrank, VfdClient, folder_path
-from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody, TarStream
+from vfd.cli.tarsend import Member, SourceChanged, SourceUnreadable, TarBody
 from vfd.errors import ErrorCode, VfdError
 
 if TYPE_CHECKING:
@@ -176,9 +175,6 @@ class _NoProgress:
         return cast("TaskID", 0)
 
     def advance(self, task: Any, advance: float = 1) -> None:
-        return None
-
-    def update(self, task: Any, *, total: float | None = None) -> None:
         return None
 
 
@@ -316,13 +312,8 @@ def upload(
     directory that exists already): a file in the way refuses the upload. Then ``dest`` is
     made when missing, everything new below each existing directory goes as one archive
     (directories, and the files found in them under ``ARCHIVE_FILE_MAX``), then the files
-    named on the command line and the larger ones, one request each, resumable. Directories
-    whose top directory is new in the folder go while they are walked
-    (:func:`_upload_new_trees`).
+    named on the command line and the larger ones, one request each, resumable.
     """
-    streamed = _upload_new_trees(client, console, name, sources, dest, overwrite=overwrite)
-    if streamed is not None:
-        return streamed
     dirs, items = plan_upload(sources, dest)
     base = folder_path(name)
     alone = [i for i in items if i.named or i.size >= ARCHIVE_FILE_MAX]
@@ -370,172 +361,6 @@ def upload(
     if not durable:
         _sync(client, base)
     return _uploaded(name, dirs, items, alone, offsets)
-
-
-def _upload_new_trees(
-    client: VfdClient,
-    console: Console,
-    name: str,
-    sources: list[Path],
-    dest: str,
-    *,
-    overwrite: bool,
-) -> dict[str, Any] | None:
-    """Upload directories whose top directories are all new in the folder while they are
-    walked: None (nothing sent) when the sources are not all directories or something is
-    there already (then :func:`upload` plans the whole upload and checks it first).
-
-    Below a new directory nothing can be in the way, so nothing but ``dest`` and the top
-    directories needs asking: the archive (a :class:`~vfd.cli.tarsend.TarStream`, chunked)
-    starts once they are known, and the walk of the trees goes on while what it found
-    travels — the daemon unpacks the first files while the last are found. Files of
-    ``ARCHIVE_FILE_MAX`` or more, and whatever comes past ``ARCHIVE_MAX_BYTES`` of data, go
-    after it as :func:`upload` sends them, into the directories it made.
-    """
-    base = dest.strip("/")
-    tops = []
-    for src in sources:
-        try:
-            if not stat.S_ISDIR(os.lstat(src).st_mode):
-                return None
-        except OSError:
-            return None  # (the full plan names what is wrong with it)
-        tops.append(src.resolve().name)
-    if not tops or "" in tops or len(set(tops)) < len(tops):
-        return None
-    paths = [f"{base}/{top}" if base else top for top in tops]
-    shallow = _Tree(base, [base, *paths] if base else paths, [])
-    made_base = _explore(client, name, shallow, overwrite=overwrite)
-    if shallow.unreadable or not shallow.existing.isdisjoint(paths):
-        return None
-    folder = folder_path(name)
-    if made_base:
-        _mkdir(client, folder, base)
-    trees = _NewTrees(sources, base, tops)
-    offsets: list[int] = []
-    with _progress(console) as progress:
-        task = progress.add_task(f"upload to {name}", total=None)  # known once walked
-        advance = _Throttled(lambda n: progress.advance(task, n))
-        try:
-            body = TarStream(trees.members(), advance)
-            _put_archive(
-                client, folder, base, body, lambda: body.files, overwrite=overwrite, durable=True
-            )
-            rounds = trees.rest()
-            progress.update(task, total=sum(i.size for i in trees.items))
-            alone = trees.alone
-            if rounds or alone:  # one more sync makes them durable (see upload)
-                offsets = _preflight(client, name, alone, overwrite=overwrite)
-                advance(sum(offsets))
-                _send_rounds(
-                    client,
-                    folder,
-                    rounds,
-                    alone,
-                    offsets,
-                    overwrite=overwrite,
-                    durable=False,
-                    advance=advance,
-                )
-        finally:
-            advance.flush()
-    if rounds or alone:
-        _sync(client, folder)
-    return _uploaded(name, trees.dirs, trees.items, alone, offsets)
-
-
-class _NewTrees:
-    """The walk of directory sources whose top directories are new in the folder, as
-    :func:`plan_upload` walks them (the same ``dirs`` and ``items``, in order), made while
-    their archive is sent (:meth:`members`)."""
-
-    def __init__(self, sources: list[Path], base: str, tops: list[str]) -> None:
-        self.sources = sources
-        self.base = base
-        self.tops = tops
-        self.dirs: list[str] = [base] if base else []
-        self.items: list[UploadItem] = []
-        self.alone: list[UploadItem] = []
-        """Files sent one by one after the archive (``ARCHIVE_FILE_MAX`` or more)."""
-        self.placed = {base}
-        """Directories that exist once the archive is placed."""
-        self._rest: list[tuple[str, UploadItem | None]] = []
-
-    def members(self) -> Iterator[Member]:
-        """The archive's members (into ``base``), while the trees are walked: directories
-        before what is in them, up to about ``ARCHIVE_MAX_BYTES`` of file data."""
-        mtime = int(time.time())
-        skip = len(self.base) + 1 if self.base else 0
-        encoding, errors = _FS_ENCODING
-        size = 0
-        walk = self._walk()
-        for path, item in walk:
-            if size >= ARCHIVE_MAX_BYTES:  # the rest goes in later rounds (rest())
-                self._rest.append((path, item))
-                self._rest.extend(walk)
-                return
-            name = path[skip:].encode(encoding, errors)
-            if item is None:
-                self.placed.add(path)
-                yield Member(name, None, mode=0o755, mtime=mtime)
-            elif item.size >= ARCHIVE_FILE_MAX:
-                self.alone.append(item)
-            else:
-                size += item.size + tarsend.BLOCK
-                yield Member(name, item.source.encode(encoding, errors), item.size, 0o644, mtime)
-
-    def rest(self) -> list[list[tuple[str, list[Member]]]]:
-        """The archives, in rounds, of what came past the first archive's limit, into the
-        directories it made (as :meth:`_Tree.archives` makes them)."""
-        dirs: list[str] = []
-        small: list[UploadItem] = []
-        for path, item in self._rest:
-            if item is None:
-                dirs.append(path)
-            elif item.size >= ARCHIVE_FILE_MAX:
-                self.alone.append(item)
-            else:
-                small.append(item)
-        if not dirs and not small:
-            return []
-        tree = _Tree(self.base, dirs, small)
-        tree.existing = set(self.placed)
-        return tree.archives()
-
-    def _walk(self) -> Iterator[tuple[str, UploadItem | None]]:
-        """``(path, None)`` for a directory, ``(path, item)`` for a file; a failure to read
-        a file's attributes is the source's (:class:`SourceUnreadable`), not the daemon's."""
-        for src, top in zip(self.sources, self.tops, strict=True):
-            path = f"{self.base}/{top}" if self.base else top
-            self.dirs.append(path)
-            yield path, None
-            yield from self._walk_dir(str(src), path)
-
-    def _walk_dir(self, root: str, prefix: str) -> Iterator[tuple[str, UploadItem | None]]:
-        try:
-            with os.scandir(root) as it:
-                entries = sorted(it, key=_entry_name)
-        except OSError:
-            return  # as plan_upload: an unreadable directory is uploaded empty
-        subdirs = []
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    path = f"{prefix}/{entry.name}"
-                    subdirs.append((entry.path, path))
-                    self.dirs.append(path)
-                    yield path, None
-                elif entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    item = UploadItem(
-                        entry.path, f"{prefix}/{entry.name}", st.st_size, st.st_mtime_ns
-                    )
-                    self.items.append(item)
-                    yield item.dest, item
-            except OSError as exc:
-                raise SourceUnreadable(os.fsencode(entry.path), exc) from None
-        for root_, path in subdirs:
-            yield from self._walk_dir(root_, path)
 
 
 def _mkdir(client: VfdClient, base: str, path: str) -> None:
@@ -776,28 +601,12 @@ def _send_archive(
 ) -> None:
     """Send ``members`` as one archive unpacked into the directory ``where``: all of it
     appears there at once, or nothing (the daemon removes what it unpacked on a failure)."""
-    files = sum(1 for m in members if m.source is not None)
-    body = TarBody(members, advance)
-    _put_archive(client, base, where, body, lambda: files, overwrite=overwrite, durable=durable)
-
-
-def _put_archive(
-    client: VfdClient,
-    base: str,
-    where: str,
-    body: TarBody | TarStream,
-    files: Callable[[], int],
-    *,
-    overwrite: bool,
-    durable: bool,
-) -> None:
-    """``PUT .../upload-archive`` of ``body`` into ``where``; ``files()``: the files it held
-    (the daemon must have made as many, and skipped nothing)."""
     query = {**wirenames.request_fields("path", where), "key": os.urandom(16).hex()}
     if overwrite:
         query["overwrite"] = "true"
     if not durable:
         query["durable"] = "false"
+    body = TarBody(members, advance)
     try:
         made = client.send(
             "PUT", f"{base}/upload-archive", params=query, content=body, timeout=None
@@ -811,10 +620,11 @@ def _put_archive(
         ) from None
     except SourceUnreadable as exc:
         raise _local_error(exc.error, Path(os.fsdecode(exc.source))) from None
-    if made.get("files") != files() or made.get("skipped"):
+    files = sum(1 for m in members if m.source is not None)
+    if made.get("files") != files or made.get("skipped"):
         raise VfdError(
             ErrorCode.INTERNAL,
-            f"the daemon unpacked {made.get('files')} of the {files()} files sent to "
+            f"the daemon unpacked {made.get('files')} of the {files} files sent to "
             f"{wirenames.escaped(where) or 'the folder root'} (left out: {made.get('skipped')})",
         )
 
