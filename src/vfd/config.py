@@ -75,7 +75,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -726,6 +725,8 @@ def load_config(
 
     path = find_config_file(config_file, state_dir, env)
     if path is not None:
+        import tomllib  # here: most CLI commands run with no config file to parse
+
         source = str(path)
         try:
             data = tomllib.loads(path.read_text())

@@ -417,3 +417,35 @@ def test_cli_upload_of_named_files_lists_nothing(
     node.cli.ok("vfolder", "upload", folder["name"], *names, "--dest", "in", as_=alice["email"])
     assert sorted(asked) == ["upload", "upload"]
     assert (node.backing(folder) / "in" / "b.txt").read_bytes() == b"b"
+
+
+def test_cli_archive_upload_to_a_new_top_level_dest_makes_it_in_the_archive(
+    node: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``--dest`` that is a new directory at the folder's root comes with the archive (it
+    appears with its tree, no ``mkdir`` first); a deeper one is made first, as ever."""
+    alice = node.user()
+    folder = node.folder(alice)
+    src = tmp_path / "src"
+    make_source(src)
+    made: list[str] = []
+    targets: list[str] = []
+    real_mkdir, real_send = transfer._mkdir, transfer._send_archive
+
+    def spy_mkdir(client: Any, base: str, path: str) -> None:
+        made.append(path)
+        real_mkdir(client, base, path)
+
+    def spy_send(client: Any, base: str, where: str, members: list[Any], **kw: Any) -> None:
+        targets.append(where)
+        real_send(client, base, where, members, **kw)
+
+    monkeypatch.setattr(transfer, "_mkdir", spy_mkdir)
+    monkeypatch.setattr(transfer, "_send_archive", spy_send)
+    node.cli.ok("vfolder", "upload", folder["name"], str(src), "--dest", "new", as_=alice["email"])
+    assert (made, targets) == ([], [""])
+    got = snapshot(node.backing(folder))
+    assert got == {b"new": ("dir", 0o755, b""), **expected(src, b"new/")}
+    node.cli.ok("vfolder", "upload", folder["name"], str(src), "--dest", "a/b", as_=alice["email"])
+    assert (made, targets) == (["a/b"], ["", "a/b"])
+    assert snapshot(node.backing(folder) / "a")[b"b/src/top.txt"] == ("file", 0o644, b"top")

@@ -326,6 +326,12 @@ def upload(
     # an archive is unpacked into a directory the user may list: into one they may only
     # write to, new directories are made one by one and files sent one by one
     made_dirs = [tree.base] if made_base else []
+    if made_base and tree.children and "/" not in tree.base:
+        # a new directory at the folder's root: the archive makes it, so it appears with
+        # what is in it (and one request fewer)
+        tree = _Tree("", dirs, small)
+        tree.existing.add("")
+        made_dirs = []
     for where in sorted(tree.unreadable):
         for child in tree.children.get(where, ()):
             if child in tree.dirs and child not in tree.existing:
