@@ -99,6 +99,23 @@ def connect(node: Node) -> socket.socket:
     return sock
 
 
+def a_folder_and_its_archive(node: Node) -> tuple[dict[str, Any], bytes, list[str]]:
+    """A new user's folder (its owner's email in ``owner_email``), the archive of
+    :func:`tree` and the daemon's fds now."""
+    alice = node.user()
+    folder = {**node.folder(alice), "owner_email": alice["email"]}
+    return folder, tar_of(tree()), daemon_fds(node)
+
+
+def continued(node: Node, folder: dict[str, Any], who: str, key: str) -> socket.socket:
+    """A connection with the head of a chunked archive upload sent, its ``100 Continue``
+    received: the body goes next."""
+    sock = connect(node)
+    sock.sendall(head(archive_url(folder, key), who, expect=True))
+    assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+    return sock
+
+
 def answer(sock: socket.socket) -> tuple[int, bytes, bytes]:
     """The final answer on ``sock`` (any ``100 Continue`` passed over): status, head (in
     lower case), body."""
@@ -224,9 +241,7 @@ def test_chunked_archive_upload_malformed_is_refused_and_leaves_nothing(
     folder = node.folder(alice)
     bad, why = MALFORMED[case]
     before = daemon_fds(node)
-    with connect(node) as sock:
-        sock.sendall(head(archive_url(folder, "chunked-bad-1"), alice["email"], expect=True))
-        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+    with continued(node, folder, alice["email"], "chunked-bad-1") as sock:
         sock.sendall(b"%x\r\n%s\r\n" % (len(FIRST), FIRST))
         first = node.backing(folder) / ".vfd-upload-chunked-bad-1.part" / "t" / "first.bin"
         wait_for("a member unpacked", lambda: first.exists() and first.stat().st_size == 200 * KiB)
@@ -242,13 +257,8 @@ def test_chunked_archive_upload_malformed_is_refused_and_leaves_nothing(
 
 
 def test_chunked_archive_upload_cut_mid_chunk_leaves_nothing(node: Node) -> None:
-    alice = node.user()
-    folder = node.folder(alice)
-    body = tar_of(tree())
-    before = daemon_fds(node)
-    with connect(node) as sock:
-        sock.sendall(head(archive_url(folder, "chunked-cut-1"), alice["email"], expect=True))
-        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+    folder, body, before = a_folder_and_its_archive(node)
+    with continued(node, folder, folder["owner_email"], "chunked-cut-1") as sock:
         sock.sendall(b"%x\r\n%s" % (2 * MiB, body[: MiB + 1000]))
         staging = node.backing(folder) / ".vfd-upload-chunked-cut-1.part"
         wait_for("members unpacked", lambda: staging.exists() and any(staging.rglob("f*.bin")))
@@ -259,13 +269,8 @@ def test_chunked_archive_upload_cut_mid_chunk_leaves_nothing(node: Node) -> None
 
 
 def test_chunked_archive_upload_that_stalls_ends_after_the_body_timeout(node: Node) -> None:
-    alice = node.user()
-    folder = node.folder(alice)
-    body = tar_of(tree())
-    before = daemon_fds(node)
-    with connect(node) as sock:
-        sock.sendall(head(archive_url(folder, "chunked-stall"), alice["email"], expect=True))
-        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+    folder, body, before = a_folder_and_its_archive(node)
+    with continued(node, folder, folder["owner_email"], "chunked-stall") as sock:
         start = time.monotonic()
         sock.sendall(b"%x\r\n%s" % (len(body), body[: 100 * KiB]))
         sock.settimeout(BODY_TIMEOUT + 30)
