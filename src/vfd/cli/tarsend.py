@@ -31,7 +31,7 @@ _SENDFILE_SLICE = 8 << 20
 _MAX_SIZE = 8**11 - 1  # what the 11 octal digits of a size field hold
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # (made once per file: a frozen one costs three times more)
 class Member:
     """One entry of the archive: a directory (``source`` None) or a regular file."""
 
