@@ -79,17 +79,15 @@ def _field(raw: bytes) -> bytes:
 
 
 def _number(raw: bytes, what: str) -> int:
-    try:  # the usual form: octal digits, then a NUL or a space (``int`` takes no NUL)
-        return int(raw[:-1], 8)
-    except ValueError:
-        pass
     if raw[0] & 0x80:  # GNU base-256: big-endian, 0xff first for a negative number
         value = int.from_bytes(raw[1:], "big")
         return value - (1 << (8 * len(raw) - 8)) if raw[0] == 0xFF else value
-    digits = raw.partition(b"\0")[0].strip(b" ")
+    digits = raw.partition(b"\0")[0]  # octal digits up to a NUL (``int`` skips the spaces)
     try:
-        return int(digits or b"0", 8)
+        return int(digits, 8)
     except ValueError:
+        if not digits.strip(b" "):  # an empty field
+            return 0
         raise TarError(f"a header's {what} is not a number: {raw!r}") from None
 
 
@@ -162,13 +160,7 @@ class TarReader:
                     raise TarError("the archive is empty")
                 self.ended = True
                 return None
-            field = block[148:156]  # GNU and POSIX tar write six digits, a NUL, a space
-            try:
-                stored = int(field[:6], 8) if field[6:] == b"\0 " else -1
-            except ValueError:
-                stored = -1
-            if stored < 0:
-                stored = _number(field, "checksum")
+            stored = _number(block[148:156], "checksum")
             if stored != _checksum(block) and stored != sum(_SIGNED.unpack(block)) + 256:
                 raise TarError(f"a header's checksum is wrong (member {self._count + 1})")
             self._count += 1
