@@ -16,6 +16,7 @@ from test_files_transfer import daemon_pid, not_store, open_fds, wait_fds_back
 
 import vfd.cli.tarsend as tarsend
 import vfd.cli.transfer as transfer
+from vfd.cli.client import VfdClient
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -430,17 +431,18 @@ def test_cli_archive_upload_to_a_new_top_level_dest_makes_it_in_the_archive(
     make_source(src)
     made: list[str] = []
     targets: list[str] = []
-    real_mkdir, real_send = transfer._mkdir, transfer._send_archive
+    real_post, real_send = VfdClient.post, transfer._send_archive
 
-    def spy_mkdir(client: Any, base: str, path: str) -> None:
-        made.append(path)
-        real_mkdir(client, base, path)
+    def spy_post(client: VfdClient, path: str, *args: Any, **kw: Any) -> Any:
+        if path.endswith("/mkdir"):
+            made.append(args[0]["path"])
+        return real_post(client, path, *args, **kw)
 
     def spy_send(client: Any, base: str, where: str, members: list[Any], **kw: Any) -> None:
         targets.append(where)
         real_send(client, base, where, members, **kw)
 
-    monkeypatch.setattr(transfer, "_mkdir", spy_mkdir)
+    monkeypatch.setattr(VfdClient, "post", spy_post)
     monkeypatch.setattr(transfer, "_send_archive", spy_send)
     node.cli.ok("vfolder", "upload", folder["name"], str(src), "--dest", "new", as_=alice["email"])
     assert (made, targets) == ([], [""])

@@ -329,8 +329,7 @@ def upload(
     if made_base and tree.children and "/" not in tree.base:
         # a new directory at the folder's root: the archive makes it, so it appears with
         # what is in it (and one request fewer)
-        tree = _Tree("", dirs, small)
-        tree.existing.add("")
+        tree.hang_from_the_root()
         made_dirs = []
     for where in sorted(tree.unreadable):
         for child in tree.children.get(where, ()):
@@ -341,7 +340,8 @@ def upload(
                 alone.append(tree.files.pop(child))
     offsets = _preflight(client, name, alone, overwrite=overwrite)
     for path in made_dirs:
-        _mkdir(client, base, path)
+        body = {**wirenames.request_fields("path", path), "parents": True}
+        client.post(f"{base}/mkdir", body)
     rounds = tree.archives()
     total = sum(i.size for i in items)
     # several requests: each without its own sync, then one sync of the folder's file
@@ -351,63 +351,22 @@ def upload(
         task = progress.add_task(f"upload to {name}", total=total)
         advance = _Throttled(lambda n: progress.advance(task, n))
         advance(sum(offsets))
+
+        def send_archive(c: VfdClient, archive: tuple[str, list[Member]]) -> None:
+            _send_archive(c, base, *archive, overwrite=overwrite, durable=durable, advance=advance)
+
+        def send(c: VfdClient, job: tuple[UploadItem, int]) -> None:
+            item, offset = job
+            _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
+
         try:
-            _send_rounds(
-                client,
-                base,
-                rounds,
-                alone,
-                offsets,
-                overwrite=overwrite,
-                durable=durable,
-                advance=advance,
-            )
+            for archives in rounds:
+                parallel(client, archives, send_archive)
+            parallel(client, list(zip(alone, offsets, strict=True)), send)
         finally:
             advance.flush()
     if not durable:
         _sync(client, base)
-    return _uploaded(name, dirs, items, alone, offsets)
-
-
-def _mkdir(client: VfdClient, base: str, path: str) -> None:
-    """Make the directory ``path`` and its missing parents (``mkdir -p``)."""
-    client.post(f"{base}/mkdir", {**wirenames.request_fields("path", path), "parents": True})
-
-
-def _send_rounds(
-    client: VfdClient,
-    base: str,
-    rounds: list[list[tuple[str, list[Member]]]],
-    alone: list[UploadItem],
-    offsets: list[int],
-    *,
-    overwrite: bool,
-    durable: bool,
-    advance: Callable[[int], object],
-) -> None:
-    """Send the archives, round after round (those of a round in parallel), then the files
-    of ``alone`` one request each, from their ``offsets``."""
-
-    def send_archive(c: VfdClient, archive: tuple[str, list[Member]]) -> None:
-        _send_archive(c, base, *archive, overwrite=overwrite, durable=durable, advance=advance)
-
-    def send(c: VfdClient, job: tuple[UploadItem, int]) -> None:
-        item, offset = job
-        _send_file(c, base, item, offset, overwrite=overwrite, durable=durable, advance=advance)
-
-    for archives in rounds:
-        parallel(client, archives, send_archive)
-    parallel(client, list(zip(alone, offsets, strict=True)), send)
-
-
-def _uploaded(
-    name: str,
-    dirs: list[str],
-    items: list[UploadItem],
-    alone: list[UploadItem],
-    offsets: list[int],
-) -> dict[str, Any]:
-    """What an upload answers: the directories and files uploaded (where each resumed)."""
     resumed = {id(item): offset for item, offset in zip(alone, offsets, strict=True)}
     done = [
         {
@@ -437,6 +396,13 @@ class _Tree:
         for path in [*dirs, *self.files]:
             if path != base:  # (paths are relative, with no "/" at either end)
                 children.setdefault(path.rpartition("/")[0], {})[path] = None
+
+    def hang_from_the_root(self) -> None:
+        """Make ``base`` (missing, at the folder's root) with the archives: the tree is
+        rooted at the folder's root, which exists."""
+        self.children.setdefault("", {})[self.base] = None
+        self.base = ""
+        self.existing = {""}
 
     def archives(self) -> list[list[tuple[str, list[Member]]]]:
         """The archives to send, in rounds: each round's archives go into directories that
