@@ -18,13 +18,16 @@ where the stream ends between members (as with ``tarfile``). Names are decoded a
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import BinaryIO
 from zlib import adler32
 
 BLOCK = 512
 _ZERO = bytes(BLOCK)
 _SIGNED = struct.Struct("148b8x356b")
+_CHECKED = struct.Struct("124x12s12x8sB")
+"""A header's size, checksum and type flag (the fields every member's reading needs)."""
+_EXTENDED = frozenset(b"LKxg")
+"""Type flags of the headers that extend the next member's (GNU long names, pax)."""
 
 REGULAR = frozenset(b"07\0")
 """Type flags of regular files (``0``, contiguous ``7``, and the old NUL)."""
@@ -50,16 +53,25 @@ class TarError(Exception):
     """The stream is not a tar archive we can read (the message says where and why)."""
 
 
-@dataclass(slots=True)
 class Member:
-    """One member's header: ``kind`` is the type flag's byte value (see the constants)."""
+    """One member's header: ``kind`` is the type flag's byte value (see the constants). (Not
+    a dataclass: the CLI reads archives too, and ``dataclasses`` costs a command
+    milliseconds to import.)"""
 
-    name: str
-    kind: int
-    size: int
-    mode: int
-    mtime: int
-    linkname: str
+    __slots__ = ("kind", "linkname", "mode", "mtime", "name", "size")
+
+    def __init__(
+        self, name: str, kind: int, size: int, mode: int, mtime: int, linkname: str
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.mode = mode
+        self.mtime = mtime
+        self.linkname = linkname
+
+    def __repr__(self) -> str:
+        return f"Member({self.name!r}, {chr(self.kind)!r}, {self.size} bytes)"
 
     def isreg(self) -> bool:
         return self.kind in REGULAR
@@ -144,29 +156,24 @@ class TarReader:
             self.skip()
         extra: dict[str, bytes] = {}
         long_name = long_link = None
+        read = self._stream.read
         while True:
-            block = self._stream.read(BLOCK)
-            if not block:
-                if self._count == 0 and not extra and long_name is None:
-                    raise TarError("the archive is empty")
-                if extra or long_name is not None or long_link is not None:
-                    raise TarError("the archive ends after an extended header")
-                self.ended = True
+            block = read(BLOCK)
+            if len(block) != BLOCK or block == _ZERO:
+                self._end(block, extra, long_name, long_link)
                 return None
-            if len(block) != BLOCK:
-                raise TarError("the archive ends inside a header")
-            if block == _ZERO:
-                if self._count == 0 and not extra:
-                    raise TarError("the archive is empty")
-                self.ended = True
-                return None
-            stored = _number(block[148:156], "checksum")
+            size_f, chk, kind = _CHECKED.unpack_from(block)
+            try:  # the usual octal forms, at C speed; any other goes to ``_number``
+                stored = int(chk.partition(b"\0")[0], 8)
+                size = int(size_f.partition(b"\0")[0], 8)
+            except ValueError:
+                stored, size = _number(chk, "checksum"), -1
             if stored != _checksum(block) and stored != sum(_SIGNED.unpack(block)) + 256:
                 raise TarError(f"a header's checksum is wrong (member {self._count + 1})")
+            if size < 0:  # (checked after the checksum, as a header is read in order)
+                size = _number(size_f, "size")
             self._count += 1
-            kind = block[156]
-            size = _number(block[124:136], "size")
-            if kind in (ord("L"), ord("K"), ord("x"), ord("g")):
+            if kind in _EXTENDED:
                 data = self._exact(size, "an extended header")
                 self._exact(-size % BLOCK, "an extended header")
                 if kind == ord("L"):
@@ -178,6 +185,22 @@ class TarReader:
                 continue
             pax = {**self._globals, **extra} if self._globals or extra else _NO_PAX
             return self._member(block, kind, size, pax, long_name, long_link)
+
+    def _end(
+        self,
+        block: bytes,
+        extra: dict[str, bytes],
+        long_name: bytes | None,
+        long_link: bytes | None,
+    ) -> None:
+        """The archive ends at ``block`` (nothing, or a zero block); refused where it may not."""
+        if block and len(block) != BLOCK:
+            raise TarError("the archive ends inside a header")
+        if self._count == 0 and not extra and (long_name is None or block):
+            raise TarError("the archive is empty")
+        if not block and (extra or long_name is not None or long_link is not None):
+            raise TarError("the archive ends after an extended header")
+        self.ended = True
 
     def _member(
         self,
@@ -205,7 +228,12 @@ class TarReader:
             link = _text(_field(block[157:257])) if block[157] else ""
         if "size" in pax:
             size = _pax_int(pax["size"], "size")
-        mtime = _number(block[136:148], "mtime")
+        try:  # the usual octal forms, at C speed; any other goes to ``_number``
+            mtime = int(block[136:148].partition(b"\0")[0], 8)
+            mode = int(block[100:108].partition(b"\0")[0], 8)
+        except ValueError:
+            mtime = _number(block[136:148], "mtime")
+            mode = _number(block[100:108], "mode")
         if "mtime" in pax:
             mtime = _pax_int(pax["mtime"].split(b".")[0], "mtime")
         if size < 0:
@@ -214,7 +242,7 @@ class TarReader:
             name = name.rstrip("/")
         data = 0 if kind in _NO_DATA else size  # as tarfile: only these sizes are ignored
         self._left, self._pad = data, -data % BLOCK
-        return Member(name, kind, size, _number(block[100:108], "mode"), mtime, link)
+        return Member(name, kind, size, mode, mtime, link)
 
     def read(self, n: int) -> bytes:
         """Up to ``n`` bytes of the current member's data (``b""`` once all were read)."""
@@ -224,6 +252,16 @@ class TarReader:
         data = self._exact(n, "a member's data")
         self._left -= n
         return data
+
+    def data(self) -> bytes:
+        """All of the current member's data at once, and past its padding (one read: for a
+        member whose data is small enough to hold)."""
+        n, pad = self._left, self._pad
+        chunk = self._stream.read(n + pad)
+        if len(chunk) != n + pad:
+            raise TarError("the archive ends inside a member's data")
+        self._left = self._pad = 0
+        return chunk[:n] if pad else chunk
 
     def readinto(self, view: memoryview) -> int:
         """Fill ``view`` (or what is left of the data, if less); how many bytes."""

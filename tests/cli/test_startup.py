@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -285,3 +286,35 @@ def test_startup_script_run_detached_imports_no_cli_framework() -> None:
 def test_startup_script_run_help_is_typers() -> None:
     imported = _script_imported("run", "--help")
     assert {"typer", "vfd.cli.run"} <= imported
+
+
+def test_startup_script_vfolder_list_imports_no_dataclasses_nor_config() -> None:
+    """The console script's fast path to the daemon imports neither ``dataclasses`` (with
+    ``inspect``, about 7 ms) nor :mod:`vfd.config` (its dataclasses): with no config file and
+    no ``VFD_*`` variable but the state directory, the socket is the built-in one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
+    with _daemon({"vfolders": []}) as state:
+        done = subprocess.run(
+            [sys.executable, "-c", SCRIPT_REPORT, json.dumps(["vfolder", "list"])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**env, "VFD_STATE_DIR": str(state)},
+        )
+        assert done.returncode == 0, done.stderr
+        imported = set(json.loads(done.stderr.rsplit("MODULES ", 1)[1]))
+        assert {"vfd.cli.quickcmds", "vfd.cli.client"} <= imported
+        assert not imported & {"dataclasses", "inspect", "vfd.config"}, sorted(imported)
+        # a config file in the state directory: read, as always
+        (state / "vfd.toml").write_text('log_level = "debug"\n')
+        again = subprocess.run(
+            [sys.executable, "-c", SCRIPT_REPORT, json.dumps(["vfolder", "list"])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**env, "VFD_STATE_DIR": str(state)},
+        )
+    assert again.returncode == 0, again.stderr
+    assert "vfd.config" in set(json.loads(again.stderr.rsplit("MODULES ", 1)[1]))

@@ -14,7 +14,6 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,26 @@ from vfd.cli.state import CliState
 from vfd.errors import ErrorCode, VfdError
 
 
-@dataclass(frozen=True)
 class Opt:
     """One option as typer declares it: its names, where its value goes, and its kind."""
 
-    names: tuple[str, ...]
-    dest: str
-    takes_value: bool = True
-    multiple: bool = False
-    parser: Callable[[str], Any] | None = None
-    envvar: str | None = None
+    __slots__ = ("dest", "envvar", "multiple", "names", "parser", "takes_value")
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        dest: str,
+        takes_value: bool = True,
+        multiple: bool = False,
+        parser: Callable[[str], Any] | None = None,
+        envvar: str | None = None,
+    ) -> None:
+        self.names = names
+        self.dest = dest
+        self.takes_value = takes_value
+        self.multiple = multiple
+        self.parser = parser
+        self.envvar = envvar
 
 
 GLOBAL = (

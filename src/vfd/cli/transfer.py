@@ -47,14 +47,13 @@ from __future__ import annotations
 
 import errno
 import functools
-import operator
 import os
 import posixpath
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
@@ -84,15 +83,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-@dataclass(slots=True)
 class UploadItem:
-    source: str
-    """The local file (a ``str``: a ``Path`` per file costs more than its ``lstat``)."""
-    dest: str
-    size: int
-    mtime_ns: int
-    named: bool = False
-    """Named on the command line (not found inside a directory)."""
+    """A file to upload: ``source`` (a ``str``: a ``Path`` per file costs more than its
+    ``lstat``) to ``dest``; ``named`` when it was named on the command line (not found inside
+    a directory). Not a dataclass: importing ``dataclasses`` costs a command milliseconds."""
+
+    __slots__ = ("dest", "mtime_ns", "named", "size", "source")
+
+    def __init__(
+        self, source: str, dest: str, size: int, mtime_ns: int, named: bool = False
+    ) -> None:
+        self.source = source
+        self.dest = dest
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.named = named
+
+    def __repr__(self) -> str:
+        return f"UploadItem({self.source!r} -> {self.dest!r}, {self.size} bytes)"
 
     @property
     def key(self) -> str:
@@ -108,7 +116,6 @@ def upload_key(source: Path, st: os.stat_result, dest: str) -> str:
     return UploadItem(str(source), dest, st.st_size, st.st_mtime_ns).key
 
 
-_entry_name = operator.attrgetter("name")
 _FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 
 
@@ -123,24 +130,39 @@ def plan_upload(sources: list[Path], dest: str) -> tuple[list[str], list[UploadI
         return "/".join(p for p in (base, *parts) if p)
 
     def walk(root: str, rel: str) -> None:
+        # the names, then each one's lstat from the directory's descriptor (no path to
+        # resolve per file: a tenth of the walk's time)
         try:
-            with os.scandir(root) as it:
-                entries = sorted(it, key=_entry_name)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return  # as os.walk: an unreadable directory is uploaded empty
-        subdirs = []
-        prefix = join(rel)
-        prefix = f"{prefix}/" if prefix else ""
-        add = items.append  # (the loop runs once per file: tens of thousands of times)
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                subdirs.append(entry)
-                dirs.append(prefix + entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                add(UploadItem(entry.path, prefix + entry.name, st.st_size, st.st_mtime_ns))
-        for entry in subdirs:
-            walk(entry.path, f"{rel}/{entry.name}")
+        try:
+            try:
+                names = sorted(os.listdir(fd))
+            except OSError:
+                return
+            subdirs = []
+            prefix = join(rel)
+            prefix = f"{prefix}/" if prefix else ""
+            here = f"{root}/" if not root.endswith("/") else root
+            add = items.append  # (the loop runs once per file: tens of thousands of times)
+            lstat = os.stat
+            for name in names:
+                try:
+                    st = lstat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError as exc:
+                    exc.filename = here + name
+                    raise
+                kind = st.st_mode & 0o170000
+                if kind == stat.S_IFDIR:
+                    subdirs.append(name)
+                    dirs.append(prefix + name)
+                elif kind == stat.S_IFREG:
+                    add(UploadItem(here + name, prefix + name, st.st_size, st.st_mtime_ns))
+        finally:
+            os.close(fd)
+        for name in subdirs:
+            walk(here + name, f"{rel}/{name}")
 
     for src in sources:
         if not src.exists() and not src.is_symlink():
@@ -305,7 +327,7 @@ def upload(
     dest: str,
     *,
     overwrite: bool,
-) -> dict[str, Any]:
+) -> Uploaded:
     """Upload files and directories into folder ``name`` under ``dest``.
 
     What exists is asked first, before anything is made or sent (one listing per planned
@@ -314,13 +336,24 @@ def upload(
     (directories, and the files found in them under ``ARCHIVE_FILE_MAX``), then the files
     named on the command line and the larger ones, one request each, resumable.
     """
-    dirs, items = plan_upload(sources, dest)
     base = folder_path(name)
+    # a directory goes in archives, and what exists at --dest is asked first: asked while
+    # the tree is walked (the walk needs no answer, the answer no walk)
+    ahead = None
+    if any(src.is_dir() and not src.is_symlink() for src in sources):
+        ahead = _Ahead(functools.partial(_listing, client, base, dest.strip("/")))
+    try:
+        dirs, items = plan_upload(sources, dest)
+    except BaseException:
+        if ahead is not None:
+            ahead.cancel(client)
+        raise
     alone = [i for i in items if i.named or i.size >= ARCHIVE_FILE_MAX]
     small = [i for i in items if not (i.named or i.size >= ARCHIVE_FILE_MAX)]
     tree = _Tree(dest.strip("/"), dirs, small)
+    first = ahead.result() if ahead is not None else _UNASKED
     if tree.children:  # something goes in archives: what exists is listed
-        made_base = _explore(client, name, tree, overwrite=overwrite)
+        made_base = _explore(client, name, tree, overwrite=overwrite, first=first)
     else:  # files named on the command line only: asked for one by one, as before
         made_base = bool(tree.base)  # made when missing (mkdir -p)
     # an archive is unpacked into a directory the user may list: into one they may only
@@ -367,17 +400,36 @@ def upload(
             advance.flush()
     if not durable:
         _sync(client, base)
-    resumed = {id(item): offset for item, offset in zip(alone, offsets, strict=True)}
-    done = [
-        {
-            "source": item.source,
-            "path": item.dest,
-            "size": item.size,
-            "resumed_from": resumed.get(id(item), 0),
-        }
-        for item in items
-    ]
-    return {"vfolder": name, "directories": dirs, "files": done}
+    return Uploaded(name, dirs, items, dict(zip(map(id, alone), offsets, strict=True)))
+
+
+class Uploaded:
+    """What an upload did: ``files`` and ``bytes`` counted, and :meth:`result` (what
+    ``--json`` prints, one entry per file: made only when asked for, as it costs
+    milliseconds per 10,000 files)."""
+
+    def __init__(
+        self, name: str, dirs: list[str], items: list[UploadItem], resumed: dict[int, int]
+    ) -> None:
+        self.name = name
+        self.dirs = dirs
+        self.items = items
+        self.resumed = resumed
+        self.files = len(items)
+        self.bytes = sum(item.size for item in items)
+
+    def result(self) -> dict[str, Any]:
+        resumed = self.resumed
+        done = [
+            {
+                "source": item.source,
+                "path": item.dest,
+                "size": item.size,
+                "resumed_from": resumed.get(id(item), 0),
+            }
+            for item in self.items
+        ]
+        return {"vfolder": self.name, "directories": self.dirs, "files": done}
 
 
 class _Tree:
@@ -458,22 +510,29 @@ class _Tree:
                 yield path, self.files[path]
 
 
-def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> bool:
+_UNASKED = object()
+"""No listing was asked for yet (``_explore``'s ``first``)."""
+
+
+def _explore(
+    client: VfdClient,
+    name: str,
+    tree: _Tree,
+    *,
+    overwrite: bool,
+    first: object = _UNASKED,
+) -> bool:
     """Find which planned directories exist (listing each one whose parent exists, a level of
     the tree at a time, in parallel), and refuse a planned file that exists (unless
     ``overwrite``) or is a directory, and a planned directory that is something else;
-    whether ``tree.base`` is missing (to be made)."""
+    whether ``tree.base`` is missing (to be made). ``first``: the listing of ``tree.base``,
+    asked already (:func:`_listing`), or ``_UNASKED``."""
     base = folder_path(name)
 
     def listing(c: VfdClient, where: str) -> dict[str, Any] | None:
-        try:
-            return c.get(f"{base}/files", params=wirenames.request_fields("path", where))
-        except VfdError as exc:
-            if exc.code is ErrorCode.PERMISSION_DENIED:  # may be written to, not listed
-                return {"type": "dir", "unreadable": True}
-            if exc.code is ErrorCode.PATH_NOT_FOUND:
-                return None
-            raise
+        if where == tree.base and first is not _UNASKED:
+            return cast("dict[str, Any] | None", first)
+        return _listing(c, base, where)
 
     level = [tree.base]
     while level:
@@ -487,6 +546,51 @@ def _explore(client: VfdClient, name: str, tree: _Tree, *, overwrite: bool) -> b
             below.extend(_check_listing(client, name, tree, where, found, overwrite=overwrite))
         level = below
     return False
+
+
+def _listing(c: VfdClient, base: str, where: str) -> dict[str, Any] | None:
+    """The listing of the folder's directory ``where`` (``base``: the folder's API path);
+    None when there is nothing there, ``{"type": "dir", "unreadable": True}`` for a directory
+    the user may write to but not list."""
+    try:
+        return c.get(f"{base}/files", params=wirenames.request_fields("path", where))
+    except VfdError as exc:
+        if exc.code is ErrorCode.PERMISSION_DENIED:  # may be written to, not listed
+            return {"type": "dir", "unreadable": True}
+        if exc.code is ErrorCode.PATH_NOT_FOUND:
+            return None
+        raise
+
+
+class _Ahead:
+    """``fn()`` run now in a thread of its own; :meth:`result` waits for its value (or
+    raises what it raised). For one request that overlaps local work."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> Any:
+        while self._thread.is_alive():  # (a timed join: Ctrl-C is not held up)
+            self._thread.join(0.2)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def cancel(self, client: VfdClient) -> None:
+        """Cut the request short (its client's connection) and wait for the thread."""
+        if self._thread.is_alive():
+            client.abort()
+        self._thread.join()
 
 
 def _check_listing(

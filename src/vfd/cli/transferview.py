@@ -20,11 +20,10 @@ def upload(cli: CliState, name: str, sources: list[Path], dest: str, overwrite: 
     """``vfd vfolder upload NAME SOURCE... [--dest DIR] [--overwrite]``."""
     from vfd.cli import transfer  # tarfile, hashlib: only for transfers
 
-    result = transfer.upload(cli.client(), cli.console, name, sources, dest, overwrite=overwrite)
-    total = sum(f["size"] for f in result["files"])
+    done = transfer.upload(cli.client(), cli.console, name, sources, dest, overwrite=overwrite)
     cli.emit(
-        result,
-        lambda: f"Uploaded {len(result['files'])} file(s), {format_size(total)}, to {name}",
+        done.result,
+        lambda: f"Uploaded {done.files} file(s), {format_size(done.bytes)}, to {name}",
     )
 
 

@@ -32,8 +32,7 @@ from typing import Any, BinaryIO
 
 from vfd import wirenames
 from vfd.errors import ErrorCode, VfdError
-from vfd.tarread import DIRECTORY, SYMLINK, TarError, TarReader
-from vfd.tarread import Member as TarMember
+from vfd.tarread import DIRECTORY, REGULAR, SYMLINK, TarError, TarReader
 
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4095
@@ -757,13 +756,14 @@ class _Dirs:
         self.made = made
         self.modes = modes
         self.budget = budget
-        self._last: tuple[tuple[str, ...], int] | None = None
+        self.parts: list[str] | None = None
+        """The components of the directory last asked for (open as :attr:`fd`), if any."""
+        self.fd = -1
 
     def get(self, parts: list[str], path: str | Callable[[], str]) -> int:
         """The directory ``parts``; ``path`` names it in errors (a function: made only then)."""
-        key = tuple(parts)
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
+        if parts == self.parts:
+            return self.fd
         if callable(path):
             path = path()
         fd = os.dup(self.top)
@@ -787,13 +787,13 @@ class _Dirs:
             os.close(fd)
             raise
         self.close()
-        self._last = (key, fd)
+        self.parts, self.fd = list(parts), fd
         return fd
 
     def close(self) -> None:
-        if self._last is not None:
-            os.close(self._last[1])
-            self._last = None
+        if self.parts is not None:
+            os.close(self.fd)
+            self.parts, self.fd = None, -1
 
 
 def unpack_tar(
@@ -868,6 +868,8 @@ def _unpack(
     skipped = made.skipped if made.skipped is not None else []
     tar = TarReader(stream)
     buffer = memoryview(bytearray(_WRITE_PIECE))
+    special = ~0o777 | _umask()
+    partial = functools.partial
 
     def where(parts: list[str]) -> str:
         return "/".join([path, *parts]) if path else "/".join(parts)
@@ -875,26 +877,50 @@ def _unpack(
     try:
         while (member := tar.next()) is not None:
             parts = _member_parts(member.name)
-            if member.kind == DIRECTORY:
+            kind = member.kind
+            if kind == DIRECTORY:
                 dirs.get(parts, where(parts))
                 modes[tuple(parts)] = (member.mode & 0o7777, member.mtime)
                 continue
-            parent = dirs.get(parts[:-1], functools.partial(where, parts))
-            regular = member.isreg()
-            if not regular and member.kind != SYMLINK:
+            up = parts[:-1]
+            parent = dirs.fd if up == dirs.parts else dirs.get(up, partial(where, parts))
+            regular = kind in REGULAR
+            if not regular and kind != SYMLINK:
                 skipped.append(f"{'/'.join(parts)} ({member.what()})")
                 continue
+            size = member.size if regular else 0
             if budget is not None:
-                budget.take(member.size if regular else 0, 1)
-            if regular:
-                made.bytes += _unpack_file(tar, member, parent, parts[-1], parts, where, buffer)
-                made.files += 1
-            else:
+                budget.take(size, 1)
+            if not regular:
                 try:
                     os.symlink(member.linkname, parts[-1], dir_fd=parent)
                 except OSError as exc:
                     raise os_error(exc, where(parts)) from None
                 made.links += 1
+                continue
+            made.files += 1
+            made.bytes += size
+            # a regular file, made new (``O_EXCL``: nothing that exists is opened, so no FIFO
+            # or device either) with its data, mode and mtime: four calls
+            mode = member.mode & 0o7777
+            try:
+                fd = os.open(parts[-1], _CREATE, mode & 0o777, dir_fd=parent)
+            except OSError as exc:
+                raise os_error(exc, where(parts)) from None
+            try:
+                if size <= _WRITE_PIECE:
+                    _write(fd, tar.data())
+                else:
+                    while filled := tar.readinto(buffer):
+                        _write(fd, buffer[:filled])
+                    tar.end_data()
+                os.utime(fd, (member.mtime, member.mtime))
+                if mode & special:  # bits the umask took, or set-id bits
+                    os.fchmod(fd, mode)
+            except OSError as exc:
+                raise os_error(exc, where(parts)) from None
+            finally:
+                os.close(fd)
         _drain(stream)
     except TarError as exc:
         raise VfdError(
@@ -925,43 +951,13 @@ def _drain(stream: BinaryIO) -> None:
         pass
 
 
-def _unpack_file(
-    tar: TarReader,
-    member: TarMember,
-    parent: int,
-    name: str,
-    parts: list[str],
-    where: Callable[[list[str]], str],
-    buffer: memoryview,
-) -> int:
-    """Make the regular file ``name`` in ``parent`` with the member's data, mode and mtime:
-    created new (``O_EXCL``: nothing that exists is opened, so no FIFO or device either),
-    written, its times set, closed."""
-    mode = member.mode & 0o7777
-    try:
-        fd = os.open(name, _CREATE, mode & 0o777, dir_fd=parent)
-    except OSError as exc:
-        raise os_error(exc, where(parts)) from None
-    try:
-        if member.size <= _WRITE_PIECE:
-            data = tar.read(member.size)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        else:
-            while filled := tar.readinto(buffer):
-                view = buffer[:filled]
-                while view:
-                    view = view[os.write(fd, view) :]
-        tar.end_data()
-        os.utime(fd, (member.mtime, member.mtime))
-        if mode & ~0o777 or mode & _umask():  # bits the umask took, or set-id bits
-            os.fchmod(fd, mode)
-        return member.size
-    except OSError as exc:
-        raise os_error(exc, where(parts)) from None
-    finally:
-        os.close(fd)
+def _write(fd: int, data: bytes | memoryview) -> None:
+    """All of ``data`` into ``fd``."""
+    done = os.write(fd, data)
+    if done != len(data):
+        view = memoryview(data)[done:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _place(dfd: int, staging: str, made: Unpacked, path: str, *, overwrite: bool) -> None:
