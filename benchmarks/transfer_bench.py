@@ -29,11 +29,15 @@ Outputs: a single file's copy is removed right after its timing (kept, two dozen
 removed only once all timings are done: on ext4, files made shortly after many were removed
 cost far more (the inode allocator skips recently freed inodes), which would land on
 whichever timing came next.
-Page cache: *warm* for subject and reference alike — the source of each timing (the local file
-or directory, or the folder's backing copy) is read once right before it, and ``sync`` runs
-before every timing so that no earlier write is flushed inside it. After each timing (as
-root) the kernel's unused dentries and inodes are dropped (``drop_caches`` = 2), so that
-mountd forgets them before the next.
+Page cache: the same for subject and reference alike. Before every timing, ``sync`` runs
+(no earlier write is flushed inside it), the page cache is emptied (``drop_caches`` = 3, as
+root: every timing starts from the same memory; in a virtual machine a write into pages that
+were not touched for a while costs several times one into pages just freed, so timings swung
+with what the runs before them had cached), then the source of the timing (the local file or
+directory, or the folder's backing copy) is read once, and so are vfd's modules and the
+interpreter's (``vfd vfolder list``): *warm*, as for a command run a moment after the last.
+After each timing the kernel's unused dentries and inodes are dropped (``drop_caches`` = 2),
+so that mountd forgets them before the next.
 
 Before every timing the benchmark also waits (up to 10 s) until the disk has been idle for
 0.3 s: no dirty or in-writeback pages, no I/O in flight on a whole disk. What an earlier
@@ -134,6 +138,22 @@ def forget_inodes() -> bool:
     return True
 
 
+def drop_page_cache() -> bool:
+    """Empty the page cache (``drop_caches`` = 3, root only), so that every timing starts
+    from the same memory: a virtual machine's memory pages back the cache, and a write into
+    pages the guest has not touched for a while (or that its host reclaimed) costs several
+    times one into pages just freed. Without it, reference and vfd timings alike swing with
+    how much was cached before them. Whether it could."""
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+VFD_CODE = Path(__file__).resolve().parent.parent / "src" / "vfd"
+
+
 def _disk_busy() -> bool:
     """Whether dirty or in-writeback pages are left, or a block device has I/O in flight."""
     pending = 0
@@ -184,8 +204,10 @@ class Node:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("VFD_")}
         self.env["VFD_STATE_DIR"] = str(self.state)
         self.env["COLUMNS"] = "100"
+        self.code = VFD_CODE  # the CLI's modules
         if src is not None:
             self.env["PYTHONPATH"] = str(src.absolute())
+            self.code = src.absolute() / "vfd"
         # vfd's bytecode, as an installed vfd has it (pip compiles a wheel's modules): without
         # it, under PYTHONDONTWRITEBYTECODE, every CLI command compiles its modules again
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -342,7 +364,11 @@ class Bench:
         return out
 
     def timed(self, source: Path, run: Callable[[], None], cleanup: Callable[[], None]) -> float:
+        sh(["sync"])
+        drop_page_cache()
         warm(source)
+        warm(self.node.code)  # the CLI's modules, as when it ran a moment ago
+        self.node.cli("vfolder", "list")  # (and the interpreter's own)
         sh(["sync"])
         settle()
         start = time.perf_counter()
@@ -610,9 +636,9 @@ def report(
         f"{args.runs} round(s), under {args.dir}; load average {os.getloadavg()[0]:.2f}"
     )
     print(
-        "page cache warm for both sides (each source read right before its timing), `sync` "
-        "before every timing;\nuploads are durable on both sides (vfd answers after fsync; "
-        "the references end with sync)"
+        "before every timing: `sync`, the page cache emptied, then its source and vfd's "
+        "modules read (warm, the same for both sides);\nuploads are durable on both sides "
+        "(vfd answers after fsync; the references end with sync)"
     )
     ratios: dict[str, float] = {}
     verdicts: dict[str, bool] = {}
