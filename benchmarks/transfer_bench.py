@@ -35,7 +35,8 @@ root: every timing starts from the same memory; in a virtual machine a write int
 were not touched for a while costs several times one into pages just freed, so timings swung
 with what the runs before them had cached), then the source of the timing (the local file or
 directory, or the folder's backing copy) is read once, and so are vfd's modules and the
-interpreter's (``vfd vfolder list``): *warm*, as for a command run a moment after the last.
+interpreter's (``vfd vfolder list``) and the references' programs (``--version`` of ``cp``,
+``tar``, ``sync``, ``curl``): *warm*, as for a command run a moment after the last.
 After each timing the kernel's unused dentries and inodes are dropped (``drop_caches`` = 2),
 so that mountd forgets them before the next.
 
@@ -152,6 +153,8 @@ def drop_page_cache() -> bool:
 
 
 VFD_CODE = Path(__file__).resolve().parent.parent / "src" / "vfd"
+TOOLS_WARM = "for t in cp tar sync curl; do command -v $t >/dev/null && $t --version; done"
+"""Loads the references' programs (and curl's libraries) once: warm, as vfd's modules are."""
 
 
 def _disk_busy() -> bool:
@@ -369,6 +372,7 @@ class Bench:
         warm(source)
         warm(self.node.code)  # the CLI's modules, as when it ran a moment ago
         self.node.cli("vfolder", "list")  # (and the interpreter's own)
+        sh(f"({TOOLS_WARM}) >/dev/null; true")
         sh(["sync"])
         settle()
         start = time.perf_counter()
